@@ -1,0 +1,1 @@
+//! Benchmark fixtures live here; the criterion benches are in `benches/`.

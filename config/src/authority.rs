@@ -1,0 +1,415 @@
+//! Strict, allocation-free parsing of the request-time inputs that name a destination:
+//! the HTTP `:authority`, Istio's upstream cluster name and the original destination address.
+//!
+//! Everything here fails closed: anything that is not plainly well formed is an error, and the
+//! decision turns every error into a denial. The authority rules follow RFC 3986 §3.2.2 and
+//! RFC 9110 §7.2 narrowed to what a mesh destination can be: a DNS name (RFC 1035 letters,
+//! digits, hyphens) or an IP literal, and an optional port. Userinfo (`user@host`, deprecated by
+//! RFC 9110 §4.2.4), percent-encoding, control bytes (CVE-2019-9900's NUL) and a comma (Envoy
+//! joins repeated `Host` headers with one) never reach the matcher.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::name::{HostName, MAX_LABEL_LEN, MAX_NAME_LEN};
+
+/// What kind of host an authority names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// A DNS name.
+    Dns,
+    /// An IPv4 or IPv6 literal.
+    Ip,
+}
+
+/// A parsed, normalized authority: lowercase host without trailing dot, and the port if given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authority {
+    /// Lowercase DNS name without trailing dot, or the IP in canonical text form (IPv6 without
+    /// brackets).
+    pub host: HostName,
+    /// DNS name or IP literal.
+    pub kind: HostKind,
+    /// The port, when the authority carried one.
+    pub port: Option<u16>,
+}
+
+/// Why an authority was refused. Every variant denies with reason `malformed-authority`; the
+/// variant is kept for logs and `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedAuthority {
+    /// Empty authority or empty host.
+    #[error("empty host")]
+    Empty,
+    /// Repeated `:authority`/`Host` header (RFC 9112 §3.2: a request with more than one Host
+    /// line must be rejected).
+    #[error("repeated :authority/host header")]
+    Repeated,
+    /// Not valid UTF-8 / not ASCII.
+    #[error("non-ASCII bytes")]
+    NonAscii,
+    /// A byte outside the DNS/IP alphabet: whitespace, control bytes, `@`, `%`, `,`, `_`...
+    #[error("forbidden byte 0x{0:02x}")]
+    ForbiddenByte(u8),
+    /// Over 253 characters, or a label over 63.
+    #[error("name too long")]
+    TooLong,
+    /// Empty label, or a label starting/ending with '-'.
+    #[error("bad DNS label")]
+    BadLabel,
+    /// The last label is all digits but the whole is not a dotted-quad IPv4 address.
+    #[error("numeric name that is not an IPv4 address")]
+    BadIpv4,
+    /// `[...]` that is not an IPv6 address, or a missing bracket.
+    #[error("bad IPv6 literal")]
+    BadIpv6,
+    /// More than one ':' outside brackets.
+    #[error("extra ':'")]
+    ExtraColon,
+    /// Port empty, not decimal, 0, or over 65535.
+    #[error("bad port")]
+    BadPort,
+}
+
+/// Parses an authority (`host`, `host:port`, `1.2.3.4:80`, `[::1]:80`) strictly.
+pub fn parse_authority(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
+    if raw.is_empty() {
+        return Err(MalformedAuthority::Empty);
+    }
+    if !raw.is_ascii() {
+        return Err(MalformedAuthority::NonAscii);
+    }
+    if raw.first() == Some(&b'[') {
+        return parse_bracketed(raw);
+    }
+    let (host, port) = match memchr_colon(raw) {
+        None => (raw, None),
+        Some(i) => {
+            let (h, rest) = raw.split_at(i);
+            let port = rest.get(1..).unwrap_or(&[]);
+            if memchr_colon(port).is_some() {
+                return Err(MalformedAuthority::ExtraColon);
+            }
+            (h, Some(parse_port(port)?))
+        }
+    };
+    let (host, kind) = parse_reg_name(host)?;
+    Ok(Authority { host, kind, port })
+}
+
+fn memchr_colon(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b':')
+}
+
+/// A decimal port 1..=65535 with at most 5 digits (no sign, no spaces).
+pub fn parse_port(s: &[u8]) -> Result<u16, MalformedAuthority> {
+    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
+        return Err(MalformedAuthority::BadPort);
+    }
+    let mut v: u32 = 0;
+    for &d in s {
+        v = v * 10 + u32::from(d - b'0');
+    }
+    match u16::try_from(v) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(MalformedAuthority::BadPort),
+    }
+}
+
+fn parse_bracketed(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
+    let close = raw
+        .iter()
+        .position(|&b| b == b']')
+        .ok_or(MalformedAuthority::BadIpv6)?;
+    let inner = raw.get(1..close).ok_or(MalformedAuthority::BadIpv6)?;
+    let rest = raw.get(close + 1..).unwrap_or(&[]);
+    let port = match rest {
+        [] => None,
+        [b':', port @ ..] => Some(parse_port(port)?),
+        _ => return Err(MalformedAuthority::BadIpv6),
+    };
+    // Only hex digits, ':' and '.' (embedded IPv4) are valid inside; this also refuses zone
+    // identifiers (`%25eth0`) outright.
+    if !inner
+        .iter()
+        .all(|b| b.is_ascii_hexdigit() || *b == b':' || *b == b'.')
+    {
+        return Err(MalformedAuthority::BadIpv6);
+    }
+    let text = std::str::from_utf8(inner).map_err(|_| MalformedAuthority::BadIpv6)?;
+    let ip: Ipv6Addr = text.parse().map_err(|_| MalformedAuthority::BadIpv6)?;
+    Ok(Authority {
+        host: ip_text(IpAddr::V6(ip))?,
+        kind: HostKind::Ip,
+        port,
+    })
+}
+
+/// Writes an IP in canonical text form into a [`HostName`] without allocating.
+fn ip_text(ip: IpAddr) -> Result<HostName, MalformedAuthority> {
+    use std::io::Write;
+    let mut buf = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{ip}").map_err(|_| MalformedAuthority::TooLong)?;
+    let len = usize::try_from(cursor.position()).map_err(|_| MalformedAuthority::TooLong)?;
+    HostName::lower(buf.get(..len).unwrap_or(&[])).ok_or(MalformedAuthority::TooLong)
+}
+
+/// A DNS name (letters, digits, hyphens; 1..=63 per label; <= 253; one trailing dot) or a
+/// dotted-quad IPv4 literal. Folds to lowercase.
+fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthority> {
+    let had_dot = host.last() == Some(&b'.');
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if host.is_empty() {
+        return Err(MalformedAuthority::Empty);
+    }
+    if host.len() > MAX_NAME_LEN {
+        return Err(MalformedAuthority::TooLong);
+    }
+    let mut last_label: &[u8] = &[];
+    for label in host.split(|&b| b == b'.') {
+        if label.is_empty() || label.first() == Some(&b'-') || label.last() == Some(&b'-') {
+            return Err(MalformedAuthority::BadLabel);
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(MalformedAuthority::TooLong);
+        }
+        if let Some(&b) = label
+            .iter()
+            .find(|b| !(b.is_ascii_alphanumeric() || **b == b'-'))
+        {
+            return Err(MalformedAuthority::ForbiddenByte(b));
+        }
+        last_label = label;
+    }
+    if last_label.iter().all(u8::is_ascii_digit) {
+        // RFC 3986 §3.2.2: a host that looks like an IPv4 address must be one. Rust's parser
+        // accepts only four decimal octets without leading zeros, so `010.1.1.1`, `1.1.1` and
+        // `0x7f.1` style spellings that some resolvers accept are refused here. A trailing dot
+        // on an address (`1.2.3.4.`) is not an address either.
+        if had_dot {
+            return Err(MalformedAuthority::BadIpv4);
+        }
+        let text = std::str::from_utf8(host).map_err(|_| MalformedAuthority::BadIpv4)?;
+        let ip: Ipv4Addr = text.parse().map_err(|_| MalformedAuthority::BadIpv4)?;
+        return Ok((ip_text(IpAddr::V4(ip))?, HostKind::Ip));
+    }
+    let name = HostName::lower(host).ok_or(MalformedAuthority::TooLong)?;
+    Ok((name, HostKind::Dns))
+}
+
+// === Cluster names ===
+
+/// What Envoy routed the request to, from `xds.cluster_name`.
+// The host is held inline on purpose: boxing it would allocate on every request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cluster<'a> {
+    /// `outbound|PORT|SUBSET|HOST`: a service (or ServiceEntry) in the registry.
+    Outbound {
+        /// The service port.
+        port: u16,
+        /// The DestinationRule subset (often empty).
+        subset: &'a str,
+        /// The service host, lowercase; may be a wildcard ServiceEntry host (`*.wikipedia.org`).
+        host: HostName,
+    },
+    /// Istio's `PassthroughCluster`: ORIGINAL_DST, the address the application dialled.
+    Passthrough,
+    /// Istio's `BlackHoleCluster`: nowhere (REGISTRY_ONLY's catch-all).
+    BlackHole,
+    /// `InboundPassthroughCluster*` or `inbound|...`: inbound traffic, never expected in an
+    /// outbound filter.
+    Inbound,
+}
+
+/// Why a cluster name was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadCluster {
+    /// Looks like `outbound|...` but does not parse.
+    #[error("malformed outbound cluster name")]
+    Malformed,
+    /// A cluster name this filter does not know (not created by Istio's outbound builder).
+    #[error("unrecognized cluster name")]
+    Unrecognized,
+}
+
+/// Parses an Istio cluster name (`pilot/pkg/model/service.go: BuildSubsetKey`).
+pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
+    match name {
+        "PassthroughCluster" => return Ok(Cluster::Passthrough),
+        "BlackHoleCluster" => return Ok(Cluster::BlackHole),
+        _ => {}
+    }
+    if name.starts_with("InboundPassthroughCluster") || name.starts_with("inbound|") {
+        return Ok(Cluster::Inbound);
+    }
+    let Some(rest) = name.strip_prefix("outbound|") else {
+        return Err(BadCluster::Unrecognized);
+    };
+    let mut parts = rest.split('|');
+    let (Some(port), Some(subset), Some(host), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(BadCluster::Malformed);
+    };
+    let port = parse_port(port.as_bytes()).map_err(|_| BadCluster::Malformed)?;
+    let bytes = host.as_bytes();
+    // A ServiceEntry host may be a left-most wildcard; everything else must be a DNS name.
+    let body = bytes.strip_prefix(b"*.").unwrap_or(bytes);
+    match parse_reg_name(body) {
+        Ok((_, HostKind::Dns)) => {}
+        _ => return Err(BadCluster::Malformed),
+    }
+    let trimmed = bytes.strip_suffix(b".").unwrap_or(bytes);
+    let host = HostName::lower(trimmed).ok_or(BadCluster::Malformed)?;
+    Ok(Cluster::Outbound { port, subset, host })
+}
+
+/// Parses an original-destination address (`ip:port` or `[v6]:port`), as Envoy reports
+/// `destination.address`.
+pub fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> (String, HostKind, Option<u16>) {
+        let a = parse_authority(s.as_bytes()).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        (a.host.as_str().to_owned(), a.kind, a.port)
+    }
+
+    fn bad(s: &[u8]) -> MalformedAuthority {
+        match parse_authority(s) {
+            Ok(a) => panic!("{:?} parsed as {a:?}", String::from_utf8_lossy(s)),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn accepts_names_ips_and_ports() {
+        assert_eq!(
+            ok("Foo.Example.COM"),
+            ("foo.example.com".into(), HostKind::Dns, None)
+        );
+        assert_eq!(
+            ok("foo.example.com."),
+            ("foo.example.com".into(), HostKind::Dns, None)
+        );
+        assert_eq!(ok("foo:8080"), ("foo".into(), HostKind::Dns, Some(8080)));
+        assert_eq!(ok("foo.:65535"), ("foo".into(), HostKind::Dns, Some(65535)));
+        assert_eq!(
+            ok("10.0.0.1:80"),
+            ("10.0.0.1".into(), HostKind::Ip, Some(80))
+        );
+        assert_eq!(ok("[::1]:443"), ("::1".into(), HostKind::Ip, Some(443)));
+        assert_eq!(
+            ok("[2001:DB8::1]"),
+            ("2001:db8::1".into(), HostKind::Ip, None)
+        );
+        assert_eq!(ok("a-b.c1"), ("a-b.c1".into(), HostKind::Dns, None));
+        let max = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(max.len(), 253);
+        assert_eq!(ok(&max).0, max);
+    }
+
+    #[test]
+    fn refuses_every_malformed_class() {
+        use MalformedAuthority as M;
+        assert_eq!(bad(b""), M::Empty);
+        assert_eq!(bad(b":80"), M::Empty);
+        assert_eq!(bad(b"."), M::Empty);
+        assert_eq!(bad(b"user@host"), M::ForbiddenByte(b'@'));
+        assert_eq!(bad(b"user:pw@host"), M::BadPort);
+        assert_eq!(bad(b"ho%73t"), M::ForbiddenByte(b'%'));
+        assert_eq!(bad(b"a b"), M::ForbiddenByte(b' '));
+        assert_eq!(bad(b"a\tb"), M::ForbiddenByte(b'\t'));
+        assert_eq!(bad(b"a\0b.com"), M::ForbiddenByte(0));
+        assert_eq!(bad(b"a.com\r\n"), M::ForbiddenByte(b'\r'));
+        assert_eq!(bad(b"a.example,b.example"), M::ForbiddenByte(b','));
+        assert_eq!(bad(b"under_score.com"), M::ForbiddenByte(b'_'));
+        assert_eq!(bad("b\u{fc}cher.de".as_bytes()), M::NonAscii);
+        assert_eq!(bad(b"a..b"), M::BadLabel);
+        assert_eq!(bad(b"a.com.."), M::BadLabel);
+        assert_eq!(bad(b"-a.com"), M::BadLabel);
+        assert_eq!(bad(b"a-.com"), M::BadLabel);
+        assert_eq!(bad(&[b'a'; 64]), M::TooLong);
+        assert_eq!(
+            bad(["a".repeat(63).as_str(); 4].join(".").as_bytes()),
+            M::TooLong
+        );
+        assert_eq!(bad(b"1.2.3"), M::BadIpv4);
+        assert_eq!(bad(b"1.2.3.256"), M::BadIpv4);
+        assert_eq!(bad(b"01.2.3.4"), M::BadIpv4);
+        assert_eq!(bad(b"1.2.3.4."), M::BadIpv4);
+        assert_eq!(bad(b"foo.123"), M::BadIpv4);
+        assert_eq!(bad(b"[::1"), M::BadIpv6);
+        assert_eq!(bad(b"[::1]x"), M::BadIpv6);
+        assert_eq!(bad(b"[fe80::1%25eth0]"), M::BadIpv6);
+        assert_eq!(bad(b"[zz::1]"), M::BadIpv6);
+        assert_eq!(bad(b"::1"), M::ExtraColon);
+        assert_eq!(bad(b"a:1:2"), M::ExtraColon);
+        assert_eq!(bad(b"a:"), M::BadPort);
+        assert_eq!(bad(b"a:0"), M::BadPort);
+        assert_eq!(bad(b"a:65536"), M::BadPort);
+        assert_eq!(bad(b"a:+80"), M::BadPort);
+        assert_eq!(bad(b"a:080080"), M::BadPort);
+        assert_eq!(bad(b"a: 80"), M::BadPort);
+    }
+
+    #[test]
+    fn cluster_names() {
+        let c = parse_cluster("outbound|8080||helloworld.foo.svc.cluster.local").unwrap();
+        assert_eq!(
+            c,
+            Cluster::Outbound {
+                port: 8080,
+                subset: "",
+                host: HostName::lower(b"helloworld.foo.svc.cluster.local").unwrap()
+            }
+        );
+        assert!(matches!(
+            parse_cluster("outbound|443|v1|*.Wikipedia.org"),
+            Ok(Cluster::Outbound {
+                port: 443,
+                subset: "v1",
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_cluster("PassthroughCluster"),
+            Ok(Cluster::Passthrough)
+        );
+        assert_eq!(parse_cluster("BlackHoleCluster"), Ok(Cluster::BlackHole));
+        assert_eq!(
+            parse_cluster("InboundPassthroughCluster"),
+            Ok(Cluster::Inbound)
+        );
+        assert_eq!(parse_cluster("inbound|80||"), Ok(Cluster::Inbound));
+        for bad in [
+            "outbound|0||a.b",
+            "outbound|80||",
+            "outbound|80|a.b",
+            "outbound|80||a.b|x",
+            "outbound|80||a b.c",
+            "outbound|80||10.0.0.1",
+            "outbound|http||a.b",
+        ] {
+            assert_eq!(parse_cluster(bad), Err(BadCluster::Malformed), "{bad}");
+        }
+        assert_eq!(
+            parse_cluster("my-static-cluster"),
+            Err(BadCluster::Unrecognized)
+        );
+        assert_eq!(parse_cluster(""), Err(BadCluster::Unrecognized));
+    }
+}

@@ -1,0 +1,247 @@
+//! Request-time inputs and outputs of [`crate::Policy::decide`].
+
+use std::fmt;
+
+use crate::authority::{BadCluster, MalformedAuthority};
+use crate::name::{HostName, NsName};
+
+/// Everything the proxy knows about one request, borrowed from wherever it lives.
+///
+/// All fields are optional because a proxy may not have them; the decision fails closed on
+/// whatever is missing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// The source workload: its namespace and pod labels (from the node metadata).
+    pub source: Source<'a>,
+    /// What the request says and where Envoy routed it.
+    pub target: Target<'a>,
+}
+
+/// The source workload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Source<'a> {
+    /// `NAMESPACE` node metadata. `None` or empty denies with `unknown-source`.
+    pub namespace: Option<&'a str>,
+    /// `LABELS` node metadata, as (key, value) pairs.
+    pub labels: &'a [(&'a str, &'a str)],
+}
+
+/// The destination as the proxy knows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    /// The raw `:authority` bytes (HTTP/1 `Host` becomes `:authority`).
+    pub authority: Option<&'a [u8]>,
+    /// Set when the request carried more than one `:authority`/`host` value: Envoy hands a
+    /// wasm filter only the first, so the filter enumerates the header map and reports it.
+    pub authority_repeated: bool,
+    /// The upstream cluster Envoy routed to (`xds.cluster_name`).
+    pub cluster: Option<&'a str>,
+    /// The destination service namespace from the cluster metadata (`istio.services[0].namespace`).
+    pub destination_namespace: Option<&'a str>,
+    /// The original destination (`destination.address`, `ip:port`).
+    pub destination_address: Option<&'a str>,
+}
+
+/// A stable, kebab-case reason code. These appear in the `x-tenant-egress-denied` header, in
+/// logs and in stats names, so they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Reason {
+    /// An egress host entry imports the destination.
+    Allowed,
+    /// The destination is outside the service registry and the tenant is `ALLOW_ANY`.
+    AllowAny,
+    /// The source namespace is missing from the proxy's metadata.
+    UnknownSource,
+    /// The source namespace belongs to no tenant (allowed or denied per `unknownSource`).
+    NoTenant,
+    /// The `:authority` is malformed, non-ASCII or repeated.
+    MalformedAuthority,
+    /// The cluster name looks like Istio's but does not parse.
+    MalformedCluster,
+    /// A cluster this filter does not enforce on (inbound, or not created by Istio).
+    UnsupportedCluster,
+    /// The `:authority` names a different service than the cluster Envoy routed to.
+    AuthorityMismatch,
+    /// Nothing identifies the destination.
+    UnknownDestination,
+    /// A destination outside the service registry (passthrough, IP literal) under REGISTRY_ONLY.
+    NotInRegistry,
+    /// Envoy routed to `BlackHoleCluster`.
+    Blackhole,
+    /// An `~` entry excludes the destination.
+    Excluded,
+    /// No egress entry imports the destination.
+    NotAllowed,
+}
+
+impl Reason {
+    /// Every reason, for defining one counter each.
+    pub const ALL: [Reason; 13] = [
+        Reason::Allowed,
+        Reason::AllowAny,
+        Reason::UnknownSource,
+        Reason::NoTenant,
+        Reason::MalformedAuthority,
+        Reason::MalformedCluster,
+        Reason::UnsupportedCluster,
+        Reason::AuthorityMismatch,
+        Reason::UnknownDestination,
+        Reason::NotInRegistry,
+        Reason::Blackhole,
+        Reason::Excluded,
+        Reason::NotAllowed,
+    ];
+
+    /// The stable code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::AllowAny => "allow-any",
+            Reason::UnknownSource => "unknown-source",
+            Reason::NoTenant => "no-tenant",
+            Reason::MalformedAuthority => "malformed-authority",
+            Reason::MalformedCluster => "malformed-cluster",
+            Reason::UnsupportedCluster => "unsupported-cluster",
+            Reason::AuthorityMismatch => "authority-mismatch",
+            Reason::UnknownDestination => "unknown-destination",
+            Reason::NotInRegistry => "not-in-registry",
+            Reason::Blackhole => "blackhole",
+            Reason::Excluded => "excluded",
+            Reason::NotAllowed => "not-allowed",
+        }
+    }
+
+    /// Parses a code (for test vectors and tooling).
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == code)
+    }
+
+    /// The index of this reason in [`Reason::ALL`] (for counter arrays).
+    pub fn index(self) -> usize {
+        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies a place in the policy document (a host entry or an egress entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(pub(crate) u32);
+
+/// A rule as written in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// Its place, e.g. `tenants[0].egress[1].hosts[2]`.
+    pub path: String,
+    /// Its text, e.g. `./*`, or for an egress entry `port 26257` / `all ports`.
+    pub text: String,
+}
+
+/// How the destination was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationKind {
+    /// A host, possibly with a namespace.
+    Host,
+    /// An IP address (passthrough or IP literal).
+    Ip,
+    /// Not known.
+    Unknown,
+}
+
+/// The destination as resolved from the request, for decisions, logs and `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    /// What kind of destination this is.
+    pub kind: DestinationKind,
+    /// Lowercase FQDN (or IP); empty when unknown.
+    pub host: HostName,
+    /// Destination namespace; empty when unknown (external hosts).
+    pub namespace: NsName,
+    /// Destination port, when known.
+    pub port: Option<u16>,
+}
+
+impl Destination {
+    pub(crate) const UNKNOWN: Destination = Destination {
+        kind: DestinationKind::Unknown,
+        host: HostName::empty(),
+        namespace: NsName::empty(),
+        port: None,
+    };
+
+    /// The host, or `None` when unknown.
+    pub fn host(&self) -> Option<&str> {
+        (!self.host.is_empty()).then(|| self.host.as_str())
+    }
+
+    /// The namespace, or `None` when unknown.
+    pub fn namespace(&self) -> Option<&str> {
+        (!self.namespace.is_empty()).then(|| self.namespace.as_str())
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host() {
+            Some(h) if self.kind == DestinationKind::Ip && h.contains(':') => write!(f, "[{h}]")?,
+            Some(h) => f.write_str(h)?,
+            None => f.write_str("(unknown)")?,
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Extra detail on why the destination could not be resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Why the authority was refused.
+    Authority(MalformedAuthority),
+    /// Why the cluster name was refused.
+    Cluster(BadCluster),
+    /// The port the listener was chosen for (`not-allowed` with no listener for it).
+    NoListenerForPort(Option<u16>),
+}
+
+/// The outcome of one decision. Never allocates; names the rule that decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// What the policy says.
+    pub allowed: bool,
+    /// False in audit mode: a denial is reported but not enforced.
+    pub enforced: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The source tenant, as an index into the policy's tenants.
+    pub tenant: Option<u32>,
+    /// The host entry that allowed or excluded, or for `not-allowed` the egress entry that
+    /// was consulted (the place to add a host).
+    pub rule: Option<RuleId>,
+    /// The destination as resolved.
+    pub destination: Destination,
+    /// Parse detail for malformed inputs.
+    pub detail: Option<Detail>,
+}
+
+impl Decision {
+    /// Whether the request must be blocked (denied and enforced).
+    pub fn blocks(&self) -> bool {
+        !self.allowed && self.enforced
+    }
+
+    /// `allow` or `deny`.
+    pub fn verdict(&self) -> &'static str {
+        if self.allowed {
+            "allow"
+        } else {
+            "deny"
+        }
+    }
+}

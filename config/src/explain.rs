@@ -1,0 +1,227 @@
+//! Human and machine explanations of a decision, shared by the CLI (`explain`), the test
+//! vectors and the filter's denial body, so all three say the same thing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Decision, Detail, Reason, Request, Source, Target};
+use crate::policy::Policy;
+
+/// One request as JSON: the `explain --batch` input line and the test-vector request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestSpec {
+    /// The source workload.
+    pub source: SourceSpec,
+    /// The `:authority` (or Host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Set when the request carried the authority more than once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authority_repeated: bool,
+    /// The upstream cluster (`outbound|PORT|SUBSET|FQDN`, `PassthroughCluster`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The destination namespace from cluster metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_namespace: Option<String>,
+    /// The original destination `ip:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_address: Option<String>,
+}
+
+/// The source part of a [`RequestSpec`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Source namespace (required in batch input; may be absent to model a proxy without it).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Pod labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RequestSpec {
+    /// Decides this request against `policy`.
+    pub fn decide(&self, policy: &Policy) -> Decision {
+        let labels: Vec<(&str, &str)> = self
+            .source
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        policy.decide(&self.as_request(&labels))
+    }
+
+    /// Borrows this spec as a [`Request`]; `labels` must be built from `self.source.labels`.
+    pub fn as_request<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Request<'a> {
+        Request {
+            source: Source {
+                namespace: self.source.namespace.as_deref(),
+                labels,
+            },
+            target: Target {
+                authority: self.authority.as_deref().map(str::as_bytes),
+                authority_repeated: self.authority_repeated,
+                cluster: self.cluster.as_deref(),
+                destination_namespace: self.destination_namespace.as_deref(),
+                destination_address: self.destination_address.as_deref(),
+            },
+        }
+    }
+}
+
+/// A decision as JSON (`explain --json`, batch output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The stable reason code.
+    pub reason: String,
+    /// False in audit mode (a denial that is only reported).
+    pub enforced: bool,
+    /// The source tenant.
+    pub tenant: Option<String>,
+    /// The workload exception that applied to the source.
+    pub workload: Option<String>,
+    /// The rule that decided.
+    pub rule: Option<RuleReport>,
+    /// The destination as resolved.
+    pub destination: DestinationReport,
+    /// A sentence a person can act on.
+    pub explanation: String,
+}
+
+/// A rule reference in a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleReport {
+    /// Place in the document.
+    pub path: String,
+    /// Text of the rule.
+    pub text: String,
+}
+
+/// The destination in a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationReport {
+    /// Destination namespace, when known.
+    pub namespace: Option<String>,
+    /// Destination host (FQDN or IP), when known.
+    pub host: Option<String>,
+    /// Destination port, when known.
+    pub port: Option<u16>,
+}
+
+impl Report {
+    /// Builds the report for a decision made for `source_labels`.
+    pub fn new(policy: &Policy, d: &Decision, source: &Source<'_>) -> Report {
+        let scope = policy.source(source);
+        Report {
+            decision: d.verdict().to_owned(),
+            reason: d.reason.as_str().to_owned(),
+            enforced: d.enforced,
+            tenant: d
+                .tenant
+                .and_then(|t| policy.tenant_name(t))
+                .map(str::to_owned),
+            workload: scope
+                .tenant()
+                .zip(scope.workload())
+                .and_then(|(t, w)| policy.workload_name(t, w))
+                .map(str::to_owned),
+            rule: d.rule.and_then(|r| policy.rule(r)).map(|r| RuleReport {
+                path: r.path.clone(),
+                text: r.text.clone(),
+            }),
+            destination: DestinationReport {
+                namespace: d.destination.namespace().map(str::to_owned),
+                host: d.destination.host().map(str::to_owned),
+                port: d.destination.port,
+            },
+            explanation: explain(policy, d, source.namespace),
+        }
+    }
+}
+
+/// One or two sentences on why, and what to change. Used for `explain` and the denial body.
+pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String {
+    let mut s = String::new();
+    let tenant = d.tenant.and_then(|t| policy.tenant_name(t)).unwrap_or("?");
+    let src = source_ns.unwrap_or("(none)");
+    let rule = d.rule.and_then(|r| policy.rule(r));
+    let dest = d.destination;
+    let _ = match d.reason {
+        Reason::Allowed => match rule {
+            Some(r) => write!(s, "allowed by {} \"{}\"", r.path, r.text),
+            None => write!(s, "allowed"),
+        },
+        Reason::AllowAny => write!(
+            s,
+            "{dest} is outside the service registry and tenant {tenant} uses ALLOW_ANY"
+        ),
+        Reason::UnknownSource => write!(
+            s,
+            "the proxy has no NAMESPACE node metadata, so the source is unknown; every request is denied (fail closed)"
+        ),
+        Reason::NoTenant => write!(
+            s,
+            "namespace {src} belongs to no tenant (unknownSource: {}); add it to a tenant's namespaces",
+            if d.allowed { "allow" } else { "deny" }
+        ),
+        Reason::MalformedAuthority => match d.detail {
+            Some(Detail::Authority(e)) => write!(s, "the :authority is malformed ({e})"),
+            _ => write!(s, "the :authority is malformed"),
+        },
+        Reason::MalformedCluster => write!(s, "the upstream cluster name is malformed"),
+        Reason::UnsupportedCluster => write!(
+            s,
+            "the request was routed to a cluster this filter does not enforce on (inbound, or not an Istio outbound cluster)"
+        ),
+        Reason::AuthorityMismatch => write!(
+            s,
+            "the :authority names a different destination than the cluster Envoy routed to ({dest})"
+        ),
+        Reason::UnknownDestination => write!(s, "nothing identifies the destination"),
+        Reason::NotInRegistry => write!(
+            s,
+            "{dest} is outside the service registry (passthrough or IP address) and tenant {tenant} is REGISTRY_ONLY"
+        ),
+        Reason::Blackhole => write!(s, "Envoy routed the request to BlackHoleCluster"),
+        Reason::Excluded => match rule {
+            Some(r) => write!(
+                s,
+                "{dest} is excluded by {} \"{}\"; remove that exclusion to allow it",
+                r.path, r.text
+            ),
+            None => write!(s, "{dest} is excluded"),
+        },
+        Reason::NotAllowed => {
+            let suggestion = match (dest.namespace(), dest.host()) {
+                (Some(ns), Some(h)) => format!("\"{ns}/{h}\""),
+                (None, Some(h)) => format!("\"*/{h}\""),
+                _ => "a host".to_owned(),
+            };
+            match (rule, d.detail) {
+                (Some(r), _) => write!(
+                    s,
+                    "no host of {} ({}) imports {dest} for tenant {tenant}; add {suggestion} to {}.hosts",
+                    r.path, r.text, r.path
+                ),
+                (None, Some(Detail::NoListenerForPort(p))) => write!(
+                    s,
+                    "tenant {tenant} has no egress entry for port {} and no portless one; add an egress entry with {suggestion}",
+                    p.map_or_else(|| "(unknown)".to_owned(), |p| p.to_string())
+                ),
+                _ => write!(s, "no egress entry of tenant {tenant} imports {dest}"),
+            }
+        }
+    };
+    if !d.allowed && !d.enforced {
+        s.push_str(" (audit mode: reported, not blocked)");
+    }
+    s
+}

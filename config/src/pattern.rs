@@ -1,0 +1,284 @@
+//! Istio's Sidecar host grammar: `[~]namespace/dnsName`.
+//!
+//! Mirrors `IstioEgressListener.hosts` (`istio/api:networking/v1alpha3/sidecar.proto`) and its
+//! validation (`istio/istio:pkg/config/validation/agent/validation.go`):
+//! - namespace `*` is any namespace, `.` the source workload's own namespace, anything else a
+//!   namespace name (a DNS-1123 label);
+//! - a `~` prefix (Istio >= 1.31) turns the entry into an exclusion that wins over any import;
+//!   a bare `~` means "every namespace", so `~/api.example.com` excludes that host everywhere;
+//! - dnsName is an FQDN, `*` (every service of the namespace) or a left-most wildcard
+//!   `*.example.com` that matches by suffix: `*.foo.com` covers `a.b.foo.com` but not
+//!   `foo.com` (`pkg/config/host/name.go: SubsetOf`).
+//!
+//! Unlike Istio we fold names to lowercase (RFC 4343); Istio compares case-sensitively.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::name::{self, NameError};
+
+/// Which namespace(s) an entry selects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NsSelector {
+    /// `*`: any namespace (and hosts whose namespace is unknown, such as external names).
+    Any,
+    /// `.`: the source workload's own namespace.
+    Own,
+    /// A namespace by name.
+    Named(String),
+}
+
+/// Which host(s) an entry selects within its namespace(s).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// `*`: every host of the namespace.
+    All,
+    /// An exact, lowercase FQDN without trailing dot.
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com` a host must end with.
+    Suffix(String),
+}
+
+/// One parsed `hosts` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostEntry {
+    /// `~` prefix: this entry excludes instead of importing.
+    pub exclude: bool,
+    /// The namespace part.
+    pub namespace: NsSelector,
+    /// The dnsName part.
+    pub host: HostPattern,
+}
+
+/// Why a `hosts` entry is invalid. Each message says what would be valid instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostEntryError {
+    /// Not exactly one `/`.
+    #[error("is not of the form namespace/dnsName (for example \"./*\", \"istio-system/*\" or \"*/api.example.com\")")]
+    NotNamespaceSlashHost,
+    /// Nothing before the `/` (and no `~`).
+    #[error("has an empty namespace; use \"*\" for any namespace or \".\" for the workload's own")]
+    EmptyNamespace,
+    /// Nothing after the `/`.
+    #[error("has an empty dnsName; use \"*\" for every service of the namespace")]
+    EmptyHost,
+    /// The namespace is not `*`, `.` or a DNS-1123 label.
+    #[error(
+        "has namespace \"{0}\", which is not \"*\", \".\" or a lowercase DNS-1123 label ({1})"
+    )]
+    BadNamespace(String, NameError),
+    /// A single-label name such as `foo` (Istio refuses short names).
+    #[error("has short name \"{0}\"; hosts must be fully qualified (\"{0}.<namespace>.svc.cluster.local\")")]
+    ShortName(String),
+    /// An IP address instead of a name.
+    #[error("names IP address \"{0}\"; Sidecar hosts are DNS names (IP destinations pass only under ALLOW_ANY)")]
+    IpAddress(String),
+    /// Any other problem with the dnsName.
+    #[error("has dnsName \"{0}\", which is invalid: {1}")]
+    BadHost(String, NameError),
+}
+
+impl FromStr for HostEntry {
+    type Err = HostEntryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split('/');
+        let (ns, host) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(ns), Some(host), None) => (ns, host),
+            _ => return Err(HostEntryError::NotNamespaceSlashHost),
+        };
+        let (exclude, ns) = match ns.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, ns),
+        };
+        let namespace = match ns {
+            // `~/host`: Istio treats the empty namespace after `~` as the wildcard namespace.
+            "" if exclude => NsSelector::Any,
+            "" => return Err(HostEntryError::EmptyNamespace),
+            "*" => NsSelector::Any,
+            "." => NsSelector::Own,
+            other => {
+                name::check_namespace(other)
+                    .map_err(|e| HostEntryError::BadNamespace(other.to_owned(), e))?;
+                NsSelector::Named(other.to_owned())
+            }
+        };
+        let host = parse_host_pattern(host)?;
+        Ok(HostEntry {
+            exclude,
+            namespace,
+            host,
+        })
+    }
+}
+
+fn parse_host_pattern(host: &str) -> Result<HostPattern, HostEntryError> {
+    if host.is_empty() {
+        return Err(HostEntryError::EmptyHost);
+    }
+    if host == "*" {
+        return Ok(HostPattern::All);
+    }
+    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    if !trimmed.contains('.') && !trimmed.contains('*') {
+        return Err(HostEntryError::ShortName(trimmed.to_owned()));
+    }
+    if trimmed.parse::<std::net::IpAddr>().is_ok() {
+        return Err(HostEntryError::IpAddress(trimmed.to_owned()));
+    }
+    let name = name::check_dns_name(host, true)
+        .map_err(|e| HostEntryError::BadHost(host.to_owned(), e))?
+        .to_ascii_lowercase();
+    Ok(match name.strip_prefix('*') {
+        Some(suffix) => HostPattern::Suffix(suffix.to_owned()),
+        None => HostPattern::Exact(name),
+    })
+}
+
+impl HostPattern {
+    /// Whether `host` (lowercase, no trailing dot) is selected by this pattern.
+    /// Used by validation and the generators; request time uses the compiled index.
+    pub fn covers(&self, host: &str) -> bool {
+        match self {
+            HostPattern::All => true,
+            HostPattern::Exact(h) => h == host,
+            // `*.foo.com` covers `a.foo.com` and `a.b.foo.com`, never `foo.com`, and a wildcard
+            // host (`*.b.foo.com`) only when it is at least as specific.
+            HostPattern::Suffix(sfx) => host.len() > sfx.len() && host.ends_with(sfx.as_str()),
+        }
+    }
+
+    /// Whether every host this pattern selects is also selected by `wider`.
+    pub fn is_subset_of(&self, wider: &HostPattern) -> bool {
+        match (self, wider) {
+            (_, HostPattern::All) => true,
+            (HostPattern::All, _) => false,
+            (HostPattern::Exact(h), w) => w.covers(h),
+            (HostPattern::Suffix(_), HostPattern::Exact(_)) => false,
+            (HostPattern::Suffix(a), HostPattern::Suffix(b)) => {
+                a == b || (a.len() > b.len() && a.ends_with(b.as_str()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for NsSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NsSelector::Any => f.write_str("*"),
+            NsSelector::Own => f.write_str("."),
+            NsSelector::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::All => f.write_str("*"),
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Suffix(s) => write!(f, "*{s}"),
+        }
+    }
+}
+
+impl fmt::Display for HostEntry {
+    /// The canonical form: parsing it again gives the same entry.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.exclude, &self.namespace) {
+            // Istio documents the wildcard exclusion as `~/host`.
+            (true, NsSelector::Any) => write!(f, "~/{}", self.host),
+            (true, ns) => write!(f, "~{ns}/{}", self.host),
+            (false, ns) => write!(f, "{ns}/{}", self.host),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> HostEntry {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_istio_forms() {
+        assert_eq!(
+            p("./*"),
+            HostEntry {
+                exclude: false,
+                namespace: NsSelector::Own,
+                host: HostPattern::All
+            }
+        );
+        assert_eq!(
+            p("istio-system/*").namespace,
+            NsSelector::Named("istio-system".into())
+        );
+        assert_eq!(
+            p("*/Foo.Example.COM.").host,
+            HostPattern::Exact("foo.example.com".into())
+        );
+        assert_eq!(
+            p("*/*.example.com").host,
+            HostPattern::Suffix(".example.com".into())
+        );
+        let excl = p("~/api.example.com");
+        assert!(excl.exclude);
+        assert_eq!(excl.namespace, NsSelector::Any);
+        let excl = p("~prod-us2/*");
+        assert!(excl.exclude);
+        assert_eq!(excl.namespace, NsSelector::Named("prod-us2".into()));
+    }
+
+    #[test]
+    fn rejects_what_istio_rejects() {
+        use HostEntryError as E;
+        let err = |s: &str| s.parse::<HostEntry>().unwrap_err();
+        assert_eq!(err("foo"), E::NotNamespaceSlashHost);
+        assert_eq!(err("a/b/c.com"), E::NotNamespaceSlashHost);
+        assert_eq!(err("/a.com"), E::EmptyNamespace);
+        assert_eq!(err("ns/"), E::EmptyHost);
+        assert!(matches!(err("Prod/*"), E::BadNamespace(..)));
+        assert!(matches!(err("ns/foo"), E::ShortName(_)));
+        assert!(matches!(err("ns/10.0.0.1"), E::IpAddress(_)));
+        assert!(matches!(err("ns/1.2.3.4"), E::IpAddress(_)));
+        assert!(matches!(err("ns/*foo.com"), E::BadHost(..)));
+        assert!(matches!(err("ns/foo.*.com"), E::BadHost(..)));
+        assert!(matches!(
+            err("ns/foo.123"),
+            E::BadHost(_, NameError::NumericTld)
+        ));
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "./*",
+            "*/*",
+            "~/*",
+            "~ns/*",
+            "~/a.example.com",
+            "ns/*.foo.com",
+            "*/cockroachdb.shared.svc.cluster.local",
+        ] {
+            assert_eq!(p(s).to_string(), s);
+            assert_eq!(p(&p(s).to_string()), p(s));
+        }
+    }
+
+    #[test]
+    fn wildcard_is_a_suffix_not_the_apex() {
+        let w = p("*/*.foo.com").host;
+        assert!(w.covers("a.foo.com"));
+        assert!(w.covers("a.b.foo.com"));
+        assert!(!w.covers("foo.com"));
+        assert!(!w.covers("afoo.com"));
+        assert!(p("*/a.foo.com").host.is_subset_of(&w));
+        assert!(p("*/*.b.foo.com").host.is_subset_of(&w));
+        assert!(!w.is_subset_of(&p("*/*.b.foo.com").host));
+        assert!(w.is_subset_of(&HostPattern::All));
+    }
+}

@@ -1,0 +1,167 @@
+//! The policy document as users write it (the "wire" types).
+//!
+//! These types stay as close to the JSON/YAML as possible and carry no meaning of their own:
+//! [`crate::validate`] checks them and [`crate::Policy::compile`] turns them into the matcher.
+//! Every struct denies unknown fields, so a typo (`egres:`) is an error, never a silently
+//! ignored rule.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The only `apiVersion` this build understands.
+pub const API_VERSION: &str = "tenant-egress/v1";
+
+/// The default `clusterDomain`, as in a stock Kubernetes cluster.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The default HTTP status of a denial.
+pub const DEFAULT_DENY_STATUS: u16 = 403;
+
+/// A whole policy document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySpec {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// `enforce` blocks denied requests; `audit` lets them through and reports them.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The Kubernetes cluster domain that service FQDNs end in (`<svc>.<ns>.svc.<domain>`).
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+    /// What happens to a source namespace that belongs to no tenant.
+    #[serde(default)]
+    pub unknown_source: UnknownSource,
+    /// HTTP status of the local reply sent for a denied request (400..=599).
+    #[serde(default = "default_deny_status")]
+    pub deny_status: u16,
+    /// The tenants; each owns one or more source namespaces.
+    pub tenants: Vec<TenantSpec>,
+}
+
+/// One tenant: a set of namespaces that share one egress policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// Unique tenant name (a DNS-1123 label).
+    pub name: String,
+    /// Source namespaces owned by this tenant. A namespace belongs to at most one tenant.
+    pub namespaces: Vec<String>,
+    /// Overrides the document-wide `mode` for this tenant (roll out one tenant at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// `ALLOW_ANY` lets destinations outside the service registry (passthrough, IP literals)
+    /// through, as Istio's Sidecar `outboundTrafficPolicy` does.
+    #[serde(default)]
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// Allowed destinations, in the shape of Istio's `IstioEgressListener`.
+    #[serde(default)]
+    pub egress: Vec<EgressSpec>,
+    /// Per-workload exceptions, ADDED to the tenant's egress for the pods they select.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadSpec>,
+}
+
+/// One egress listener: a set of hosts, optionally scoped to one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EgressSpec {
+    /// When set, the hosts apply only to destinations on this port (Istio picks exactly one
+    /// egress listener per port: the one declaring it, else the portless catch-all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortSpec>,
+    /// Hosts in Istio's `namespace/dnsName` syntax (`./*`, `istio-system/*`, `*/api.example.com`,
+    /// `~prod-us2/*`).
+    pub hosts: Vec<String>,
+}
+
+/// An Istio `SidecarPort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortSpec {
+    /// Port number, 1..=65535. Wider integer type so an out-of-range value is reported by
+    /// validation with its place, not by the JSON decoder.
+    pub number: i64,
+    /// HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP or TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Optional port name (a DNS-1123 label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A workload exception: extra egress for the pods matching `selector`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadSpec {
+    /// Unique (within the tenant) name; also the generated workload Sidecar's name.
+    pub name: String,
+    /// Pod labels that must all be present (subset match, as Istio's `workloadSelector`).
+    pub selector: BTreeMap<String, String>,
+    /// Egress added to the tenant's own egress for these pods.
+    #[serde(default)]
+    pub egress: Vec<EgressSpec>,
+}
+
+/// Enforcement mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny what the policy does not allow.
+    #[default]
+    Enforce,
+    /// Never block; log and count what would have been denied.
+    Audit,
+}
+
+/// Policy for source namespaces owned by no tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownSource {
+    /// Fail closed.
+    #[default]
+    Deny,
+    /// Let such namespaces through unchecked (for gradual adoption).
+    Allow,
+}
+
+/// Istio's `OutboundTrafficPolicy.Mode` as a Sidecar spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboundTrafficPolicy {
+    /// Only destinations in the service registry (Istio routes the rest to `BlackHoleCluster`).
+    #[default]
+    #[serde(rename = "REGISTRY_ONLY")]
+    RegistryOnly,
+    /// Unknown destinations pass through to the address the application dialled.
+    #[serde(rename = "ALLOW_ANY")]
+    AllowAny,
+}
+
+impl Mode {
+    /// The kebab-case name used in documents and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+impl OutboundTrafficPolicy {
+    /// The name Istio uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboundTrafficPolicy::RegistryOnly => "REGISTRY_ONLY",
+            OutboundTrafficPolicy::AllowAny => "ALLOW_ANY",
+        }
+    }
+}
+
+fn default_cluster_domain() -> String {
+    DEFAULT_CLUSTER_DOMAIN.to_owned()
+}
+
+fn default_deny_status() -> u16 {
+    DEFAULT_DENY_STATUS
+}

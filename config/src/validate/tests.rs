@@ -1,0 +1,261 @@
+use serde_json::json;
+
+use super::*;
+
+fn errors(v: Value) -> Vec<ValidationError> {
+    match validate_value(v) {
+        Ok(_) => panic!("document unexpectedly valid"),
+        Err(e) => e.errors,
+    }
+}
+
+fn warnings(v: Value) -> Vec<Warning> {
+    match validate_value(v) {
+        Ok((_, w)) => w,
+        Err(e) => panic!("document unexpectedly invalid: {e}"),
+    }
+}
+
+fn tenant(egress: Value) -> Value {
+    json!({"apiVersion": "tenant-egress/v1",
+           "tenants": [{"name": "t", "namespaces": ["t"], "egress": egress}]})
+}
+
+#[test]
+fn minimal_document_gets_safe_defaults() {
+    let (spec, w) = validate_value(json!({
+        "apiVersion": "tenant-egress/v1",
+        "tenants": [{"name": "prod", "namespaces": ["prod"]}]
+    }))
+    .unwrap();
+    assert_eq!(spec.mode, crate::spec::Mode::Enforce);
+    assert_eq!(spec.cluster_domain, "cluster.local");
+    assert_eq!(spec.unknown_source, crate::spec::UnknownSource::Deny);
+    assert_eq!(spec.deny_status, 403);
+    assert_eq!(
+        spec.tenants[0].outbound_traffic_policy,
+        crate::spec::OutboundTrafficPolicy::RegistryOnly
+    );
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].message.contains("reach nothing"));
+}
+
+#[test]
+fn unknown_fields_are_all_listed_with_their_place() {
+    let e = errors(json!({
+        "apiVersion": "tenant-egress/v1", "mdoe": "audit",
+        "tenants": [{"name": "t", "namespaces": ["t"], "egres": [],
+                     "egress": [{"hosts": ["./*"], "prot": {"number": 1}}],
+                     "workloads": [{"name": "w", "selector": {"a": "b"}, "egress": [{"hosts": ["./*"], "x": 1}]}]}]
+    }));
+    let got: Vec<(String, String)> = e
+        .iter()
+        .map(|e| match &e.kind {
+            ErrorKind::UnknownField { field, .. } => (e.path.clone(), field.clone()),
+            other => panic!("unexpected {other}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("(document)".into(), "mdoe".into()),
+            ("tenants[0]".into(), "egres".into()),
+            ("tenants[0].egress[0]".into(), "prot".into()),
+            ("tenants[0].workloads[0].egress[0]".into(), "x".into()),
+        ]
+    );
+    assert!(e[0]
+        .to_string()
+        .contains("expected one of: apiVersion, mode"));
+}
+
+#[test]
+fn missing_required_fields() {
+    let e = errors(json!({"tenants": [{"namespaces": ["a"]}]}));
+    let kinds: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "(document): missing required field \"apiVersion\"",
+            "tenants[0]: missing required field \"name\""
+        ]
+    );
+}
+
+#[test]
+fn type_errors_name_their_path() {
+    let e = errors(json!({"apiVersion": "tenant-egress/v1", "mode": "block",
+                          "tenants": []}));
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].path, "mode");
+    assert!(e[0].to_string().contains("enforce"), "{}", e[0]);
+    let e = errors(json!({"apiVersion": "tenant-egress/v1",
+                          "tenants": [{"name": "t", "namespaces": "t"}]}));
+    assert_eq!(e[0].path, "tenants[0].namespaces");
+}
+
+#[test]
+fn every_semantic_error_is_collected() {
+    let e = errors(json!({
+        "apiVersion": "tenant-egress/v2",
+        "clusterDomain": "cluster..local",
+        "denyStatus": 200,
+        "tenants": [
+            {"name": "Prod", "namespaces": ["prod", "bad_ns"],
+             "egress": [
+                {"hosts": ["foo", "ns/short", "ns/*foo.com", "ns/foo.*.com", "ns/10.0.0.1",
+                           format!("ns/{}.com", "a".repeat(64)), format!("ns/{}", ["abcdefghi"; 26].join("."))]},
+                {"port": {"number": 70000}, "hosts": ["./*"]},
+                {"port": {"number": 80, "protocol": "QUIC"}, "hosts": []},
+                {"port": {"number": 80}, "hosts": ["./*"]},
+                {"hosts": ["./*"]}
+             ],
+             "workloads": [
+                {"name": "w", "selector": {}, "egress": []},
+                {"name": "w", "selector": {"app": "a"}},
+                {"name": "x", "selector": {"app": "a", "tier": "web"}},
+                {"name": "y", "selector": {"app": "z", "bad key!": "v", "k": "-v"}}
+             ]},
+            {"name": "uat", "namespaces": ["prod"]},
+            {"name": "uat", "namespaces": []}
+        ]
+    }));
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    let has = |path: &str, needle: &str| {
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with(&format!("{path}: ")) && t.contains(needle)),
+            "no error at {path} containing {needle:?} in:\n{}",
+            text.join("\n")
+        )
+    };
+    has("apiVersion", "tenant-egress/v1");
+    has("clusterDomain", "empty label");
+    has("denyStatus", "400..=599");
+    has("tenants[0].name", "\"Prod\"");
+    has("tenants[0].namespaces[1]", "bad_ns");
+    has("tenants[0].egress[0].hosts[0]", "namespace/dnsName");
+    has("tenants[0].egress[0].hosts[1]", "short name");
+    has("tenants[0].egress[0].hosts[2]", "left-most");
+    has("tenants[0].egress[0].hosts[3]", "left-most");
+    has("tenants[0].egress[0].hosts[4]", "IP address");
+    has("tenants[0].egress[0].hosts[5]", "at most 63");
+    has("tenants[0].egress[0].hosts[6]", "at most 253");
+    has("tenants[0].egress[1].port.number", "outside 1..65535");
+    has("tenants[0].egress[2].port.protocol", "QUIC");
+    has("tenants[0].egress[2].hosts", "at least one host");
+    has(
+        "tenants[0].egress[3].port.number",
+        "already used by tenants[0].egress[2]",
+    );
+    has("tenants[0].egress[4]", "second egress entry without a port");
+    has("tenants[0].workloads[0].selector", "empty");
+    has(
+        "tenants[0].workloads[1].name",
+        "already used by tenants[0].workloads[0].name",
+    );
+    has(
+        "tenants[0].workloads[2].selector",
+        "tenants[0].workloads[1].selector",
+    );
+    has("tenants[0].workloads[3].selector", "bad key!");
+    has("tenants[0].workloads[3].selector.k", "start and end");
+    has(
+        "tenants[1].namespaces[0]",
+        "already claimed by tenants[0].namespaces[0]",
+    );
+    has("tenants[2].name", "already used by tenants[1].name");
+    has("tenants[2].namespaces", "at least one namespace");
+    assert_eq!(text.len(), 25, "{}", text.join("\n"));
+}
+
+#[test]
+fn duplicates_and_shadows_are_warnings() {
+    let w = warnings(tenant(json!([{"hosts": [
+        "test/*", "test/a.com", "./*", "./*", "*/*.foo.com", "ns/a.b.foo.com", "*/*.b.foo.com",
+        "*/x.example.com", "ns/x.example.com", "~test/*"
+    ]}])));
+    let text: Vec<String> = w.iter().map(|w| w.to_string()).collect();
+    let has = |path: &str, needle: &str| {
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with(&format!("{path}: ")) && t.contains(needle)),
+            "no warning at {path} containing {needle:?} in:\n{}",
+            text.join("\n")
+        )
+    };
+    has("tenants[0].egress[0].hosts[1]", "covered by \"test/*\"");
+    has(
+        "tenants[0].egress[0].hosts[3]",
+        "duplicates tenants[0].egress[0].hosts[2]",
+    );
+    has(
+        "tenants[0].egress[0].hosts[5]",
+        "covered by \"*/*.b.foo.com\"",
+    );
+    has(
+        "tenants[0].egress[0].hosts[6]",
+        "covered by \"*/*.foo.com\"",
+    );
+    has(
+        "tenants[0].egress[0].hosts[8]",
+        "covered by \"*/x.example.com\"",
+    );
+    // The exclusion is not an import, and `./*` duplicates are reported once.
+    assert_eq!(text.len(), 5, "{}", text.join("\n"));
+}
+
+#[test]
+fn star_star_with_others_is_one_warning() {
+    let w = warnings(tenant(json!([{"hosts": ["*/*", "a/*", "b/x.y.com"]}])));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].message.contains("other 2 entries"));
+}
+
+#[test]
+fn port_listener_next_to_catch_all_warns() {
+    let w = warnings(tenant(json!([
+        {"hosts": ["./*"]},
+        {"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["*/db.shared.svc.cluster.local"]}
+    ])));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "tenants[0].egress[1]");
+    assert!(w[0]
+        .message
+        .contains("on port 26257 only this entry's hosts apply"));
+}
+
+#[test]
+fn non_overlapping_selectors_are_fine() {
+    let (_, w) = validate_value(json!({
+        "apiVersion": "tenant-egress/v1",
+        "tenants": [{"name": "t", "namespaces": ["t"], "egress": [{"hosts": ["./*"]}],
+                     "workloads": [
+                        {"name": "a", "selector": {"app": "a"}, "egress": [{"hosts": ["x/*"]}]},
+                        {"name": "b", "selector": {"app": "b", "tier": "web"}, "egress": [{"hosts": ["y/*"]}]}]}]
+    }))
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn syntax_errors_are_reported_not_panicked() {
+    let e = validate_json(b"{\"apiVersion\": ").unwrap_err();
+    assert_eq!(e.errors.len(), 1);
+    assert!(e.errors[0].to_string().contains("not valid JSON"));
+    let e = validate_json(b"[1, 2]").unwrap_err();
+    assert!(e.errors[0].to_string().contains("object"));
+}
+
+#[test]
+fn large_listener_shadow_check() {
+    // 100,000 exact hosts plus one wildcard (the check is hash-based, not pairwise).
+    let mut hosts: Vec<String> = (0..100_000)
+        .map(|i| format!("ns{}/svc{i}.example.com", i % 100))
+        .collect();
+    hosts.push("*/*.example.com".into());
+    // Every exact host is reported as covered by the wildcard, exactly once.
+    let w = warnings(tenant(json!([{ "hosts": hosts }])));
+    assert_eq!(w.len(), 100_000);
+    assert!(w.iter().all(|w| w.message.contains("*/*.example.com")));
+}

@@ -1,0 +1,131 @@
+//! The shared request vectors (`config/testdata/vectors.json`): one corpus of
+//! policy + request + expected decision, replayed natively, in wasm and through a real Envoy.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::explain::{Report, RequestSpec};
+use crate::policy::Policy;
+
+/// The vectors file embedded at build time, so every runner (native, wasm, Envoy) reads the
+/// same bytes.
+pub const VECTORS_JSON: &str = include_str!("../testdata/vectors.json");
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorFile {
+    /// What the file is.
+    pub about: String,
+    /// Named policy documents.
+    pub policies: BTreeMap<String, serde_json::Value>,
+    /// The cases.
+    pub cases: Vec<Case>,
+}
+
+/// One case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Unique name.
+    pub name: String,
+    /// Which policy of [`VectorFile::policies`].
+    pub policy: String,
+    /// What the case pins down (and where it comes from).
+    pub note: String,
+    /// The request.
+    pub request: RequestSpec,
+    /// The expected outcome.
+    pub expect: Expect,
+}
+
+/// Expected outcome; absent fields are not checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Reason code.
+    pub reason: String,
+    /// Rule path.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Whether enforced (default: true).
+    #[serde(default)]
+    pub enforced: Option<bool>,
+    /// Destination fields (each compared when present; `null` means "unknown").
+    #[serde(default)]
+    pub destination: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Parses the embedded vectors.
+pub fn load() -> Result<VectorFile, serde_json::Error> {
+    serde_json::from_str(VECTORS_JSON)
+}
+
+/// Compiles every named policy of the file.
+pub fn compile_policies(file: &VectorFile) -> Result<BTreeMap<String, Policy>, String> {
+    file.policies
+        .iter()
+        .map(|(name, doc)| {
+            let bytes = serde_json::to_vec(doc).map_err(|e| format!("{name}: {e}"))?;
+            Policy::from_json(&bytes)
+                .map(|(p, _)| (name.clone(), p))
+                .map_err(|e| format!("policy {name}: {e}"))
+        })
+        .collect()
+}
+
+/// Runs one case; `Err` says what differed.
+pub fn check(policies: &BTreeMap<String, Policy>, case: &Case) -> Result<(), String> {
+    let policy = policies
+        .get(&case.policy)
+        .ok_or_else(|| format!("{}: no policy {}", case.name, case.policy))?;
+    let d = case.request.decide(policy);
+    let labels: Vec<(&str, &str)> = case
+        .request
+        .source
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let report = Report::new(policy, &d, &case.request.as_request(&labels).source);
+    let got = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+    let mut diffs = Vec::new();
+    let e = &case.expect;
+    if report.decision != e.decision {
+        diffs.push(format!("decision {} != {}", report.decision, e.decision));
+    }
+    if report.reason != e.reason {
+        diffs.push(format!("reason {} != {}", report.reason, e.reason));
+    }
+    if let Some(rule) = &e.rule {
+        let got_rule = report.rule.as_ref().map(|r| r.path.as_str());
+        if got_rule != Some(rule.as_str()) {
+            diffs.push(format!("rule {got_rule:?} != {rule}"));
+        }
+    }
+    if report.enforced != e.enforced.unwrap_or(true) {
+        diffs.push(format!("enforced {}", report.enforced));
+    }
+    if let Some(dest) = &e.destination {
+        for (k, want) in dest {
+            let have = got.get("destination").and_then(|d| d.get(k));
+            if have != Some(want) {
+                diffs.push(format!("destination.{k} {have:?} != {want}"));
+            }
+        }
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} ({}): {}; explanation: {}",
+            case.name,
+            case.note,
+            diffs.join(", "),
+            report.explanation
+        ))
+    }
+}
