@@ -179,20 +179,22 @@ struct Workload {
     selector: Box<[(Box<str>, Box<str>)]>,
 }
 
-/// A source resolved against the policy: its tenant and the workload exception that applies.
-/// The filter resolves this once per configuration (pod labels never change for the life of a
-/// proxy: Istio reads them from the downward API at bootstrap).
+/// A source resolved against the policy: its namespace, tenant and the workload exception that
+/// applies. Owns its data (the namespace is held inline), so the filter resolves it once per
+/// configuration and keeps it: pod labels never change for the life of a proxy (Istio reads them
+/// from the downward API at bootstrap).
 #[derive(Debug, Clone, Copy)]
-pub struct SourceScope<'a> {
-    namespace: Option<&'a str>,
+pub struct SourceScope {
+    /// Empty when the proxy has no (valid) namespace: every request is then denied.
+    namespace: NsName,
     tenant: Option<u32>,
     view: u32,
 }
 
-impl<'a> SourceScope<'a> {
+impl SourceScope {
     /// The source namespace.
-    pub fn namespace(&self) -> Option<&'a str> {
-        self.namespace
+    pub fn namespace(&self) -> Option<&str> {
+        (!self.namespace.is_empty()).then(|| self.namespace.as_str())
     }
 
     /// The tenant index.
@@ -477,9 +479,13 @@ impl Policy {
 
     /// Resolves a source: its tenant and the workload exception whose selector is a subset of
     /// the labels (validation guarantees at most one can match; the first wins regardless).
-    pub fn source<'a>(&self, source: &Source<'a>) -> SourceScope<'a> {
-        let namespace = source.namespace.filter(|ns| !ns.is_empty());
-        let tenant = namespace.and_then(|ns| self.tenant_of_ns.get(ns).copied());
+    pub fn source(&self, source: &Source<'_>) -> SourceScope {
+        // A namespace longer than a DNS label cannot exist in Kubernetes: treat it as absent.
+        let namespace = source
+            .namespace
+            .filter(|ns| !ns.is_empty())
+            .and_then(|ns| NsName::lower(ns.as_bytes()).filter(|n| n.as_str() == ns));
+        let tenant = namespace.and_then(|ns| self.tenant_of_ns.get(ns.as_str()).copied());
         let view = tenant
             .and_then(|t| self.tenants.get(t as usize))
             .and_then(|t| {
@@ -494,7 +500,7 @@ impl Policy {
             })
             .map_or(0, |w| u32::try_from(w + 1).unwrap_or(0));
         SourceScope {
-            namespace,
+            namespace: namespace.unwrap_or(NsName::empty()),
             tenant,
             view,
         }
@@ -506,7 +512,7 @@ impl Policy {
     }
 
     /// Decides for a pre-resolved source (the filter's per-request path).
-    pub fn decide_for(&self, src: &SourceScope<'_>, target: &Target<'_>) -> Decision {
+    pub fn decide_for(&self, src: &SourceScope, target: &Target<'_>) -> Decision {
         let tenant = src.tenant.and_then(|t| self.tenants.get(t as usize));
         let mode = tenant.map_or(self.mode, |t| t.mode);
         let mut d = Decision {
@@ -518,7 +524,7 @@ impl Policy {
             destination: Destination::UNKNOWN,
             detail: None,
         };
-        let Some(src_ns) = src.namespace else {
+        let Some(src_ns) = src.namespace() else {
             return d;
         };
         let Some(outside_registry) = self.resolve(src_ns, target, &mut d) else {

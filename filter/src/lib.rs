@@ -1,1 +1,34 @@
-//! filter skeleton
+//! # tenant-egress filter
+//!
+//! The thin proxy-wasm shell around the policy core: Istio loads it (WasmPlugin, `mode: CLIENT`)
+//! into every sidecar's outbound HTTP filter chain. The root context compiles the policy and
+//! resolves the source workload once per configuration; each request's HTTP context gathers the
+//! routed destination and decides with [`tenant_egress_config::Policy::decide_for`].
+//!
+//! `host.rs` is the only module that talks to the host; `reply`, `metrics` names and `pairs`
+//! are pure and unit-tested natively.
+#![deny(missing_docs)]
+
+pub mod host;
+pub mod http;
+pub mod metrics;
+pub mod pairs;
+pub mod reply;
+pub mod root;
+
+/// The module's entry point: `_initialize`, which Envoy calls once per VM.
+#[allow(unsafe_code)] // proxy_wasm::main! exports an `extern "C"` symbol (`#[no_mangle]`).
+mod entry {
+    use super::*;
+
+    proxy_wasm::main! {{
+        // Registers the `log` crate backend at the proxy's own level, so messages the proxy
+        // would drop never cross the VM boundary.
+        proxy_wasm::set_log_level(host::log_level());
+        // After set_log_level, which installs the SDK's hook (it unwraps inside the hook).
+        host::install_panic_hook();
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(root::Root::default())
+        });
+    }}
+}

@@ -1,0 +1,164 @@
+//! The HTTP context: one per request. Gathers the few inputs the decision needs (as few host
+//! calls as possible), decides with the core, and acts.
+//!
+//! Host calls per request: the header map (1), the cluster name (1), then either the cluster's
+//! namespace metadata (outbound clusters) or the original destination (passthrough / no
+//! cluster) (1), and the counter(s); a denial adds the local reply and a log line.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+use tenant_egress_config::authority::{parse_cluster, Cluster};
+use tenant_egress_config::Target;
+
+use crate::host;
+use crate::reply::{self, LocalReply, DENIED_HEADER};
+use crate::root::State;
+
+/// One request.
+pub struct Http {
+    state: Option<Rc<State>>,
+}
+
+impl Http {
+    /// A context sharing the configuration's state (`None`: no policy ever loaded).
+    pub fn new(state: Option<Rc<State>>) -> Http {
+        Http { state }
+    }
+}
+
+impl Context for Http {}
+
+/// The `:authority` value and whether it was repeated. HTTP/1 `Host` arrives as `:authority`;
+/// a separate `host` next to `:authority` (HTTP/2, RFC 9113 §8.3.1) that differs from it, or a
+/// second `:authority`, is a repeat: Envoy would show us only the first (`context.cc`).
+pub fn find_authority(headers: &[(String, Vec<u8>)]) -> (Option<&[u8]>, bool) {
+    let mut authority: Option<&[u8]> = None;
+    let mut repeated = false;
+    for (name, value) in headers {
+        let is_authority = name == ":authority";
+        if !(is_authority || name.eq_ignore_ascii_case("host")) {
+            continue;
+        }
+        match authority {
+            None => authority = Some(value),
+            Some(first) => {
+                if is_authority || first != value.as_slice() {
+                    repeated = true;
+                }
+            }
+        }
+    }
+    (authority, repeated)
+}
+
+fn send(reply: &LocalReply) {
+    host::send_local_reply(
+        reply.status,
+        &[
+            (DENIED_HEADER, reply.reason),
+            ("content-type", "text/plain; charset=utf-8"),
+        ],
+        reply.body.as_bytes(),
+    );
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(state) = self.state.as_deref() else {
+            // Fail closed: a VM without a valid policy never lets a request through.
+            send(&reply::no_policy_reply());
+            return Action::Pause;
+        };
+        let policy = &state.policy;
+        let headers;
+        let cluster_bytes;
+        let extra;
+        let mut target = Target::default();
+        if state.source.namespace().is_some() {
+            headers = host::request_headers();
+            let (authority, repeated) = find_authority(&headers);
+            target.authority = authority;
+            target.authority_repeated = repeated;
+            cluster_bytes = host::property(state.paths.cluster_name);
+            // A non-UTF-8 cluster name cannot be Istio's: pass a name that fails closed.
+            target.cluster = cluster_bytes
+                .as_deref()
+                .map(|b| std::str::from_utf8(b).unwrap_or("(invalid)"));
+            // Only the input this kind of destination needs.
+            extra = match target.cluster.map(parse_cluster) {
+                Some(Ok(Cluster::Outbound { .. })) => {
+                    host::property(state.paths.cluster_namespace).map(|v| (v, true))
+                }
+                Some(Ok(Cluster::Passthrough)) | None => {
+                    host::property(state.paths.destination_address).map(|v| (v, false))
+                }
+                _ => None,
+            };
+            match &extra {
+                Some((v, true)) => target.destination_namespace = std::str::from_utf8(v).ok(),
+                Some((v, false)) => target.destination_address = std::str::from_utf8(v).ok(),
+                None => {}
+            }
+        }
+        let d = policy.decide_for(&state.source, &target);
+        if d.allowed {
+            state.counters.allowed();
+            return Action::Continue;
+        }
+        if !d.enforced {
+            state.counters.audit_denied(d.reason);
+            host::log(
+                LogLevel::Info,
+                &reply::log_line(
+                    "audit-denied (let through)",
+                    policy,
+                    &d,
+                    &state.source,
+                    target.cluster,
+                ),
+            );
+            return Action::Continue;
+        }
+        state.counters.denied(d.reason);
+        host::log(
+            LogLevel::Info,
+            &reply::log_line("denied", policy, &d, &state.source, target.cluster),
+        );
+        send(&reply::deny_reply(
+            policy,
+            &d,
+            &state.source,
+            target.cluster,
+        ));
+        Action::Pause
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn authority_and_repeats() {
+        let one = h(&[(":method", b"GET"), (":authority", b"a.example")]);
+        assert_eq!(find_authority(&one), (Some(&b"a.example"[..]), false));
+        let same_host = h(&[(":authority", b"a.example"), ("host", b"a.example")]);
+        assert!(!find_authority(&same_host).1);
+        let other_host = h(&[(":authority", b"a.example"), ("host", b"b.example")]);
+        assert!(find_authority(&other_host).1);
+        let two = h(&[(":authority", b"a.example"), (":authority", b"a.example")]);
+        assert!(find_authority(&two).1);
+        let two_hosts = h(&[("Host", b"a.example"), ("host", b"b.example")]);
+        assert_eq!(find_authority(&two_hosts), (Some(&b"a.example"[..]), true));
+        assert_eq!(find_authority(&h(&[])), (None, false));
+    }
+}

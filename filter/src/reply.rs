@@ -1,0 +1,183 @@
+//! Pure: what a denial looks like to the caller and in the log. No host calls, so it is unit
+//! tested natively.
+
+use tenant_egress_config::explain::explain;
+use tenant_egress_config::{Decision, Policy, SourceScope};
+
+/// The response header naming the reason of a denial.
+pub const DENIED_HEADER: &str = "x-tenant-egress-denied";
+
+/// The first line of every denial body (a stable marker for tests and log scrapers).
+pub const BODY_MARKER: &str = "tenant-egress: request denied";
+
+/// A local reply to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// The reason code (value of [`DENIED_HEADER`]).
+    pub reason: &'static str,
+    /// Plain-text body.
+    pub body: String,
+}
+
+/// Builds the reply for a blocked request: which source, which destination, why, and which
+/// rule to change.
+pub fn deny_reply(
+    policy: &Policy,
+    d: &Decision,
+    src: &SourceScope,
+    cluster: Option<&str>,
+) -> LocalReply {
+    LocalReply {
+        status: policy.deny_status(),
+        reason: d.reason.as_str(),
+        body: format!(
+            "{BODY_MARKER} ({reason})\nsource: {source}\ndestination: {dest}\nwhy: {why}\n",
+            reason = d.reason.as_str(),
+            source = describe_source(policy, src),
+            dest = describe_destination(d, cluster),
+            why = explain(policy, d, src.namespace()),
+        ),
+    }
+}
+
+/// The reply when no policy was ever loaded in this VM (fail closed).
+pub fn no_policy_reply() -> LocalReply {
+    LocalReply {
+        status: 403,
+        reason: "no-policy",
+        body: format!(
+            "{BODY_MARKER} (no-policy)\nwhy: the tenant-egress filter has no valid policy loaded; see the proxy log\n"
+        ),
+    }
+}
+
+/// `namespace prod (tenant prod, workload exception batman)`.
+pub fn describe_source(policy: &Policy, src: &SourceScope) -> String {
+    let mut s = format!("namespace {}", src.namespace().unwrap_or("(unknown)"));
+    if let Some(t) = src.tenant().and_then(|t| policy.tenant_name(t)) {
+        s.push_str(&format!(" (tenant {t}"));
+        if let Some(w) = src
+            .tenant()
+            .zip(src.workload())
+            .and_then(|(t, w)| policy.workload_name(t, w))
+        {
+            s.push_str(&format!(", workload exception {w}"));
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `helloworld.foo.svc.cluster.local:80 (namespace foo) via outbound|80||helloworld...`.
+pub fn describe_destination(d: &Decision, cluster: Option<&str>) -> String {
+    let mut s = d.destination.to_string();
+    if let Some(ns) = d.destination.namespace() {
+        s.push_str(&format!(" (namespace {ns})"));
+    }
+    if let Some(c) = cluster {
+        s.push_str(&format!(" via {c}"));
+    }
+    s
+}
+
+/// One log line for a decision, key=value so it greps well.
+pub fn log_line(
+    verb: &str,
+    policy: &Policy,
+    d: &Decision,
+    src: &SourceScope,
+    cluster: Option<&str>,
+) -> String {
+    let rule = d
+        .rule
+        .and_then(|r| policy.rule(r))
+        .map(|r| format!("{} \"{}\"", r.path, r.text))
+        .unwrap_or_else(|| "-".to_owned());
+    format!(
+        "tenant-egress: {verb} source={} tenant={} destination={} destination_namespace={} cluster={} reason={} rule={rule}",
+        src.namespace().unwrap_or("-"),
+        src.tenant().and_then(|t| policy.tenant_name(t)).unwrap_or("-"),
+        d.destination,
+        d.destination.namespace().unwrap_or("-"),
+        cluster.unwrap_or("-"),
+        d.reason.as_str(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenant_egress_config::{Source, Target};
+
+    fn policy() -> Policy {
+        Policy::from_json(
+            br#"{"apiVersion": "tenant-egress/v1", "denyStatus": 451,
+                 "tenants": [{"name": "prod", "namespaces": ["prod"],
+                              "egress": [{"hosts": ["./*"]}],
+                              "workloads": [{"name": "batman", "selector": {"app": "batman"},
+                                             "egress": [{"hosts": ["logs/*"]}]}]}]}"#,
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn denial_names_source_destination_reason_and_rule() {
+        let p = policy();
+        let src = p.source(&Source {
+            namespace: Some("prod"),
+            labels: &[("app", "batman")],
+        });
+        let cluster = "outbound|26257||cockroachdb.uat.svc.cluster.local";
+        let d = p.decide_for(
+            &src,
+            &Target {
+                authority: Some(b"cockroachdb.uat:26257"),
+                cluster: Some(cluster),
+                ..Target::default()
+            },
+        );
+        assert!(d.blocks());
+        let r = deny_reply(&p, &d, &src, Some(cluster));
+        assert_eq!(r.status, 451);
+        assert_eq!(r.reason, "not-allowed");
+        assert!(
+            r.body
+                .starts_with("tenant-egress: request denied (not-allowed)\n"),
+            "{}",
+            r.body
+        );
+        assert!(r
+            .body
+            .contains("source: namespace prod (tenant prod, workload exception batman)"));
+        assert!(r.body.contains(
+            "destination: cockroachdb.uat.svc.cluster.local:26257 (namespace uat) via outbound|26257||cockroachdb.uat.svc.cluster.local"
+        ));
+        assert!(
+            r.body.contains(
+                "add \"uat/cockroachdb.uat.svc.cluster.local\" to tenants[0].egress[0].hosts"
+            ),
+            "{}",
+            r.body
+        );
+        let line = log_line("denied", &p, &d, &src, Some(cluster));
+        assert!(line.contains("source=prod tenant=prod"), "{line}");
+        assert!(
+            line.contains("reason=not-allowed rule=tenants[0].egress[0] \"all ports\""),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn unknown_source_body() {
+        let p = policy();
+        let src = p.source(&Source::default());
+        let d = p.decide_for(&src, &Target::default());
+        let r = deny_reply(&p, &d, &src, None);
+        assert_eq!(r.reason, "unknown-source");
+        assert!(r.body.contains("source: namespace (unknown)"));
+        assert!(r.body.contains("no NAMESPACE node metadata"));
+    }
+}

@@ -1,0 +1,201 @@
+//! The root context: one per plugin configuration per VM (each Envoy worker thread runs its own
+//! VM with its own copy). It compiles the policy and resolves the source workload once, then
+//! hands every HTTP context a shared reference.
+//!
+//! A configuration that fails validation is refused (`on_configure` returns `false`): Envoy then
+//! keeps the previous configuration running, exactly as for a rejected xDS update, so the last
+//! good policy keeps enforcing. Compile first, swap after.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+use tenant_egress_config::{Policy, Source, SourceScope};
+
+use crate::host;
+use crate::http::Http;
+use crate::metrics::{self, Counters};
+
+/// Property paths of one Envoy generation.
+#[derive(Debug)]
+pub struct Paths {
+    /// Upstream cluster name.
+    pub cluster_name: &'static [&'static str],
+    /// Destination namespace from the cluster's Istio metadata.
+    pub cluster_namespace: &'static [&'static str],
+    /// Original destination `ip:port`.
+    pub destination_address: &'static [&'static str],
+}
+
+/// Envoy >= 1.30 (`xds.*`); the only names on Envoy >= 1.33.
+static XDS: Paths = Paths {
+    cluster_name: &["xds", "cluster_name"],
+    cluster_namespace: &[
+        "xds",
+        "cluster_metadata",
+        "filter_metadata",
+        "istio",
+        "services",
+        "0",
+        "namespace",
+    ],
+    destination_address: &["destination", "address"],
+};
+
+/// Envoy <= 1.32 (older Istio proxies): removed in 1.33 (envoy#36619).
+static LEGACY: Paths = Paths {
+    cluster_name: &["cluster_name"],
+    cluster_namespace: &[
+        "cluster_metadata",
+        "filter_metadata",
+        "istio",
+        "services",
+        "0",
+        "namespace",
+    ],
+    destination_address: &["destination", "address"],
+};
+
+/// Everything a request needs, shared by all HTTP contexts of one configuration.
+#[derive(Debug)]
+pub struct State {
+    /// The compiled policy.
+    pub policy: Policy,
+    /// The source workload, resolved once.
+    pub source: SourceScope,
+    /// Which property names this proxy understands.
+    pub paths: &'static Paths,
+    /// Counter ids.
+    pub counters: Counters,
+}
+
+/// The root context.
+#[derive(Default)]
+pub struct Root {
+    state: Option<Rc<State>>,
+    config_errors: Option<u32>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        host::log(
+            LogLevel::Info,
+            &format!("tenant-egress {} starting", env!("CARGO_PKG_VERSION")),
+        );
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        if self.config_errors.is_none() {
+            self.config_errors = metrics::config_errors();
+        }
+        let bytes = host::plugin_configuration().unwrap_or_default();
+        if bytes.is_empty() {
+            return self.refuse(
+                "the plugin configuration is empty; it must be the policy document (JSON)",
+            );
+        }
+        let (policy, warnings) = match Policy::from_json(&bytes) {
+            Ok(ok) => ok,
+            Err(tenant_egress_config::PolicyError::Invalid(invalid)) => {
+                let mut msg = format!("{} error(s):", invalid.errors.len());
+                for e in &invalid.errors {
+                    msg.push_str("\n  error: ");
+                    msg.push_str(&e.to_string());
+                }
+                return self.refuse(&msg);
+            }
+            Err(other) => return self.refuse(&other.to_string()),
+        };
+        for w in &warnings {
+            host::log(
+                LogLevel::Warn,
+                &format!("tenant-egress: policy warning: {w}"),
+            );
+        }
+        let (source, paths, labels) = read_source(&policy);
+        if source.namespace().is_none() {
+            host::log(
+                LogLevel::Warn,
+                "tenant-egress: the proxy has no NAMESPACE node metadata; every request will be denied (unknown-source)",
+            );
+        }
+        let summary = format!(
+            "tenant-egress {} loaded policy: {}; source namespace={} tenant={} workload={} labels={}",
+            env!("CARGO_PKG_VERSION"),
+            policy.summary(),
+            source.namespace().unwrap_or("-"),
+            source
+                .tenant()
+                .and_then(|t| policy.tenant_name(t))
+                .unwrap_or("-"),
+            source
+                .tenant()
+                .zip(source.workload())
+                .and_then(|(t, w)| policy.workload_name(t, w))
+                .unwrap_or("-"),
+            labels,
+        );
+        host::log(LogLevel::Info, &summary);
+        self.state = Some(Rc::new(State {
+            policy,
+            source,
+            paths,
+            counters: Counters::define(),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http::new(self.state.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    fn refuse(&mut self, why: &str) -> bool {
+        host::increment(self.config_errors);
+        let keeping = if self.state.is_some() {
+            "the previous policy keeps enforcing"
+        } else {
+            "no policy is loaded"
+        };
+        host::log(
+            LogLevel::Error,
+            &format!("tenant-egress: refusing the policy ({keeping}): {why}"),
+        );
+        false
+    }
+}
+
+/// Reads the source workload's namespace and labels from the node metadata, once per
+/// configuration: `xds.node.*` first, then the pre-1.33 `node.*`. Never reads the whole node
+/// (about 60 KB serialized), only the two fields.
+fn read_source(policy: &Policy) -> (SourceScope, &'static Paths, String) {
+    let (namespace, paths, labels_path): (_, _, &[&str]) =
+        match host::property(&["xds", "node", "metadata", "NAMESPACE"]) {
+            Some(ns) => (Some(ns), &XDS, &["xds", "node", "metadata", "LABELS"]),
+            None => match host::property(&["node", "metadata", "NAMESPACE"]) {
+                Some(ns) => (Some(ns), &LEGACY, &["node", "metadata", "LABELS"]),
+                None => (None, &XDS, &["xds", "node", "metadata", "LABELS"]),
+            },
+        };
+    let labels_blob = host::property(labels_path).unwrap_or_default();
+    let labels: Vec<(&str, &str)> = crate::pairs::decode(&labels_blob)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?)))
+        .collect();
+    let namespace = namespace.and_then(|ns| String::from_utf8(ns).ok());
+    let scope = policy.source(&Source {
+        namespace: namespace.as_deref(),
+        labels: &labels,
+    });
+    let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    (scope, paths, format!("{{{}}}", shown.join(",")))
+}
