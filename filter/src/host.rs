@@ -10,11 +10,6 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
-/// Writes one line to the proxy's log.
-pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
-}
-
 /// The proxy's current log level, to avoid crossing the boundary for messages it would drop.
 pub fn log_level() -> LogLevel {
     hostcalls::get_log_level().unwrap_or(LogLevel::Info)
@@ -25,13 +20,7 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     match hostcalls::get_property(path.to_vec()) {
         Ok(v) => v,
         Err(status) => {
-            log(
-                LogLevel::Debug,
-                &format!(
-                    "tenant-egress: property {} unavailable: {status:?}",
-                    path.join(".")
-                ),
-            );
+            log::debug!("property {} unavailable: {status:?}", path.join("."));
             None
         }
     }

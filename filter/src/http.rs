@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::Action;
 use tenant_egress_config::authority::{parse_cluster, Cluster};
 use tenant_egress_config::Target;
 
@@ -109,22 +109,16 @@ impl HttpContext for Http {
         }
         if !d.enforced {
             state.counters.audit_denied(d.reason);
-            host::log(
-                LogLevel::Info,
-                &reply::log_line(
-                    "audit-denied (let through)",
-                    policy,
-                    &d,
-                    &state.source,
-                    target.cluster,
-                ),
+            log::info!(
+                "{}",
+                reply::log_line("audit-denied", policy, &d, &state.source, target.cluster)
             );
             return Action::Continue;
         }
         state.counters.denied(d.reason);
-        host::log(
-            LogLevel::Info,
-            &reply::log_line("denied", policy, &d, &state.source, target.cluster),
+        log::info!(
+            "{}",
+            reply::log_line("denied", policy, &d, &state.source, target.cluster)
         );
         send(&reply::deny_reply(
             policy,

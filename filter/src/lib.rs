@@ -22,9 +22,9 @@ mod entry {
     use super::*;
 
     proxy_wasm::main! {{
-        // Registers the `log` crate backend at the proxy's own level, so messages the proxy
-        // would drop never cross the VM boundary.
-        proxy_wasm::set_log_level(host::log_level());
+        // Registers the `log` crate backend. Host calls are not allowed during `_initialize`
+        // (V8: "restricted_callback"), so the proxy's own level is adopted in `on_vm_start`.
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
         // After set_log_level, which installs the SDK's hook (it unwraps inside the hook).
         host::install_panic_hook();
         proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {

@@ -96,7 +96,7 @@ pub fn log_line(
         .map(|r| format!("{} \"{}\"", r.path, r.text))
         .unwrap_or_else(|| "-".to_owned());
     format!(
-        "tenant-egress: {verb} source={} tenant={} destination={} destination_namespace={} cluster={} reason={} rule={rule}",
+        "{verb} source={} tenant={} destination={} destination_namespace={} cluster={} reason={} rule={rule}",
         src.namespace().unwrap_or("-"),
         src.tenant().and_then(|t| policy.tenant_name(t)).unwrap_or("-"),
         d.destination,

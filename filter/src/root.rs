@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
 use tenant_egress_config::{Policy, Source, SourceScope};
 
 use crate::host;
@@ -80,10 +80,9 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        host::log(
-            LogLevel::Info,
-            &format!("tenant-egress {} starting", env!("CARGO_PKG_VERSION")),
-        );
+        // Adopt the proxy's log level so messages it would drop never cross the VM boundary.
+        proxy_wasm::set_log_level(host::log_level());
+        log::info!("version {} starting", env!("CARGO_PKG_VERSION"));
         true
     }
 
@@ -110,20 +109,16 @@ impl RootContext for Root {
             Err(other) => return self.refuse(&other.to_string()),
         };
         for w in &warnings {
-            host::log(
-                LogLevel::Warn,
-                &format!("tenant-egress: policy warning: {w}"),
-            );
+            log::warn!("policy warning: {w}");
         }
         let (source, paths, labels) = read_source(&policy);
         if source.namespace().is_none() {
-            host::log(
-                LogLevel::Warn,
-                "tenant-egress: the proxy has no NAMESPACE node metadata; every request will be denied (unknown-source)",
+            log::warn!(
+                "the proxy has no NAMESPACE node metadata; every request will be denied (unknown-source)"
             );
         }
         let summary = format!(
-            "tenant-egress {} loaded policy: {}; source namespace={} tenant={} workload={} labels={}",
+            "version {} loaded policy: {}; source namespace={} tenant={} workload={} labels={}",
             env!("CARGO_PKG_VERSION"),
             policy.summary(),
             source.namespace().unwrap_or("-"),
@@ -138,7 +133,7 @@ impl RootContext for Root {
                 .unwrap_or("-"),
             labels,
         );
-        host::log(LogLevel::Info, &summary);
+        log::info!("{summary}");
         self.state = Some(Rc::new(State {
             policy,
             source,
@@ -165,10 +160,7 @@ impl Root {
         } else {
             "no policy is loaded"
         };
-        host::log(
-            LogLevel::Error,
-            &format!("tenant-egress: refusing the policy ({keeping}): {why}"),
-        );
+        log::error!("refusing the policy ({keeping}): {why}");
         false
     }
 }
