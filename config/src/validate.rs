@@ -166,27 +166,33 @@ const EGRESS_FIELDS: &[&str] = &["port", "hosts"];
 const PORT_FIELDS: &[&str] = &["number", "protocol", "name"];
 const WORKLOAD_FIELDS: &[&str] = &["name", "selector", "egress"];
 
+/// Reports unknown fields and removes them (so the later passes can still report everything
+/// else), and reports missing required fields.
 fn check_object(
-    v: &Value,
+    v: &mut Value,
     path: &str,
     allowed: &[&str],
     required: &[&'static str],
     errors: &mut Vec<ValidationError>,
 ) -> bool {
-    let Some(obj) = v.as_object() else {
+    let Some(obj) = v.as_object_mut() else {
         // Wrong types are reported by pass 2 with serde's wording.
         return false;
     };
-    for key in obj.keys() {
-        if !allowed.contains(&key.as_str()) {
-            errors.push(ValidationError {
-                path: path.to_owned(),
-                kind: ErrorKind::UnknownField {
-                    field: key.clone(),
-                    expected: allowed.join(", "),
-                },
-            });
-        }
+    let unknown: Vec<String> = obj
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        obj.remove(&key);
+        errors.push(ValidationError {
+            path: path.to_owned(),
+            kind: ErrorKind::UnknownField {
+                field: key,
+                expected: allowed.join(", "),
+            },
+        });
     }
     for req in required {
         if !obj.contains_key(*req) {
@@ -207,26 +213,26 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = (usize, &'a Value)> {
-    v.get(key)
-        .and_then(Value::as_array)
+fn items<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = (usize, &'a mut Value)> {
+    v.get_mut(key)
+        .and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
         .enumerate()
 }
 
-fn check_egress_shape(v: &Value, path: &str, errors: &mut Vec<ValidationError>) {
+fn check_egress_shape(v: &mut Value, path: &str, errors: &mut Vec<ValidationError>) {
     for (i, e) in items(v, "egress") {
         let p = format!("{}[{i}]", join(path, "egress"));
         if check_object(e, &p, EGRESS_FIELDS, &["hosts"], errors) {
-            if let Some(port) = e.get("port") {
+            if let Some(port) = e.get_mut("port") {
                 check_object(port, &join(&p, "port"), PORT_FIELDS, &["number"], errors);
             }
         }
     }
 }
 
-fn check_shape(v: &Value) -> Vec<ValidationError> {
+fn check_shape(v: &mut Value) -> Vec<ValidationError> {
     let mut errors = Vec::new();
     if !check_object(
         v,
@@ -266,29 +272,39 @@ fn check_shape(v: &Value) -> Vec<ValidationError> {
 // === Pass 2: types ===
 
 /// Decodes and validates a document given as a JSON value (YAML callers convert first).
-pub fn validate_value(v: Value) -> Result<(PolicySpec, Vec<Warning>), InvalidPolicy> {
-    let errors = check_shape(&v);
-    if !errors.is_empty() {
+pub fn validate_value(mut v: Value) -> Result<(PolicySpec, Vec<Warning>), InvalidPolicy> {
+    // Pass 1 removes the unknown fields it reports, so passes 2 and 3 still see the rest.
+    let mut errors = check_shape(&mut v);
+    let missing = errors
+        .iter()
+        .any(|e| matches!(e.kind, ErrorKind::MissingField(_)));
+    let decoded = if missing {
+        None
+    } else {
+        match serde_path_to_error::deserialize::<_, PolicySpec>(v) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                let path = e.path().to_string();
+                errors.push(ValidationError {
+                    path: if path == "." {
+                        "(document)".into()
+                    } else {
+                        path
+                    },
+                    kind: ErrorKind::Type(e.inner().to_string()),
+                });
+                None
+            }
+        }
+    };
+    let Some(spec) = decoded else {
         return Err(InvalidPolicy {
             errors,
             warnings: Vec::new(),
         });
-    }
-    let spec: PolicySpec = serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        InvalidPolicy {
-            errors: vec![ValidationError {
-                path: if path == "." {
-                    "(document)".into()
-                } else {
-                    path
-                },
-                kind: ErrorKind::Type(e.inner().to_string()),
-            }],
-            warnings: Vec::new(),
-        }
-    })?;
-    let (errors, warnings) = check_meaning(&spec);
+    };
+    let (meaning, warnings) = check_meaning(&spec);
+    errors.extend(meaning);
     if errors.is_empty() {
         Ok((spec, warnings))
     } else {

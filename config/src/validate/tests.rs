@@ -259,3 +259,16 @@ fn large_listener_shadow_check() {
     assert_eq!(w.len(), 100_000);
     assert!(w.iter().all(|w| w.message.contains("*/*.example.com")));
 }
+
+#[test]
+fn unknown_fields_do_not_hide_other_errors() {
+    let e = errors(json!({
+        "apiVersion": "tenant-egress/v1",
+        "tenants": [{"name": "t", "namespaces": ["t"], "egres": [],
+                     "egress": [{"hosts": ["nonsense"]}]}]
+    }));
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(text[0].starts_with("tenants[0]: unknown field \"egres\""));
+    assert!(text[1].starts_with("tenants[0].egress[0].hosts[0]: \"nonsense\""));
+}
