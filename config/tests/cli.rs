@@ -1,0 +1,208 @@
+//! The `tenant-egress` command as a user runs it: exit codes, messages, JSON.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenant-egress");
+
+const POLICY: &str = r#"
+apiVersion: tenant-egress/v1
+tenants:
+  - name: prod
+    namespaces: [prod]
+    egress:
+      - hosts: ["./*", "istio-system/*", "./*"]
+    workloads:
+      - name: batman
+        selector: {app.kubernetes.io/name: batman-app}
+        egress:
+          - hosts: ["logmonkey/logcatcher.logmonkey.svc.cluster.local"]
+  - name: uat
+    namespaces: [uat]
+    egress: [{hosts: ["./*"]}]
+"#;
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tenant-egress-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn validate_valid_prints_summary_and_warnings() {
+    let p = write("valid.yaml", POLICY);
+    let out = run(&["validate", p.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("valid (mode=enforce tenants=2"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("tenants[0].egress[0].hosts[2]: \"./*\" duplicates"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_invalid_lists_every_error_and_exits_1() {
+    let p = write(
+        "invalid.json",
+        r#"{"apiVersion": "tenant-egress/v0", "tenants": [{"name": "a", "namespaces": ["x"], "egress": [{"hosts": ["foo", "ns/*bar.com"], "port": {"number": 0}}]}, {"name": "b", "namespaces": ["x"]}]}"#,
+    );
+    let out = run(&["validate", p.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for needle in [
+        "error: ",
+        "apiVersion: apiVersion is \"tenant-egress/v0\"",
+        "tenants[0].egress[0].hosts[0]: \"foo\" is not of the form namespace/dnsName",
+        "tenants[0].egress[0].hosts[1]",
+        "tenants[0].egress[0].port.number: port 0 is outside 1..65535",
+        "tenants[1].namespaces[0]: namespace \"x\" is already claimed by tenants[0].namespaces[0]",
+        "invalid (5 errors)",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn validate_reports_syntax_errors() {
+    let p = write("broken.yaml", "apiVersion: [unclosed\n");
+    let out = run(&["validate", p.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not valid YAML"),
+        "{}",
+        text(&out.stderr)
+    );
+    let missing = run(&["validate", "/nonexistent/policy.yaml"], None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read /nonexistent/policy.yaml"));
+}
+
+#[test]
+fn explain_human_and_json() {
+    let p = write("explain.yaml", POLICY);
+    let p = p.to_str().unwrap();
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--source-namespace",
+            "prod",
+            "--authority",
+            "cockroachdb.uat:26257",
+            "--cluster",
+            "outbound|26257||cockroachdb.uat.svc.cluster.local",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let s = text(&out.stdout);
+    assert!(s.contains("decision:    DENY"), "{s}");
+    assert!(s.contains("reason:      not-allowed"));
+    assert!(s.contains("destination: cockroachdb.uat.svc.cluster.local:26257 (namespace uat)"));
+    assert!(s.contains("rule:        tenants[0].egress[0] \"all ports\""));
+
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--source-namespace",
+            "prod",
+            "--label",
+            "app.kubernetes.io/name=batman-app",
+            "--authority",
+            "logcatcher.logmonkey.svc.cluster.local",
+            "--json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["reason"], "allowed");
+    assert_eq!(v["workload"], "batman");
+    assert_eq!(
+        v["rule"]["path"],
+        "tenants[0].workloads[0].egress[0].hosts[0]"
+    );
+    assert_eq!(v["destination"]["namespace"], "logmonkey");
+    assert_eq!(v["destination"]["port"], serde_json::Value::Null);
+}
+
+#[test]
+fn explain_batch_keeps_order_and_survives_bad_lines() {
+    let p = write("batch.yaml", POLICY);
+    let input = concat!(
+        r#"{"source": {"namespace": "uat"}, "authority": "web.uat:8080"}"#,
+        "\n",
+        "this is not json\n",
+        "\n",
+        r#"{"source": {"namespace": "prod"}, "authority": "10.0.0.1", "cluster": "PassthroughCluster", "destinationAddress": "10.0.0.1:80"}"#,
+        "\n",
+        r#"{"source": {}, "authority": "web.uat"}"#,
+        "\n",
+        r#"{"source": {"namespace": "uat"}, "authoritee": "x"}"#,
+        "\n",
+    );
+    let out = run(
+        &["explain", p.to_str().unwrap(), "--batch", "-"],
+        Some(input),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad lines are reported in the exit code"
+    );
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["decision"], "allow");
+    assert_eq!(lines[0]["destination"]["host"], "web.uat.svc.cluster.local");
+    assert_eq!(lines[0]["destination"]["port"], 8080);
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"].is_string());
+    assert_eq!(lines[2]["decision"], "deny");
+    assert_eq!(lines[2]["reason"], "not-in-registry");
+    assert_eq!(lines[3]["error"], "source.namespace is required");
+    assert!(lines[4]["error"].as_str().unwrap().contains("authoritee"));
+}
+
+#[test]
+fn help_teaches() {
+    let out = run(&["--help"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("validate") && s.contains("explain") && s.contains("Examples:"),
+        "{s}"
+    );
+    let out = run(&["explain", "--help"], None);
+    assert!(text(&out.stdout).contains("JSON Lines"));
+}

