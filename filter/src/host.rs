@@ -49,11 +49,18 @@ pub fn define_counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(MetricType::Counter, name).ok()
 }
 
-/// Adds one to a counter.
-pub fn increment(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+/// Adds `n` to a counter.
+pub fn add(id: Option<u32>, n: u64) {
+    if let (Some(id), Ok(n)) = (id, i64::try_from(n)) {
+        if n > 0 {
+            let _ = hostcalls::increment_metric(id, n);
+        }
     }
+}
+
+/// Arms the root context's timer (`on_tick`).
+pub fn set_tick_period(period: std::time::Duration) {
+    let _ = hostcalls::set_tick_period(period);
 }
 
 /// Logs a panic through the proxy before the VM aborts (`panic = "abort"`), so a crash leaves

@@ -1,9 +1,10 @@
 //! The HTTP context: one per request. Gathers the few inputs the decision needs (as few host
 //! calls as possible), decides with the core, and acts.
 //!
-//! Host calls per request: the header map (1), the cluster name (1), then either the cluster's
-//! namespace metadata (outbound clusters) or the original destination (passthrough / no
-//! cluster) (1), and the counter(s); a denial adds the local reply and a log line.
+//! Host calls per request: the header map (1) and the cluster name (1); then the original
+//! destination for a passthrough (1), or for an outbound cluster its namespace metadata, read
+//! once per cluster and cached. Counters are batched in the VM and flushed on a timer. A
+//! denial adds the log line and the local reply (2).
 
 use std::rc::Rc;
 
@@ -71,10 +72,9 @@ impl HttpContext for Http {
             send(&reply::no_policy_reply());
             return Action::Pause;
         };
-        let policy = &state.policy;
         let headers;
         let cluster_bytes;
-        let extra;
+        let address;
         let mut target = Target::default();
         if state.source.namespace().is_some() {
             headers = host::request_headers();
@@ -86,48 +86,59 @@ impl HttpContext for Http {
             target.cluster = cluster_bytes
                 .as_deref()
                 .map(|b| std::str::from_utf8(b).unwrap_or("(invalid)"));
-            // Only the input this kind of destination needs.
-            extra = match target.cluster.map(parse_cluster) {
+            // Only the input this kind of destination needs: the namespace of an outbound
+            // cluster (cached per cluster), the original destination of a passthrough.
+            match target.cluster.map(parse_cluster) {
                 Some(Ok(Cluster::Outbound { .. })) => {
-                    host::property(state.paths.cluster_namespace).map(|v| (v, true))
+                    let cluster = target.cluster.unwrap_or_default();
+                    return state.cluster_namespace(cluster, |ns| {
+                        let target = Target {
+                            destination_namespace: ns,
+                            ..target
+                        };
+                        decide_and_act(state, &target)
+                    });
                 }
                 Some(Ok(Cluster::Passthrough)) | None => {
-                    host::property(state.paths.destination_address).map(|v| (v, false))
+                    address = host::property(state.paths.destination_address);
+                    target.destination_address =
+                        address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
                 }
-                _ => None,
-            };
-            match &extra {
-                Some((v, true)) => target.destination_namespace = std::str::from_utf8(v).ok(),
-                Some((v, false)) => target.destination_address = std::str::from_utf8(v).ok(),
-                None => {}
+                _ => {}
             }
         }
-        let d = policy.decide_for(&state.source, &target);
-        if d.allowed {
-            state.counters.allowed();
-            return Action::Continue;
-        }
-        if !d.enforced {
-            state.counters.audit_denied(d.reason);
-            log::info!(
-                "{}",
-                reply::log_line("audit-denied", policy, &d, &state.source, target.cluster)
-            );
-            return Action::Continue;
-        }
-        state.counters.denied(d.reason);
+        decide_and_act(state, &target)
+    }
+}
+
+/// Decides and acts: counts, logs, and for a blocked request sends the local reply.
+fn decide_and_act(state: &State, target: &Target<'_>) -> Action {
+    let policy = &state.policy;
+    let d = policy.decide_for(&state.source, target);
+    if d.allowed {
+        state.counters.allowed();
+        return Action::Continue;
+    }
+    if !d.enforced {
+        state.counters.audit_denied(d.reason);
         log::info!(
             "{}",
-            reply::log_line("denied", policy, &d, &state.source, target.cluster)
+            reply::log_line("audit-denied", policy, &d, &state.source, target.cluster)
         );
-        send(&reply::deny_reply(
-            policy,
-            &d,
-            &state.source,
-            target.cluster,
-        ));
-        Action::Pause
+        return Action::Continue;
     }
+    state.counters.denied(d.reason);
+    log::info!(
+        "{}",
+        reply::log_line("denied", policy, &d, &state.source, target.cluster)
+    );
+    send(&reply::deny_reply(
+        policy,
+        &d,
+        &state.source,
+        target.cluster,
+    ));
+    Action::Pause
 }
 
 #[cfg(test)]

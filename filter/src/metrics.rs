@@ -3,6 +3,8 @@
 //! namespace is stripped in `/stats`); Istio needs the `tenant_egress` prefix in
 //! `proxyStatsMatcher.inclusionPrefixes` to export them.
 
+use std::cell::RefCell;
+
 use tenant_egress_config::Reason;
 
 use crate::host;
@@ -19,49 +21,93 @@ pub fn stat_name(outcome: &str, reason: Option<Reason>) -> String {
     }
 }
 
-/// Counter ids for one configuration.
+/// Counters for one configuration, batched: a request only bumps a number in the VM's own
+/// memory, and [`Counters::flush`] (from the root context's timer, every
+/// [`FLUSH_PERIOD`](crate::root::FLUSH_PERIOD)) adds them to Envoy's stats. Each host call crosses
+/// the VM boundary, so this takes one or two calls off every request; the stats lag by at
+/// most one period.
 #[derive(Debug)]
 pub struct Counters {
+    ids: CounterIds,
+    pending: RefCell<Pending>,
+}
+
+#[derive(Debug)]
+struct CounterIds {
     allowed: Option<u32>,
     denied: Option<u32>,
     audit_denied: Option<u32>,
-    denied_by: Vec<Option<u32>>,
-    audit_by: Vec<Option<u32>>,
+    denied_by: [Option<u32>; REASONS],
+    audit_by: [Option<u32>; REASONS],
 }
+
+#[derive(Debug, Default)]
+struct Pending {
+    allowed: u64,
+    denied_by: [u64; REASONS],
+    audit_by: [u64; REASONS],
+}
+
+const REASONS: usize = Reason::ALL.len();
 
 impl Counters {
     /// Defines every counter with the host.
     pub fn define() -> Counters {
-        let per_reason = |outcome: &str| {
-            Reason::ALL
-                .iter()
-                .map(|r| host::define_counter(&stat_name(outcome, Some(*r))))
-                .collect()
-        };
+        let per_reason =
+            |outcome: &str| Reason::ALL.map(|r| host::define_counter(&stat_name(outcome, Some(r))));
         Counters {
-            allowed: host::define_counter(&stat_name("allowed", None)),
-            denied: host::define_counter(&stat_name("denied", None)),
-            audit_denied: host::define_counter(&stat_name("audit_denied", None)),
-            denied_by: per_reason("denied"),
-            audit_by: per_reason("audit_denied"),
+            ids: CounterIds {
+                allowed: host::define_counter(&stat_name("allowed", None)),
+                denied: host::define_counter(&stat_name("denied", None)),
+                audit_denied: host::define_counter(&stat_name("audit_denied", None)),
+                denied_by: per_reason("denied"),
+                audit_by: per_reason("audit_denied"),
+            },
+            pending: RefCell::new(Pending::default()),
         }
     }
 
     /// An allowed request.
     pub fn allowed(&self) {
-        host::increment(self.allowed);
+        if let Ok(mut p) = self.pending.try_borrow_mut() {
+            p.allowed += 1;
+        }
     }
 
     /// A blocked request.
     pub fn denied(&self, reason: Reason) {
-        host::increment(self.denied);
-        host::increment(self.denied_by.get(reason.index()).copied().flatten());
+        if let Ok(mut p) = self.pending.try_borrow_mut() {
+            if let Some(c) = p.denied_by.get_mut(reason.index()) {
+                *c += 1;
+            }
+        }
     }
 
     /// A request audit mode let through that enforce mode would block.
     pub fn audit_denied(&self, reason: Reason) {
-        host::increment(self.audit_denied);
-        host::increment(self.audit_by.get(reason.index()).copied().flatten());
+        if let Ok(mut p) = self.pending.try_borrow_mut() {
+            if let Some(c) = p.audit_by.get_mut(reason.index()) {
+                *c += 1;
+            }
+        }
+    }
+
+    /// Adds what was counted since the last flush to Envoy's stats.
+    pub fn flush(&self) {
+        let Ok(mut p) = self.pending.try_borrow_mut() else {
+            return;
+        };
+        let p = std::mem::take(&mut *p);
+        let ids = &self.ids;
+        host::add(ids.allowed, p.allowed);
+        host::add(ids.denied, p.denied_by.iter().sum());
+        host::add(ids.audit_denied, p.audit_by.iter().sum());
+        for (id, n) in ids.denied_by.iter().zip(p.denied_by) {
+            host::add(*id, n);
+        }
+        for (id, n) in ids.audit_by.iter().zip(p.audit_by) {
+            host::add(*id, n);
+        }
     }
 }
 

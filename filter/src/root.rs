@@ -6,7 +6,11 @@
 //! keeps the previous configuration running, exactly as for a rejected xDS update, so the last
 //! good policy keeps enforcing. Compile first, swap after.
 
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -56,6 +60,16 @@ static LEGACY: Paths = Paths {
     destination_address: &["destination", "address"],
 };
 
+/// How often batched counters reach Envoy's stats.
+pub const FLUSH_PERIOD: Duration = Duration::from_millis(250);
+
+/// How often the cluster-namespace cache is dropped (so a ServiceEntry that moved namespace is
+/// noticed), in flush periods: one minute.
+const CACHE_TICKS: u32 = 240;
+
+/// At most this many cluster names are cached; beyond, the cache starts over.
+const CACHE_MAX: usize = 4096;
+
 /// Everything a request needs, shared by all HTTP contexts of one configuration.
 #[derive(Debug)]
 pub struct State {
@@ -65,8 +79,33 @@ pub struct State {
     pub source: SourceScope,
     /// Which property names this proxy understands.
     pub paths: &'static Paths,
-    /// Counter ids.
+    /// Batched counters.
     pub counters: Counters,
+    /// Cluster name -> destination namespace from its `istio.services` metadata. Cluster
+    /// metadata is part of the cluster's configuration, not of the request, so it is read once
+    /// per cluster instead of once per request.
+    cluster_namespaces: RefCell<FxHashMap<Box<str>, Option<Box<str>>>>,
+}
+
+impl State {
+    /// The destination namespace of an outbound cluster, from the cache or the host.
+    pub fn cluster_namespace<R>(&self, cluster: &str, then: impl FnOnce(Option<&str>) -> R) -> R {
+        if let Ok(cache) = self.cluster_namespaces.try_borrow() {
+            if let Some(ns) = cache.get(cluster) {
+                return then(ns.as_deref());
+            }
+        }
+        let ns: Option<Box<str>> = host::property(self.paths.cluster_namespace)
+            .and_then(|v| String::from_utf8(v).ok())
+            .map(String::into_boxed_str);
+        if let Ok(mut cache) = self.cluster_namespaces.try_borrow_mut() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(cluster.into(), ns.clone());
+        }
+        then(ns.as_deref())
+    }
 }
 
 /// The root context.
@@ -74,9 +113,18 @@ pub struct State {
 pub struct Root {
     state: Option<Rc<State>>,
     config_errors: Option<u32>,
+    ticks: u32,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        // The VM is going away (new configuration or shutdown): do not lose pending counts.
+        if let Some(state) = &self.state {
+            state.counters.flush();
+        }
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -134,13 +182,31 @@ impl RootContext for Root {
             labels,
         );
         log::info!("{summary}");
+        if let Some(old) = self.state.take() {
+            old.counters.flush();
+        }
         self.state = Some(Rc::new(State {
             policy,
             source,
             paths,
             counters: Counters::define(),
+            cluster_namespaces: RefCell::new(FxHashMap::default()),
         }));
+        host::set_tick_period(FLUSH_PERIOD);
         true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(state) = &self.state else {
+            return;
+        };
+        state.counters.flush();
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % CACHE_TICKS == 0 {
+            if let Ok(mut cache) = state.cluster_namespaces.try_borrow_mut() {
+                cache.clear();
+            }
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -154,7 +220,7 @@ impl RootContext for Root {
 
 impl Root {
     fn refuse(&mut self, why: &str) -> bool {
-        host::increment(self.config_errors);
+        host::add(self.config_errors, 1);
         let keeping = if self.state.is_some() {
             "the previous policy keeps enforcing"
         } else {
