@@ -202,7 +202,7 @@ impl RootContext for Root {
         };
         state.counters.flush();
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % CACHE_TICKS == 0 {
+        if self.ticks.is_multiple_of(CACHE_TICKS) {
             if let Ok(mut cache) = state.cluster_namespaces.try_borrow_mut() {
                 cache.clear();
             }
