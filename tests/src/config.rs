@@ -54,6 +54,9 @@ pub enum OutboundPolicy {
     AllowAny,
     /// `block_all` → `direct_response: {status: 502}`.
     RegistryOnly,
+    /// The catch-all routes to `BlackHoleCluster` (a cluster with no endpoints), as Istio did
+    /// for REGISTRY_ONLY before the direct 502 and still does on TCP ports.
+    BlackHole,
 }
 
 /// Which extra HTTP filter (before the router) the outbound listeners get.
@@ -529,6 +532,16 @@ impl EnvoyConfig {
                 }],
                 "include_request_attempt_count": true,
             }),
+            OutboundPolicy::BlackHole => json!({
+                "name": "block_all",
+                "domains": ["*"],
+                "routes": [{
+                    "name": "block_all",
+                    "match": {"prefix": "/"},
+                    "route": {"cluster": "BlackHoleCluster", "timeout": "0s"},
+                }],
+                "include_request_attempt_count": true,
+            }),
         });
 
         let mut http_filters = Vec::new();
@@ -570,6 +583,8 @@ impl EnvoyConfig {
                     "stat_prefix": stat_prefix,
                     "codec_type": "AUTO",
                     "use_remote_address": false,
+                    // As Istio's outbound HCM: WebSocket upgrades pass through the filters.
+                    "upgrade_configs": [{"upgrade_type": "websocket"}],
                     "route_config": {
                         "name": svc_port.to_string(),
                         "validate_clusters": false,

@@ -45,6 +45,7 @@
 
 pub mod config;
 pub mod envoy;
+pub mod h2;
 pub mod http;
 
 use std::net::TcpListener;
@@ -57,6 +58,7 @@ pub use config::{
 pub use envoy::{
     ecds_discovery_response, write_atomically, EcdsCounts, EcdsOutcome, Envoy, StartError,
 };
+pub use h2::{h2_get, h2_request, H2Value};
 pub use http::{get, get_with_headers, raw_http1, try_raw_http1, Http1Conn, Response};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
