@@ -78,6 +78,8 @@ impl HttpContext for Http {
         let mut target = Target::default();
         if state.source.namespace().is_some() {
             headers = host::request_headers();
+            #[cfg(feature = "fault-injection")]
+            inject_fault(&headers);
             let (authority, repeated) = find_authority(&headers);
             target.authority = authority;
             target.authority_repeated = repeated;
@@ -108,6 +110,18 @@ impl HttpContext for Http {
             }
         }
         decide_and_act(state, &target)
+    }
+}
+
+/// Test-only (feature `fault-injection`): crash the VM on request.
+#[cfg(feature = "fault-injection")]
+#[allow(clippy::panic)]
+fn inject_fault(headers: &[(String, Vec<u8>)]) {
+    if headers
+        .iter()
+        .any(|(k, _)| k == "x-tenant-egress-test-panic")
+    {
+        panic!("fault injection: x-tenant-egress-test-panic");
     }
 }
 
