@@ -40,6 +40,21 @@ pub struct Target<'a> {
     pub destination_namespace: Option<&'a str>,
     /// The original destination (`destination.address`, `ip:port`).
     pub destination_address: Option<&'a str>,
+    /// HTTP request (HTTP filter) or TCP/TLS connection (network filter). For a connection
+    /// the `authority` is the TLS SNI, when there is one.
+    pub protocol: Protocol,
+}
+
+/// What kind of traffic is being decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// An HTTP request: every egress entry applies on its port.
+    #[default]
+    Http,
+    /// A TCP or TLS connection: entries whose port protocol is HTTP-only (HTTP, HTTP2, GRPC)
+    /// do not open TCP access.
+    Tcp,
 }
 
 /// A stable, kebab-case reason code. These appear in the `x-tenant-egress-denied` header, in
@@ -208,6 +223,8 @@ pub enum Detail {
     Cluster(BadCluster),
     /// The port the listener was chosen for (`not-allowed` with no listener for it).
     NoListenerForPort(Option<u16>),
+    /// A TCP connection on a port whose egress entry is HTTP-only.
+    HttpOnlyPort(u16),
 }
 
 /// The outcome of one decision. Never allocates; names the rule that decided.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{Decision, Detail, Reason, Request, Source, Target};
+use crate::decision::{Decision, Detail, Protocol, Reason, Request, Source, Target};
 use crate::policy::Policy;
 
 /// One request as JSON: the `explain --batch` input line and the test-vector request.
@@ -30,6 +30,13 @@ pub struct RequestSpec {
     /// The original destination `ip:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_address: Option<String>,
+    /// `http` (default: an HTTP request) or `tcp` (a TCP/TLS connection; `authority` is the SNI).
+    #[serde(default, skip_serializing_if = "is_http")]
+    pub protocol: Protocol,
+}
+
+fn is_http(p: &Protocol) -> bool {
+    *p == Protocol::Http
 }
 
 /// The source part of a [`RequestSpec`].
@@ -69,6 +76,7 @@ impl RequestSpec {
                 cluster: self.cluster.as_deref(),
                 destination_namespace: self.destination_namespace.as_deref(),
                 destination_address: self.destination_address.as_deref(),
+                protocol: self.protocol,
             },
         }
     }
@@ -206,6 +214,11 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
                 _ => "a host".to_owned(),
             };
             match (rule, d.detail) {
+                (Some(r), Some(Detail::HttpOnlyPort(p))) => write!(
+                    s,
+                    "{} ({}) is HTTP-only, so it does not open TCP/TLS connections on port {p}; declare the port with protocol TCP or TLS to allow {dest}",
+                    r.path, r.text
+                ),
                 (Some(r), _) => write!(
                     s,
                     "no host of {} ({}) imports {dest} for tenant {tenant}; add {suggestion} to {}.hosts",

@@ -42,7 +42,7 @@ pub mod validate;
 pub mod vectors;
 
 pub use decision::{
-    Decision, Destination, Detail, Reason, Request, RuleId, RuleInfo, Source, Target,
+    Decision, Destination, Detail, Protocol, Reason, Request, RuleId, RuleInfo, Source, Target,
 };
 pub use policy::{Policy, PolicyError, SourceScope};
 pub use spec::PolicySpec;

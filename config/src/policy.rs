@@ -19,8 +19,8 @@ use rustc_hash::FxHashMap;
 
 use crate::authority::{self, Cluster, HostKind};
 use crate::decision::{
-    Decision, Destination, DestinationKind, Detail, Reason, Request, RuleId, RuleInfo, Source,
-    Target,
+    Decision, Destination, DestinationKind, Detail, Protocol, Reason, Request, RuleId, RuleInfo,
+    Source, Target,
 };
 use crate::name::{HostName, NsName};
 use crate::pattern::{HostEntry, HostPattern, NsSelector};
@@ -150,6 +150,8 @@ struct Listener {
     set: u32,
     /// The egress entry to point users at for `not-allowed`.
     rule: RuleId,
+    /// Whether TCP/TLS connections may use it (false when its port protocol is HTTP-only).
+    tcp: bool,
 }
 
 impl View {
@@ -326,8 +328,24 @@ impl Acc {
     }
 }
 
-/// One egress list, per listener: (port or None, the listener's rule id, its host entries).
-type Grouped = Vec<(Option<u16>, RuleId, Vec<(HostEntry, RuleId)>)>;
+/// One egress list, per listener.
+type Grouped = Vec<GroupedListener>;
+
+struct GroupedListener {
+    port: Option<u16>,
+    /// The egress entry's rule id.
+    rule: RuleId,
+    /// Whether the port protocol lets TCP/TLS through (see [`opens_tcp`]).
+    tcp: bool,
+    hosts: Vec<(HostEntry, RuleId)>,
+}
+
+/// Whether an egress entry's port protocol applies to TCP/TLS connections. HTTP, HTTP2 and GRPC
+/// ports are HTTP-only: Istio builds an HTTP connection manager for them, never a TCP proxy, so
+/// they must not open raw TCP. A portless entry, or one without a protocol, applies to all.
+pub fn opens_tcp(protocol: Option<&str>) -> bool {
+    !matches!(protocol, Some("HTTP" | "HTTP2" | "GRPC"))
+}
 
 impl Policy {
     /// Parses, validates and compiles a JSON policy document. On success also returns the
@@ -553,6 +571,12 @@ impl Policy {
             d.detail = Some(Detail::NoListenerForPort(d.destination.port));
             return d;
         };
+        if target.protocol == Protocol::Tcp && !listener.tcp {
+            d.reason = Reason::NotAllowed;
+            d.rule = Some(listener.rule);
+            d.detail = d.destination.port.map(Detail::HttpOnlyPort);
+            return d;
+        }
         let Some(set) = self.sets.get(listener.set as usize) else {
             d.reason = Reason::NotAllowed;
             return d;
@@ -793,6 +817,10 @@ fn group(
             None => "all ports".to_owned(),
         };
         let lid = b.rule(format!("{owner}.egress[{e}]"), text);
+        let tcp = entry
+            .port
+            .as_ref()
+            .is_none_or(|p| opens_tcp(p.protocol.as_deref()));
         let mut hosts = Vec::with_capacity(entry.hosts.len());
         for (h, raw) in entry.hosts.iter().enumerate() {
             let Ok(parsed) = raw.parse::<HostEntry>() else {
@@ -802,7 +830,12 @@ fn group(
             *host_rules += 1;
             hosts.push((parsed, id));
         }
-        out.push((port, lid, hosts));
+        out.push(GroupedListener {
+            port,
+            rule: lid,
+            tcp,
+            hosts,
+        });
     }
     out
 }
@@ -814,42 +847,52 @@ fn group(
 fn make_view(b: &mut Builder, lists: &[&Grouped]) -> View {
     let mut ports: Vec<u16> = lists
         .iter()
-        .flat_map(|g| g.iter().filter_map(|(p, _, _)| *p))
+        .flat_map(|g| g.iter().filter_map(|l| l.port))
         .collect();
     ports.sort_unstable();
     ports.dedup();
-    // What one list exposes on `port`: its listener for the port, else its catch-all.
-    let on_port = |g: &Grouped, port: u16| {
-        g.iter()
-            .find(|(p, _, _)| *p == Some(port))
-            .or_else(|| g.iter().find(|(p, _, _)| p.is_none()))
-            .map(|(_, lid, hosts)| (*lid, hosts.clone()))
-    };
     let mut view = View::default();
     for port in ports {
         let mut entries = Vec::new();
         let mut first_rule = None;
+        // TCP may use the port only if every list that declares it declares a TCP-capable
+        // protocol (they end up in one Sidecar listener, which has one protocol).
+        let mut tcp = true;
         for g in lists {
-            if let Some((lid, hosts)) = on_port(g, port) {
-                first_rule.get_or_insert(lid);
-                entries.extend(hosts);
+            // What one list exposes on `port`: its listener for the port, else its catch-all.
+            let own = g.iter().find(|l| l.port == Some(port));
+            if let Some(l) = own {
+                tcp &= l.tcp;
+            }
+            if let Some(l) = own.or_else(|| catch_all(g)) {
+                first_rule.get_or_insert(l.rule);
+                entries.extend(l.hosts.iter().cloned());
             }
         }
         let set = b.build_set(&entries);
         let rule = first_rule.unwrap_or(RuleId(0));
-        view.ports.push((port, Listener { set, rule }));
+        view.ports.push((port, Listener { set, rule, tcp }));
     }
     let mut entries = Vec::new();
     let mut first_rule = None;
     for g in lists {
-        if let Some((_, lid, hosts)) = g.iter().find(|(p, _, _)| p.is_none()) {
-            first_rule.get_or_insert(*lid);
-            entries.extend(hosts.iter().cloned());
+        if let Some(l) = catch_all(g) {
+            first_rule.get_or_insert(l.rule);
+            entries.extend(l.hosts.iter().cloned());
         }
     }
-    if let Some(lid) = first_rule {
+    if let Some(rule) = first_rule {
         let set = b.build_set(&entries);
-        view.catch_all = Some(Listener { set, rule: lid });
+        view.catch_all = Some(Listener {
+            set,
+            rule,
+            tcp: true,
+        });
     }
     view
+}
+
+/// A list's portless catch-all listener.
+fn catch_all(g: &Grouped) -> Option<&GroupedListener> {
+    g.iter().find(|l| l.port.is_none())
 }

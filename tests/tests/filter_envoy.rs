@@ -472,6 +472,9 @@ fn k8s_cluster(cluster: Option<&str>) -> Option<(String, String, u16)> {
 
 fn replayable(case: &tenant_egress_config::vectors::Case) -> bool {
     let req = &case.request;
+    if req.protocol != tenant_egress_config::Protocol::Http {
+        return false; // TCP/TLS vectors are replayed by tests/tests/tcp.rs.
+    }
     let authority = req.authority.as_deref().unwrap_or_default();
     if !authority.is_ascii() || authority.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         // Envoy's codec rejects these with 400 before any filter runs.

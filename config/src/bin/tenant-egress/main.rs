@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::explain::{Report, RequestSpec, SourceSpec};
-use tenant_egress_config::{InvalidPolicy, Policy, PolicySpec, Warning};
+use tenant_egress_config::{InvalidPolicy, Policy, PolicySpec, Protocol, Warning};
 
 #[derive(Parser)]
 #[command(
@@ -77,12 +77,22 @@ struct ExplainArgs {
     /// Original destination `IP:PORT` (used for PassthroughCluster).
     #[arg(long)]
     destination_address: Option<String>,
+    /// Decide a TCP/TLS connection (the network filter) instead of an HTTP request; the
+    /// --authority is then the TLS SNI, if any.
+    #[arg(long, value_enum, default_value = "http")]
+    protocol: ProtocolArg,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
     /// JSON Lines batch of requests (`-` for stdin); prints JSON Lines.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["source_namespace", "authority", "cluster"])]
     batch: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProtocolArg {
+    Http,
+    Tcp,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -209,6 +219,10 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         cluster: args.cluster.clone(),
         destination_namespace: args.destination_namespace.clone(),
         destination_address: args.destination_address.clone(),
+        protocol: match args.protocol {
+            ProtocolArg::Http => Protocol::Http,
+            ProtocolArg::Tcp => Protocol::Tcp,
+        },
     };
     let report = report_for(&policy, &req);
     if args.json {
