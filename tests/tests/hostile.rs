@@ -2,6 +2,8 @@
 //! status and that the denied upstream (uat's database) was never reached. Where Envoy's own
 //! codec refuses a request before any filter runs (400, a reset stream), that is as good as a
 //! denial, and the test says so.
+// Test code: a failed unwrap is a failed test, not a dead proxy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
