@@ -44,6 +44,16 @@ pub fn send_local_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
     let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));
 }
 
+/// Closes the downstream (client) side of a TCP connection.
+pub fn close_downstream() {
+    let _ = hostcalls::close_downstream();
+}
+
+/// Closes the upstream (server) side of a TCP connection.
+pub fn close_upstream() {
+    let _ = hostcalls::close_upstream();
+}
+
 /// Defines (or finds: ids are shared across VMs by name) a counter.
 pub fn define_counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(MetricType::Counter, name).ok()

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pairs;
 pub mod reply;
 pub mod root;
+pub mod tcp;
 
 /// The module's entry point: `_initialize`, which Envoy calls once per VM.
 #[allow(unsafe_code)] // proxy_wasm::main! exports an `extern "C"` symbol (`#[no_mangle]`).

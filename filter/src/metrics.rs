@@ -51,15 +51,18 @@ struct Pending {
 const REASONS: usize = Reason::ALL.len();
 
 impl Counters {
-    /// Defines every counter with the host.
-    pub fn define() -> Counters {
+    /// Defines every counter with the host. `kind` prefixes the outcome: `""` for HTTP
+    /// requests (`tenant_egress.denied...`), `"connections."` for the network filter
+    /// (`tenant_egress.connections.denied...`).
+    pub fn define(kind: &str) -> Counters {
+        let name = |outcome: &str, r: Option<Reason>| stat_name(&format!("{kind}{outcome}"), r);
         let per_reason =
-            |outcome: &str| Reason::ALL.map(|r| host::define_counter(&stat_name(outcome, Some(r))));
+            |outcome: &str| Reason::ALL.map(|r| host::define_counter(&name(outcome, Some(r))));
         Counters {
             ids: CounterIds {
-                allowed: host::define_counter(&stat_name("allowed", None)),
-                denied: host::define_counter(&stat_name("denied", None)),
-                audit_denied: host::define_counter(&stat_name("audit_denied", None)),
+                allowed: host::define_counter(&name("allowed", None)),
+                denied: host::define_counter(&name("denied", None)),
+                audit_denied: host::define_counter(&name("audit_denied", None)),
                 denied_by: per_reason("denied"),
                 audit_by: per_reason("audit_denied"),
             },

@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
 use tenant_egress_config::{Policy, Source, SourceScope};
 
 use crate::host;
 use crate::http::Http;
 use crate::metrics::{self, Counters};
+use crate::tcp::Tcp;
 
 /// Property paths of one Envoy generation.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub struct Paths {
     pub cluster_namespace: &'static [&'static str],
     /// Original destination `ip:port`.
     pub destination_address: &'static [&'static str],
+    /// TLS SNI of the downstream connection.
+    pub sni: &'static [&'static str],
 }
 
 /// Envoy >= 1.30 (`xds.*`); the only names on Envoy >= 1.33.
@@ -44,6 +47,7 @@ static XDS: Paths = Paths {
         "namespace",
     ],
     destination_address: &["destination", "address"],
+    sni: &["connection", "requested_server_name"],
 };
 
 /// Envoy <= 1.32 (older Istio proxies): removed in 1.33 (envoy#36619).
@@ -58,6 +62,7 @@ static LEGACY: Paths = Paths {
         "namespace",
     ],
     destination_address: &["destination", "address"],
+    sni: &["connection", "requested_server_name"],
 };
 
 /// How often batched counters reach Envoy's stats.
@@ -108,12 +113,34 @@ impl State {
     }
 }
 
+/// Which filter this root context serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FilterKind {
+    /// The HTTP filter (`envoy.filters.http.wasm`; WasmPlugin `type: HTTP`).
+    #[default]
+    Http,
+    /// The network filter (`envoy.filters.network.wasm`; WasmPlugin `type: NETWORK`).
+    Network,
+}
+
+/// The plugin's root id selects the kind: one ending in `-tcp` (the generated NETWORK
+/// WasmPlugin is named `tenant-egress-tcp`) is the network filter, anything else HTTP. The same
+/// .wasm serves both; the root id is the one thing Istio and Envoy let us set per filter.
+pub fn kind_for_root_id(root_id: &str) -> FilterKind {
+    if root_id.ends_with("-tcp") || root_id.ends_with(".tcp") {
+        FilterKind::Network
+    } else {
+        FilterKind::Http
+    }
+}
+
 /// The root context.
 #[derive(Default)]
 pub struct Root {
     state: Option<Rc<State>>,
     config_errors: Option<u32>,
     ticks: u32,
+    kind: FilterKind,
 }
 
 impl Context for Root {
@@ -138,6 +165,10 @@ impl RootContext for Root {
         if self.config_errors.is_none() {
             self.config_errors = metrics::config_errors();
         }
+        let root_id = host::property(&["plugin_root_id"])
+            .and_then(|v| String::from_utf8(v).ok())
+            .unwrap_or_default();
+        self.kind = kind_for_root_id(&root_id);
         let bytes = host::plugin_configuration().unwrap_or_default();
         if bytes.is_empty() {
             return self.refuse(
@@ -166,8 +197,12 @@ impl RootContext for Root {
             );
         }
         let summary = format!(
-            "version {} loaded policy: {}; source namespace={} tenant={} workload={} labels={}",
+            "version {} loaded policy ({} filter, root id {root_id:?}): {}; source namespace={} tenant={} workload={} labels={}",
             env!("CARGO_PKG_VERSION"),
+            match self.kind {
+                FilterKind::Http => "HTTP",
+                FilterKind::Network => "network",
+            },
             policy.summary(),
             source.namespace().unwrap_or("-"),
             source
@@ -189,7 +224,10 @@ impl RootContext for Root {
             policy,
             source,
             paths,
-            counters: Counters::define(),
+            counters: Counters::define(match self.kind {
+                FilterKind::Http => "",
+                FilterKind::Network => "connections.",
+            }),
             cluster_namespaces: RefCell::new(FxHashMap::default()),
         }));
         host::set_tick_period(FLUSH_PERIOD);
@@ -213,8 +251,15 @@ impl RootContext for Root {
         Some(Box::new(Http::new(self.state.clone())))
     }
 
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(Tcp::new(self.state.clone())))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(match self.kind {
+            FilterKind::Http => ContextType::HttpContext,
+            FilterKind::Network => ContextType::StreamContext,
+        })
     }
 }
 
