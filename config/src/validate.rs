@@ -2,8 +2,9 @@
 //! and what would be valid.
 //!
 //! Three passes, so that one mistake does not hide the others:
-//! 1. shape: unknown and missing fields anywhere in the tree (serde would stop at the first);
-//! 2. types: the serde decode into [`PolicySpec`] (one error, with its path);
+//! 1. shape and types: unknown, missing and wrongly typed fields anywhere in the tree, each
+//!    with its path (a serde decoder would stop at the first, without a path);
+//! 2. the decode into [`PolicySpec`], which cannot fail once pass 1 is clean;
 //! 3. meaning: names, hosts, ports, selectors and cross-references, all collected.
 //!
 //! Mirrors Istio's Sidecar webhook (`pkg/config/validation`): malformed hosts are errors,
@@ -144,65 +145,81 @@ fn first(errors: &[ValidationError]) -> String {
     }
 }
 
-// === Pass 1: shape ===
+// === Pass 1: shape and types ===
 
-const POLICY_FIELDS: &[&str] = &[
-    "apiVersion",
-    "mode",
-    "clusterDomain",
-    "unknownSource",
-    "denyStatus",
-    "tenants",
-];
-const TENANT_FIELDS: &[&str] = &[
-    "name",
-    "namespaces",
-    "mode",
-    "outboundTrafficPolicy",
-    "egress",
-    "workloads",
-];
-const EGRESS_FIELDS: &[&str] = &["port", "hosts"];
-const PORT_FIELDS: &[&str] = &["number", "protocol", "name"];
-const WORKLOAD_FIELDS: &[&str] = &["name", "selector", "egress"];
+/// What a field holds. A small schema of the document, so that every unknown field, missing
+/// field and wrongly typed value is reported with its place, not just the first one a decoder
+/// trips over.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    /// An integer in a range (the range only keeps the later decode total; meaning is checked
+    /// in pass 3 with a better message).
+    Int(i64, i64),
+    Enum(&'static [&'static str]),
+    StrList,
+    /// A mapping of strings to strings (label selectors).
+    StrMap,
+    List(&'static Obj),
+    Object(&'static Obj),
+}
 
-/// Reports unknown fields and removes them (so the later passes can still report everything
-/// else), and reports missing required fields.
-fn check_object(
-    v: &mut Value,
-    path: &str,
-    allowed: &[&str],
-    required: &[&'static str],
-    errors: &mut Vec<ValidationError>,
-) -> bool {
-    let Some(obj) = v.as_object_mut() else {
-        // Wrong types are reported by pass 2 with serde's wording.
-        return false;
-    };
-    let unknown: Vec<String> = obj
-        .keys()
-        .filter(|k| !allowed.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    for key in unknown {
-        obj.remove(&key);
-        errors.push(ValidationError {
-            path: path.to_owned(),
-            kind: ErrorKind::UnknownField {
-                field: key,
-                expected: allowed.join(", "),
-            },
-        });
+/// Fields of one object: (name, kind, required).
+struct Obj(&'static [(&'static str, Kind, bool)]);
+
+static PORT: Obj = Obj(&[
+    ("number", Kind::Int(i64::MIN, i64::MAX), true),
+    ("protocol", Kind::Str, false),
+    ("name", Kind::Str, false),
+]);
+static EGRESS: Obj = Obj(&[
+    ("port", Kind::Object(&PORT), false),
+    ("hosts", Kind::StrList, true),
+]);
+static WORKLOAD: Obj = Obj(&[
+    ("name", Kind::Str, true),
+    ("selector", Kind::StrMap, true),
+    ("egress", Kind::List(&EGRESS), false),
+]);
+const MODES: &[&str] = &["enforce", "audit"];
+static TENANT: Obj = Obj(&[
+    ("name", Kind::Str, true),
+    ("namespaces", Kind::StrList, true),
+    ("mode", Kind::Enum(MODES), false),
+    (
+        "outboundTrafficPolicy",
+        Kind::Enum(&["REGISTRY_ONLY", "ALLOW_ANY"]),
+        false,
+    ),
+    ("egress", Kind::List(&EGRESS), false),
+    ("workloads", Kind::List(&WORKLOAD), false),
+]);
+static POLICY: Obj = Obj(&[
+    ("apiVersion", Kind::Str, true),
+    ("mode", Kind::Enum(MODES), false),
+    ("clusterDomain", Kind::Str, false),
+    ("unknownSource", Kind::Enum(&["deny", "allow"]), false),
+    ("denyStatus", Kind::Int(0, 65535), false),
+    ("tenants", Kind::List(&TENANT), true),
+]);
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
     }
-    for req in required {
-        if !obj.contains_key(*req) {
-            errors.push(ValidationError {
-                path: path.to_owned(),
-                kind: ErrorKind::MissingField(req),
-            });
-        }
-    }
-    true
+}
+
+fn mismatch(path: &str, expected: &str, v: &Value, errors: &mut Vec<ValidationError>) {
+    errors.push(ValidationError {
+        path: path.to_owned(),
+        kind: ErrorKind::Type(format!("expected {expected}, found {}", type_name(v))),
+    });
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -213,95 +230,127 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-fn items<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = (usize, &'a mut Value)> {
-    v.get_mut(key)
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-        .enumerate()
-}
-
-fn check_egress_shape(v: &mut Value, path: &str, errors: &mut Vec<ValidationError>) {
-    for (i, e) in items(v, "egress") {
-        let p = format!("{}[{i}]", join(path, "egress"));
-        if check_object(e, &p, EGRESS_FIELDS, &["hosts"], errors) {
-            if let Some(port) = e.get_mut("port") {
-                check_object(port, &join(&p, "port"), PORT_FIELDS, &["number"], errors);
+/// Checks one value against its kind, reporting every problem.
+fn check_kind(v: &mut Value, kind: Kind, path: &str, errors: &mut Vec<ValidationError>) {
+    match kind {
+        Kind::Str if !v.is_string() => mismatch(path, "a string", v, errors),
+        Kind::Int(lo, hi) => match v.as_i64() {
+            Some(n) if (lo..=hi).contains(&n) => {}
+            Some(n) => errors.push(ValidationError {
+                path: path.to_owned(),
+                kind: ErrorKind::Type(format!("{n} is outside {lo}..={hi}")),
+            }),
+            None => mismatch(path, "an integer", v, errors),
+        },
+        Kind::Enum(allowed) => match v.as_str() {
+            Some(s) if allowed.contains(&s) => {}
+            Some(s) => errors.push(ValidationError {
+                path: path.to_owned(),
+                kind: ErrorKind::Type(format!("\"{s}\" is not one of: {}", allowed.join(", "))),
+            }),
+            None => mismatch(path, &format!("one of: {}", allowed.join(", ")), v, errors),
+        },
+        Kind::StrList => match v.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if !item.is_string() {
+                        mismatch(&format!("{path}[{i}]"), "a string", item, errors);
+                    }
+                }
             }
-        }
+            None => mismatch(path, "a list of strings", v, errors),
+        },
+        Kind::StrMap => match v.as_object() {
+            Some(map) => {
+                for (k, item) in map {
+                    if !item.is_string() {
+                        mismatch(
+                            &join(path, k),
+                            "a string (quote numbers and booleans)",
+                            item,
+                            errors,
+                        );
+                    }
+                }
+            }
+            None => mismatch(path, "a mapping of label names to values", v, errors),
+        },
+        Kind::List(obj) => match v.as_array_mut() {
+            Some(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    check_object(item, obj, &format!("{path}[{i}]"), errors);
+                }
+            }
+            None => mismatch(path, "a list", v, errors),
+        },
+        Kind::Object(obj) => check_object(v, obj, path, errors),
+        Kind::Str => {}
     }
 }
 
-fn check_shape(v: &mut Value) -> Vec<ValidationError> {
-    let mut errors = Vec::new();
-    if !check_object(
-        v,
-        "(document)",
-        POLICY_FIELDS,
-        &["apiVersion", "tenants"],
-        &mut errors,
-    ) {
+/// Reports unknown fields (and removes them, so the later passes still see the rest),
+/// missing required fields, and the kind of every known field.
+fn check_object(v: &mut Value, obj: &Obj, path: &str, errors: &mut Vec<ValidationError>) {
+    let place = if path.is_empty() { "(document)" } else { path };
+    let Some(map) = v.as_object_mut() else {
+        mismatch(place, "a mapping", v, errors);
+        return;
+    };
+    let unknown: Vec<String> = map
+        .keys()
+        .filter(|k| !obj.0.iter().any(|(name, _, _)| name == k))
+        .cloned()
+        .collect();
+    for key in unknown {
+        map.remove(&key);
+        let expected: Vec<&str> = obj.0.iter().map(|(name, _, _)| *name).collect();
         errors.push(ValidationError {
-            path: "(document)".into(),
-            kind: ErrorKind::Type("a policy document is an object (mapping)".into()),
+            path: place.to_owned(),
+            kind: ErrorKind::UnknownField {
+                field: key,
+                expected: expected.join(", "),
+            },
         });
-        return errors;
     }
-    for (t, tenant) in items(v, "tenants") {
-        let tp = format!("tenants[{t}]");
-        if !check_object(
-            tenant,
-            &tp,
-            TENANT_FIELDS,
-            &["name", "namespaces"],
-            &mut errors,
-        ) {
-            continue;
-        }
-        check_egress_shape(tenant, &tp, &mut errors);
-        for (w, wl) in items(tenant, "workloads") {
-            let wp = format!("{tp}.workloads[{w}]");
-            if check_object(wl, &wp, WORKLOAD_FIELDS, &["name", "selector"], &mut errors) {
-                check_egress_shape(wl, &wp, &mut errors);
-            }
+    for (name, kind, required) in obj.0 {
+        match map.get_mut(*name) {
+            Some(value) => check_kind(value, *kind, &join(path, name), errors),
+            None if *required => errors.push(ValidationError {
+                path: place.to_owned(),
+                kind: ErrorKind::MissingField(name),
+            }),
+            None => {}
         }
     }
-    errors
 }
-
-// === Pass 2: types ===
 
 /// Decodes and validates a document given as a JSON value (YAML callers convert first).
 pub fn validate_value(mut v: Value) -> Result<(PolicySpec, Vec<Warning>), InvalidPolicy> {
     // Pass 1 removes the unknown fields it reports, so passes 2 and 3 still see the rest.
-    let mut errors = check_shape(&mut v);
-    let missing = errors
+    let mut errors = Vec::new();
+    check_object(&mut v, &POLICY, "", &mut errors);
+    if !errors
         .iter()
-        .any(|e| matches!(e.kind, ErrorKind::MissingField(_)));
-    let decoded = if missing {
-        None
-    } else {
-        match serde_path_to_error::deserialize::<_, PolicySpec>(v) {
-            Ok(spec) => Some(spec),
-            Err(e) => {
-                let path = e.path().to_string();
-                errors.push(ValidationError {
-                    path: if path == "." {
-                        "(document)".into()
-                    } else {
-                        path
-                    },
-                    kind: ErrorKind::Type(e.inner().to_string()),
-                });
-                None
-            }
-        }
-    };
-    let Some(spec) = decoded else {
+        .all(|e| matches!(e.kind, ErrorKind::UnknownField { .. }))
+    {
         return Err(InvalidPolicy {
             errors,
             warnings: Vec::new(),
         });
+    }
+    // Pass 2: the shape is right, so decoding cannot fail; should it, say so rather than panic.
+    let spec: PolicySpec = match serde_json::from_value(v) {
+        Ok(spec) => spec,
+        Err(e) => {
+            errors.push(ValidationError {
+                path: "(document)".into(),
+                kind: ErrorKind::Type(e.to_string()),
+            });
+            return Err(InvalidPolicy {
+                errors,
+                warnings: Vec::new(),
+            });
+        }
     };
     let (meaning, warnings) = check_meaning(&spec);
     errors.extend(meaning);

@@ -83,6 +83,31 @@ fn missing_required_fields() {
 }
 
 #[test]
+fn every_type_error_is_listed() {
+    let e = errors(
+        json!({"apiVersion": 1, "mode": "block", "denyStatus": 403.5,
+                          "tenants": [{"name": "t", "namespaces": "t",
+                                       "egress": [{"hosts": ["./*", 7], "port": {"number": "80"}}],
+                                       "workloads": [{"name": "w", "selector": {"app": 1}}]},
+                                      "not-a-tenant"]}),
+    );
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        text,
+        vec![
+            "apiVersion: expected a string, found an integer",
+            "mode: \"block\" is not one of: enforce, audit",
+            "denyStatus: expected an integer, found a number",
+            "tenants[0].namespaces: expected a list of strings, found a string",
+            "tenants[0].egress[0].port.number: expected an integer, found a string",
+            "tenants[0].egress[0].hosts[1]: expected a string, found an integer",
+            "tenants[0].workloads[0].selector.app: expected a string (quote numbers and booleans), found an integer",
+            "tenants[1]: expected a mapping, found a string",
+        ]
+    );
+}
+
+#[test]
 fn type_errors_name_their_path() {
     let e = errors(json!({"apiVersion": "tenant-egress/v1", "mode": "block",
                           "tenants": []}));
@@ -244,7 +269,10 @@ fn syntax_errors_are_reported_not_panicked() {
     assert_eq!(e.errors.len(), 1);
     assert!(e.errors[0].to_string().contains("not valid JSON"));
     let e = validate_json(b"[1, 2]").unwrap_err();
-    assert!(e.errors[0].to_string().contains("object"));
+    assert_eq!(
+        e.errors[0].to_string(),
+        "(document): expected a mapping, found a list"
+    );
 }
 
 #[test]
