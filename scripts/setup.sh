@@ -79,18 +79,41 @@ log "envoy: $ENVOY_BIN ($("$ENVOY_BIN" --version 2>/dev/null | grep -o 'version:
 log "recorded envoy path in .tools/envoy-bin"
 
 # --- 3. The filter -----------------------------------------------------------
+# The .wasm that ships: built with the size-optimized `wasm` profile, then binaryen's
+# wasm-opt -Oz (pinned in tools/package.json, installed from the npm registry into
+# tools/node_modules). The result, <target>/dist/tenant_egress_filter.wasm, is what the tests
+# load into Envoy and what users deploy.
 if [[ "${SETUP_SKIP_WASM:-0}" == "1" ]]; then
   log "SETUP_SKIP_WASM=1: skipping the filter build"
 else
+  WASM_OPT="$ROOT/tools/node_modules/.bin/wasm-opt"
+  want_binaryen="$(sed -n 's/.*"binaryen": "\(.*\)".*/\1/p' "$ROOT/tools/package.json")"
+  have_binaryen="$(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$ROOT/tools/node_modules/binaryen/package.json" 2>/dev/null || true)"
+  if [[ ! -x "$WASM_OPT" || "$have_binaryen" != "$want_binaryen" ]]; then
+    command -v npm >/dev/null 2>&1 || die "npm not found on PATH (needed for binaryen's wasm-opt)"
+    log "installing binaryen ${want_binaryen} (wasm-opt) into tools/node_modules"
+    npm install --prefix "$ROOT/tools" --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null
+  else
+    log "binaryen ${want_binaryen} already installed"
+  fi
   # Honours CARGO_TARGET_DIR like cargo does; the test harness looks for the
   # module there first, then in <root>/target (override: TENANT_EGRESS_WASM).
   TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
   [[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
-  log "building the filter (release, wasm32-wasip1) into $TARGET_DIR"
-  cargo build --release --target wasm32-wasip1 -p tenant-egress-filter --target-dir "$TARGET_DIR"
-  WASM="$TARGET_DIR/wasm32-wasip1/release/tenant_egress_filter.wasm"
-  [[ -f "$WASM" ]] || die "build succeeded but $WASM is missing"
-  log "filter: $WASM ($(wc -c <"$WASM") bytes)"
+  log "building the filter (profile wasm, wasm32-wasip1) into $TARGET_DIR"
+  cargo build --profile wasm --target wasm32-wasip1 -p tenant-egress-filter --locked --target-dir "$TARGET_DIR"
+  BUILT="$TARGET_DIR/wasm32-wasip1/wasm/tenant_egress_filter.wasm"
+  [[ -f "$BUILT" ]] || die "build succeeded but $BUILT is missing"
+  mkdir -p "$TARGET_DIR/dist"
+  WASM="$TARGET_DIR/dist/tenant_egress_filter.wasm"
+  if [[ ! -f "$WASM" || "$BUILT" -nt "$WASM" ]]; then
+    log "wasm-opt -Oz ($(wc -c <"$BUILT") bytes in)"
+    # The input still has its target_features section, from which wasm-opt learns the
+    # features the module uses; the output drops names, DWARF and producers.
+    "$WASM_OPT" -Oz --strip-debug --strip-producers "$BUILT" -o "$WASM.tmp"
+    mv -f "$WASM.tmp" "$WASM"
+  fi
+  log "filter: $WASM ($(wc -c <"$WASM") bytes, sha256 $(sha256sum "$WASM" | cut -d' ' -f1))"
 fi
 
 log "setup complete"

@@ -153,19 +153,17 @@ pub fn try_envoy_bin() -> Result<PathBuf, String> {
 /// File name of the built filter.
 pub const WASM_FILE: &str = "tenant_egress_filter.wasm";
 
-/// Path of the release build of the filter.
+/// Path of the filter as it ships (`scripts/setup.sh` builds it with the `wasm` profile and
+/// shrinks it with wasm-opt into `<target>/dist/`).
 ///
 /// Looked up in order: env `TENANT_EGRESS_WASM` (used as is, must exist);
-/// `$CARGO_TARGET_DIR/wasm32-wasip1/release/tenant_egress_filter.wasm` if that
-/// env var is set at test run time and the file exists there;
-/// `<root>/target/wasm32-wasip1/release/tenant_egress_filter.wasm` (where
-/// `scripts/setup.sh` builds it).
+/// `$CARGO_TARGET_DIR/dist/tenant_egress_filter.wasm` if that env var is set at test run time
+/// and the file exists there; `<root>/target/dist/tenant_egress_filter.wasm`.
 pub fn wasm_path() -> PathBuf {
     match try_wasm_path() {
         Ok(p) => p,
         Err(tried) => panic!(
-            "filter wasm not found (tried: {tried}). Build it with `scripts/setup.sh` or \
-             `cargo build --release --target wasm32-wasip1 -p tenant-egress-filter`, or set \
+            "filter wasm not found (tried: {tried}). Build it with `scripts/setup.sh`, or set \
              TENANT_EGRESS_WASM=/path/to/{WASM_FILE}."
         ),
     }
@@ -182,7 +180,7 @@ pub fn try_wasm_path() -> Result<PathBuf, String> {
         return Err(format!("TENANT_EGRESS_WASM={} (no such file)", p.display()));
     }
     let root = workspace_root();
-    let rel = Path::new("wasm32-wasip1/release").join(WASM_FILE);
+    let rel = Path::new("dist").join(WASM_FILE);
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         let dir = PathBuf::from(dir);
         let dir = if dir.is_absolute() {

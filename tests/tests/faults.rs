@@ -141,7 +141,7 @@ fn hundred_thousand_rule_policy_loads_and_enforces() {
         .wasm_filter(&doc)
         .start();
     assert!(envoy.wait_for_log(
-        "loaded policy: mode=enforce tenants=1 namespaces=1 host_rules=100001",
+        "): mode=enforce tenants=1 namespaces=1 host_rules=100001",
         WAIT
     ));
     let r = get(

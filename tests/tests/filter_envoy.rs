@@ -127,7 +127,10 @@ fn scenario1_helloworld_every_source_destination_port() {
         assert_counter(&envoy, "denied.not_allowed", expected_denied);
         assert_eq!(envoy.canary_hits(), 0);
         assert!(envoy.wait_for_log(&format!("denied source={src} tenant={src}"), WAIT));
-        assert!(envoy.wait_for_log("loaded policy: mode=enforce tenants=2", WAIT));
+        assert!(envoy.wait_for_log(
+            "loaded policy (HTTP filter, root id \"tenant-egress\"): mode=enforce tenants=2",
+            WAIT
+        ));
     }
 }
 
