@@ -54,13 +54,21 @@ pub struct SourceSpec {
 impl RequestSpec {
     /// Decides this request against `policy`.
     pub fn decide(&self, policy: &Policy) -> Decision {
+        self.report(policy).0
+    }
+
+    /// Decides this request and explains the decision.
+    pub fn report(&self, policy: &Policy) -> (Decision, Report) {
         let labels: Vec<(&str, &str)> = self
             .source
             .labels
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        policy.decide(&self.as_request(&labels))
+        let request = self.as_request(&labels);
+        let decision = policy.decide(&request);
+        let report = Report::new(policy, &decision, &request.source);
+        (decision, report)
     }
 
     /// Borrows this spec as a [`Request`]; `labels` must be built from `self.source.labels`.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::explain::{Report, RequestSpec};
+use crate::explain::RequestSpec;
 use crate::policy::Policy;
 
 /// The vectors file embedded at build time, so every runner (native, wasm, Envoy) reads the
@@ -82,15 +82,7 @@ pub fn check(policies: &BTreeMap<String, Policy>, case: &Case) -> Result<(), Str
     let policy = policies
         .get(&case.policy)
         .ok_or_else(|| format!("{}: no policy {}", case.name, case.policy))?;
-    let d = case.request.decide(policy);
-    let labels: Vec<(&str, &str)> = case
-        .request
-        .source
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let report = Report::new(policy, &d, &case.request.as_request(&labels).source);
+    let (_, report) = case.request.report(policy);
     let got = serde_json::to_value(&report).map_err(|e| e.to_string())?;
     let mut diffs = Vec::new();
     let e = &case.expect;
