@@ -67,6 +67,9 @@ else
   log "h2 ${H2_VERSION} already installed"
 fi
 
+# --- Istio CRD schema validators (config/tests/manifests.rs) ------------------
+"$ROOT/scripts/fetch-istio-crds.sh"
+
 ENVOY_BIN=""
 for candidate in "$VENV"/lib/python3*/site-packages/envoy/_bin/envoy; do
   if [[ -x "$candidate" ]]; then ENVOY_BIN="$candidate"; break; fi

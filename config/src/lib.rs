@@ -34,6 +34,8 @@
 pub mod authority;
 pub mod decision;
 pub mod explain;
+#[cfg(feature = "cli")]
+pub mod manifest;
 pub mod name;
 pub mod pattern;
 pub mod policy;

@@ -1,0 +1,761 @@
+//! Existing `Sidecar`s to a policy (`tenant-egress import`).
+//!
+//! Rules:
+//! - one tenant per namespace, named after it; namespaces sorted, exceptions sorted by name;
+//! - the namespace's selector-less Sidecar gives the tenant's egress and
+//!   `outboundTrafficPolicy` (unset: the mesh's, assumed `ALLOW_ANY`, Istio's default);
+//! - a workload-specific Sidecar becomes a workload exception whose egress is the DIFFERENCE
+//!   that, merged with the tenant's egress as the filter and `generate` merge it, gives back that
+//!   Sidecar's egress. Exceptions can only add: when the workload Sidecar lacks something the
+//!   namespace default has, the result widens, and a warning says what;
+//! - the root namespace's selector-less Sidecar is the mesh default: it is not turned into a
+//!   tenant (the namespaces it serves are not known from Sidecars alone), but namespaces that
+//!   only have workload Sidecars start from it, as Istio does;
+//! - `unknownSource: allow`, so the filter leaves namespaces without a Sidecar as they are today.
+//!
+//! Anything that cannot be carried over (ingress, bind, captureMode, egressProxy, illegal hosts,
+//! a second selector-less Sidecar, other kinds) is skipped with a warning.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::sidecar::Listeners;
+use crate::pattern::{HostEntry, NsSelector};
+use crate::spec::{
+    Mode, OutboundTrafficPolicy, PolicySpec, PortSpec, TenantSpec, UnknownSource, WorkloadSpec,
+    API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
+};
+
+/// A YAML input could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct ImportError {
+    /// The input's name.
+    pub source_name: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The imported policy and everything worth telling about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    /// The policy.
+    pub spec: PolicySpec,
+    /// What could not be carried over exactly, or looked accidental.
+    pub warnings: Vec<String>,
+}
+
+/// One Sidecar as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SidecarInfo {
+    /// Where it came from (`file: namespace/name`).
+    pub origin: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `workloadSelector.labels`, when non-empty.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// The egress listeners as Istio applies them (an empty `egress` is `*/*`).
+    pub listeners: Listeners,
+    /// Whether `egress` was empty or absent.
+    pub empty_egress: bool,
+    /// `outboundTrafficPolicy.mode`, when set.
+    pub outbound: Option<OutboundTrafficPolicy>,
+}
+
+/// Splits a YAML stream into objects, expanding `kind: List` (and `*List`) items.
+pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ImportError> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v = Value::deserialize(doc).map_err(|e| ImportError {
+            source_name: source_name.to_owned(),
+            message: format!("not valid YAML: {e}"),
+        })?;
+        push_expanded(v, &mut out);
+    }
+    Ok(out)
+}
+
+fn push_expanded(v: Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Null => {}
+        Value::Object(ref o)
+            if o.get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"))
+                && o.get("items").is_some_and(Value::is_array) =>
+        {
+            if let Some(Value::Array(items)) = v.get("items").cloned() {
+                for item in items {
+                    push_expanded(item, out);
+                }
+            }
+        }
+        other => out.push(other),
+    }
+}
+
+fn is_sidecar(v: &Value) -> bool {
+    v.get("kind").and_then(Value::as_str) == Some("Sidecar")
+        && v.get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.starts_with("networking.istio.io/"))
+}
+
+/// Reads one Sidecar object. Returns `None` (with a warning) when it cannot be used at all.
+pub fn parse_sidecar(
+    source_name: &str,
+    v: &Value,
+    warnings: &mut Vec<String>,
+) -> Option<SidecarInfo> {
+    let meta = v.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)")
+        .to_owned();
+    let Some(namespace) = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        warnings.push(format!(
+            "{source_name}: Sidecar {name} has no metadata.namespace; skipped (use `kubectl get sidecars -A -o yaml`)"
+        ));
+        return None;
+    };
+    let origin = format!("{source_name}: Sidecar {namespace}/{name}");
+    let empty = serde_json::Map::new();
+    let spec = v.get("spec").and_then(Value::as_object).unwrap_or(&empty);
+    for (key, what) in [
+        ("ingress", "ingress listeners"),
+        ("inboundConnectionPool", "inboundConnectionPool"),
+    ] {
+        if spec.contains_key(key) {
+            warnings.push(format!(
+                "{origin}: {what} cannot be carried over (tenant-egress only handles egress); re-apply them separately"
+            ));
+        }
+    }
+    for key in spec.keys() {
+        if !matches!(
+            key.as_str(),
+            "workloadSelector"
+                | "egress"
+                | "outboundTrafficPolicy"
+                | "ingress"
+                | "inboundConnectionPool"
+        ) {
+            warnings.push(format!("{origin}: field spec.{key} is not carried over"));
+        }
+    }
+    let selector: Option<BTreeMap<String, String>> = spec
+        .get("workloadSelector")
+        .and_then(|s| s.get("labels"))
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect::<BTreeMap<_, _>>()
+        })
+        .filter(|l| !l.is_empty());
+    let outbound = match spec.get("outboundTrafficPolicy") {
+        None => None,
+        Some(otp) => {
+            if otp.get("egressProxy").is_some() {
+                warnings.push(format!(
+                    "{origin}: outboundTrafficPolicy.egressProxy cannot be carried over"
+                ));
+            }
+            match otp.get("mode").and_then(Value::as_str) {
+                // An empty mode is the proto enum's zero value.
+                None | Some("REGISTRY_ONLY") => Some(OutboundTrafficPolicy::RegistryOnly),
+                Some("ALLOW_ANY") => Some(OutboundTrafficPolicy::AllowAny),
+                Some(other) => {
+                    warnings.push(format!(
+                        "{origin}: outboundTrafficPolicy.mode \"{other}\" is not REGISTRY_ONLY or ALLOW_ANY; treated as unset"
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let mut listeners = Listeners::default();
+    let raw_egress: &[Value] = spec
+        .get("egress")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for (i, l) in raw_egress.iter().enumerate() {
+        let lp = format!("{origin}: egress[{i}]");
+        for key in ["bind", "captureMode"] {
+            if l.get(key).is_some() {
+                warnings.push(format!(
+                    "{lp}: {key} cannot be carried over (the generated listener uses Istio's default)"
+                ));
+            }
+        }
+        let mut hosts = Vec::new();
+        for (h, raw) in l
+            .get("hosts")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let Some(text) = raw.as_str() else {
+                warnings.push(format!("{lp}.hosts[{h}]: not a string; skipped"));
+                continue;
+            };
+            match text.parse::<HostEntry>() {
+                Ok(e) => {
+                    if !hosts.contains(&e) {
+                        hosts.push(e);
+                    }
+                }
+                Err(e) => warnings.push(format!(
+                    "{lp}.hosts[{h}]: illegal host \"{text}\" {e}; skipped (Istio skips it too)"
+                )),
+            }
+        }
+        let port = l.get("port").and_then(|p| {
+            let number = p.get("number").and_then(Value::as_i64)?;
+            Some(PortSpec {
+                number,
+                protocol: p.get("protocol").and_then(Value::as_str).map(str::to_owned),
+                name: p.get("name").and_then(Value::as_str).map(str::to_owned),
+            })
+        });
+        match port {
+            Some(spec) => match u16::try_from(spec.number).ok().filter(|n| *n > 0) {
+                Some(n) if listeners.ports.contains_key(&n) => warnings.push(format!(
+                    "{lp}: a second listener on port {n} (Istio refuses it); skipped"
+                )),
+                Some(n) => {
+                    listeners.ports.insert(n, (spec, hosts));
+                }
+                None => warnings.push(format!(
+                    "{lp}: port {} is outside 1..65535; skipped",
+                    spec.number
+                )),
+            },
+            None if listeners.catch_all.is_some() => warnings.push(format!(
+                "{lp}: a second listener without a port (Istio refuses it); skipped"
+            )),
+            None => listeners.catch_all = Some(hosts),
+        }
+    }
+    let empty_egress = listeners.is_empty();
+    if empty_egress {
+        // Istio imports `*/*` when egress is empty.
+        listeners = Listeners::everything();
+    }
+    Some(SidecarInfo {
+        origin,
+        namespace,
+        name,
+        selector,
+        listeners,
+        empty_egress,
+        outbound,
+    })
+}
+
+/// Whether `wider` selects every host `e` selects (same direction: import or exclusion).
+fn covers(wider: &HostEntry, e: &HostEntry) -> bool {
+    wider.exclude == e.exclude
+        && (wider.namespace == NsSelector::Any || wider.namespace == e.namespace)
+        && e.host.is_subset_of(&wider.host)
+}
+
+/// The entries that matter: an entry covered by another one of the same list adds nothing
+/// (`./*` next to `*/*`), so it is left out of comparisons.
+fn set(hosts: &[HostEntry]) -> BTreeSet<&HostEntry> {
+    hosts
+        .iter()
+        .filter(|e| !hosts.iter().any(|w| w != *e && covers(w, e)))
+        .collect()
+}
+
+/// `base` entries that `want` neither lists nor covers.
+fn uncovered(base: &[HostEntry], want: &[HostEntry]) -> Vec<HostEntry> {
+    base.iter()
+        .filter(|e| !want.iter().any(|w| w == *e || covers(w, e)))
+        .cloned()
+        .collect()
+}
+
+fn minus(a: &[HostEntry], b: &[HostEntry]) -> Vec<HostEntry> {
+    a.iter().filter(|e| !b.contains(e)).cloned().collect()
+}
+
+fn list(hosts: &[HostEntry]) -> String {
+    let v: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    v.join(", ")
+}
+
+fn changes(kept: &[HostEntry]) -> String {
+    let (excl, imp): (Vec<HostEntry>, Vec<HostEntry>) =
+        kept.iter().cloned().partition(|e| e.exclude);
+    let mut parts = Vec::new();
+    if !imp.is_empty() {
+        parts.push(format!(
+            "widens: the selected pods may also reach {}",
+            list(&imp)
+        ));
+    }
+    if !excl.is_empty() {
+        parts.push(format!("narrows: the exclusions {} stay", list(&excl)));
+    }
+    parts.join("; ")
+}
+
+/// The workload exception whose merge with `tenant` gives `target`, when possible; otherwise the
+/// closest one, with warnings saying how the result differs.
+pub fn exception_for(
+    tenant: &Listeners,
+    target: &Listeners,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Listeners {
+    let mut e = Listeners::default();
+    let tc: &[HostEntry] = tenant.catch_all.as_deref().unwrap_or(&[]);
+    match &target.catch_all {
+        Some(wc) => {
+            let extra = minus(wc, tc);
+            if !extra.is_empty() {
+                e.catch_all = Some(extra);
+            }
+            let kept = uncovered(tc, wc);
+            if !kept.is_empty() {
+                warnings.push(format!(
+                    "{origin}: its catch-all listener lacks {} of the namespace default; a workload \
+                     exception can only add, so the regenerated Sidecar keeps them ({})",
+                    list(&kept),
+                    changes(&kept)
+                ));
+            }
+        }
+        None if !tc.is_empty() => warnings.push(format!(
+            "{origin}: it has no catch-all listener but the namespace default has one; on ports it \
+             does not list, the regenerated Sidecar exposes the default's {} ({})",
+            list(tc),
+            changes(tc)
+        )),
+        None => {}
+    }
+    let ports: BTreeSet<u16> = tenant
+        .ports
+        .keys()
+        .chain(target.ports.keys())
+        .copied()
+        .collect();
+    for p in ports {
+        let want: &[HostEntry] = target.on_port(p).unwrap_or(&[]);
+        let spec = target
+            .ports
+            .get(&p)
+            .or_else(|| tenant.ports.get(&p))
+            .map(|(s, _)| s.clone())
+            .unwrap_or(PortSpec {
+                number: i64::from(p),
+                protocol: None,
+                name: None,
+            });
+        let base: &[HostEntry] = match tenant.ports.get(&p) {
+            Some((tspec, th)) => {
+                if let Some((wspec, _)) = target.ports.get(&p) {
+                    if wspec.protocol != tspec.protocol {
+                        warnings.push(format!(
+                            "{origin}: port {p} has protocol {:?} but the namespace default's has {:?}; \
+                             the regenerated Sidecar uses the namespace default's",
+                            wspec.protocol, tspec.protocol
+                        ));
+                    }
+                }
+                // Without a listener of its own for p, the exception contributes its catch-all.
+                let mut undeclared: Vec<HostEntry> = th.clone();
+                for h in e.catch_all.as_deref().unwrap_or(&[]) {
+                    if !undeclared.contains(h) {
+                        undeclared.push(h.clone());
+                    }
+                }
+                if set(&undeclared) == set(want) {
+                    continue;
+                }
+                th
+            }
+            None => tc,
+        };
+        let mut add = minus(want, base);
+        if add.is_empty() {
+            add = want.to_vec();
+        }
+        let kept = uncovered(base, want);
+        if !kept.is_empty() {
+            warnings.push(format!(
+                "{origin}: on port {p} it lacks {} of the namespace default; a workload exception can \
+                 only add, so the regenerated Sidecar keeps them ({})",
+                list(&kept),
+                changes(&kept)
+            ));
+        }
+        if add.is_empty() {
+            // Nothing to declare with (the target admits nothing on this port): the merge keeps
+            // the tenant's hosts, already reported above.
+            continue;
+        }
+        e.ports.insert(p, (spec, add));
+    }
+    e
+}
+
+/// Checks that two listener sets admit the same host entries on every port (those either
+/// declares, and every other port through the catch-all). The error lists the differences.
+pub fn same_admission(a: &Listeners, b: &Listeners) -> Result<(), String> {
+    let mut diffs = Vec::new();
+    let ports: BTreeSet<u16> = a.ports.keys().chain(b.ports.keys()).copied().collect();
+    let mut check = |what: String, x: &[HostEntry], y: &[HostEntry]| {
+        let (sx, sy) = (set(x), set(y));
+        if sx != sy {
+            let only_a: Vec<String> = sx.difference(&sy).map(|h| h.to_string()).collect();
+            let only_b: Vec<String> = sy.difference(&sx).map(|h| h.to_string()).collect();
+            diffs.push(format!(
+                "{what}: only before {only_a:?}, only after {only_b:?}"
+            ));
+        }
+    };
+    for p in ports {
+        check(
+            format!("port {p}"),
+            a.on_port(p).unwrap_or(&[]),
+            b.on_port(p).unwrap_or(&[]),
+        );
+    }
+    check(
+        "other ports".into(),
+        a.catch_all.as_deref().unwrap_or(&[]),
+        b.catch_all.as_deref().unwrap_or(&[]),
+    );
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join("; "))
+    }
+}
+
+/// The listeners of every Sidecar in `docs`, keyed by (namespace, selector as `k=v,...` or
+/// empty). For comparing what two sets of Sidecars admit.
+pub fn admitted(docs: &[Value]) -> BTreeMap<(String, String), Listeners> {
+    let mut warnings = Vec::new();
+    let mut out = BTreeMap::new();
+    for v in docs.iter().filter(|v| is_sidecar(v)) {
+        if let Some(s) = parse_sidecar("", v, &mut warnings) {
+            let sel = s
+                .selector
+                .as_ref()
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            out.insert((s.namespace, sel), s.listeners);
+        }
+    }
+    out
+}
+
+fn workload_name(raw: &str, taken: &BTreeSet<String>) -> String {
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_matches('-').to_owned();
+    name.truncate(55);
+    name = name.trim_end_matches('-').to_owned();
+    if name.is_empty() {
+        name = "workload".into();
+    }
+    if name == super::DEFAULT_SIDECAR_NAME {
+        name = "default-workload".into();
+    }
+    let mut candidate = name.clone();
+    let mut n = 2;
+    while taken.contains(&candidate) {
+        candidate = format!("{name}-{n}");
+        n += 1;
+    }
+    candidate
+}
+
+/// Imports Sidecars from named YAML texts.
+pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Imported, ImportError> {
+    let mut warnings = Vec::new();
+    let mut sidecars: Vec<SidecarInfo> = Vec::new();
+    for (source_name, text) in inputs {
+        for (i, v) in documents(source_name, text)?.into_iter().enumerate() {
+            if !is_sidecar(&v) {
+                let kind = v.get("kind").and_then(Value::as_str).unwrap_or("(no kind)");
+                let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+                warnings.push(format!(
+                    "{source_name}: document {} is {kind} {api}, not a networking.istio.io Sidecar; skipped",
+                    i + 1
+                ));
+                continue;
+            }
+            if let Some(s) = parse_sidecar(source_name, &v, &mut warnings) {
+                sidecars.push(s);
+            }
+        }
+    }
+    // Namespace -> (selector-less, workload-specific), each sorted by name.
+    let mut by_ns: BTreeMap<String, (Vec<SidecarInfo>, Vec<SidecarInfo>)> = BTreeMap::new();
+    let mut root_default: Option<SidecarInfo> = None;
+    sidecars.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for s in sidecars {
+        if s.namespace == root_namespace {
+            if s.selector.is_some() {
+                warnings.push(format!(
+                    "{}: a Sidecar with a workloadSelector in the root namespace {root_namespace} applies \
+                     only to pods of {root_namespace} itself, not mesh-wide; skipped",
+                    s.origin
+                ));
+            } else if root_default.is_some() {
+                warnings.push(format!(
+                    "{}: a second selector-less Sidecar in the root namespace (Istio: undefined which \
+                     applies); skipped",
+                    s.origin
+                ));
+            } else {
+                let shared: Vec<String> = s
+                    .listeners
+                    .catch_all
+                    .iter()
+                    .flatten()
+                    .filter(|e| !e.exclude && e.host == crate::pattern::HostPattern::All)
+                    .filter_map(|e| match &e.namespace {
+                        NsSelector::Named(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                warnings.push(format!(
+                    "{}: the root namespace's selector-less Sidecar is the mesh default for every namespace \
+                     without a Sidecar of its own; it is not a tenant (those namespaces are not known from \
+                     Sidecars), it is only the starting point of namespaces that have nothing but workload \
+                     Sidecars. Regenerate it with `generate --emit-root-default{}`",
+                    s.origin,
+                    if shared.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" --shared-namespaces {}", shared.join(","))
+                    }
+                ));
+                root_default = Some(s);
+            }
+            continue;
+        }
+        let slot = by_ns.entry(s.namespace.clone()).or_default();
+        if s.selector.is_some() {
+            slot.1.push(s);
+        } else {
+            slot.0.push(s);
+        }
+    }
+    let mut tenants = Vec::new();
+    for (ns, (defaults, workloads)) in by_ns {
+        if let Err(e) = crate::name::check_namespace(&ns) {
+            warnings.push(format!(
+                "namespace \"{ns}\" is not a valid namespace name ({e}); skipped"
+            ));
+            continue;
+        }
+        for extra in defaults.iter().skip(1) {
+            warnings.push(format!(
+                "{}: a second selector-less Sidecar in namespace {ns} (Istio: undefined which applies); \
+                 skipped, {} is used",
+                extra.origin,
+                defaults.first().map(|d| d.name.as_str()).unwrap_or("")
+            ));
+        }
+        let (base, outbound) = match defaults.first().or(root_default.as_ref()) {
+            Some(d) => {
+                if defaults.is_empty() {
+                    warnings.push(format!(
+                        "namespace {ns} has only workload-specific Sidecars; its other pods use the root \
+                         default {}, which becomes the tenant's egress",
+                        d.origin
+                    ));
+                } else if d.empty_egress {
+                    warnings.push(format!(
+                        "{}: no egress listeners, so Istio imports \"*/*\" (every namespace); imported as such",
+                        d.origin
+                    ));
+                }
+                let outbound = d.outbound.unwrap_or_else(|| {
+                    warnings.push(format!(
+                        "{}: no outboundTrafficPolicy, so it follows the mesh's; imported as ALLOW_ANY \
+                         (Istio's default): set it explicitly if your mesh says otherwise",
+                        d.origin
+                    ));
+                    OutboundTrafficPolicy::AllowAny
+                });
+                (d.listeners.clone(), outbound)
+            }
+            None => {
+                warnings.push(format!(
+                    "namespace {ns} has only workload-specific Sidecars and there is no root default: its \
+                     other pods import \"*/*\" with the mesh's outboundTrafficPolicy; imported as \"*/*\" \
+                     and ALLOW_ANY"
+                ));
+                (Listeners::everything(), OutboundTrafficPolicy::AllowAny)
+            }
+        };
+        let mut taken = BTreeSet::new();
+        let mut exceptions = Vec::new();
+        for w in &workloads {
+            if w.empty_egress {
+                warnings.push(format!(
+                    "{}: a workload-specific Sidecar with no egress: Istio does not inherit the namespace \
+                     default, it imports \"*/*\" for these pods (probably not intended); imported as such",
+                    w.origin
+                ));
+            }
+            if let Some(o) = w.outbound {
+                if o != outbound {
+                    warnings.push(format!(
+                        "{}: outboundTrafficPolicy {} differs from the namespace's {}; a tenant has one, so \
+                         the regenerated Sidecar uses {}",
+                        w.origin,
+                        o.as_str(),
+                        outbound.as_str(),
+                        outbound.as_str()
+                    ));
+                }
+            }
+            let extra = exception_for(&base, &w.listeners, &w.origin, &mut warnings);
+            let name = workload_name(&w.name, &taken);
+            if name != w.name {
+                warnings.push(format!(
+                    "{}: exception named \"{name}\" (a workload name is a DNS-1123 label, not \"default\")",
+                    w.origin
+                ));
+            }
+            taken.insert(name.clone());
+            exceptions.push(WorkloadSpec {
+                name,
+                selector: w.selector.clone().unwrap_or_default(),
+                egress: extra.to_egress(),
+            });
+        }
+        tenants.push(TenantSpec {
+            name: ns.clone(),
+            namespaces: vec![ns],
+            mode: None,
+            outbound_traffic_policy: outbound,
+            egress: base.to_egress(),
+            workloads: exceptions,
+        });
+    }
+    Ok(Imported {
+        spec: PolicySpec {
+            api_version: API_VERSION.to_owned(),
+            mode: Mode::Enforce,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            unknown_source: UnknownSource::Allow,
+            deny_status: DEFAULT_DENY_STATUS,
+            tenants,
+        },
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(v: Value) -> Listeners {
+        let mut w = Vec::new();
+        let doc = serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+            "metadata": {"name": "x", "namespace": "ns"}, "spec": {"egress": v}});
+        parse_sidecar("t", &doc, &mut w).unwrap().listeners
+    }
+
+    #[test]
+    fn difference_round_trips_when_representable() {
+        let t = l(serde_json::json!([
+            {"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./db.ns.svc.cluster.local"]},
+            {"hosts": ["./*", "istio-system/*"]}
+        ]));
+        let w = l(serde_json::json!([
+            {"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./db.ns.svc.cluster.local", "prod/*"]},
+            {"port": {"number": 9090}, "hosts": ["./*", "istio-system/*", "monitoring/*"]},
+            {"hosts": ["./*", "istio-system/*", "logs/*"]}
+        ]));
+        let mut warnings = Vec::new();
+        let e = exception_for(&t, &w, "w", &mut warnings);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        same_admission(&t.merge(&e), &w).unwrap();
+        // Minimal: only what the tenant lacks.
+        assert_eq!(
+            e.to_egress()
+                .iter()
+                .map(|x| x.hosts.clone())
+                .collect::<Vec<_>>(),
+            vec![
+                vec!["monitoring/*".to_string()],
+                vec!["prod/*".to_string()],
+                vec!["logs/*".to_string()]
+            ]
+        );
+    }
+
+    #[test]
+    fn dropping_hosts_widens_with_a_warning() {
+        let t = l(serde_json::json!([{"hosts": ["./*", "istio-system/*", "~/evil.example.com"]}]));
+        let w = l(serde_json::json!([{"hosts": ["./*"]}]));
+        let mut warnings = Vec::new();
+        let e = exception_for(&t, &w, "w", &mut warnings);
+        assert!(e.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("widens") && warnings[0].contains("istio-system/*"));
+        assert!(warnings[0].contains("narrows") && warnings[0].contains("~/evil.example.com"));
+        assert!(same_admission(&t.merge(&e), &w).is_err());
+    }
+
+    #[test]
+    fn exception_catch_all_must_not_leak_onto_tenant_ports() {
+        // The tenant's port 80 listener is exact; the workload adds a catch-all host that it does
+        // NOT want on port 80, so the exception must redeclare port 80.
+        let t = l(serde_json::json!([
+            {"port": {"number": 80}, "hosts": ["foo/*"]},
+            {"hosts": ["./*"]}
+        ]));
+        let w = l(serde_json::json!([
+            {"port": {"number": 80}, "hosts": ["foo/*"]},
+            {"hosts": ["./*", "bar/*"]}
+        ]));
+        let mut warnings = Vec::new();
+        let e = exception_for(&t, &w, "w", &mut warnings);
+        same_admission(&t.merge(&e), &w).unwrap_or_else(|d| panic!("{d}; {warnings:?}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The `WasmPlugin` that loads the filter with the policy as its configuration.
+//!
+//! Istio marshals `pluginConfig` (a `google.protobuf.Struct`) to a JSON string and hands it to
+//! the filter as its plugin configuration (`pilot/pkg/model/extensions.go: buildWasmConfig`);
+//! the filter parses that string as the policy document. So `pluginConfig` IS the policy, with
+//! no wrapper.
+
+use serde::Serialize;
+use serde_yaml::Value;
+
+use super::{
+    check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options,
+    WasmScope, PLUGIN_NAME, STATS_PREFIX,
+};
+use crate::spec::PolicySpec;
+
+/// The WasmPlugin `apiVersion`.
+pub const API_VERSION: &str = "extensions.istio.io/v1alpha1";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WasmPlugin {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    spec: WasmPluginSpec,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WasmPluginSpec {
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_pull_policy: Option<String>,
+    phase: &'static str,
+    fail_strategy: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "match")]
+    matches: Vec<Match>,
+    plugin_name: &'static str,
+    plugin_config: Value,
+}
+
+#[derive(Serialize)]
+struct Match {
+    mode: &'static str,
+}
+
+/// The comment explaining how to make the filter's counters visible to Prometheus.
+pub fn stats_comment() -> Vec<String> {
+    let p = STATS_PREFIX;
+    vec![
+        format!("The filter counts its decisions as Envoy stats named {p}.* ({p}.allowed,"),
+        format!("{p}.denied.<reason>, ...). Istio drops proxy stats outside a fixed list, and no"),
+        "kubectl-apply-able object widens that list mesh-wide: it is MeshConfig, set at install time".into(),
+        "(istioctl / IstioOperator / Helm values of istiod):".into(),
+        "  meshConfig:".into(),
+        "    defaultConfig:".into(),
+        "      proxyStatsMatcher:".into(),
+        format!("        inclusionPrefixes: [\"{p}\"]"),
+        "or per workload, as a pod-template annotation:".into(),
+        format!("  proxy.istio.io/config: '{{\"proxyStatsMatcher\":{{\"inclusionPrefixes\":[\"{p}\"]}}}}'"),
+        "Proxies read it when they start: restart the pods afterwards. Prometheus then scrapes the".into(),
+        format!("counters as envoy_{p}_*; to look by hand:"),
+        format!("  kubectl exec POD -c istio-proxy -- pilot-agent request GET stats | grep {p}"),
+    ]
+}
+
+/// The policy as a plugin configuration value (field order kept).
+pub(crate) fn plugin_config(spec: &PolicySpec) -> Result<Value, GenerateError> {
+    to_value(spec)
+}
+
+/// Appends the WasmPlugin(s) to `out`.
+pub(crate) fn generate(
+    spec: &PolicySpec,
+    opts: &Options,
+    out: &mut Generated,
+) -> Result<(), GenerateError> {
+    let w = &opts.wasm;
+    if let Some(sum) = &w.sha256 {
+        check_sha256(sum).map_err(GenerateError::Option)?;
+    }
+    check_url(&w.url, w.sha256.as_deref()).map_err(GenerateError::Option)?;
+    if let Some(policy) = &w.image_pull_policy {
+        if !matches!(policy.as_str(), "IfNotPresent" | "Always") {
+            return Err(GenerateError::Option(format!(
+                "--image-pull-policy \"{policy}\" is not IfNotPresent or Always"
+            )));
+        }
+    }
+    let config = plugin_config(spec)?;
+    let namespaces: Vec<&str> = match w.scope {
+        WasmScope::Mesh => vec![opts.root_namespace.as_str()],
+        WasmScope::Namespace => spec
+            .tenants
+            .iter()
+            .flat_map(|t| t.namespaces.iter().map(String::as_str))
+            .collect(),
+    };
+    for (i, ns) in namespaces.iter().enumerate() {
+        let doc = WasmPlugin {
+            api_version: API_VERSION,
+            kind: "WasmPlugin",
+            metadata: Metadata::new(PLUGIN_NAME, ns, &[]),
+            spec: WasmPluginSpec {
+                url: w.url.clone(),
+                sha256: w.sha256.clone(),
+                image_pull_policy: w.image_pull_policy.clone(),
+                phase: "AUTHZ",
+                fail_strategy: w.fail_strategy.wasm_plugin(),
+                kind: "HTTP",
+                matches: vec![Match { mode: "CLIENT" }],
+                plugin_name: PLUGIN_NAME,
+                plugin_config: config.clone(),
+            },
+        };
+        let mut comment = Vec::new();
+        if i == 0 {
+            comment.push(match w.scope {
+                WasmScope::Mesh => format!(
+                    "The filter, mesh-wide (no selector in the root namespace {ns}): outbound HTTP of every sidecar."
+                ),
+                WasmScope::Namespace => {
+                    "The filter, per tenant namespace: outbound HTTP of every sidecar there.".to_owned()
+                }
+            });
+            comment.push("pluginConfig is the policy document itself.".to_owned());
+            comment.push(String::new());
+            comment.extend(stats_comment());
+        }
+        out.docs.push(Doc {
+            kind: DocKind::WasmPlugin,
+            comment,
+            value: to_value(&doc)?,
+        });
+    }
+    Ok(())
+}
