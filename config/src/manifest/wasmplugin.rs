@@ -10,7 +10,7 @@ use serde_yaml::Value;
 
 use super::{
     check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options,
-    WasmScope, PLUGIN_NAME, STATS_PREFIX,
+    WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME, STATS_PREFIX,
 };
 use crate::spec::PolicySpec;
 
@@ -47,6 +47,39 @@ struct WasmPluginSpec {
 #[derive(Serialize)]
 struct Match {
     mode: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<PortMatch>,
+}
+
+#[derive(Serialize)]
+struct PortMatch {
+    number: u16,
+}
+
+/// Ports on which the policy declares TCP-level traffic (TCP, TLS, HTTPS passthrough, MONGO):
+/// the NETWORK plugin is attached to exactly those outbound ports. Its decision needs the
+/// cluster `tcp_proxy` picks, so it must not sit on HTTP ports (whose connections have none).
+pub fn tcp_ports(spec: &PolicySpec) -> Vec<u16> {
+    let mut ports: Vec<u16> = spec
+        .tenants
+        .iter()
+        .flat_map(|t| {
+            t.egress
+                .iter()
+                .chain(t.workloads.iter().flat_map(|w| w.egress.iter()))
+        })
+        .filter_map(|e| e.port.as_ref())
+        .filter(|p| {
+            matches!(
+                p.protocol.as_deref(),
+                Some("TCP" | "TLS" | "HTTPS" | "MONGO")
+            )
+        })
+        .filter_map(|p| u16::try_from(p.number).ok())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// The comment explaining how to make the filter's counters visible to Prometheus.
@@ -113,7 +146,10 @@ pub(crate) fn generate(
                 phase: "AUTHZ",
                 fail_strategy: w.fail_strategy.wasm_plugin(),
                 kind: "HTTP",
-                matches: vec![Match { mode: "CLIENT" }],
+                matches: vec![Match {
+                    mode: "CLIENT",
+                    ports: Vec::new(),
+                }],
                 plugin_name: PLUGIN_NAME,
                 plugin_config: config.clone(),
             },
@@ -131,6 +167,54 @@ pub(crate) fn generate(
             comment.push("pluginConfig is the policy document itself.".to_owned());
             comment.push(String::new());
             comment.extend(stats_comment());
+        }
+        out.docs.push(Doc {
+            kind: DocKind::WasmPlugin,
+            comment,
+            value: to_value(&doc)?,
+        });
+    }
+    let ports = tcp_ports(spec);
+    if ports.is_empty() {
+        return Ok(());
+    }
+    // The same module as a network filter for the TCP/TLS ports: an HTTP filter never sees a
+    // database connection.
+    for (i, ns) in namespaces.iter().enumerate() {
+        let doc = WasmPlugin {
+            api_version: API_VERSION,
+            kind: "WasmPlugin",
+            metadata: Metadata::new(NETWORK_PLUGIN_NAME, ns, &[]),
+            spec: WasmPluginSpec {
+                url: w.url.clone(),
+                sha256: w.sha256.clone(),
+                image_pull_policy: w.image_pull_policy.clone(),
+                phase: "AUTHZ",
+                fail_strategy: w.fail_strategy.wasm_plugin(),
+                kind: "NETWORK",
+                matches: vec![Match {
+                    mode: "CLIENT",
+                    ports: ports.iter().map(|&number| PortMatch { number }).collect(),
+                }],
+                plugin_name: NETWORK_PLUGIN_NAME,
+                plugin_config: config.clone(),
+            },
+        };
+        let mut comment = Vec::new();
+        if i == 0 {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            comment.push(format!(
+                "The same filter as a NETWORK filter on the policy's TCP/TLS ports ({}): it decides each",
+                list.join(", ")
+            ));
+            comment.push(
+                "outbound connection (TLS by SNI as it opens, plaintext at its first byte) and closes denied ones."
+                    .to_owned(),
+            );
+            comment.push(
+                "TCP on other ports is scoped by the Sidecars only: declare a port with protocol TCP to enforce it."
+                    .to_owned(),
+            );
         }
         out.docs.push(Doc {
             kind: DocKind::WasmPlugin,
