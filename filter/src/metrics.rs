@@ -1,7 +1,7 @@
 //! Counters, defined once per configuration. Cardinality is bounded: one counter per outcome
-//! and per reason code, never per host. Envoy shows them under their names (the `wasmcustom.`
-//! namespace is stripped in `/stats`); Istio needs the `tenant_egress` prefix in
-//! `proxyStatsMatcher.inclusionPrefixes` to export them.
+//! and per reason code, never per host. Envoy 1.40's `/stats` lists them as
+//! `wasmcustom.tenant_egress.*` (the Prometheus endpoint as `envoy_tenant_egress_*`); Istio needs
+//! the `tenant_egress` prefix in `proxyStatsMatcher.inclusionPrefixes` to export them.
 
 use std::cell::RefCell;
 
