@@ -43,6 +43,7 @@
 //! `$TMPDIR/tenant-egress-tests/`; failed runs are always kept).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod assertions;
 pub mod config;
 pub mod envoy;
 pub mod h2;
@@ -51,6 +52,7 @@ pub mod http;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+pub use assertions::{assert_counter, assert_denied, DENIAL_MARKER, WAIT};
 pub use config::{
     ecds_path, istio_domains, upstream_stat_prefix, wasm_typed_config, EnvoyConfig, FilterMode,
     OutboundPolicy, Service, Topology, ECDS_FILTER_NAME, WASM_TYPE_URL,

@@ -6,13 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tenant_egress_tests::*;
-
-const WAIT: Duration = Duration::from_secs(5);
-const MARKER: &str = "tenant-egress: request denied";
 
 fn policy(v: Value) -> String {
     v.to_string()
@@ -28,37 +24,6 @@ fn assert_allowed(r: &Response, svc: &str, ns: &str, port: u16, what: &str) {
         "{what}: wrong upstream"
     );
     assert_eq!(r.header("x-tenant-egress-denied"), None, "{what}");
-}
-
-/// Asserts a request was denied by the filter with `reason`.
-#[track_caller]
-fn assert_denied(r: &Response, reason: &str, what: &str) {
-    assert_eq!(r.status, 403, "{what}: expected 403, got {r:?}");
-    assert_eq!(
-        r.header("x-tenant-egress-denied"),
-        Some(reason),
-        "{what}: {r:?}"
-    );
-    assert!(
-        r.body.starts_with(&format!("{MARKER} ({reason})")),
-        "{what}: body {:?}",
-        r.body
-    );
-    assert!(!r.body.contains("upstream="), "{what}: reached an upstream");
-}
-
-/// The filter batches its counters and flushes them every 250 ms: wait (bounded) for a
-/// non-zero expectation to arrive, then require the exact value. Check zero expectations after
-/// a non-zero one of the same test, since one flush carries all counts of its period.
-#[track_caller]
-fn assert_counter(envoy: &Envoy, name: &str, expected: u64) {
-    let full = format!("tenant_egress.{name}");
-    let got = if expected > 0 {
-        envoy.wait_for_counter(&full, expected, WAIT)
-    } else {
-        envoy.counter(&full)
-    };
-    assert_eq!(got.unwrap_or(0), expected, "counter {full}");
 }
 
 // === Scenario 1: default and foo, helloworld on 80 and 8080 ===

@@ -5,13 +5,9 @@
 // Test code: a failed unwrap is a failed test, not a dead proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
 use serde_json::json;
 use tenant_egress_tests::*;
 
-const WAIT: Duration = Duration::from_secs(5);
-const MARKER: &str = "tenant-egress: request denied";
 const PROD: &str = "cockroachdb.prod.svc.cluster.local:26257";
 const UAT: &str = "cockroachdb.uat.svc.cluster.local:26257";
 
@@ -33,18 +29,6 @@ fn sidecar(outbound: OutboundPolicy) -> Envoy {
         .outbound_policy(outbound)
         .wasm_filter(&policy())
         .start()
-}
-
-/// Denied by the filter with `reason`.
-#[track_caller]
-fn denied(r: &Response, reason: &str, what: &str) {
-    assert_eq!(r.status, 403, "{what}: {r:?}");
-    assert_eq!(
-        r.header("x-tenant-egress-denied"),
-        Some(reason),
-        "{what}: {r:?}"
-    );
-    assert!(r.body.starts_with(MARKER), "{what}: {r:?}");
 }
 
 /// Refused before or by the filter: a 400 from Envoy's codec, a reset HTTP/2 stream, or the
@@ -100,7 +84,7 @@ fn http1_host_tricks() {
                 &format!("Host: {b}"),
             ]),
         );
-        denied(&r, "malformed-authority", "duplicate Host");
+        assert_denied(&r, "malformed-authority", "duplicate Host");
     }
     // Absolute-form target: Envoy routes on the target's authority (RFC 9112 §3.2.2), and so
     // does the filter, whatever the Host header claims.
@@ -111,7 +95,7 @@ fn http1_host_tricks() {
             &format!("Host: {PROD}"),
         ]),
     );
-    denied(&r, "not-allowed", "absolute-form to uat, Host prod");
+    assert_denied(&r, "not-allowed", "absolute-form to uat, Host prod");
     let r = raw_http1(
         port,
         &req(&[
@@ -131,12 +115,12 @@ fn http1_host_tricks() {
         &get(port, "cockroachdb:26257", "/"),
         "allowed short name with port",
     );
-    denied(
+    assert_denied(
         &get(port, "COCKROACHDB.UAT.svc.cluster.local:26257", "/"),
         "not-allowed",
         "uppercase denied",
     );
-    denied(
+    assert_denied(
         &get(port, "cockroachdb.uat", "/"),
         "not-allowed",
         "denied without port",
@@ -144,18 +128,18 @@ fn http1_host_tricks() {
     // A trailing dot matches no route, so Envoy passes it through: a mesh name on a
     // passthrough is refused as a mismatch, allowed or not (a documented, fail-closed
     // deviation: the dotted form of an allowed host is denied).
-    denied(
+    assert_denied(
         &get(port, "cockroachdb.prod.svc.cluster.local.:26257", "/"),
         "authority-mismatch",
         "trailing dot allowed",
     );
-    denied(
+    assert_denied(
         &get(port, "cockroachdb.uat.svc.cluster.local.", "/"),
         "authority-mismatch",
         "trailing dot denied",
     );
     // A port the service does not have: not routed, passthrough.
-    denied(
+    assert_denied(
         &get(port, "cockroachdb.prod:1", "/"),
         "authority-mismatch",
         "wrong port",
@@ -187,7 +171,7 @@ fn http1_host_tricks() {
         vec!["a".repeat(60); 4].join(".")
     );
     let r = get(port, &long, "/");
-    denied(&r, "malformed-authority", "overlong name");
+    assert_denied(&r, "malformed-authority", "overlong name");
     for raw in [
         &b"cockroachdb.uat\x00:26257"[..],
         b"cockroachdb.\x01uat:26257",
@@ -222,7 +206,7 @@ fn http1_host_tricks() {
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
         ]),
     );
-    denied(&r, "not-allowed", "websocket upgrade to uat");
+    assert_denied(&r, "not-allowed", "websocket upgrade to uat");
 
     // Passthrough steered at uat's pod by the original-destination header.
     let uat_pod = format!(
@@ -235,14 +219,14 @@ fn http1_host_tricks() {
         "/",
         &[("x-envoy-original-dst-host", &uat_pod)],
     );
-    denied(&r, "not-in-registry", "passthrough to uat's pod");
+    assert_denied(&r, "not-in-registry", "passthrough to uat's pod");
     let r = get_with_headers(
         port,
         "cockroachdb.uat",
         "/",
         &[("x-envoy-original-dst-host", &uat_pod)],
     );
-    denied(&r, "not-allowed", "routed name plus dst header");
+    assert_denied(&r, "not-allowed", "routed name plus dst header");
 
     assert_uat_untouched(&envoy);
     assert!(envoy.wait_for_log("reason=malformed-authority", WAIT));
@@ -253,7 +237,7 @@ fn http1_blackhole_cluster() {
     let envoy = sidecar(OutboundPolicy::BlackHole);
     let port = envoy.listener_port(26257);
     let r = get(port, "anything.example.org", "/");
-    denied(&r, "blackhole", "BlackHoleCluster");
+    assert_denied(&r, "blackhole", "BlackHoleCluster");
     allowed_prod(
         &get(port, PROD, "/"),
         "allowed next to a blackhole catch-all",
@@ -267,8 +251,8 @@ fn http2_authority_tricks() {
     let port = envoy.listener_port(26257);
 
     allowed_prod(&h2_get(port, PROD, &[]), "h2 allowed");
-    denied(&h2_get(port, UAT, &[]), "not-allowed", "h2 denied");
-    denied(
+    assert_denied(&h2_get(port, UAT, &[]), "not-allowed", "h2 denied");
+    assert_denied(
         &h2_get(port, "CockroachDB.UAT.svc.cluster.local:26257", &[]),
         "not-allowed",
         "h2 uppercase",
@@ -286,7 +270,7 @@ fn http2_authority_tricks() {
     if r.status == 200 {
         allowed_prod(&r, "h2 :authority prod + host uat (host dropped by Envoy)");
     } else {
-        denied(&r, "malformed-authority", "h2 :authority prod + host uat");
+        assert_denied(&r, "malformed-authority", "h2 :authority prod + host uat");
     }
     let r = h2_get(port, UAT, &[("host", PROD)]);
     refused(&r, "h2 :authority uat + host prod");
