@@ -155,18 +155,61 @@ fn ip_text(ip: IpAddr) -> Result<HostName, MalformedAuthority> {
     HostName::lower(buf.get(..len).unwrap_or(&[])).ok_or(MalformedAuthority::TooLong)
 }
 
-/// A DNS name (letters, digits, hyphens; 1..=63 per label; <= 253; one trailing dot) or a
-/// dotted-quad IPv4 literal. Folds to lowercase.
-fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthority> {
-    let had_dot = host.last() == Some(&b'.');
-    let host = host.strip_suffix(b".").unwrap_or(host);
+/// Bytes allowed in a DNS label: ASCII letters, digits and '-'.
+static LABEL_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-';
+        b += 1;
+    }
+    t
+};
+
+/// Checks one DNS name (labels of letters, digits, hyphens; 1..=63 per label; <= 253; the
+/// trailing dot already removed by the caller) and returns whether the last label is all
+/// digits. One branch-light pass accepts every good name; only a bad one takes the label-by-label
+/// path that names the first error (empty or hyphen-edged label, then too long, then the first
+/// forbidden byte).
+fn check_reg_name(host: &[u8]) -> Result<bool, MalformedAuthority> {
+    if host.is_empty() || host.len() > MAX_NAME_LEN {
+        return reg_name_error(host);
+    }
+    let mut bad = false;
+    let mut label_len = 0usize;
+    let mut prev = b'.';
+    let mut digits = true;
+    for &b in host {
+        if b == b'.' {
+            bad |= label_len == 0 || prev == b'-';
+            label_len = 0;
+            digits = true;
+        } else {
+            bad |= !LABEL_BYTE[usize::from(b)] || (label_len == 0 && b == b'-');
+            label_len += 1;
+            digits &= b.is_ascii_digit();
+        }
+        prev = b;
+        bad |= label_len > MAX_LABEL_LEN;
+    }
+    bad |= label_len == 0 || prev == b'-';
+    if bad {
+        return reg_name_error(host);
+    }
+    Ok(digits)
+}
+
+/// The precise error for a name [`check_reg_name`] refused (cold path).
+#[cold]
+fn reg_name_error(host: &[u8]) -> Result<bool, MalformedAuthority> {
     if host.is_empty() {
         return Err(MalformedAuthority::Empty);
     }
     if host.len() > MAX_NAME_LEN {
         return Err(MalformedAuthority::TooLong);
     }
-    let mut last_label: &[u8] = &[];
+    let mut last: &[u8] = &[];
     for label in host.split(|&b| b == b'.') {
         if label.is_empty() || label.first() == Some(&b'-') || label.last() == Some(&b'-') {
             return Err(MalformedAuthority::BadLabel);
@@ -174,15 +217,20 @@ fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthorit
         if label.len() > MAX_LABEL_LEN {
             return Err(MalformedAuthority::TooLong);
         }
-        if let Some(&b) = label
-            .iter()
-            .find(|b| !(b.is_ascii_alphanumeric() || **b == b'-'))
-        {
+        if let Some(&b) = label.iter().find(|b| !LABEL_BYTE[usize::from(**b)]) {
             return Err(MalformedAuthority::ForbiddenByte(b));
         }
-        last_label = label;
+        last = label;
     }
-    if last_label.iter().all(u8::is_ascii_digit) {
+    Ok(last.iter().all(u8::is_ascii_digit))
+}
+
+/// A DNS name (letters, digits, hyphens; 1..=63 per label; <= 253; one trailing dot) or a
+/// dotted-quad IPv4 literal. Folds to lowercase.
+fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthority> {
+    let had_dot = host.last() == Some(&b'.');
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if check_reg_name(host)? {
         // RFC 3986 §3.2.2: a host that looks like an IPv4 address must be one. Rust's parser
         // accepts only four decimal octets without leading zeros, so `010.1.1.1`, `1.1.1` and
         // `0x7f.1` style spellings that some resolvers accept are refused here. A trailing dot
@@ -248,19 +296,31 @@ pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
     let Some(rest) = name.strip_prefix("outbound|") else {
         return Err(BadCluster::Unrecognized);
     };
-    let mut parts = rest.split('|');
-    let (Some(port), Some(subset), Some(host), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // `PORT|SUBSET|HOST`: split on bytes (str::split's searcher costs more than the parse).
+    let b = rest.as_bytes();
+    let Some(p1) = b.iter().position(|&c| c == b'|') else {
         return Err(BadCluster::Malformed);
     };
+    let after = b.get(p1 + 1..).unwrap_or(&[]);
+    let Some(p2) = after.iter().position(|&c| c == b'|') else {
+        return Err(BadCluster::Malformed);
+    };
+    let (port, subset) = (
+        rest.get(..p1).unwrap_or(""),
+        rest.get(p1 + 1..p1 + 1 + p2).unwrap_or(""),
+    );
+    let host = rest.get(p1 + 2 + p2..).unwrap_or("");
+    if host.as_bytes().contains(&b'|') {
+        return Err(BadCluster::Malformed);
+    }
     let port = parse_port(port.as_bytes()).map_err(|_| BadCluster::Malformed)?;
     let bytes = host.as_bytes();
     // A ServiceEntry host may be a left-most wildcard; everything else must be a DNS name.
     let body = bytes.strip_prefix(b"*.").unwrap_or(bytes);
-    match parse_reg_name(body) {
-        Ok((_, HostKind::Dns)) => {}
-        _ => return Err(BadCluster::Malformed),
+    let trimmed_body = body.strip_suffix(b".").unwrap_or(body);
+    // Validate only (no copy); an all-digit last label would be an IPv4 literal, not a name.
+    if check_reg_name(trimmed_body) != Ok(false) {
+        return Err(BadCluster::Malformed);
     }
     let trimmed = bytes.strip_suffix(b".").unwrap_or(bytes);
     let host = HostName::lower(trimmed).ok_or(BadCluster::Malformed)?;

@@ -69,6 +69,12 @@ impl<const N: usize> InlineName<N> {
         Self::concat_lower(&[s])
     }
 
+    /// The name's bytes (ASCII). Free, unlike [`Self::as_str`], which re-validates UTF-8: the
+    /// request path compares and hashes bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever stored (checked in `concat_lower`), so this cannot fail; the
@@ -84,7 +90,7 @@ impl<const N: usize> InlineName<N> {
 
 impl<const N: usize> PartialEq for InlineName<N> {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 impl<const N: usize> Eq for InlineName<N> {}

@@ -41,9 +41,9 @@ type NsRules = Box<[(NsKey, RuleId)]>;
 /// One direction (imports or exclusions) of one egress listener.
 #[derive(Debug, Default)]
 struct Patterns {
-    exact: FxHashMap<Box<str>, NsRules>,
+    exact: FxHashMap<Box<[u8]>, NsRules>,
     /// Keyed by the suffix including its leading dot (`.example.com`).
-    suffix: FxHashMap<Box<str>, NsRules>,
+    suffix: FxHashMap<Box<[u8]>, NsRules>,
     /// Bit n set: some suffix has n labels (n >= 63 sets bit 63).
     suffix_labels: u64,
     /// `ns/*` entries.
@@ -89,7 +89,7 @@ impl Patterns {
 
     /// The most specific rule selecting `host` for a destination in bucket `b`:
     /// exact, then the longest wildcard suffix, then `ns/*`.
-    fn find(&self, host: &str, b: Bucket) -> Option<RuleId> {
+    fn find(&self, host: &[u8], b: Bucket) -> Option<RuleId> {
         if let Some(rules) = self.exact.get(host) {
             if let Some(r) = Self::pick(rules, b) {
                 return Some(r);
@@ -98,9 +98,9 @@ impl Patterns {
         if self.suffix_labels != 0 {
             // Suffixes start at each '.', longest first; the label count of the suffix starting
             // at the i-th dot is (total labels - i - 1).
-            let total = host.bytes().filter(|&c| c == b'.').count() + 1;
+            let total = host.iter().filter(|&&c| c == b'.').count() + 1;
             let mut seen = 0usize;
-            for (i, c) in host.bytes().enumerate() {
+            for (i, &c) in host.iter().enumerate() {
                 if c != b'.' {
                     continue;
                 }
@@ -222,7 +222,7 @@ pub struct Policy {
     tenants: Vec<Tenant>,
     tenant_of_ns: FxHashMap<Box<str>, u32>,
     /// Every namespace the policy names (tenants' and hosts'), for short-name resolution.
-    ns_ids: FxHashMap<Box<str>, u32>,
+    ns_ids: FxHashMap<Box<[u8]>, u32>,
     sets: Vec<HostSet>,
     rules: Vec<RuleInfo>,
     host_rules: usize,
@@ -238,7 +238,7 @@ pub enum PolicyError {
 }
 
 struct Builder {
-    ns_ids: FxHashMap<Box<str>, u32>,
+    ns_ids: FxHashMap<Box<[u8]>, u32>,
     rules: Vec<RuleInfo>,
     sets: Vec<HostSet>,
 }
@@ -246,7 +246,7 @@ struct Builder {
 impl Builder {
     fn ns_id(&mut self, ns: &str) -> u32 {
         let next = u32::try_from(self.ns_ids.len()).unwrap_or(u32::MAX);
-        *self.ns_ids.entry(ns.into()).or_insert(next)
+        *self.ns_ids.entry(ns.as_bytes().into()).or_insert(next)
     }
 
     fn rule(&mut self, path: String, text: String) -> RuleId {
@@ -276,12 +276,12 @@ impl Builder {
                 }
                 HostPattern::Exact(h) => acc
                     .exact
-                    .entry(h.as_str().into())
+                    .entry(h.as_bytes().into())
                     .or_default()
                     .push((key, *rule)),
                 HostPattern::Suffix(s) => acc
                     .suffix
-                    .entry(s.as_str().into())
+                    .entry(s.as_bytes().into())
                     .or_default()
                     .push((key, *rule)),
             }
@@ -298,8 +298,8 @@ impl Builder {
 
 #[derive(Default)]
 struct Acc {
-    exact: FxHashMap<Box<str>, Vec<(NsKey, RuleId)>>,
-    suffix: FxHashMap<Box<str>, Vec<(NsKey, RuleId)>>,
+    exact: FxHashMap<Box<[u8]>, Vec<(NsKey, RuleId)>>,
+    suffix: FxHashMap<Box<[u8]>, Vec<(NsKey, RuleId)>>,
     all: FxHashMap<NsKey, RuleId>,
 }
 
@@ -307,11 +307,11 @@ impl Acc {
     fn finish(self) -> Patterns {
         let mut suffix_labels = 0u64;
         for s in self.suffix.keys() {
-            let labels = s.bytes().filter(|&c| c == b'.').count().min(63);
+            let labels = s.iter().filter(|&&c| c == b'.').count().min(63);
             suffix_labels |= 1u64 << labels;
         }
-        let boxed = |m: FxHashMap<Box<str>, Vec<(NsKey, RuleId)>>| {
-            let mut out: FxHashMap<Box<str>, NsRules> = FxHashMap::default();
+        let boxed = |m: FxHashMap<Box<[u8]>, Vec<(NsKey, RuleId)>>| {
+            let mut out: FxHashMap<Box<[u8]>, NsRules> = FxHashMap::default();
             out.reserve(m.len());
             for (k, mut v) in m {
                 v.dedup_by_key(|(key, _)| *key);
@@ -351,8 +351,9 @@ impl Policy {
     /// Parses, validates and compiles a JSON policy document. On success also returns the
     /// warnings.
     pub fn from_json(bytes: &[u8]) -> Result<(Policy, Vec<Warning>), PolicyError> {
+        // validate_json has run every check (check_meaning included): compile directly.
         let (spec, warnings) = validate::validate_json(bytes)?;
-        Ok((Policy::from_spec(&spec)?, warnings))
+        Ok((Self::compile_valid(&spec), warnings))
     }
 
     /// Validates and compiles a decoded spec.
@@ -542,9 +543,10 @@ impl Policy {
             destination: Destination::UNKNOWN,
             detail: None,
         };
-        let Some(src_ns) = src.namespace() else {
+        if src.namespace.is_empty() {
             return d;
-        };
+        }
+        let src_ns = src.namespace.as_bytes();
         let Some(outside_registry) = self.resolve(src_ns, target, &mut d) else {
             return d;
         };
@@ -581,16 +583,16 @@ impl Policy {
             d.reason = Reason::NotAllowed;
             return d;
         };
-        let ns_id = d
-            .destination
-            .namespace()
-            .and_then(|ns| self.ns_ids.get(ns).copied());
+        let dest_ns = d.destination.namespace.as_bytes();
         let bucket = Bucket {
-            ns: ns_id,
-            own: d.destination.namespace() == Some(src_ns),
+            ns: if dest_ns.is_empty() {
+                None
+            } else {
+                self.ns_ids.get(dest_ns).copied()
+            },
+            own: !dest_ns.is_empty() && dest_ns == src_ns,
         };
-        let dest_host = d.destination.host;
-        let host = dest_host.as_str();
+        let host = d.destination.host.as_bytes();
         if !set.exclude.is_empty() {
             if let Some(rule) = set.exclude.find(host, bucket) {
                 d.reason = Reason::Excluded;
@@ -614,7 +616,7 @@ impl Policy {
 
     /// Resolves what the request is going to into `d.destination`. Returns whether it lies
     /// outside the service registry, or `None` after setting the deny reason.
-    fn resolve(&self, src_ns: &str, t: &Target<'_>, d: &mut Decision) -> Option<bool> {
+    fn resolve(&self, src_ns: &[u8], t: &Target<'_>, d: &mut Decision) -> Option<bool> {
         let fail = |d: &mut Decision, reason: Reason, detail: Option<Detail>| {
             d.reason = reason;
             d.detail = detail;
@@ -652,14 +654,15 @@ impl Policy {
                 dest.host = host;
                 dest.port = Some(port);
                 if let Some(a) = &authority {
-                    match self.consistent(src_ns, a, &host) {
-                        Some(matched) => dest.host = matched,
+                    match self.consistent(src_ns, a, &dest.host) {
+                        Some(Matched::Cluster) => {}
+                        Some(Matched::Authority) => dest.host = a.host,
                         None => return fail(d, Reason::AuthorityMismatch, None),
                     }
                 }
                 // Without an authority, a wildcard ServiceEntry cluster (`*.wikipedia.org`) is
                 // matched as the pattern itself: only an entry at least as wide can allow it.
-                dest.namespace = self.destination_namespace(t, dest.host.as_str());
+                dest.namespace = self.destination_namespace(t, dest.host.as_bytes());
                 Some(false)
             }
             Some(Cluster::Passthrough) => {
@@ -671,7 +674,8 @@ impl Policy {
                 // Host header is lying about where the bytes go (or the Sidecar does not import
                 // it): never let a passthrough masquerade as a registry service.
                 if let Some(a) = &authority {
-                    if a.kind == HostKind::Dns && self.names_mesh_service(src_ns, a.host.as_str()) {
+                    if a.kind == HostKind::Dns && self.names_mesh_service(src_ns, a.host.as_bytes())
+                    {
                         return fail(d, Reason::AuthorityMismatch, None);
                     }
                 }
@@ -697,14 +701,14 @@ impl Policy {
                 }
                 dest.kind = DestinationKind::Host;
                 dest.host = self.expand_alias(src_ns, &a.host).unwrap_or(a.host);
-                dest.namespace = self.destination_namespace(t, dest.host.as_str());
+                dest.namespace = self.destination_namespace(t, dest.host.as_bytes());
                 Some(false)
             }
         }
     }
 
     /// The namespace from cluster metadata when the proxy has it, else from the FQDN.
-    fn destination_namespace(&self, t: &Target<'_>, host: &str) -> NsName {
+    fn destination_namespace(&self, t: &Target<'_>, host: &[u8]) -> NsName {
         match t.destination_namespace.filter(|n| !n.is_empty()) {
             Some(ns) => NsName::lower(ns.as_bytes()).unwrap_or(NsName::empty()),
             None => self.namespace_of_fqdn(host),
@@ -712,33 +716,33 @@ impl Policy {
     }
 
     /// `<...>.<ns>.svc.<clusterDomain>` -> `ns`.
-    fn namespace_of_fqdn(&self, host: &str) -> NsName {
-        host.strip_suffix(&*self.svc_suffix)
-            .and_then(|rest| rest.rsplit_once('.'))
-            .filter(|(svc, _)| !svc.is_empty() && !svc.starts_with('*'))
-            .and_then(|(_, ns)| NsName::lower(ns.as_bytes()))
+    fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
+        host.strip_suffix(self.svc_suffix.as_bytes())
+            .and_then(rsplit_dot)
+            .filter(|(svc, _)| !svc.is_empty() && svc.first() != Some(&b'*'))
+            .and_then(|(_, ns)| NsName::lower(ns))
             .unwrap_or(NsName::empty())
     }
 
     /// Istio's route aliases for a Kubernetes service (`pilot/pkg/networking/core/httproute.go:
     /// generateVirtualHostDomains`): `svc` in the source namespace, `svc.ns` and `svc.ns.svc`
     /// when `ns` is a namespace the policy knows. Returns the FQDN.
-    fn expand_alias(&self, src_ns: &str, host: &HostName) -> Option<HostName> {
-        let h = host.as_str();
-        let labels = h.split('.').count();
+    fn expand_alias(&self, src_ns: &[u8], host: &HostName) -> Option<HostName> {
+        let h = host.as_bytes();
+        let labels = h.iter().filter(|&&c| c == b'.').count() + 1;
         let domain = self.cluster_domain.as_bytes();
         match labels {
-            1 => HostName::concat_lower(&[h.as_bytes(), b".", src_ns.as_bytes(), b".svc.", domain]),
+            1 => HostName::concat_lower(&[h, b".", src_ns, b".svc.", domain]),
             2 => {
-                let (_, ns) = h.split_once('.')?;
+                let (_, ns) = split_dot(h)?;
                 self.ns_ids.contains_key(ns).then_some(())?;
-                HostName::concat_lower(&[h.as_bytes(), b".svc.", domain])
+                HostName::concat_lower(&[h, b".svc.", domain])
             }
             3 => {
-                let rest = h.strip_suffix(".svc")?;
-                let (_, ns) = rest.split_once('.')?;
+                let rest = h.strip_suffix(b".svc")?;
+                let (_, ns) = split_dot(rest)?;
                 self.ns_ids.contains_key(ns).then_some(())?;
-                HostName::concat_lower(&[h.as_bytes(), b".", domain])
+                HostName::concat_lower(&[h, b".", domain])
             }
             _ => None,
         }
@@ -746,42 +750,61 @@ impl Policy {
 
     /// Whether `host` names a Kubernetes service of this cluster: an FQDN under
     /// `.svc.<clusterDomain>` or one of its short aliases.
-    fn names_mesh_service(&self, src_ns: &str, host: &str) -> bool {
-        if host.ends_with(&*self.svc_suffix) {
+    fn names_mesh_service(&self, src_ns: &[u8], host: &[u8]) -> bool {
+        if host.ends_with(self.svc_suffix.as_bytes()) {
             return true;
         }
-        HostName::lower(host.as_bytes())
+        HostName::lower(host)
             .and_then(|h| self.expand_alias(src_ns, &h))
             .is_some()
     }
 
-    /// Checks that the authority names the cluster's service. Returns the host to match:
+    /// Checks that the authority names the cluster's service, and says which host to match:
     /// the cluster's FQDN, or for a wildcard cluster (`*.wikipedia.org`) the authority's host.
     fn consistent(
         &self,
-        src_ns: &str,
+        src_ns: &[u8],
         a: &authority::Authority,
         cluster_host: &HostName,
-    ) -> Option<HostName> {
+    ) -> Option<Matched> {
         if a.kind != HostKind::Dns {
             return None;
         }
-        let ah = a.host.as_str();
-        let ch = cluster_host.as_str();
-        if let Some(sfx) = ch.strip_prefix('*') {
-            return (ah.len() > sfx.len() && ah.ends_with(sfx)).then_some(a.host);
+        let ah = a.host.as_bytes();
+        let ch = cluster_host.as_bytes();
+        if let Some(sfx) = ch.strip_prefix(b"*") {
+            return (ah.len() > sfx.len() && ah.ends_with(sfx)).then_some(Matched::Authority);
         }
         if ah == ch {
-            return Some(*cluster_host);
+            return Some(Matched::Cluster);
         }
         // Short forms of a Kubernetes FQDN `svc.ns.svc.<domain>`.
-        let rest = ch.strip_suffix(&*self.svc_suffix)?;
-        let (svc, ns) = rest.rsplit_once('.')?;
+        let rest = ch.strip_suffix(self.svc_suffix.as_bytes())?;
+        let (svc, ns) = rsplit_dot(rest)?;
         let alias_ok = ah == rest
-            || ah.strip_suffix(".svc").is_some_and(|r| r == rest)
+            || ah.strip_suffix(b".svc").is_some_and(|r| r == rest)
             || (ah == svc && ns == src_ns);
-        alias_ok.then_some(*cluster_host)
+        alias_ok.then_some(Matched::Cluster)
     }
+}
+
+/// Which host [`Policy::consistent`] matched.
+#[derive(Clone, Copy)]
+enum Matched {
+    Cluster,
+    Authority,
+}
+
+/// `a.b.c` -> (`a`, `b.c`).
+fn split_dot(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|&c| c == b'.')?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+/// `a.b.c` -> (`a.b`, `c`).
+fn rsplit_dot(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().rposition(|&c| c == b'.')?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
 fn ip_destination(ip: std::net::IpAddr, port: Option<u16>) -> Destination {

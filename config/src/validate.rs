@@ -10,7 +10,9 @@
 //! Mirrors Istio's Sidecar webhook (`pkg/config/validation`): malformed hosts are errors,
 //! duplicated or shadowed hosts are warnings. Nothing is silently dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 
 use serde_json::Value;
@@ -422,8 +424,8 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             "no tenants: every source namespace is unknown (unknownSource decides)",
         );
     }
-    let mut tenant_names: HashMap<&str, String> = HashMap::new();
-    let mut claimed: HashMap<&str, String> = HashMap::new();
+    let mut tenant_names: HashMap<&str, String> = HashMap::default();
+    let mut claimed: HashMap<&str, String> = HashMap::default();
     for (t, tenant) in spec.tenants.iter().enumerate() {
         let tp = format!("tenants[{t}]");
         check_name(&mut c, &format!("{tp}.name"), &tenant.name);
@@ -453,7 +455,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                 "no egress entries: this tenant's namespaces can reach nothing",
             );
         }
-        let mut workload_names: HashMap<&str, String> = HashMap::new();
+        let mut workload_names: HashMap<&str, String> = HashMap::default();
         let mut selectors: Vec<(String, &BTreeMap<String, String>)> = Vec::new();
         for (w, wl) in tenant.workloads.iter().enumerate() {
             let wp = format!("{tp}.workloads[{w}]");
@@ -570,7 +572,7 @@ fn check_label_value(v: &str) -> Result<(), &'static str> {
 const PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "GRPC", "HTTP2", "MONGO", "TCP", "TLS"];
 
 fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec]) {
-    let mut ports: HashMap<i64, String> = HashMap::new();
+    let mut ports: HashMap<i64, String> = HashMap::default();
     let mut catch_all: Option<String> = None;
     for (e, entry) in egress.iter().enumerate() {
         let ep = format!("{owner}.egress[{e}]");
@@ -638,7 +640,7 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String]) {
         }
     }
     // Exact duplicates.
-    let mut seen: HashMap<&HostEntry, usize> = HashMap::new();
+    let mut seen: HashMap<&HostEntry, usize> = HashMap::default();
     for (h, entry) in &parsed {
         if let Some(prev) = seen.get(entry) {
             c.warn(
@@ -651,8 +653,8 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String]) {
     }
     // Shadowed imports: an entry already covered by a wider one in the same listener.
     let imports: Vec<&(usize, HostEntry)> = parsed.iter().filter(|(_, e)| !e.exclude).collect();
-    let mut all_ns: HashMap<&NsSelector, usize> = HashMap::new();
-    let mut suffixes: HashMap<(&NsSelector, &str), usize> = HashMap::new();
+    let mut all_ns: HashMap<&NsSelector, usize> = HashMap::default();
+    let mut suffixes: HashMap<(&NsSelector, &str), usize> = HashMap::default();
     for (h, e) in &imports {
         match &e.host {
             HostPattern::All => {
