@@ -9,6 +9,7 @@
 #
 # Environment:
 #   SETUP_SKIP_WASM=1   skip step 3 (e.g. while the filter does not compile yet)
+#   SETUP_SKIP_TEST_TOOLS=1  skip step 4 (cargo-fuzz, wasm-bindgen-test-runner)
 #   PYTHON=python3.x    interpreter used to create the venv (default: python3)
 #
 # Only rustup, pip (PyPI) and cargo (crates.io) touch the network.
@@ -126,6 +127,15 @@ else
     mv -f "$WASM.tmp" "$WASM"
   fi
   log "filter: $WASM ($(wc -c <"$WASM") bytes, sha256 $(sha256sum "$WASM" | cut -d' ' -f1))"
+fi
+
+# --- 4. Test tools, pinned, in .tools/cargo ------------------------------------
+# cargo-fuzz, and wasm-bindgen-test-runner at Cargo.lock's wasm-bindgen version (the core's
+# tests under Node). Both scripts also install on first use; doing it here keeps the install
+# time in set-up.
+if [[ "${SETUP_SKIP_TEST_TOOLS:-0}" != "1" ]]; then
+  "$ROOT/scripts/fuzz.sh" --install-only
+  "$ROOT/scripts/test-wasm.sh" --install-only
 fi
 
 log "setup complete"

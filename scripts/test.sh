@@ -7,7 +7,10 @@
 #      wasm32-wasip1, warnings denied
 #   3. the policy core and the CLI build for wasm32-wasip1 (the core runs inside the filter)
 #   4. cargo test --workspace: unit tests, request vectors, CLI, manifests, and the integration
-#      tests that run the built .wasm in a real Envoy
+#      tests that run the built .wasm in a real Envoy (including a TENANT_EGRESS_SOAK_SECS soak,
+#      default 60)
+#   5. the core's tests compiled to wasm32-unknown-unknown under Node, and a short fuzz run of
+#      every target (FUZZ_SECONDS per target, default 20; scripts/fuzz.sh 600 for a long one)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,5 +36,11 @@ cargo build -p tenant-egress-config --bin tenant-egress --target wasm32-wasip1 -
 
 log "cargo test --workspace"
 cargo test --workspace --locked
+
+log "the policy core in wasm32-unknown-unknown under Node (wasm-bindgen-test)"
+scripts/test-wasm.sh
+
+log "fuzzing: ${FUZZ_SECONDS:-20} s per target, plus the committed regression cases"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 log "all checks passed in $((SECONDS - started)) s"
