@@ -283,17 +283,23 @@ pub enum BadCluster {
     Unrecognized,
 }
 
+/// Istio's ORIGINAL_DST catch-all cluster.
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+
+/// Prefix of Istio's outbound service clusters.
+pub const OUTBOUND_PREFIX: &str = "outbound|";
+
 /// Parses an Istio cluster name (`pilot/pkg/model/service.go: BuildSubsetKey`).
 pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
     match name {
-        "PassthroughCluster" => return Ok(Cluster::Passthrough),
+        PASSTHROUGH_CLUSTER => return Ok(Cluster::Passthrough),
         "BlackHoleCluster" => return Ok(Cluster::BlackHole),
         _ => {}
     }
     if name.starts_with("InboundPassthroughCluster") || name.starts_with("inbound|") {
         return Ok(Cluster::Inbound);
     }
-    let Some(rest) = name.strip_prefix("outbound|") else {
+    let Some(rest) = name.strip_prefix(OUTBOUND_PREFIX) else {
         return Err(BadCluster::Unrecognized);
     };
     // `PORT|SUBSET|HOST`: split on bytes (str::split's searcher costs more than the parse).

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use tenant_egress_config::authority::{parse_cluster, Cluster};
+use tenant_egress_config::authority::{OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
 use tenant_egress_config::Target;
 
 use crate::host;
@@ -89,10 +89,10 @@ impl HttpContext for Http {
                 .as_deref()
                 .map(|b| std::str::from_utf8(b).unwrap_or("(invalid)"));
             // Only the input this kind of destination needs: the namespace of an outbound
-            // cluster (cached per cluster), the original destination of a passthrough.
-            match target.cluster.map(parse_cluster) {
-                Some(Ok(Cluster::Outbound { .. })) => {
-                    let cluster = target.cluster.unwrap_or_default();
+            // cluster (cached per cluster), the original destination of a passthrough. The name
+            // alone says which; the core parses (and validates) it once, when deciding.
+            match target.cluster {
+                Some(cluster) if cluster.starts_with(OUTBOUND_PREFIX) => {
                     return state.cluster_namespace(cluster, |ns| {
                         let target = Target {
                             destination_namespace: ns,
@@ -101,7 +101,7 @@ impl HttpContext for Http {
                         decide_and_act(state, &target)
                     });
                 }
-                Some(Ok(Cluster::Passthrough)) | None => {
+                Some(PASSTHROUGH_CLUSTER) | None => {
                     address = host::property(state.paths.destination_address);
                     target.destination_address =
                         address.as_deref().and_then(|v| std::str::from_utf8(v).ok());

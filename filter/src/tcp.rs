@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
-use tenant_egress_config::authority::{parse_cluster, Cluster};
+use tenant_egress_config::authority::OUTBOUND_PREFIX;
 use tenant_egress_config::{Protocol, Target};
 
 use crate::host;
@@ -82,8 +82,7 @@ impl Tcp {
             // Nothing to decide on yet: wait for the cluster.
             return Action::Continue;
         }
-        if let Some(Ok(Cluster::Outbound { .. })) = target.cluster.map(parse_cluster) {
-            let name = target.cluster.unwrap_or_default();
+        if let Some(name) = target.cluster.filter(|c| c.starts_with(OUTBOUND_PREFIX)) {
             return state.cluster_namespace(name, |ns| {
                 let target = Target {
                     destination_namespace: ns,
