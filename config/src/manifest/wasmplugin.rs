@@ -107,6 +107,37 @@ pub(crate) fn plugin_config(spec: &PolicySpec) -> Result<Value, GenerateError> {
     to_value(spec)
 }
 
+/// One WasmPlugin: the module, outbound only (`CLIENT`), on `ports` (all when empty).
+fn plugin(
+    name: &'static str,
+    kind: &'static str,
+    namespace: &str,
+    ports: &[u16],
+    opts: &Options,
+    config: &Value,
+) -> WasmPlugin {
+    let w = &opts.wasm;
+    WasmPlugin {
+        api_version: API_VERSION,
+        kind: "WasmPlugin",
+        metadata: Metadata::new(name, namespace, &[]),
+        spec: WasmPluginSpec {
+            url: w.url.clone(),
+            sha256: w.sha256.clone(),
+            image_pull_policy: w.image_pull_policy.clone(),
+            phase: "AUTHZ",
+            fail_strategy: w.fail_strategy.wasm_plugin(),
+            kind,
+            matches: vec![Match {
+                mode: "CLIENT",
+                ports: ports.iter().map(|&number| PortMatch { number }).collect(),
+            }],
+            plugin_name: name,
+            plugin_config: config.clone(),
+        },
+    }
+}
+
 /// Appends the WasmPlugin(s) to `out`.
 pub(crate) fn generate(
     spec: &PolicySpec,
@@ -135,25 +166,7 @@ pub(crate) fn generate(
             .collect(),
     };
     for (i, ns) in namespaces.iter().enumerate() {
-        let doc = WasmPlugin {
-            api_version: API_VERSION,
-            kind: "WasmPlugin",
-            metadata: Metadata::new(PLUGIN_NAME, ns, &[]),
-            spec: WasmPluginSpec {
-                url: w.url.clone(),
-                sha256: w.sha256.clone(),
-                image_pull_policy: w.image_pull_policy.clone(),
-                phase: "AUTHZ",
-                fail_strategy: w.fail_strategy.wasm_plugin(),
-                kind: "HTTP",
-                matches: vec![Match {
-                    mode: "CLIENT",
-                    ports: Vec::new(),
-                }],
-                plugin_name: PLUGIN_NAME,
-                plugin_config: config.clone(),
-            },
-        };
+        let doc = plugin(PLUGIN_NAME, "HTTP", ns, &[], opts, &config);
         let mut comment = Vec::new();
         if i == 0 {
             comment.push(match w.scope {
@@ -181,25 +194,7 @@ pub(crate) fn generate(
     // The same module as a network filter for the TCP/TLS ports: an HTTP filter never sees a
     // database connection.
     for (i, ns) in namespaces.iter().enumerate() {
-        let doc = WasmPlugin {
-            api_version: API_VERSION,
-            kind: "WasmPlugin",
-            metadata: Metadata::new(NETWORK_PLUGIN_NAME, ns, &[]),
-            spec: WasmPluginSpec {
-                url: w.url.clone(),
-                sha256: w.sha256.clone(),
-                image_pull_policy: w.image_pull_policy.clone(),
-                phase: "AUTHZ",
-                fail_strategy: w.fail_strategy.wasm_plugin(),
-                kind: "NETWORK",
-                matches: vec![Match {
-                    mode: "CLIENT",
-                    ports: ports.iter().map(|&number| PortMatch { number }).collect(),
-                }],
-                plugin_name: NETWORK_PLUGIN_NAME,
-                plugin_config: config.clone(),
-            },
-        };
+        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", ns, &ports, opts, &config);
         let mut comment = Vec::new();
         if i == 0 {
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();
