@@ -50,11 +50,11 @@ log "$(wasm-bindgen-test-runner --version), node $(node --version)"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 # Node mode (no run_in_browser); generous per-test timeout for a loaded CI machine.
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
-log "cargo test -p tenant-egress-config --target wasm32-unknown-unknown --no-default-features --test wasm -- --nocapture"
+log "cargo test -p tenant-egress-core --target wasm32-unknown-unknown --test wasm -- --nocapture"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 set +e
-cargo test -p tenant-egress-config --target wasm32-unknown-unknown --no-default-features \
+cargo test -p tenant-egress-core --target wasm32-unknown-unknown \
   --test wasm --locked -- --nocapture 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 set -e

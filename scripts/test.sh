@@ -30,8 +30,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "clippy (filter, wasm32-wasip1)"
 cargo clippy -p tenant-egress-filter --target wasm32-wasip1 --locked -- -D warnings
 
-log "the policy core (library) and the CLI build for wasm32-wasip1"
-cargo build -p tenant-egress-config --no-default-features --lib --target wasm32-wasip1 --locked
+log "the policy core and the CLI build for wasm32-wasip1"
+cargo build -p tenant-egress-core --target wasm32-wasip1 --locked
 cargo build -p tenant-egress-config --bin tenant-egress --target wasm32-wasip1 --locked
 
 log "cargo test --workspace"

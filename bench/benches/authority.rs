@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tenant_egress_bench::authorities;
-use tenant_egress_config::authority::{parse_authority, parse_cluster};
+use tenant_egress_core::authority::{parse_authority, parse_cluster};
 
 fn authority(c: &mut Criterion) {
     let mut g = c.benchmark_group("authority");

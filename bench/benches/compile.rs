@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tenant_egress_bench::{generate_policy_bytes, DEFAULT_SEED, SIZES};
-use tenant_egress_config::{validate, Policy};
+use tenant_egress_core::{validate, Policy};
 
 fn compile(c: &mut Criterion) {
     let docs: Vec<(usize, Vec<u8>)> = SIZES

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tenant_egress_bench::{cases, generate_policy_bytes, DEFAULT_SEED, SIZES};
-use tenant_egress_config::Policy;
+use tenant_egress_core::Policy;
 
 fn policies() -> Vec<(usize, Policy)> {
     SIZES

@@ -1,5 +1,5 @@
 //! Benchmark fixtures for tenant-egress: a realistic policy generator and the requests that
-//! exercise each path of [`Policy::decide`](tenant_egress_config::Policy::decide).
+//! exercise each path of [`Policy::decide`](tenant_egress_core::Policy::decide).
 //!
 //! The criterion benches live in `benches/`, the companion binaries in `src/bin/`
 //! (`policy-memory`, `gen-policy`), the Envoy load benchmark in `load/`. See `bench/README.md`.
@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{json, Value};
-use tenant_egress_config::explain::{RequestSpec, SourceSpec};
+use tenant_egress_core::explain::{RequestSpec, SourceSpec};
 
 /// The policy sizes the suite measures (host entries).
 pub const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
@@ -340,7 +340,7 @@ pub fn count_host_entries(policy: &Value) -> usize {
 }
 
 /// One decide benchmark case: the request (owned, so a bench borrows it as a
-/// [`tenant_egress_config::Request`] outside the timed loop) and the reason it must yield.
+/// [`tenant_egress_core::Request`] outside the timed loop) and the reason it must yield.
 #[derive(Debug, Clone)]
 pub struct Case {
     /// Short name used as the criterion function id.
@@ -472,7 +472,7 @@ pub fn authorities() -> Vec<(&'static str, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenant_egress_config::Policy;
+    use tenant_egress_core::Policy;
 
     #[test]
     fn sizes_are_exact_and_policies_valid() {
@@ -517,7 +517,7 @@ mod tests {
     fn authorities_parse() {
         for (name, a) in authorities() {
             assert!(
-                tenant_egress_config::authority::parse_authority(&a).is_ok(),
+                tenant_egress_core::authority::parse_authority(&a).is_ok(),
                 "{name}"
             );
         }

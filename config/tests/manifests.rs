@@ -20,8 +20,8 @@ use tenant_egress_config::manifest::sidecar::Listeners;
 use tenant_egress_config::manifest::{
     self, AuditSidecars, FailStrategy, Options, Selection, WasmScope,
 };
-use tenant_egress_config::pattern::{HostEntry, HostPattern, NsSelector};
-use tenant_egress_config::{Policy, PolicySpec, Request, Source, Target};
+use tenant_egress_core::pattern::{HostEntry, HostPattern, NsSelector};
+use tenant_egress_core::{Policy, PolicySpec, Request, Source, Target};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tenant-egress");
 
@@ -74,13 +74,13 @@ fn text(b: &[u8]) -> String {
 
 fn load_spec(path: &Path) -> PolicySpec {
     let v: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    tenant_egress_config::validate::validate_value(v)
+    tenant_egress_core::validate::validate_value(v)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .0
 }
 
 fn spec_of(v: Value) -> PolicySpec {
-    tenant_egress_config::validate::validate_value(v)
+    tenant_egress_core::validate::validate_value(v)
         .unwrap_or_else(|e| panic!("{e}"))
         .0
 }
@@ -740,7 +740,7 @@ fn import_then_generate_gives_back_what_the_cluster_admits() {
     );
     assert_eq!(
         imported.spec.tenants[1].outbound_traffic_policy,
-        tenant_egress_config::spec::OutboundTrafficPolicy::AllowAny
+        tenant_egress_core::spec::OutboundTrafficPolicy::AllowAny
     );
     Policy::from_spec(&imported.spec).unwrap();
 }

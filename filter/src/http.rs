@@ -10,8 +10,8 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use tenant_egress_config::authority::{OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
-use tenant_egress_config::Target;
+use tenant_egress_core::authority::{OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
+use tenant_egress_core::Target;
 
 use crate::host;
 use crate::reply::{self, LocalReply, DENIED_HEADER};

@@ -3,7 +3,7 @@
 //! The thin proxy-wasm shell around the policy core: Istio loads it (WasmPlugin, `mode: CLIENT`)
 //! into every sidecar's outbound HTTP filter chain. The root context compiles the policy and
 //! resolves the source workload once per configuration; each request's HTTP context gathers the
-//! routed destination and decides with [`tenant_egress_config::Policy::decide_for`].
+//! routed destination and decides with [`tenant_egress_core::Policy::decide_for`].
 //!
 //! `host.rs` is the only module that talks to the host; `reply`, `metrics` names and `pairs`
 //! are pure and unit-tested natively.

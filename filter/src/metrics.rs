@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use tenant_egress_config::Reason;
+use tenant_egress_core::Reason;
 
 use crate::host;
 

@@ -1,8 +1,8 @@
 //! Pure: what a denial looks like to the caller and in the log. No host calls, so it is unit
 //! tested natively.
 
-use tenant_egress_config::explain::explain;
-use tenant_egress_config::{Decision, Policy, SourceScope};
+use tenant_egress_core::explain::explain;
+use tenant_egress_core::{Decision, Policy, SourceScope};
 
 /// The response header naming the reason of a denial.
 pub const DENIED_HEADER: &str = "x-tenant-egress-denied";
@@ -109,7 +109,7 @@ pub fn log_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenant_egress_config::{Source, Target};
+    use tenant_egress_core::{Source, Target};
 
     fn policy() -> Policy {
         Policy::from_json(

@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
-use tenant_egress_config::{Policy, Source, SourceScope};
+use tenant_egress_core::{Policy, Source, SourceScope};
 
 use crate::host;
 use crate::http::Http;
@@ -177,7 +177,7 @@ impl RootContext for Root {
         }
         let (policy, warnings) = match Policy::from_json(&bytes) {
             Ok(ok) => ok,
-            Err(tenant_egress_config::PolicyError::Invalid(invalid)) => {
+            Err(tenant_egress_core::PolicyError::Invalid(invalid)) => {
                 let mut msg = format!("{} error(s):", invalid.errors.len());
                 for e in &invalid.errors {
                     msg.push_str("\n  error: ");

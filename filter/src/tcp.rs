@@ -17,8 +17,8 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
-use tenant_egress_config::authority::OUTBOUND_PREFIX;
-use tenant_egress_config::{Protocol, Target};
+use tenant_egress_core::authority::OUTBOUND_PREFIX;
+use tenant_egress_core::{Protocol, Target};
 
 use crate::host;
 use crate::reply;

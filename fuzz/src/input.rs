@@ -13,10 +13,10 @@ use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{json, Map, Value};
-use tenant_egress_config::decision::Protocol;
-use tenant_egress_config::explain::RequestSpec;
-use tenant_egress_config::vectors;
-use tenant_egress_config::{Request, Source, Target};
+use tenant_egress_core::decision::Protocol;
+use tenant_egress_core::explain::RequestSpec;
+use tenant_egress_core::vectors;
+use tenant_egress_core::{Request, Source, Target};
 
 /// Where the policy document comes from.
 #[derive(Clone, PartialEq)]

@@ -13,12 +13,12 @@ pub mod input;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use tenant_egress_config::authority::{self, Cluster, HostKind};
-use tenant_egress_config::decision::Protocol;
-use tenant_egress_config::explain::Report;
-use tenant_egress_config::name;
-use tenant_egress_config::validate;
-use tenant_egress_config::{Policy, PolicyError, Reason, Request, Target};
+use tenant_egress_core::authority::{self, Cluster, HostKind};
+use tenant_egress_core::decision::Protocol;
+use tenant_egress_core::explain::Report;
+use tenant_egress_core::name;
+use tenant_egress_core::validate;
+use tenant_egress_core::{Policy, PolicyError, Reason, Request, Target};
 
 /// `policy` target: arbitrary bytes as a policy document.
 ///

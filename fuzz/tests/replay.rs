@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
-use tenant_egress_config::vectors;
+use tenant_egress_core::vectors;
 use tenant_egress_fuzz::input::{encode_vector_case, gen_request_of, DecideInput, PolicySource};
 use tenant_egress_fuzz::{check_authority, check_cluster, check_decide, check_policy};
 

@@ -270,7 +270,7 @@ fn committed_demo_files_equal_a_fresh_render() {
     // And the policy they embed is valid for the filter's own parser.
     let policy = yaml_to_json(&demo_dir().join("policy.yaml"));
     let (policy, _warnings) =
-        tenant_egress_config::Policy::from_json(policy.to_string().as_bytes()).unwrap();
+        tenant_egress_core::Policy::from_json(policy.to_string().as_bytes()).unwrap();
     assert!(
         policy.summary().contains("tenants=4"),
         "{}",

@@ -357,7 +357,7 @@ fn scenario7_proxy_without_namespace_denies_everything() {
 /// passthrough the harness can produce (an authority no route matches).
 #[test]
 fn vectors_replay_through_envoy() {
-    use tenant_egress_config::vectors;
+    use tenant_egress_core::vectors;
     let file = vectors::load().unwrap();
     // Group by (policy, source namespace, labels): one sidecar each.
     type Key = (String, String, BTreeMap<String, String>);
@@ -440,9 +440,9 @@ fn k8s_cluster(cluster: Option<&str>) -> Option<(String, String, u16)> {
     Some((svc.to_owned(), ns.to_owned(), port.parse().ok()?))
 }
 
-fn replayable(case: &tenant_egress_config::vectors::Case) -> bool {
+fn replayable(case: &tenant_egress_core::vectors::Case) -> bool {
     let req = &case.request;
-    if req.protocol != tenant_egress_config::Protocol::Http {
+    if req.protocol != tenant_egress_core::Protocol::Http {
         return false; // TCP/TLS vectors are replayed by tests/tests/tcp.rs.
     }
     let authority = req.authority.as_deref().unwrap_or_default();

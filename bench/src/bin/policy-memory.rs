@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tenant_egress_bench::{generate_policy_bytes, DEFAULT_SEED, SIZES};
-use tenant_egress_config::Policy;
+use tenant_egress_core::Policy;
 
 /// Forwards to [`System`], counting live bytes and the high-water mark.
 struct Counting;

@@ -12,7 +12,7 @@ use super::{
     check_sha256, check_url, to_value, url_scheme, Doc, DocKind, GenerateError, Generated,
     Metadata, Options, WasmScope, DEFAULT_LOCAL_WASM, PLUGIN_NAME,
 };
-use crate::spec::PolicySpec;
+use tenant_egress_core::spec::PolicySpec;
 
 /// The EnvoyFilter `apiVersion`.
 pub const API_VERSION: &str = "networking.istio.io/v1alpha3";

@@ -9,8 +9,8 @@
 
 use std::fmt::Write as _;
 
-use crate::pattern::{HostEntry, HostPattern, NsSelector};
-use crate::spec::{EgressSpec, PolicySpec};
+use tenant_egress_core::pattern::{HostEntry, HostPattern, NsSelector};
+use tenant_egress_core::spec::{EgressSpec, PolicySpec};
 
 /// Output syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,7 +343,7 @@ mod tests {
     use super::*;
 
     fn spec(v: serde_json::Value) -> PolicySpec {
-        crate::validate::validate_value(v).unwrap().0
+        tenant_egress_core::validate::validate_value(v).unwrap().0
     }
 
     #[test]

@@ -22,8 +22,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::sidecar::Listeners;
-use crate::pattern::{HostEntry, NsSelector};
-use crate::spec::{
+use tenant_egress_core::pattern::{HostEntry, NsSelector};
+use tenant_egress_core::spec::{
     Mode, OutboundTrafficPolicy, PolicySpec, PortSpec, TenantSpec, UnknownSource, WorkloadSpec,
     API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
 };
@@ -551,7 +551,9 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
                     .catch_all
                     .iter()
                     .flatten()
-                    .filter(|e| !e.exclude && e.host == crate::pattern::HostPattern::All)
+                    .filter(|e| {
+                        !e.exclude && e.host == tenant_egress_core::pattern::HostPattern::All
+                    })
                     .filter_map(|e| match &e.namespace {
                         NsSelector::Named(n) => Some(n.clone()),
                         _ => None,
@@ -582,7 +584,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
     }
     let mut tenants = Vec::new();
     for (ns, (defaults, workloads)) in by_ns {
-        if let Err(e) = crate::name::check_namespace(&ns) {
+        if let Err(e) = tenant_egress_core::name::check_namespace(&ns) {
             warnings.push(format!(
                 "namespace \"{ns}\" is not a valid namespace name ({e}); skipped"
             ));

@@ -22,7 +22,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_yaml::Value;
 
-use crate::spec::{Mode, PolicySpec};
+use tenant_egress_core::spec::{Mode, PolicySpec};
 
 /// This build's version (stamped into headers and the default image tag).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -269,14 +269,14 @@ pub(crate) fn tenant_mode(spec: &PolicySpec, t: usize) -> Mode {
 }
 
 fn check_options(spec: &PolicySpec, opts: &Options) -> Result<(), GenerateError> {
-    crate::name::check_namespace(&opts.root_namespace).map_err(|e| {
+    tenant_egress_core::name::check_namespace(&opts.root_namespace).map_err(|e| {
         GenerateError::Option(format!(
             "--root-namespace \"{}\" is not a namespace name: {e}",
             opts.root_namespace
         ))
     })?;
     for ns in &opts.shared_namespaces {
-        crate::name::check_namespace(ns).map_err(|e| {
+        tenant_egress_core::name::check_namespace(ns).map_err(|e| {
             GenerateError::Option(format!(
                 "--shared-namespaces: \"{ns}\" is not a namespace name: {e}"
             ))

@@ -2,7 +2,7 @@
 //!
 //! Per destination port Istio uses the egress listener that declares the port, else the
 //! portless catch-all (`GetEgressListenerForRDS`); the filter does the same
-//! ([`crate::policy`]). A workload exception is ADDED to its tenant's egress, but Istio has no
+//! ([`tenant_egress_core::policy`]). A workload exception is ADDED to its tenant's egress, but Istio has no
 //! inheritance: a workload-specific Sidecar replaces the namespace default for the pods it
 //! selects. So the generated workload Sidecar carries the merge the filter computes:
 //! - for each port declared by the tenant or the exception: the union of what each exposes on
@@ -20,8 +20,8 @@ use super::{
     tenant_mode, to_value, AuditSidecars, Doc, DocKind, GenerateError, Generated, Metadata,
     Options, DEFAULT_SIDECAR_NAME, TENANT_LABEL, WORKLOAD_LABEL,
 };
-use crate::pattern::HostEntry;
-use crate::spec::{EgressSpec, Mode, OutboundTrafficPolicy, PolicySpec, PortSpec};
+use tenant_egress_core::pattern::HostEntry;
+use tenant_egress_core::spec::{EgressSpec, Mode, OutboundTrafficPolicy, PolicySpec, PortSpec};
 
 /// The Sidecar `apiVersion` generated (the storage version since Istio 1.22).
 pub const API_VERSION: &str = "networking.istio.io/v1";

@@ -12,7 +12,7 @@ use super::{
     check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options,
     WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME, STATS_PREFIX,
 };
-use crate::spec::PolicySpec;
+use tenant_egress_core::spec::PolicySpec;
 
 /// The WasmPlugin `apiVersion`.
 pub const API_VERSION: &str = "extensions.istio.io/v1alpha1";

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tenant_egress_config::explain::{Report, RequestSpec, SourceSpec};
 use tenant_egress_config::manifest::{
     self, graph::GraphFormat, AuditSidecars, Doc, DocKind, FailStrategy, GenerateError, Options,
     Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
-use tenant_egress_config::{InvalidPolicy, Policy, PolicySpec, Protocol, Warning};
+use tenant_egress_core::explain::{Report, RequestSpec, SourceSpec};
+use tenant_egress_core::{InvalidPolicy, Policy, PolicySpec, Protocol, Warning};
 
 #[derive(Parser)]
 #[command(
@@ -354,7 +354,7 @@ fn print_warnings(path: &Path, warnings: &[Warning]) {
 
 fn load_policy(path: &Path) -> Result<(PolicySpec, Policy, Vec<Warning>), Fail> {
     let value = load_value(path)?;
-    match tenant_egress_config::validate::validate_value(value) {
+    match tenant_egress_core::validate::validate_value(value) {
         Ok((spec, warnings)) => {
             let policy = Policy::from_spec(&spec)
                 .map_err(|e| Fail(1, format!("error: {}: {e}", path.display())))?;
@@ -659,7 +659,7 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
-    let (errors, checks) = tenant_egress_config::validate::check_meaning(&imported.spec);
+    let (errors, checks) = tenant_egress_core::validate::check_meaning(&imported.spec);
     for w in &checks {
         eprintln!("warning: imported policy: {w}");
     }

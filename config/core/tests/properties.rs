@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use tenant_egress_config::authority::{parse_authority, HostKind};
-use tenant_egress_config::{Policy, Request, Source, Target};
+use tenant_egress_core::authority::{parse_authority, HostKind};
+use tenant_egress_core::{Policy, Request, Source, Target};
 
 fn label() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?"

@@ -2,7 +2,7 @@
 // Test code: a failed unwrap is a failed test, not a dead proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use tenant_egress_config::vectors;
+use tenant_egress_core::vectors;
 
 #[test]
 fn every_vector_decides_as_expected() {

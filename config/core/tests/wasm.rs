@@ -17,13 +17,13 @@
 use std::collections::HashMap;
 
 use serde_json::json;
-use tenant_egress_config::authority::{
+use tenant_egress_core::authority::{
     parse_authority, parse_cluster, BadCluster, Cluster, HostKind, MalformedAuthority,
 };
-use tenant_egress_config::name::{check_dns_name, HostName, NameError};
-use tenant_egress_config::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
-use tenant_egress_config::validate::{validate_json, validate_value};
-use tenant_egress_config::{vectors, Policy, Request, Source, Target};
+use tenant_egress_core::name::{check_dns_name, HostName, NameError};
+use tenant_egress_core::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
+use tenant_egress_core::validate::{validate_json, validate_value};
+use tenant_egress_core::{vectors, Policy, Request, Source, Target};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
 /// The vectors must run here, not be compiled out: this is the point of the file.

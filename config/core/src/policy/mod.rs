@@ -1,0 +1,340 @@
+//! The compiled policy and the request-time decision.
+//!
+//! Compile once, decide fast: [`Policy::from_spec`] turns a validated [`PolicySpec`] into hash
+//! indexes, and [`Policy::decide`] is a total function over borrowed inputs that never
+//! allocates and never scans rules linearly:
+//! - exact hosts are one hash probe;
+//! - `*.example.com` wildcards are stored by their suffix (`.example.com`) and found by probing
+//!   the request host's own suffixes at each label boundary (a reversed-label walk, bounded by
+//!   the host's label count, not the rule count); a bitmask of the label counts present skips
+//!   probes that cannot hit;
+//! - `ns/*` is one probe keyed by namespace.
+//!
+//! Istio's selection order is mirrored (`pilot/pkg/model/sidecar.go: selectServices`): an
+//! exclusion in the destination's namespace bucket or the `*` bucket drops the host; otherwise
+//! the destination namespace's bucket is tried, then `*`. Per port, the egress listener that
+//! declares the port applies, else the portless catch-all (`GetEgressListenerForRDS`).
+
+mod compile;
+mod index;
+mod resolve;
+
+use rustc_hash::FxHashMap;
+
+use crate::decision::{
+    Decision, Destination, Detail, Protocol, Reason, Request, RuleId, RuleInfo, Source, Target,
+};
+use crate::name::NsName;
+use crate::spec::{Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
+use crate::validate::{self, InvalidPolicy, Warning};
+use index::{Bucket, HostSet};
+
+pub use compile::opens_tcp;
+
+/// Which listener applies on which port for one source scope.
+#[derive(Debug, Default)]
+struct View {
+    /// Sorted by port.
+    ports: Vec<(u16, Listener)>,
+    catch_all: Option<Listener>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Listener {
+    set: u32,
+    /// The egress entry to point users at for `not-allowed`.
+    rule: RuleId,
+    /// Whether TCP/TLS connections may use it (false when its port protocol is HTTP-only).
+    tcp: bool,
+}
+
+impl View {
+    fn listener(&self, port: Option<u16>) -> Option<Listener> {
+        if let Some(p) = port {
+            if let Ok(i) = self.ports.binary_search_by_key(&p, |(q, _)| *q) {
+                return self.ports.get(i).map(|(_, l)| *l);
+            }
+        }
+        self.catch_all
+    }
+}
+
+#[derive(Debug)]
+struct Tenant {
+    name: Box<str>,
+    mode: Mode,
+    outbound: OutboundTrafficPolicy,
+    /// views[0] is the tenant's own egress; views[i + 1] adds workload exception i.
+    views: Vec<View>,
+    workloads: Vec<Workload>,
+}
+
+#[derive(Debug)]
+struct Workload {
+    name: Box<str>,
+    selector: Box<[(Box<str>, Box<str>)]>,
+}
+
+/// A source resolved against the policy: its namespace, tenant and the workload exception that
+/// applies. Owns its data (the namespace is held inline), so the filter resolves it once per
+/// configuration and keeps it: pod labels never change for the life of a proxy (Istio reads them
+/// from the downward API at bootstrap).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceScope {
+    /// Empty when the proxy has no (valid) namespace: every request is then denied.
+    namespace: NsName,
+    tenant: Option<u32>,
+    view: u32,
+}
+
+impl SourceScope {
+    /// The source namespace.
+    pub fn namespace(&self) -> Option<&str> {
+        (!self.namespace.is_empty()).then(|| self.namespace.as_str())
+    }
+
+    /// The tenant index.
+    pub fn tenant(&self) -> Option<u32> {
+        self.tenant
+    }
+
+    /// The workload exception index that applies, if any.
+    pub fn workload(&self) -> Option<u32> {
+        self.view.checked_sub(1)
+    }
+}
+
+/// A compiled, immutable policy.
+#[derive(Debug)]
+pub struct Policy {
+    mode: Mode,
+    unknown_source: UnknownSource,
+    deny_status: u16,
+    cluster_domain: Box<str>,
+    /// `.svc.<clusterDomain>`
+    svc_suffix: Box<str>,
+    tenants: Vec<Tenant>,
+    tenant_of_ns: FxHashMap<Box<str>, u32>,
+    /// Every namespace the policy names (tenants' and hosts'), for short-name resolution.
+    ns_ids: FxHashMap<Box<[u8]>, u32>,
+    sets: Vec<HostSet>,
+    rules: Vec<RuleInfo>,
+    host_rules: usize,
+}
+
+/// Policy loading failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The document is invalid; every error is listed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidPolicy),
+}
+
+impl Policy {
+    /// Parses, validates and compiles a JSON policy document. On success also returns the
+    /// warnings.
+    pub fn from_json(bytes: &[u8]) -> Result<(Policy, Vec<Warning>), PolicyError> {
+        // validate_json has run every check (check_meaning included): compile directly.
+        let (spec, warnings) = validate::validate_json(bytes)?;
+        Ok((Self::compile_valid(&spec), warnings))
+    }
+
+    /// Validates and compiles a decoded spec.
+    pub fn from_spec(spec: &PolicySpec) -> Result<Policy, PolicyError> {
+        let (errors, warnings) = validate::check_meaning(spec);
+        if !errors.is_empty() {
+            return Err(InvalidPolicy { errors, warnings }.into());
+        }
+        Ok(Self::compile_valid(spec))
+    }
+
+    // === accessors ===
+
+    /// The document-wide mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// HTTP status for denials.
+    pub fn deny_status(&self) -> u16 {
+        self.deny_status
+    }
+
+    /// The cluster domain (`cluster.local`).
+    pub fn cluster_domain(&self) -> &str {
+        &self.cluster_domain
+    }
+
+    /// Number of tenants.
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// Number of host entries compiled (the "rules" of the policy).
+    pub fn rule_count(&self) -> usize {
+        self.host_rules
+    }
+
+    /// Number of namespaces owned by tenants.
+    pub fn namespace_count(&self) -> usize {
+        self.tenant_of_ns.len()
+    }
+
+    /// A tenant's name.
+    pub fn tenant_name(&self, tenant: u32) -> Option<&str> {
+        self.tenants.get(tenant as usize).map(|t| &*t.name)
+    }
+
+    /// A tenant's workload exception name.
+    pub fn workload_name(&self, tenant: u32, workload: u32) -> Option<&str> {
+        self.tenants
+            .get(tenant as usize)
+            .and_then(|t| t.workloads.get(workload as usize))
+            .map(|w| &*w.name)
+    }
+
+    /// Where a rule is in the document and what it says.
+    pub fn rule(&self, id: RuleId) -> Option<&RuleInfo> {
+        self.rules.get(id.0 as usize)
+    }
+
+    /// One line describing the policy, for logs.
+    pub fn summary(&self) -> String {
+        let workloads: usize = self.tenants.iter().map(|t| t.workloads.len()).sum();
+        format!(
+            "mode={} tenants={} namespaces={} host_rules={} workload_exceptions={} listeners={} deny_status={} unknown_source={}",
+            self.mode.as_str(),
+            self.tenants.len(),
+            self.tenant_of_ns.len(),
+            self.host_rules,
+            workloads,
+            self.sets.len(),
+            self.deny_status,
+            match self.unknown_source {
+                UnknownSource::Deny => "deny",
+                UnknownSource::Allow => "allow",
+            },
+        )
+    }
+
+    // === request time ===
+
+    /// Resolves a source: its tenant and the workload exception whose selector is a subset of
+    /// the labels (validation guarantees at most one can match; the first wins regardless).
+    pub fn source(&self, source: &Source<'_>) -> SourceScope {
+        // A namespace longer than a DNS label cannot exist in Kubernetes: treat it as absent.
+        let namespace = source
+            .namespace
+            .filter(|ns| !ns.is_empty())
+            .and_then(|ns| NsName::lower(ns.as_bytes()).filter(|n| n.as_str() == ns));
+        let tenant = namespace.and_then(|ns| self.tenant_of_ns.get(ns.as_str()).copied());
+        let view = tenant
+            .and_then(|t| self.tenants.get(t as usize))
+            .and_then(|t| {
+                t.workloads.iter().position(|w| {
+                    w.selector.iter().all(|(k, v)| {
+                        source
+                            .labels
+                            .iter()
+                            .any(|(lk, lv)| *lk == &**k && *lv == &**v)
+                    })
+                })
+            })
+            .map_or(0, |w| u32::try_from(w + 1).unwrap_or(0));
+        SourceScope {
+            namespace: namespace.unwrap_or(NsName::empty()),
+            tenant,
+            view,
+        }
+    }
+
+    /// Decides one request. Total: every input, however malformed, yields a decision.
+    pub fn decide(&self, req: &Request<'_>) -> Decision {
+        self.decide_for(&self.source(&req.source), &req.target)
+    }
+
+    /// Decides for a pre-resolved source (the filter's per-request path).
+    pub fn decide_for(&self, src: &SourceScope, target: &Target<'_>) -> Decision {
+        let tenant = src.tenant.and_then(|t| self.tenants.get(t as usize));
+        let mode = tenant.map_or(self.mode, |t| t.mode);
+        let mut d = Decision {
+            allowed: false,
+            enforced: mode == Mode::Enforce,
+            reason: Reason::UnknownSource,
+            tenant: src.tenant,
+            rule: None,
+            destination: Destination::UNKNOWN,
+            detail: None,
+        };
+        if src.namespace.is_empty() {
+            return d;
+        }
+        let src_ns = src.namespace.as_bytes();
+        let Some(outside_registry) = self.resolve(src_ns, target, &mut d) else {
+            return d;
+        };
+        let Some(tenant) = tenant else {
+            d.reason = Reason::NoTenant;
+            d.allowed = self.unknown_source == UnknownSource::Allow;
+            return d;
+        };
+        if outside_registry {
+            if tenant.outbound == OutboundTrafficPolicy::AllowAny {
+                d.allowed = true;
+                d.reason = Reason::AllowAny;
+            } else {
+                d.reason = Reason::NotInRegistry;
+            }
+            return d;
+        }
+        let Some(view) = tenant.views.get(src.view as usize) else {
+            d.reason = Reason::NotAllowed;
+            return d;
+        };
+        let Some(listener) = view.listener(d.destination.port) else {
+            d.reason = Reason::NotAllowed;
+            d.detail = Some(Detail::NoListenerForPort(d.destination.port));
+            return d;
+        };
+        if target.protocol == Protocol::Tcp && !listener.tcp {
+            d.reason = Reason::NotAllowed;
+            d.rule = Some(listener.rule);
+            d.detail = d.destination.port.map(Detail::HttpOnlyPort);
+            return d;
+        }
+        let Some(set) = self.sets.get(listener.set as usize) else {
+            d.reason = Reason::NotAllowed;
+            return d;
+        };
+        let dest_ns = d.destination.namespace.as_bytes();
+        let bucket = Bucket {
+            ns: if dest_ns.is_empty() {
+                None
+            } else {
+                self.ns_ids.get(dest_ns).copied()
+            },
+            own: !dest_ns.is_empty() && dest_ns == src_ns,
+        };
+        let host = d.destination.host.as_bytes();
+        if !set.exclude.is_empty() {
+            if let Some(rule) = set.exclude.find(host, bucket) {
+                d.reason = Reason::Excluded;
+                d.rule = Some(rule);
+                return d;
+            }
+        }
+        match set.import.find(host, bucket) {
+            Some(rule) => {
+                d.allowed = true;
+                d.reason = Reason::Allowed;
+                d.rule = Some(rule);
+            }
+            None => {
+                d.reason = Reason::NotAllowed;
+                d.rule = Some(listener.rule);
+            }
+        }
+        d
+    }
+}

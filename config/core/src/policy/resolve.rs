@@ -1,0 +1,211 @@
+//! Destination resolution: what a request or connection is going to, from the routed cluster,
+//! the `:authority` (or SNI) and the original destination address, with Istio's route aliases.
+
+use super::Policy;
+use crate::authority::{self, Cluster, HostKind};
+use crate::decision::{Decision, Destination, DestinationKind, Detail, Reason, Target};
+use crate::name::{HostName, NsName};
+
+impl Policy {
+    /// Resolves what the request is going to into `d.destination`. Returns whether it lies
+    /// outside the service registry, or `None` after setting the deny reason.
+    pub(super) fn resolve(&self, src_ns: &[u8], t: &Target<'_>, d: &mut Decision) -> Option<bool> {
+        let fail = |d: &mut Decision, reason: Reason, detail: Option<Detail>| {
+            d.reason = reason;
+            d.detail = detail;
+            None
+        };
+        if t.authority_repeated {
+            let detail = Detail::Authority(authority::MalformedAuthority::Repeated);
+            return fail(d, Reason::MalformedAuthority, Some(detail));
+        }
+        let authority = match t.authority.map(authority::parse_authority) {
+            Some(Err(e)) => return fail(d, Reason::MalformedAuthority, Some(Detail::Authority(e))),
+            Some(Ok(a)) => Some(a),
+            None => None,
+        };
+        let address = t.destination_address.and_then(authority::parse_socket_addr);
+        let cluster = match t
+            .cluster
+            .filter(|c| !c.is_empty())
+            .map(authority::parse_cluster)
+        {
+            Some(Err(e)) => {
+                let reason = match e {
+                    authority::BadCluster::Malformed => Reason::MalformedCluster,
+                    _ => Reason::UnsupportedCluster,
+                };
+                return fail(d, reason, Some(Detail::Cluster(e)));
+            }
+            Some(Ok(c)) => Some(c),
+            None => None,
+        };
+        let dest = &mut d.destination;
+        match cluster {
+            Some(Cluster::Outbound { port, host, .. }) => {
+                dest.kind = DestinationKind::Host;
+                dest.host = host;
+                dest.port = Some(port);
+                if let Some(a) = &authority {
+                    match self.consistent(src_ns, a, &dest.host) {
+                        Some(Matched::Cluster) => {}
+                        Some(Matched::Authority) => dest.host = a.host,
+                        None => return fail(d, Reason::AuthorityMismatch, None),
+                    }
+                }
+                // Without an authority, a wildcard ServiceEntry cluster (`*.wikipedia.org`) is
+                // matched as the pattern itself: only an entry at least as wide can allow it.
+                dest.namespace = self.destination_namespace(t, dest.host.as_bytes());
+                Some(false)
+            }
+            Some(Cluster::Passthrough) => {
+                if let Some(addr) = address {
+                    *dest = ip_destination(addr.ip(), Some(addr.port()));
+                }
+                // Under ALLOW_ANY Istio sends unknown hosts to the address the app dialled. An
+                // authority that names a mesh service while Envoy found no route for it means the
+                // Host header is lying about where the bytes go (or the Sidecar does not import
+                // it): never let a passthrough masquerade as a registry service.
+                if let Some(a) = &authority {
+                    if a.kind == HostKind::Dns && self.names_mesh_service(src_ns, a.host.as_bytes())
+                    {
+                        return fail(d, Reason::AuthorityMismatch, None);
+                    }
+                }
+                Some(true)
+            }
+            Some(Cluster::BlackHole) => fail(d, Reason::Blackhole, None),
+            Some(Cluster::Inbound) => fail(d, Reason::UnsupportedCluster, None),
+            None => {
+                let Some(a) = authority else {
+                    return match address {
+                        Some(addr) => {
+                            *dest = ip_destination(addr.ip(), Some(addr.port()));
+                            Some(true)
+                        }
+                        None => fail(d, Reason::UnknownDestination, None),
+                    };
+                };
+                dest.port = a.port.or(address.map(|s| s.port()));
+                if a.kind == HostKind::Ip {
+                    dest.kind = DestinationKind::Ip;
+                    dest.host = a.host;
+                    return Some(true);
+                }
+                dest.kind = DestinationKind::Host;
+                dest.host = self.expand_alias(src_ns, &a.host).unwrap_or(a.host);
+                dest.namespace = self.destination_namespace(t, dest.host.as_bytes());
+                Some(false)
+            }
+        }
+    }
+
+    /// The namespace from cluster metadata when the proxy has it, else from the FQDN.
+    fn destination_namespace(&self, t: &Target<'_>, host: &[u8]) -> NsName {
+        match t.destination_namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => NsName::lower(ns.as_bytes()).unwrap_or(NsName::empty()),
+            None => self.namespace_of_fqdn(host),
+        }
+    }
+
+    /// `<...>.<ns>.svc.<clusterDomain>` -> `ns`.
+    fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
+        host.strip_suffix(self.svc_suffix.as_bytes())
+            .and_then(rsplit_dot)
+            .filter(|(svc, _)| !svc.is_empty() && svc.first() != Some(&b'*'))
+            .and_then(|(_, ns)| NsName::lower(ns))
+            .unwrap_or(NsName::empty())
+    }
+
+    /// Istio's route aliases for a Kubernetes service (`pilot/pkg/networking/core/httproute.go:
+    /// generateVirtualHostDomains`): `svc` in the source namespace, `svc.ns` and `svc.ns.svc`
+    /// when `ns` is a namespace the policy knows. Returns the FQDN.
+    fn expand_alias(&self, src_ns: &[u8], host: &HostName) -> Option<HostName> {
+        let h = host.as_bytes();
+        let labels = h.iter().filter(|&&c| c == b'.').count() + 1;
+        let domain = self.cluster_domain.as_bytes();
+        match labels {
+            1 => HostName::concat_lower(&[h, b".", src_ns, b".svc.", domain]),
+            2 => {
+                let (_, ns) = split_dot(h)?;
+                self.ns_ids.contains_key(ns).then_some(())?;
+                HostName::concat_lower(&[h, b".svc.", domain])
+            }
+            3 => {
+                let rest = h.strip_suffix(b".svc")?;
+                let (_, ns) = split_dot(rest)?;
+                self.ns_ids.contains_key(ns).then_some(())?;
+                HostName::concat_lower(&[h, b".", domain])
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `host` names a Kubernetes service of this cluster: an FQDN under
+    /// `.svc.<clusterDomain>` or one of its short aliases.
+    fn names_mesh_service(&self, src_ns: &[u8], host: &[u8]) -> bool {
+        if host.ends_with(self.svc_suffix.as_bytes()) {
+            return true;
+        }
+        HostName::lower(host)
+            .and_then(|h| self.expand_alias(src_ns, &h))
+            .is_some()
+    }
+
+    /// Checks that the authority names the cluster's service, and says which host to match:
+    /// the cluster's FQDN, or for a wildcard cluster (`*.wikipedia.org`) the authority's host.
+    fn consistent(
+        &self,
+        src_ns: &[u8],
+        a: &authority::Authority,
+        cluster_host: &HostName,
+    ) -> Option<Matched> {
+        if a.kind != HostKind::Dns {
+            return None;
+        }
+        let ah = a.host.as_bytes();
+        let ch = cluster_host.as_bytes();
+        if let Some(sfx) = ch.strip_prefix(b"*") {
+            return (ah.len() > sfx.len() && ah.ends_with(sfx)).then_some(Matched::Authority);
+        }
+        if ah == ch {
+            return Some(Matched::Cluster);
+        }
+        // Short forms of a Kubernetes FQDN `svc.ns.svc.<domain>`.
+        let rest = ch.strip_suffix(self.svc_suffix.as_bytes())?;
+        let (svc, ns) = rsplit_dot(rest)?;
+        let alias_ok = ah == rest
+            || ah.strip_suffix(b".svc").is_some_and(|r| r == rest)
+            || (ah == svc && ns == src_ns);
+        alias_ok.then_some(Matched::Cluster)
+    }
+}
+
+/// Which host [`Policy::consistent`] matched.
+#[derive(Clone, Copy)]
+enum Matched {
+    Cluster,
+    Authority,
+}
+
+/// `a.b.c` -> (`a`, `b.c`).
+fn split_dot(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|&c| c == b'.')?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+/// `a.b.c` -> (`a.b`, `c`).
+fn rsplit_dot(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().rposition(|&c| c == b'.')?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+fn ip_destination(ip: std::net::IpAddr, port: Option<u16>) -> Destination {
+    let text = ip.to_string();
+    Destination {
+        kind: DestinationKind::Ip,
+        host: HostName::lower(text.as_bytes()).unwrap_or(HostName::empty()),
+        namespace: NsName::empty(),
+        port,
+    }
+}
