@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the policy core's wasm tests (config/tests/wasm.rs: the request vectors and a
+# Runs the policy core's wasm tests (config/core/tests/wasm.rs: the request vectors and a
 # representative set of unit-level checks) compiled to wasm32-unknown-unknown, under Node with
 # wasm-bindgen-test, so the matcher is proven identical where it actually runs.
 #

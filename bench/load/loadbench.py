@@ -54,7 +54,7 @@ STAT_PREFIX = f"outbound_0.0.0.0_{SVC_PORT}"
 GEN_SOURCE_NS = "tenant-0-a"
 GEN_ALLOWED = ("svc-0", "tenant-1-a")
 GEN_DENIED = ("svc-0", "unlisted")
-# The example policy (config/testdata/vectors.json, policy "crdb": prod/uat/dev/logmonkey).
+# The example policy (config/core/testdata/vectors.json, policy "crdb": prod/uat/dev/logmonkey).
 EXAMPLE_SOURCE_NS = "prod"
 EXAMPLE_ALLOWED = ("cockroachdb", "prod")
 EXAMPLE_DENIED = ("cockroachdb", "uat")
@@ -680,7 +680,7 @@ def main() -> int:
         Config(
             "te-example", "tenant-egress, example policy", te(example),
             EXAMPLE_SOURCE_NS, EXAMPLE_ALLOWED, EXAMPLE_DENIED, ["allowed", "denied"],
-            note="config/testdata/vectors.json `crdb` (4 tenants, 13 host entries)",
+            note="config/core/testdata/vectors.json `crdb` (4 tenants, 13 host entries)",
         ),
     ]
     for n in sizes:

@@ -21,7 +21,7 @@ use tenant_egress_core::{Request, Source, Target};
 /// Where the policy document comes from.
 #[derive(Clone, PartialEq)]
 pub enum PolicySource {
-    /// One of the named policies of `config/testdata/vectors.json` (index in name order).
+    /// One of the named policies of `config/core/testdata/vectors.json` (index in name order).
     Vector(usize),
     /// A document from the small grammar in [`grammar_policy`].
     Grammar(Value),

@@ -3,7 +3,7 @@
 //! `regressions/<target>/` is one input of that target.
 //!
 //! `cargo test -- --ignored regenerate_seed_corpora` rewrites the seeds derived from
-//! `config/testdata/vectors.json`.
+//! `config/core/testdata/vectors.json`.
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -1,4 +1,4 @@
-//! The shared request vectors (`config/testdata/vectors.json`): one corpus of
+//! The shared request vectors (`config/core/testdata/vectors.json`): one corpus of
 //! policy + request + expected decision, replayed natively, in wasm and through a real Envoy.
 
 use std::collections::BTreeMap;
