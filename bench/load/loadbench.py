@@ -660,7 +660,7 @@ def main() -> int:
         atexit.register(shutil.rmtree, workdir, True)
 
     # Policies.
-    vectors = json.loads((ROOT / "config" / "testdata" / "vectors.json").read_text())
+    vectors = json.loads((ROOT / "config" / "core" / "testdata" / "vectors.json").read_text())
     example = vectors["policies"]["crdb"]
     sizes = [int(s) for s in args.sizes.split(",") if s]
     generated = {}
