@@ -7,6 +7,9 @@
 #                              docker-compose demo)
 #   scripts/demo.sh status     which of the demo's Envoys are running
 #   scripts/demo.sh stop       stop the Envoys this script started
+#   scripts/demo.sh --docker   the same demo in containers (demo/docker-compose.yaml) under a
+#                              Docker engine: scripts/docker-demo.sh, which builds the Envoy
+#                              image locally when the official one cannot be pulled
 #
 # What runs (all on 127.0.0.1, fixed ports listed in demo/ports.env):
 #   mesh          demo/mesh.yaml: every upstream service (cockroachdb.<ns>:26257, api.<ns>:8080,
@@ -282,6 +285,7 @@ case "${1:-run}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   requests) cmd_requests ;;
+  --docker | docker) exec "$ROOT/scripts/docker-demo.sh" up ;;
   -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$1' (run, requests, status, stop, --help)" ;;
+  *) die "unknown command '$1' (run, requests, status, stop, --docker, --help)" ;;
 esac
