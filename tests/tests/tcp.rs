@@ -232,7 +232,7 @@ fn upstream_tx_bytes(envoy: &Envoy, ns: &str) -> u64 {
 fn tcp_connections_to_own_database_pass_and_others_are_closed() {
     let (envoy, p) = start(Some("prod"));
     assert!(envoy.wait_for_log(
-        "loaded policy (network filter, root id \"tenant-egress-tcp\")",
+        "loaded policy (root id \"tenant-egress-tcp\")",
         WAIT
     ));
     let payload = b"SELECT 1; -- from prod\n";
@@ -274,6 +274,10 @@ fn tcp_connections_to_own_database_pass_and_others_are_closed() {
     ));
     assert!(envoy.wait_for_log(
         &format!("availability at first on_downstream_data: xds.cluster_name={} connection.requested_server_name=unset destination.address={vip}", cluster("uat")),
+        WAIT
+    ));
+    assert!(envoy.wait_for_log(
+        "serving as the network filter (root id \"tenant-egress-tcp\")",
         WAIT
     ));
     // HTTP counters are untouched by connections.
