@@ -141,15 +141,16 @@ pub fn set_tick_period(period: std::time::Duration) {
 /// a reason in Envoy's log instead of only a trap.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        // The SDK's dispatcher panics when Envoy calls a context with a callback of the kind it
-        // was not created as. [`context_kind`] prevents that unless one root context serves both
-        // kinds, which Envoy does for an HTTP and a network filter with the same root id and
-        // configuration in one VM: say how to fix it.
-        let hint = if info
-            .location()
-            .is_some_and(|l| l.file().contains("proxy-wasm") && l.file().ends_with("dispatcher.rs"))
+        // The SDK's dispatcher panics with "invalid context_id" when Envoy calls a context
+        // with a callback of the kind it was not created as. [`context_kind`] prevents that
+        // unless one root context serves both kinds, which is what Envoy does for an HTTP and
+        // a network filter with the same vm_id, root_id and configuration: say what to change.
+        let hint = if info.payload_as_str() == Some("invalid context_id")
+            && info
+                .location()
+                .is_some_and(|l| l.file().ends_with("dispatcher.rs"))
         {
-            " (if an HTTP and a network filter share this VM, give them different root ids: one root context serves one kind)"
+            " (one root context serves one filter kind: an HTTP and a network filter with the same vm_id, root_id and configuration share one; give them different root ids)"
         } else {
             ""
         };

@@ -231,10 +231,7 @@ fn upstream_tx_bytes(envoy: &Envoy, ns: &str) -> u64 {
 #[test]
 fn tcp_connections_to_own_database_pass_and_others_are_closed() {
     let (envoy, p) = start(Some("prod"));
-    assert!(envoy.wait_for_log(
-        "loaded policy (root id \"tenant-egress-tcp\")",
-        WAIT
-    ));
+    assert!(envoy.wait_for_log("loaded policy (root id \"tenant-egress-tcp\")", WAIT));
     let payload = b"SELECT 1; -- from prod\n";
     assert_eq!(
         exchange(p.vip[0], payload),
