@@ -234,13 +234,16 @@ pub(crate) mod tests {
     use crate::metrics::Counters;
     use crate::state::XDS;
 
+    /// A local reply the fake host was asked to send: status, headers, body.
+    pub(crate) type Reply = (u16, Vec<(String, String)>, String);
+
     /// A host that answers from fixed values and records every call.
     #[derive(Default)]
     pub(crate) struct FakeHost {
         pub props: Vec<(String, Vec<u8>)>,
         pub headers: Vec<(String, Vec<u8>)>,
         pub calls: RefCell<Vec<String>>,
-        pub replies: RefCell<Vec<(u16, Vec<(String, String)>, String)>>,
+        pub replies: RefCell<Vec<Reply>>,
     }
 
     impl FakeHost {

@@ -100,7 +100,13 @@ impl FilterKind {
 /// `HTTP/2`, ...) when it creates it, which `request.protocol` reads; a connection that a
 /// network filter sees has no HTTP protocol (asserted on Envoy 1.40 in `tests/tests/kind.rs`).
 pub fn context_kind() -> FilterKind {
-    match property(&["request", "protocol"]) {
+    kind_of_stream(property(&["request", "protocol"]).as_deref())
+}
+
+/// The kind, from the new stream's `request.protocol`: any HTTP protocol is the HTTP filter;
+/// none (absent, empty, or unreadable) is a connection.
+pub fn kind_of_stream(protocol: Option<&[u8]>) -> FilterKind {
+    match protocol {
         Some(p) if !p.is_empty() => FilterKind::Http,
         _ => FilterKind::Network,
     }
@@ -159,4 +165,18 @@ pub fn install_panic_hook() {
             &format!("tenant-egress: panic, the VM will abort: {info}{hint}"),
         );
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_protocol_is_the_http_filter_anything_else_a_connection() {
+        for p in ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3"] {
+            assert_eq!(kind_of_stream(Some(p.as_bytes())), FilterKind::Http, "{p}");
+        }
+        assert_eq!(kind_of_stream(None), FilterKind::Network);
+        assert_eq!(kind_of_stream(Some(b"")), FilterKind::Network);
+    }
 }
