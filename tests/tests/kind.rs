@@ -7,8 +7,6 @@
 // Test code: a failed unwrap is a failed test, not a dead proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -35,26 +33,7 @@ fn addr(port: u16) -> Value {
 /// A sidecar in `prod` with one outbound TCP listener per database, each `[wasm (network
 /// filter, root id `root_id`), tcp_proxy]`, and an echo server behind each.
 fn network_bootstrap(root_id: &str, vip: [u16; 2], echo: [u16; 2]) -> String {
-    let wasm = json!({
-        "name": root_id,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-            "config": {
-                "name": root_id,
-                "root_id": root_id,
-                "failure_policy": "FAIL_CLOSED",
-                "vm_config": {
-                    "vm_id": root_id,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_path().to_string_lossy()}}
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": policy()
-                }
-            }
-        }
-    });
+    let wasm = network_wasm_filter(root_id, &policy());
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
     for (i, ns) in ["prod", "uat"].into_iter().enumerate() {
@@ -63,14 +42,7 @@ fn network_bootstrap(root_id: &str, vip: [u16; 2], echo: [u16; 2]) -> String {
             "address": addr(vip[i]),
             "enable_reuse_port": false,
             "traffic_direction": "OUTBOUND",
-            "filter_chains": [{"filters": [wasm, {
-                "name": "envoy.filters.network.tcp_proxy",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                    "stat_prefix": format!("crdb_{ns}"),
-                    "cluster": cluster(ns)
-                }
-            }]}]
+            "filter_chains": [{"filters": [wasm, tcp_proxy_filter(&cluster(ns))]}]
         }));
         listeners.push(json!({
             "name": format!("echo_{ns}"),
@@ -98,24 +70,6 @@ fn network_bootstrap(root_id: &str, vip: [u16; 2], echo: [u16; 2]) -> String {
     .to_string()
 }
 
-/// Writes `payload`, reads what comes back until EOF, the echo is complete, or a timeout.
-fn exchange(port: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    if s.write_all(payload).is_err() {
-        return Vec::new();
-    }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.len() < payload.len() {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    got
-}
-
 fn assert_no_crash(envoy: &Envoy) {
     let log = envoy.log();
     assert!(
@@ -134,12 +88,12 @@ fn network_filter_with_an_http_root_id_enforces() {
     let payload = b"SELECT 1; -- from prod\n";
     for round in 0..2 {
         assert_eq!(
-            exchange(vip[0], payload),
+            tcp_exchange(vip[0], payload),
             payload,
             "round {round}: prod -> prod's database"
         );
         assert!(
-            exchange(vip[1], payload).is_empty(),
+            tcp_exchange(vip[1], payload).is_empty(),
             "round {round}: prod -> uat's database"
         );
     }
@@ -256,7 +210,11 @@ fn http_and_network_filters_sharing_a_root_context_are_told_to_differ() {
     let payload = b"SELECT 1;\n";
     let ports = free_ports(5);
     let envoy = Envoy::start(&both_kinds_bootstrap("tenant-egress", &ports));
-    assert_eq!(exchange(ports[0], payload), payload, "the first kind works");
+    assert_eq!(
+        tcp_exchange(ports[0], payload),
+        payload,
+        "the first kind works"
+    );
     let r = get(ports[4], UAT, "/");
     assert_eq!(r.status, 503, "the other kind fails closed: {r:?}");
     assert!(envoy.wait_for_log(
@@ -267,8 +225,8 @@ fn http_and_network_filters_sharing_a_root_context_are_told_to_differ() {
 
     let ports = free_ports(5);
     let envoy = Envoy::start(&both_kinds_bootstrap("tenant-egress-http", &ports));
-    assert_eq!(exchange(ports[0], payload), payload);
-    assert!(exchange(ports[1], payload).is_empty());
+    assert_eq!(tcp_exchange(ports[0], payload), payload);
+    assert!(tcp_exchange(ports[1], payload).is_empty());
     assert_denied(&get(ports[4], UAT, "/"), "not-allowed", "HTTP prod -> uat");
     assert!(envoy.wait_for_log(
         "serving as the network filter (root id \"tenant-egress\")",
