@@ -112,9 +112,9 @@ pub fn kind_of_stream(protocol: Option<&[u8]>) -> FilterKind {
     }
 }
 
-/// The proxy's current log level, to avoid crossing the boundary for messages it would drop.
-pub fn log_level() -> LogLevel {
-    hostcalls::get_log_level().unwrap_or(LogLevel::Info)
+/// Adopts the proxy's current log level, so messages it would drop never cross the boundary.
+pub fn adopt_log_level() {
+    proxy_wasm::set_log_level(hostcalls::get_log_level().unwrap_or(LogLevel::Info));
 }
 
 /// The plugin configuration bytes (the policy document).

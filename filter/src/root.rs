@@ -47,8 +47,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        // Adopt the proxy's log level so messages it would drop never cross the VM boundary.
-        proxy_wasm::set_log_level(host::log_level());
+        host::adopt_log_level();
         log::info!("version {} starting", env!("CARGO_PKG_VERSION"));
         true
     }
