@@ -14,6 +14,8 @@
 //! - [`config`]: [`EnvoyConfig`], a builder that renders an Envoy v3
 //!   bootstrap imitating the OUTBOUND side of an Istio sidecar, with local
 //!   "upstream" listeners standing in for the services.
+//! - [`tcp`]: the network filter's Envoy config and a raw TCP exchange
+//!   ([`tcp_exchange`]), for tests that write their own TCP listeners.
 //! - [`envoy`]: [`Envoy`], a running Envoy process (readiness, admin, stats,
 //!   logs, ECDS policy updates, diagnostics on failure).
 //!
@@ -49,6 +51,7 @@ pub mod envoy;
 pub mod h2;
 pub mod http;
 pub mod mtls;
+pub mod tcp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -63,6 +66,7 @@ pub use envoy::{
 };
 pub use h2::{h2_get, h2_request, H2Value};
 pub use http::{get, get_with_headers, raw_http1, try_raw_http1, Http1Conn, Response};
+pub use tcp::{network_wasm_filter, tcp_exchange, tcp_proxy_filter};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

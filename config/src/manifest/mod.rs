@@ -41,8 +41,9 @@ pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 pub const DEFAULT_SIDECAR_NAME: &str = "default";
 /// Name of the WasmPlugin / EnvoyFilter objects, and the plugin's `root_id`.
 pub const PLUGIN_NAME: &str = "tenant-egress";
-/// Name (and root id) of the NETWORK plugin: the filter serves connections when its root id
-/// ends in `-tcp` (`filter/src/root.rs: kind_for_root_id`).
+/// Name (and root id) of the NETWORK plugin. The filter learns its kind from Envoy, whatever the
+/// root id, but it must differ from [`PLUGIN_NAME`]: Envoy gives filters with the same VM, root id
+/// and configuration one root context, which serves one kind (`filter/src/root.rs`).
 pub const NETWORK_PLUGIN_NAME: &str = "tenant-egress-tcp";
 /// The filter's Envoy stats prefix (`tenant_egress.allowed`, `tenant_egress.denied.*`).
 pub const STATS_PREFIX: &str = "tenant_egress";
