@@ -24,8 +24,12 @@ use crate::config::{
 };
 use crate::http::{Http1Conn, Response};
 
-/// How long [`Envoy`] start-up may take until the admin `/ready` says LIVE.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long [`Envoy`] start-up may take until the admin `/ready` says LIVE. A deadline, not a
+/// wait: a healthy start takes well under a second. It is generous because V8 compiles the
+/// module and every VM (one per worker plus the main thread's) compiles the policy before the
+/// listeners open, and a 100,000-rule policy on a 2-core machine that is also compiling took
+/// over 15 s.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Poll interval of every bounded wait in this module.
 pub const POLL: Duration = Duration::from_millis(50);
 
