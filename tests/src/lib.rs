@@ -16,6 +16,8 @@
 //!   "upstream" listeners standing in for the services.
 //! - [`envoy`]: [`Envoy`], a running Envoy process (readiness, admin, stats,
 //!   logs, ECDS policy updates, diagnostics on failure).
+//! - [`loadbench`]: the same sidecar for the Envoy load benchmark (upstream in a separate
+//!   process, no access log).
 //!
 //! Prerequisite: `scripts/setup.sh` (Envoy in `.venv`, the filter built).
 //!
@@ -48,6 +50,7 @@ pub mod config;
 pub mod envoy;
 pub mod h2;
 pub mod http;
+pub mod loadbench;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,814 @@
+//! `load`: the side-by-side Envoy load benchmark of tenant-egress (driven by
+//! `bench/load/run.sh`; `load --help` lists the options).
+//!
+//! One sidecar Envoy per configuration (same binary, `--concurrency 1`, pinned to one CPU), one
+//! upstream Envoy answering with a `direct_response` (pinned with the load generator to the
+//! other CPU, so its work is not counted), and closed-loop keep-alive HTTP/1.1 clients
+//! ([`client`]) as the load. Cells (configuration x traffic) are measured in rounds,
+//! A B C ... A B C ..., so slow drift of the machine spreads over every configuration instead
+//! of biasing one. Each cell reports requests/s and p50/p99 latency, the sidecar's own CPU per
+//! request (utime+stime from `/proc/<pid>/stat` over the sidecar's own request counter) and
+//! its RSS (`VmRSS`).
+//!
+//! The sidecars are the test kit's Istio-shaped sidecar ([`tenant_egress_tests::EnvoyConfig`],
+//! rendered for the benchmark by [`tenant_egress_tests::loadbench`]): one definition of the
+//! bootstrap, Istio's domain aliases and the Envoy process handling for the tests and this
+//! benchmark. Results: `load.json` (every sample), `load.md` (tables), `load.svg` (chart).
+
+mod chart;
+mod client;
+mod procfs;
+mod rbac;
+mod report;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+use tenant_egress_bench::{
+    generate_policy, DEFAULT_SEED, IMPORTED_NAMESPACE, PROBE_NAMESPACE, UNLISTED_NAMESPACE,
+};
+use tenant_egress_core::PolicySpec;
+use tenant_egress_tests::loadbench::{sidecar_bootstrap, upstream_bootstrap};
+use tenant_egress_tests::{
+    free_ports, try_envoy_bin, try_raw_http1, try_wasm_path, workspace_root, Envoy, EnvoyConfig,
+    StartError,
+};
+
+use report::{CellResult, ConfigInfo, Meta, Report, Sample};
+
+/// The service port every sidecar serves (its listener `0.0.0.0_80`).
+const SVC_PORT: u16 = 80;
+
+/// The generated policies' fixed names (bench/src/lib.rs).
+const GEN_ALLOWED: (&str, &str) = ("svc-0", IMPORTED_NAMESPACE);
+const GEN_DENIED: (&str, &str) = ("svc-0", UNLISTED_NAMESPACE);
+/// The example policy (`crdb` of config/core/testdata/vectors.json: prod/uat/dev/logmonkey).
+const EXAMPLE_POLICY: &str = "crdb";
+const EXAMPLE_SOURCE_NS: &str = "prod";
+const EXAMPLE_ALLOWED: (&str, &str) = ("cockroachdb", "prod");
+const EXAMPLE_DENIED: (&str, &str) = ("cockroachdb", "uat");
+
+/// How long a configuration may take, after Envoy is ready, to answer as expected (the wasm
+/// VM compiles the policy).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "load",
+    about = "Side-by-side Envoy load benchmark: no filter, a no-op wasm filter, tenant-egress \
+             (example and generated policies) and Envoy RBAC. Envoy comes from ENVOY_BIN or \
+             scripts/setup.sh's .tools/envoy-bin."
+)]
+struct Args {
+    /// The tenant-egress .wasm (default: the shipped build, as the tests find it).
+    #[arg(long)]
+    filter_wasm: Option<PathBuf>,
+    /// The no-op filter .wasm (bench/load/noop-filter; run.sh builds it).
+    #[arg(long)]
+    noop_wasm: Option<PathBuf>,
+    /// Seconds of measurement per cell and round.
+    #[arg(long, default_value_t = 4.0)]
+    duration: f64,
+    /// Seconds of warm-up per cell (0: none).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// A B C ... rounds.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Client connections (one thread each).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Also stop a cell's measurement after this many requests (a bound for quick runs).
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// Generated policy sizes (host entries).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    sizes: Vec<usize>,
+    /// Permissions of the RBAC configuration (derived from a generated policy of this size).
+    #[arg(long, default_value_t = 1000)]
+    rbac_rules: usize,
+    /// Only these configuration keys (comma-separated; `none` always runs).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Also run the no-op filter making only tenant-egress's per-request host calls (header
+    /// map + cluster name), and only :authority + cluster name.
+    #[arg(long)]
+    diagnostics: bool,
+    /// Also run the 1,000-rule policy with this build of the filter (e.g. opt-level 3).
+    #[arg(long)]
+    alt_filter_wasm: Option<PathBuf>,
+    /// CPU of the sidecars (default: the first allowed CPU).
+    #[arg(long)]
+    envoy_cpu: Option<usize>,
+    /// CPU of the upstream and the load generator (default: the second allowed CPU).
+    #[arg(long)]
+    load_cpu: Option<usize>,
+    /// Sidecar log level (Istio's default: warning).
+    #[arg(long, default_value = "warning")]
+    log_level: String,
+    /// Output directory (default: bench/results).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Render load.md and load.svg again from a saved load.json (no measurement); written next
+    /// to it.
+    #[arg(long, value_name = "LOAD_JSON")]
+    replot: Option<PathBuf>,
+}
+
+/// Why the benchmark stopped.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("Envoy for configuration {config} did not start: {source}")]
+    Start {
+        config: String,
+        source: Box<StartError>,
+    },
+    #[error("{cell}: {host} answered {got}, expected {expect} (waited {ANSWER_TIMEOUT:?})")]
+    NotReady {
+        cell: String,
+        host: String,
+        got: String,
+        expect: u16,
+    },
+    #[error("configuration {0}: the sidecar Envoy exited during the measurement")]
+    Died(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LoadError {
+    let what = what.into();
+    move |source| LoadError::Io { what, source }
+}
+
+fn log(msg: &str) {
+    println!("==> {msg}");
+}
+
+/// The HTTP filter of a configuration.
+enum Filter {
+    None,
+    Wasm { file: PathBuf, config: String },
+    Typed(Value),
+}
+
+/// One sidecar configuration.
+struct Config {
+    key: String,
+    label: String,
+    filter: Filter,
+    source_ns: String,
+    allowed: (String, String),
+    denied: (String, String),
+    /// Whether denied traffic gets a denial (403); otherwise it is proxied like allowed traffic.
+    blocks: bool,
+    traffics: Vec<&'static str>,
+    note: String,
+}
+
+impl Config {
+    fn new(key: &str, label: &str, filter: Filter) -> Config {
+        Config {
+            key: key.into(),
+            label: label.into(),
+            filter,
+            source_ns: PROBE_NAMESPACE.into(),
+            allowed: owned(GEN_ALLOWED),
+            denied: owned(GEN_DENIED),
+            blocks: false,
+            traffics: vec!["allowed"],
+            note: String::new(),
+        }
+    }
+
+    /// Blocks denied traffic, and is measured with both kinds of traffic.
+    fn blocking(mut self) -> Config {
+        self.blocks = true;
+        self.traffics = vec!["allowed", "denied"];
+        self
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Config {
+        self.note = note.into();
+        self
+    }
+
+    fn envoy_config(&self) -> EnvoyConfig {
+        let cfg = EnvoyConfig::new(&self.source_ns)
+            .service(&self.allowed.0, &self.allowed.1, &[SVC_PORT])
+            .service(&self.denied.0, &self.denied.1, &[SVC_PORT]);
+        match &self.filter {
+            Filter::None => cfg,
+            Filter::Wasm { file, config } => cfg.wasm_file(file).wasm_filter(config),
+            Filter::Typed(v) => cfg.typed_filter(v.clone()),
+        }
+    }
+
+    fn host(&self, traffic: &str) -> String {
+        let (svc, ns) = if traffic == "denied" {
+            &self.denied
+        } else {
+            &self.allowed
+        };
+        format!("{svc}.{ns}.svc.cluster.local")
+    }
+}
+
+fn owned((a, b): (&str, &str)) -> (String, String) {
+    (a.into(), b.into())
+}
+
+/// `te-1k` for 1,000, `te-1500` for 1,500.
+fn size_key(prefix: &str, n: usize) -> String {
+    if n > 0 && n.is_multiple_of(1000) {
+        format!("{prefix}-{}k", n / 1000)
+    } else {
+        format!("{prefix}-{n}")
+    }
+}
+
+fn configs(args: &Args, filter_wasm: &Path, noop_wasm: &Path) -> Result<Vec<Config>, LoadError> {
+    let vectors = tenant_egress_core::vectors::load()
+        .map_err(|e| LoadError::Input(format!("config/core/testdata/vectors.json: {e}")))?;
+    let example = vectors
+        .policies
+        .get(EXAMPLE_POLICY)
+        .ok_or_else(|| LoadError::Input(format!("vectors.json has no policy {EXAMPLE_POLICY:?}")))?
+        .to_string();
+    let tenant_egress = |policy: String| Filter::Wasm {
+        file: filter_wasm.to_path_buf(),
+        config: policy,
+    };
+    let noop = |calls: &str| Filter::Wasm {
+        file: noop_wasm.to_path_buf(),
+        config: calls.into(),
+    };
+    let mut out = vec![
+        Config::new("none", "no filter", Filter::None),
+        Config::new("noop-wasm", "no-op wasm filter", noop("")),
+        Config {
+            source_ns: EXAMPLE_SOURCE_NS.into(),
+            allowed: owned(EXAMPLE_ALLOWED),
+            denied: owned(EXAMPLE_DENIED),
+            ..Config::new(
+                "te-example",
+                "tenant-egress, example policy",
+                tenant_egress(example),
+            )
+            .blocking()
+            .note("config/core/testdata/vectors.json `crdb` (4 tenants, 13 host entries)")
+        },
+    ];
+    for &n in &args.sizes {
+        let policy = generate_policy(n, DEFAULT_SEED).to_string();
+        out.push(
+            Config::new(
+                &size_key("te", n),
+                &format!("tenant-egress, {} rules", report::thousands(n as f64)),
+                tenant_egress(policy),
+            )
+            .blocking()
+            .note(format!("gen-policy {n}")),
+        );
+    }
+    if args.diagnostics {
+        for (key, calls, what) in [
+            (
+                "noop-map+cluster",
+                "header-map,cluster",
+                "the whole request header map + `xds.cluster_name`: tenant-egress's host calls \
+                 for an allowed request to an outbound cluster, without its work in the VM",
+            ),
+            (
+                "noop-authority+cluster",
+                "authority,cluster",
+                "only the `:authority` value + `xds.cluster_name`",
+            ),
+        ] {
+            out.push(
+                Config::new(
+                    key,
+                    &format!("no-op wasm + {} host calls", calls.replace(',', " + ")),
+                    noop(calls),
+                )
+                .note(what),
+            );
+        }
+    }
+    if let Some(alt) = &args.alt_filter_wasm {
+        let n = if args.sizes.contains(&1000) {
+            1000
+        } else {
+            args.sizes.first().copied().unwrap_or(1000)
+        };
+        let name = alt
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = fs::metadata(alt)
+            .map_err(io_err(format!("{}", alt.display())))?
+            .len();
+        out.push(
+            Config::new(
+                "te-1k-alt",
+                &format!(
+                    "tenant-egress ({name}), {} rules",
+                    report::thousands(n as f64)
+                ),
+                Filter::Wasm {
+                    file: alt.clone(),
+                    config: generate_policy(n, DEFAULT_SEED).to_string(),
+                },
+            )
+            .blocking()
+            .note(format!(
+                "gen-policy {n} with {} ({} bytes)",
+                alt.display(),
+                report::thousands(bytes as f64)
+            )),
+        );
+    }
+    let rk = args.rbac_rules;
+    let spec: PolicySpec = serde_json::from_value(generate_policy(rk, DEFAULT_SEED))
+        .map_err(|e| LoadError::Input(format!("generated policy {rk}: {e}")))?;
+    let allowed_host = format!("{}.{}.svc.cluster.local", GEN_ALLOWED.0, GEN_ALLOWED.1);
+    let (rbac, note) = rbac::filter(&spec, &allowed_host, rk).map_err(LoadError::Input)?;
+    out.push(
+        Config::new(
+            &size_key("rbac", rk),
+            &format!(
+                "Envoy RBAC, {} :authority rules",
+                report::thousands(rk as f64)
+            ),
+            Filter::Typed(rbac),
+        )
+        .blocking()
+        .note(note),
+    );
+    if !args.only.is_empty() {
+        out.retain(|c| c.key == "none" || args.only.contains(&c.key));
+    }
+    Ok(out)
+}
+
+/// A started sidecar and its cells.
+struct Running {
+    config: Config,
+    envoy: Envoy,
+    port: u16,
+}
+
+/// One cell while measuring.
+struct Cell {
+    config: usize,
+    traffic: &'static str,
+    host: String,
+    expect: u16,
+    request: Vec<u8>,
+    samples: Vec<Sample>,
+}
+
+impl Cell {
+    fn name(&self, running: &[Running]) -> String {
+        format!("{}/{}", running[self.config].config.key, self.traffic)
+    }
+}
+
+/// Starts `bootstrap(port)` on a fresh port, retrying (3 attempts) if the port was taken
+/// between picking and binding it.
+fn start(name: &str, bootstrap: impl Fn(u16) -> Value) -> Result<(Envoy, u16), LoadError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = free_ports(1).first().copied().unwrap_or_default();
+        match Envoy::try_start(&bootstrap(port).to_string()) {
+            Ok(e) => return Ok((e, port)),
+            Err(e) if e.is_port_conflict() && attempt < 3 => continue,
+            Err(e) => {
+                return Err(LoadError::Start {
+                    config: name.into(),
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+}
+
+/// `downstream_rq_total` of the sidecar's outbound listener (read through its admin port).
+fn requests_counted(envoy: &Envoy) -> Result<u64, LoadError> {
+    let name = format!("http.outbound_0.0.0.0_{SVC_PORT}.downstream_rq_total");
+    let r = envoy
+        .admin("GET", "/stats?usedonly&filter=downstream_rq_total")
+        .map_err(io_err("admin /stats"))?;
+    Ok(r.body
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+fn cpu_ticks(pid: u32) -> Result<u64, LoadError> {
+    procfs::cpu_ticks(pid).map_err(io_err(format!("/proc/{pid}/stat")))
+}
+
+/// CPU counters at one instant: sidecar, upstream, machine, load generator (this process).
+struct Ticks {
+    sidecar: u64,
+    upstream: u64,
+    machine: u64,
+    own: u64,
+}
+
+fn ticks(sidecar: u32, upstream: u32) -> Result<Ticks, LoadError> {
+    Ok(Ticks {
+        sidecar: cpu_ticks(sidecar)?,
+        upstream: cpu_ticks(upstream)?,
+        machine: procfs::machine_busy_ticks().map_err(io_err("/proc/stat"))?,
+        own: procfs::own_cpu_ticks().map_err(io_err("/proc/self/stat"))?,
+    })
+}
+
+fn command_output(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s
+        })
+        .unwrap_or_default()
+}
+
+/// `1.40.0` out of `envoy --version` (`... version: <sha>/1.40.0/Clean/RELEASE/...`).
+fn envoy_version(text: &str) -> String {
+    text.split_once("version: ")
+        .and_then(|(_, v)| v.split('/').nth(1))
+        .map_or_else(|| text.trim().to_string(), str::to_string)
+}
+
+fn file_len(p: &Path) -> u64 {
+    fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn write_outputs(report: &Report, dir: &Path, json: bool) -> Result<String, LoadError> {
+    fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+    let md = report::markdown(report);
+    let md_path = dir.join("load.md");
+    fs::write(&md_path, &md).map_err(io_err(format!("write {}", md_path.display())))?;
+    if json {
+        let path = dir.join("load.json");
+        let text =
+            serde_json::to_string_pretty(report).map_err(|e| LoadError::Input(e.to_string()))?;
+        fs::write(&path, text + "\n").map_err(io_err(format!("write {}", path.display())))?;
+    }
+    chart::write(report, &dir.join("load.svg")).map_err(LoadError::Input)?;
+    Ok(md)
+}
+
+fn replot(path: &Path) -> Result<(), LoadError> {
+    let text = fs::read_to_string(path).map_err(io_err(format!("read {}", path.display())))?;
+    let report: Report = serde_json::from_str(&text)
+        .map_err(|e| LoadError::Input(format!("{}: {e}", path.display())))?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    write_outputs(&report, dir, false)?;
+    log(&format!(
+        "wrote {} and {}",
+        dir.join("load.md").display(),
+        dir.join("load.svg").display()
+    ));
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<(), LoadError> {
+    let root = workspace_root();
+    let envoy_bin = try_envoy_bin().map_err(|t| {
+        LoadError::Input(format!(
+            "Envoy not found (tried {t}); run scripts/setup.sh or set ENVOY_BIN"
+        ))
+    })?;
+    let filter_wasm = match &args.filter_wasm {
+        Some(p) => p.clone(),
+        None => try_wasm_path().map_err(|t| {
+            LoadError::Input(format!(
+                "filter .wasm not found (tried {t}); run scripts/setup.sh"
+            ))
+        })?,
+    };
+    let noop_wasm = args.noop_wasm.clone().unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), |d| root.join(d));
+        target.join("noop-filter/wasm32-wasip1/release/noop_filter.wasm")
+    });
+    for p in [&filter_wasm, &noop_wasm] {
+        if !p.is_file() {
+            return Err(LoadError::Input(format!(
+                "missing {} (bench/load/run.sh builds it)",
+                p.display()
+            )));
+        }
+    }
+    let duration = Duration::from_secs_f64(args.duration.max(0.1));
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+
+    let cpus = procfs::allowed_cpus();
+    let (envoy_cpu, load_cpu) = if cpus.len() >= 2 {
+        (
+            Some(args.envoy_cpu.unwrap_or(cpus[0])),
+            Some(args.load_cpu.unwrap_or(cpus[1])),
+        )
+    } else {
+        log("only one CPU available: not pinning (sidecars, upstream and load generator share it)");
+        (None, None)
+    };
+    // This process (the load generator) and the upstream it starts run on the load CPU; each
+    // sidecar is moved to its own CPU once started.
+    if let Some(cpu) = load_cpu {
+        procfs::pin(std::process::id(), cpu).map_err(io_err("pinning the load generator"))?;
+    }
+
+    let configs = configs(args, &filter_wasm, &noop_wasm)?;
+    log(&format!(
+        "sidecars on CPU {envoy_cpu:?}, upstream + load generator on CPU {load_cpu:?}; Envoy {}",
+        envoy_bin.display()
+    ));
+    let tmp = std::env::temp_dir();
+    let (upstream, upstream_port) = start("upstream", |port| upstream_bootstrap(port, &tmp))?;
+    let mut running: Vec<Running> = Vec::new();
+    let mut cells: Vec<Cell> = Vec::new();
+    for config in configs {
+        let t0 = Instant::now();
+        let cfg = config.envoy_config();
+        let (envoy, port) = start(&config.key, |port| {
+            sidecar_bootstrap(&cfg, SVC_PORT, port, upstream_port, &tmp)
+        })?;
+        // The kit starts Envoy at `info` with wasm debug logs; the benchmark measures at the
+        // requested level for every logger (Envoy admin `/logging?level=`).
+        envoy
+            .admin("POST", &format!("/logging?level={}", args.log_level))
+            .map_err(io_err("admin /logging"))?;
+        if let Some(cpu) = envoy_cpu {
+            procfs::pin(envoy.pid(), cpu).map_err(io_err(format!("pinning {}", config.key)))?;
+        }
+        for &traffic in &config.traffics {
+            let expect = if traffic == "denied" && config.blocks {
+                403
+            } else {
+                200
+            };
+            let host = config.host(traffic);
+            let request = client::request_bytes(&host, &[]);
+            let name = format!("{}/{traffic}", config.key);
+            let deadline = Instant::now() + ANSWER_TIMEOUT;
+            loop {
+                let got = try_raw_http1(port, &request);
+                match &got {
+                    Ok(r) if r.status == expect => break,
+                    _ if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(200))
+                    }
+                    _ => {
+                        return Err(LoadError::NotReady {
+                            cell: name,
+                            host,
+                            got: match got {
+                                Ok(r) => format!(
+                                    "{} {:?}",
+                                    r.status,
+                                    r.body.chars().take(300).collect::<String>()
+                                ),
+                                Err(e) => e.to_string(),
+                            },
+                            expect,
+                        })
+                    }
+                }
+            }
+            cells.push(Cell {
+                config: running.len(),
+                traffic,
+                host,
+                expect,
+                request,
+                samples: Vec::new(),
+            });
+        }
+        log(&format!(
+            "{}: ready in {:.1}s (pid {}, RSS {:.0} MiB)",
+            config.key,
+            t0.elapsed().as_secs_f64(),
+            envoy.pid(),
+            procfs::rss_mib(envoy.pid())
+        ));
+        running.push(Running {
+            config,
+            envoy,
+            port,
+        });
+    }
+
+    let loadavg_start = procfs::loadavg();
+    if !warmup.is_zero() {
+        log(&format!("warm-up: {}s per cell", args.warmup));
+        for cell in &cells {
+            let r = &running[cell.config];
+            client::run(
+                r.port,
+                &cell.request,
+                cell.expect,
+                args.connections,
+                warmup,
+                args.max_requests,
+            );
+        }
+    }
+    let tck = procfs::clk_tck();
+    let upstream_pid = upstream.pid();
+    for round in 0..args.rounds {
+        log(&format!("round {}/{}", round + 1, args.rounds));
+        for cell in &mut cells {
+            let r = &running[cell.config];
+            let pid = r.envoy.pid();
+            let rq0 = requests_counted(&r.envoy)?;
+            let t0 = ticks(pid, upstream_pid)?;
+            let start = Instant::now();
+            let mut out = client::run(
+                r.port,
+                &cell.request,
+                cell.expect,
+                args.connections,
+                duration,
+                args.max_requests,
+            );
+            let wall = start.elapsed().as_secs_f64();
+            let t1 = ticks(pid, upstream_pid)?;
+            let rq1 = requests_counted(&r.envoy)?;
+            let requests = rq1.saturating_sub(rq0);
+            let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / tck;
+            let cpu_s = secs(t0.sidecar, t1.sidecar);
+            let ours = cpu_s + secs(t0.upstream, t1.upstream) + secs(t0.own, t1.own);
+            out.latencies_us.sort_unstable();
+            let s = Sample {
+                requests: out.requests,
+                unexpected: out.unexpected,
+                socket_errors: out.socket_errors,
+                p50_ms: client::percentile_ms(&out.latencies_us, 50.0),
+                p99_ms: client::percentile_ms(&out.latencies_us, 99.0),
+                rps: out.rps(),
+                envoy_requests: requests,
+                cpu_us_per_req: if requests > 0 {
+                    cpu_s / requests as f64 * 1e6
+                } else {
+                    f64::NAN
+                },
+                cpu_pct: cpu_s / wall * 100.0,
+                // CPU used by anything but the sidecar, the upstream and the load generator
+                // (other tenants of a shared machine), in % of one CPU.
+                other_pct: ((secs(t0.machine, t1.machine) - ours) / wall * 100.0).max(0.0),
+                rss_mib: procfs::rss_mib(pid),
+            };
+            let name = cell.name(&running);
+            if s.unexpected > 0 || s.socket_errors > 0 {
+                log(&format!(
+                    "  warning: {name}: {} unexpected statuses, {} socket errors",
+                    s.unexpected, s.socket_errors
+                ));
+            }
+            println!(
+                "    {name:<24} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  CPU {:6.2} us/req ({:.0}%)  RSS {:.0} MiB  other load {:.0}%",
+                s.rps, s.p50_ms, s.p99_ms, s.cpu_us_per_req, s.cpu_pct, s.rss_mib, s.other_pct
+            );
+            cell.samples.push(s);
+        }
+        for r in &mut running {
+            if !r.envoy.is_running() {
+                return Err(LoadError::Died(r.config.key.clone()));
+            }
+        }
+    }
+
+    let git = |a: &[&str]| command_output(Command::new("git").arg("-C").arg(&root).args(a));
+    let commit = git(&["rev-parse", "--short", "HEAD"]).trim().to_string();
+    let meta = Meta {
+        loadavg_start,
+        loadavg_end: procfs::loadavg(),
+        date: command_output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
+            .trim()
+            .to_string(),
+        envoy: envoy_version(&command_output(Command::new(&envoy_bin).arg("--version"))),
+        commit: if commit.is_empty() {
+            "unknown".into()
+        } else {
+            commit
+        },
+        dirty: !git(&["status", "--porcelain", "--", "config", "filter"])
+            .trim()
+            .is_empty(),
+        cpu: procfs::cpu_model(),
+        cpus: cpus.len(),
+        kernel: procfs::kernel(),
+        envoy_cpu,
+        load_cpu,
+        duration: args.duration,
+        warmup: args.warmup,
+        rounds: args.rounds,
+        connections: args.connections,
+        filter_wasm_bytes: file_len(&filter_wasm),
+        noop_wasm_bytes: file_len(&noop_wasm),
+        log_level: args.log_level.clone(),
+        load_generator: format!(
+            "the load binary's client{}",
+            args.max_requests
+                .map_or_else(String::new, |n| format!(" (at most {n} requests per cell)"))
+        ),
+    };
+    let report = Report {
+        meta,
+        configs: running
+            .iter()
+            .map(|r| ConfigInfo {
+                key: r.config.key.clone(),
+                label: r.config.label.clone(),
+                note: r.config.note.clone(),
+            })
+            .collect(),
+        cells: cells
+            .iter()
+            .map(|c| CellResult {
+                cell: c.name(&running),
+                host: c.host.clone(),
+                expect: c.expect,
+                samples: c.samples.clone(),
+            })
+            .collect(),
+    };
+    drop(running);
+    drop(upstream);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("bench/results"));
+    let md = write_outputs(&report, &out, true)?;
+    println!("\n{md}");
+    log(&format!("wrote {}/load.{{md,json,svg}}", out.display()));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match &args.replot {
+        Some(path) => replot(path),
+        None => run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_versions() {
+        assert_eq!(size_key("te", 1000), "te-1k");
+        assert_eq!(size_key("te", 10_000), "te-10k");
+        assert_eq!(size_key("rbac", 1500), "rbac-1500");
+        assert_eq!(
+            envoy_version("envoy  version: 4a1b/1.40.0/Clean/RELEASE/BoringSSL\n"),
+            "1.40.0"
+        );
+    }
+
+    #[test]
+    fn default_cells() {
+        let args = Args::parse_from(["load", "--sizes", "1000"]);
+        let c = configs(&args, Path::new("f.wasm"), Path::new("n.wasm")).unwrap();
+        let keys: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["none", "noop-wasm", "te-example", "te-1k", "rbac-1k"]
+        );
+        assert_eq!(c[2].host("allowed"), "cockroachdb.prod.svc.cluster.local");
+        assert_eq!(c[3].host("denied"), "svc-0.unlisted.svc.cluster.local");
+        assert!(
+            c[4].note.contains("1000 `:authority` permissions"),
+            "{}",
+            c[4].note
+        );
+        let args = Args::parse_from(["load", "--only", "te-1k", "--diagnostics"]);
+        let c = configs(&args, Path::new("f.wasm"), Path::new("n.wasm")).unwrap();
+        let keys: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["none", "te-1k"]);
+    }
+}
