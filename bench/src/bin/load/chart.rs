@@ -44,7 +44,7 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
     // Bottom to top in chart coordinates, so the first cell is drawn on top.
     let rows: Vec<&(String, Summary)> = summary.iter().rev().collect();
     let n = rows.len().max(1);
-    let height = (34 * n + 110) as u32;
+    let height = (50 * n + 150) as u32;
     let root = SVGBackend::new(path, (1400, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let m = &report.meta;
@@ -104,7 +104,7 @@ fn panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let n = names.len() as i32;
+    let n = names.len().max(1) as i32;
     let hi = values
         .iter()
         .map(|v| v.2)
@@ -116,12 +116,15 @@ where
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(170)
-        .build_cartesian_2d(0f64..x_max, (0..n).into_segmented())?;
+        // `a..b` segmented has a segment for `b` too, so the last cell is `b` (but a one-cell
+        // range `0..0` gets no labels: then one segment stays empty).
+        .build_cartesian_2d(0f64..x_max, (0..(n - 1).max(1)).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .x_desc(x_desc)
-        .y_labels(names.len())
+        .x_label_formatter(&|x| fmt(*x))
+        .y_labels(names.len().max(1))
         .y_label_formatter(&|y| match y {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(*i)
                 .ok()
@@ -130,6 +133,7 @@ where
             SegmentValue::Last => String::new(),
         })
         .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.12))
         .draw()?;
     chart.draw_series(values.iter().zip(names).enumerate().map(|(i, (v, name))| {
         let i = i as i32;
@@ -152,12 +156,10 @@ where
     }))?;
     let label =
         TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    // The value, 6 px right of the whisker's end.
     chart.draw_series(values.iter().enumerate().map(|(i, v)| {
-        Text::new(
-            format!("  {}", fmt(v.0)),
-            (finite(v.2), SegmentValue::CenterOf(i as i32)),
-            label.clone(),
-        )
+        EmptyElement::at((finite(v.2), SegmentValue::CenterOf(i as i32)))
+            + Text::new(fmt(v.0), (6, 0), label.clone())
     }))?;
     if let Some(b) = baseline.filter(|b| b.is_finite()) {
         chart.draw_series(std::iter::once(PathElement::new(
@@ -206,5 +208,19 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.contains("te-1k/denied") && svg.contains(NONE_CELL));
         assert!(svg.contains("33,333") && svg.contains("30.0"), "{svg}");
+
+        // One cell, and none at all, still draw.
+        let one = Report {
+            cells: vec![cell("te-1k/allowed", 40.0)],
+            ..Report::default()
+        };
+        let empty = Report::default();
+        let path = std::env::temp_dir().join(format!("load-chart-{}.svg", std::process::id()));
+        write(&one, &path).unwrap();
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("te-1k/allowed"));
+        write(&empty, &path).unwrap();
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -114,8 +114,8 @@ struct Args {
     /// Output directory (default: bench/results).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Render load.md and load.svg again from a saved load.json (no measurement); written next
-    /// to it.
+    /// Render load.svg (and load.md, for files this binary wrote) again from a saved load.json,
+    /// next to it, without measuring.
     #[arg(long, value_name = "LOAD_JSON")]
     replot: Option<PathBuf>,
 }
@@ -457,19 +457,23 @@ fn file_len(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-fn write_outputs(report: &Report, dir: &Path, json: bool) -> Result<String, LoadError> {
+/// Writes `load.svg`, `load.md` (if `md`) and `load.json` (if `json`) into `dir`; returns the
+/// markdown.
+fn write_outputs(report: &Report, dir: &Path, md: bool, json: bool) -> Result<String, LoadError> {
     fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
-    let md = report::markdown(report);
-    let md_path = dir.join("load.md");
-    fs::write(&md_path, &md).map_err(io_err(format!("write {}", md_path.display())))?;
+    let text = report::markdown(report);
+    if md {
+        let path = dir.join("load.md");
+        fs::write(&path, &text).map_err(io_err(format!("write {}", path.display())))?;
+    }
     if json {
         let path = dir.join("load.json");
-        let text =
+        let body =
             serde_json::to_string_pretty(report).map_err(|e| LoadError::Input(e.to_string()))?;
-        fs::write(&path, text + "\n").map_err(io_err(format!("write {}", path.display())))?;
+        fs::write(&path, body + "\n").map_err(io_err(format!("write {}", path.display())))?;
     }
     chart::write(report, &dir.join("load.svg")).map_err(LoadError::Input)?;
-    Ok(md)
+    Ok(text)
 }
 
 fn replot(path: &Path) -> Result<(), LoadError> {
@@ -477,12 +481,23 @@ fn replot(path: &Path) -> Result<(), LoadError> {
     let report: Report = serde_json::from_str(&text)
         .map_err(|e| LoadError::Input(format!("{}: {e}", path.display())))?;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    write_outputs(&report, dir, false)?;
-    log(&format!(
-        "wrote {} and {}",
-        dir.join("load.md").display(),
-        dir.join("load.svg").display()
-    ));
+    // Files of the former Python script have no configuration labels and notes: their
+    // markdown cannot be rendered again, only the chart.
+    let md = !report.configs.is_empty();
+    write_outputs(&report, dir, md, false)?;
+    let svg = dir.join("load.svg");
+    if md {
+        log(&format!(
+            "wrote {} and {}",
+            dir.join("load.md").display(),
+            svg.display()
+        ));
+    } else {
+        log(&format!(
+            "wrote {} (the file has no configuration labels: load.md left as it is)",
+            svg.display()
+        ));
+    }
     Ok(())
 }
 
@@ -722,11 +737,8 @@ fn run(args: &Args) -> Result<(), LoadError> {
         filter_wasm_bytes: file_len(&filter_wasm),
         noop_wasm_bytes: file_len(&noop_wasm),
         log_level: args.log_level.clone(),
-        load_generator: format!(
-            "the load binary's client{}",
-            args.max_requests
-                .map_or_else(String::new, |n| format!(" (at most {n} requests per cell)"))
-        ),
+        load_generator: "the `load` binary's closed-loop client".into(),
+        max_requests: args.max_requests,
     };
     let report = Report {
         meta,
@@ -754,7 +766,7 @@ fn run(args: &Args) -> Result<(), LoadError> {
         .out
         .clone()
         .unwrap_or_else(|| root.join("bench/results"));
-    let md = write_outputs(&report, &out, true)?;
+    let md = write_outputs(&report, &out, true, true)?;
     println!("\n{md}");
     log(&format!("wrote {}/load.{{md,json,svg}}", out.display()));
     Ok(())

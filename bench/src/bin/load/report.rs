@@ -84,6 +84,8 @@ pub struct Meta {
     /// What generated the load (files written by the former Python script say `wrk`).
     #[serde(alias = "wrk")]
     pub load_generator: String,
+    /// The bound on requests per cell and round, if the run had one (`--max-requests`).
+    pub max_requests: Option<u64>,
 }
 
 /// The whole `load.json`.
@@ -253,12 +255,14 @@ pub fn markdown(report: &Report) -> String {
         |c: Option<usize>| c.map_or_else(|| "no CPU in particular".into(), |c| format!("CPU {c}"));
     line(format!(
         "Sidecar pinned to {}; upstream Envoy (direct_response) and {} ({} connections, \
-         keep-alive HTTP/1.1) pinned to {}. {} rounds of {} s per cell, cells alternating A B C \
+         keep-alive HTTP/1.1{}) pinned to {}. {} rounds of {} s per cell, cells alternating A B C \
          ... each round, after {} s of warm-up each; medians over rounds (range in brackets). \
          Sidecar log level `{}`. tenant_egress_filter.wasm {} bytes, no-op {} bytes.",
         cpu(m.envoy_cpu),
         m.load_generator,
         m.connections,
+        m.max_requests
+            .map_or_else(String::new, |n| format!(", at most {n} requests per cell")),
         cpu(m.load_cpu),
         m.rounds,
         m.duration,
