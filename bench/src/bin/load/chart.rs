@@ -15,6 +15,8 @@ const BLUE: RGBColor = RGBColor(0x64, 0xb5, 0xf6);
 const RED: RGBColor = RGBColor(0xe5, 0x73, 0x73);
 const LIGHT_GREEN: RGBColor = RGBColor(0x81, 0xc7, 0x84);
 const GREEN: RGBColor = RGBColor(0x38, 0x8e, 0x3c);
+const TEAL: RGBColor = RGBColor(0x26, 0xa6, 0x9a);
+const PURPLE: RGBColor = RGBColor(0x95, 0x75, 0xcd);
 const BASELINE: RGBColor = RGBColor(0x61, 0x61, 0x61);
 
 fn color(cell: &str) -> RGBColor {
@@ -22,10 +24,14 @@ fn color(cell: &str) -> RGBColor {
         GREY
     } else if cell.starts_with("noop") {
         BLUE
+    } else if cell.starts_with("floor") {
+        PURPLE
     } else if cell.starts_with("rbac") {
         RED
     } else if cell.ends_with("/allowed") {
         LIGHT_GREEN
+    } else if cell.ends_with("/realistic") {
+        TEAL
     } else {
         GREEN
     }

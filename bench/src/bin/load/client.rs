@@ -62,6 +62,65 @@ pub fn request_bytes(host: &str, extra: &[String]) -> Vec<u8> {
     r.into_bytes()
 }
 
+/// The header lines of a realistic request besides `Host` (21, so 22 with it): what a browser
+/// behind an ingress and a traced mesh put on a request, with a 2 KB cookie and a 1 KB bearer
+/// token (issue 14's "realistic request"). Deterministic, so every run sends the same bytes.
+pub fn realistic_headers() -> Vec<String> {
+    vec![
+        "user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/124.0.0.0 Safari/537.36"
+            .into(),
+        "accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8".into(),
+        "accept-language: en-US,en;q=0.9,de;q=0.8".into(),
+        "accept-encoding: gzip, deflate, br".into(),
+        "cache-control: no-cache".into(),
+        "pragma: no-cache".into(),
+        "origin: https://app.example.com".into(),
+        "referer: https://app.example.com/dashboard/overview?tab=usage&range=7d".into(),
+        "content-type: application/json".into(),
+        format!("cookie: {}", cookie(2048)),
+        format!("authorization: Bearer {}", token(1024)),
+        "x-request-id: 6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f".into(),
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        "tracestate: rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".into(),
+        "baggage: userId=alice,serverNode=DF%2028,isProduction=false".into(),
+        "x-b3-traceid: 4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        "x-b3-spanid: 00f067aa0ba902b7".into(),
+        "x-b3-parentspanid: a3ce929d0e0e4736".into(),
+        "x-b3-sampled: 1".into(),
+        "x-forwarded-for: 203.0.113.7, 10.0.0.12".into(),
+        "x-forwarded-proto: https".into(),
+    ]
+}
+
+/// `len` bytes of base64url-looking text, deterministic.
+fn filler(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = tenant_egress_bench::Rng::new(seed);
+    (0..len)
+        .map(|_| char::from(ALPHABET[(rng.next_u64() % 64) as usize]))
+        .collect()
+}
+
+/// A cookie header value of exactly `len` bytes: a session id, a CSRF token, analytics ids.
+fn cookie(len: usize) -> String {
+    let head = format!(
+        "session={}; csrftoken={}; _ga=",
+        filler(48, 1),
+        filler(32, 2)
+    );
+    let rest = len.saturating_sub(head.len());
+    head + &filler(rest, 3)
+}
+
+/// A JWT-shaped bearer token (`header.payload.signature`) of exactly `len` bytes.
+fn token(len: usize) -> String {
+    let head = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.";
+    let sig = len.saturating_sub(head.len()) / 3;
+    let payload = len.saturating_sub(head.len() + sig + 1);
+    format!("{head}{}.{}", filler(payload, 4), filler(sig, 5))
+}
+
 /// Runs `connections` closed-loop clients against 127.0.0.1:`port` for `duration` (or until
 /// `max_requests` answers in total), each sending `request` and expecting status `expect`.
 pub fn run(
@@ -169,6 +228,27 @@ mod tests {
         assert_eq!(percentile_ms(&v, 100.0), 100.0);
         assert_eq!(percentile_ms(&[7000], 50.0), 7.0);
         assert!(percentile_ms(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn realistic_request_has_22_headers_a_2k_cookie_and_a_1k_token() {
+        let h = realistic_headers();
+        assert_eq!(h.len() + 1, 22);
+        let value = |name: &str| {
+            h.iter()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::len)
+                .unwrap()
+        };
+        assert_eq!(value("cookie: "), 2048);
+        assert_eq!(value("authorization: Bearer "), 1024);
+        assert_eq!(realistic_headers(), h, "deterministic");
+        let names: std::collections::BTreeSet<&str> = h
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names.len(), h.len(), "no header twice");
     }
 
     #[test]

@@ -53,6 +53,12 @@ const EXAMPLE_SOURCE_NS: &str = "prod";
 const EXAMPLE_ALLOWED: (&str, &str) = ("cockroachdb", "prod");
 const EXAMPLE_DENIED: (&str, &str) = ("cockroachdb", "uat");
 
+/// Traffic kinds: a bare request to the allowed service, the same with realistic headers
+/// ([`client::realistic_headers`]), a bare request to the denied service.
+const ALLOWED: &str = "allowed";
+const REALISTIC: &str = "realistic";
+const DENIED: &str = "denied";
+
 /// How long a configuration may take, after Envoy is ready, to answer as expected (the wasm
 /// VM compiles the policy).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -95,10 +101,14 @@ struct Args {
     /// Only these configuration keys (comma-separated; `none` always runs).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Also run the no-op filter making only tenant-egress's per-request host calls (header
-    /// map + cluster name), and only :authority + cluster name.
+    /// Also run the no-op filter making the host calls tenant-egress made before it fetched
+    /// single headers: the whole header map + the cluster name.
     #[arg(long)]
     diagnostics: bool,
+    /// Leave out the `realistic` cells (allowed traffic with 22 headers, a 2 KB cookie and a
+    /// 1 KB bearer token); only bare requests.
+    #[arg(long)]
+    bare_only: bool,
     /// Also run the 1,000-rule policy with this build of the filter (e.g. opt-level 3).
     #[arg(long)]
     alt_filter_wasm: Option<PathBuf>,
@@ -183,15 +193,15 @@ impl Config {
             allowed: owned(GEN_ALLOWED),
             denied: owned(GEN_DENIED),
             blocks: false,
-            traffics: vec!["allowed"],
+            traffics: vec![ALLOWED],
             note: String::new(),
         }
     }
 
-    /// Blocks denied traffic, and is measured with both kinds of traffic.
+    /// Blocks denied traffic, and is measured with denied traffic too.
     fn blocking(mut self) -> Config {
         self.blocks = true;
-        self.traffics = vec!["allowed", "denied"];
+        self.traffics.push(DENIED);
         self
     }
 
@@ -212,7 +222,7 @@ impl Config {
     }
 
     fn host(&self, traffic: &str) -> String {
-        let (svc, ns) = if traffic == "denied" {
+        let (svc, ns) = if traffic == DENIED {
             &self.denied
         } else {
             &self.allowed
@@ -253,6 +263,17 @@ fn configs(args: &Args, filter_wasm: &Path, noop_wasm: &Path) -> Result<Vec<Conf
     let mut out = vec![
         Config::new("none", "no filter", Filter::None),
         Config::new("noop-wasm", "no-op wasm filter", noop("")),
+        // The floor of any filter deciding on the routed destination (issue 14): it must at
+        // least fetch these two inputs from the host.
+        Config::new(
+            "floor",
+            "floor: `:authority` + cluster name, decides nothing",
+            noop("authority,cluster"),
+        )
+        .note(
+            "the no-op filter fetching only the `:authority` value and `xds.cluster_name`, the \
+             two inputs of a decision on the routed destination, and deciding nothing",
+        ),
         Config {
             source_ns: EXAMPLE_SOURCE_NS.into(),
             allowed: owned(EXAMPLE_ALLOWED),
@@ -279,28 +300,17 @@ fn configs(args: &Args, filter_wasm: &Path, noop_wasm: &Path) -> Result<Vec<Conf
         );
     }
     if args.diagnostics {
-        for (key, calls, what) in [
-            (
+        out.push(
+            Config::new(
                 "noop-map+cluster",
-                "header-map,cluster",
-                "the whole request header map + `xds.cluster_name`: tenant-egress's host calls \
-                 for an allowed request to an outbound cluster, without its work in the VM",
+                "no-op wasm + header-map + cluster host calls",
+                noop("header-map,cluster"),
+            )
+            .note(
+                "the whole request header map + `xds.cluster_name`: what fetching every header \
+                 instead of one costs",
             ),
-            (
-                "noop-authority+cluster",
-                "authority,cluster",
-                "only the `:authority` value + `xds.cluster_name`",
-            ),
-        ] {
-            out.push(
-                Config::new(
-                    key,
-                    &format!("no-op wasm + {} host calls", calls.replace(',', " + ")),
-                    noop(calls),
-                )
-                .note(what),
-            );
-        }
+        );
     }
     if let Some(alt) = &args.alt_filter_wasm {
         let n = if args.sizes.contains(&1000) {
@@ -354,6 +364,11 @@ fn configs(args: &Args, filter_wasm: &Path, noop_wasm: &Path) -> Result<Vec<Conf
     );
     if !args.only.is_empty() {
         out.retain(|c| c.key == "none" || args.only.contains(&c.key));
+    }
+    if !args.bare_only {
+        for c in &mut out {
+            c.traffics.insert(1, REALISTIC);
+        }
     }
     Ok(out)
 }
@@ -572,13 +587,18 @@ fn run(args: &Args) -> Result<(), LoadError> {
             procfs::pin(envoy.pid(), cpu).map_err(io_err(format!("pinning {}", config.key)))?;
         }
         for &traffic in &config.traffics {
-            let expect = if traffic == "denied" && config.blocks {
+            let expect = if traffic == DENIED && config.blocks {
                 403
             } else {
                 200
             };
             let host = config.host(traffic);
-            let request = client::request_bytes(&host, &[]);
+            let extra = if traffic == REALISTIC {
+                client::realistic_headers()
+            } else {
+                Vec::new()
+            };
+            let request = client::request_bytes(&host, &extra);
             let name = format!("{}/{traffic}", config.key);
             let deadline = Instant::now() + ANSWER_TIMEOUT;
             loop {
@@ -809,18 +829,29 @@ mod tests {
         let keys: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["none", "noop-wasm", "te-example", "te-1k", "rbac-1k"]
+            [
+                "none",
+                "noop-wasm",
+                "floor",
+                "te-example",
+                "te-1k",
+                "rbac-1k"
+            ]
         );
-        assert_eq!(c[2].host("allowed"), "cockroachdb.prod.svc.cluster.local");
-        assert_eq!(c[3].host("denied"), "svc-0.unlisted.svc.cluster.local");
+        assert_eq!(c[0].traffics, [ALLOWED, REALISTIC]);
+        assert_eq!(c[4].traffics, [ALLOWED, REALISTIC, DENIED]);
+        assert_eq!(c[3].host(ALLOWED), "cockroachdb.prod.svc.cluster.local");
+        assert_eq!(c[4].host(REALISTIC), "svc-0.tenant-1-a.svc.cluster.local");
+        assert_eq!(c[4].host(DENIED), "svc-0.unlisted.svc.cluster.local");
         assert!(
-            c[4].note.contains("1000 `:authority` permissions"),
+            c[5].note.contains("1000 `:authority` permissions"),
             "{}",
-            c[4].note
+            c[5].note
         );
-        let args = Args::parse_from(["load", "--only", "te-1k", "--diagnostics"]);
+        let args = Args::parse_from(["load", "--only", "te-1k", "--diagnostics", "--bare-only"]);
         let c = configs(&args, Path::new("f.wasm"), Path::new("n.wasm")).unwrap();
         let keys: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(keys, ["none", "te-1k"]);
+        assert_eq!(c[1].traffics, [ALLOWED, DENIED]);
     }
 }

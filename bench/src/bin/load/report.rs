@@ -112,7 +112,8 @@ pub struct Summary {
     pub rps_max: f64,
     pub cpu_min: f64,
     pub cpu_max: f64,
-    /// Median over rounds of (this cell's CPU/request − the same round's no-filter cell's).
+    /// Median over rounds of (this cell's CPU/request − the same round's no-filter cell's, same
+    /// traffic).
     pub added: Option<f64>,
     /// Median over rounds of this cell's requests/s relative to the same round's no-op cell.
     pub vs_noop_rps: Option<f64>,
@@ -131,6 +132,8 @@ impl Summary {
 pub const NONE_CELL: &str = "none/allowed";
 /// The no-op wasm baseline cell.
 pub const NOOP_CELL: &str = "noop-wasm/allowed";
+/// The floor filter's configuration (issue 14).
+pub const FLOOR: &str = "floor";
 
 /// Median (mean of the middle two for an even count); NaN when empty.
 pub fn median(xs: &[f64]) -> f64 {
@@ -158,14 +161,25 @@ fn paired(c: &CellResult, base: &CellResult, f: impl Fn(&Sample, &Sample) -> f64
     median(&v)
 }
 
-/// Medians over rounds, plus the statistics paired with the same round's baselines (drift
-/// between rounds cancels). In the cells' order.
+/// The cell of configuration `key` under the same traffic as `c`, else under `allowed` (the
+/// baselines have no denied cell: a denial is compared with a bare allowed request).
+fn baseline<'a>(cells: &'a [CellResult], key: &str, c: &CellResult) -> Option<&'a CellResult> {
+    let same = format!("{key}/{}", c.traffic());
+    let allowed = format!("{key}/allowed");
+    cells
+        .iter()
+        .find(|b| b.cell == same)
+        .or_else(|| cells.iter().find(|b| b.cell == allowed))
+}
+
+/// Medians over rounds, plus the statistics paired with the same round's baselines of the same
+/// traffic (drift between rounds cancels). In the cells' order.
 pub fn summarize(cells: &[CellResult]) -> Vec<(String, Summary)> {
-    let none = cells.iter().find(|c| c.cell == NONE_CELL);
-    let noop = cells.iter().find(|c| c.cell == NOOP_CELL);
     cells
         .iter()
         .map(|c| {
+            let none = baseline(cells, "none", c);
+            let noop = baseline(cells, "noop-wasm", c);
             let col = |f: fn(&Sample) -> f64| -> Vec<f64> { c.samples.iter().map(f).collect() };
             let max = |v: Vec<f64>| v.into_iter().fold(f64::NAN, f64::max);
             let min = |v: Vec<f64>| v.into_iter().fold(f64::NAN, f64::min);
@@ -323,6 +337,7 @@ pub fn markdown(report: &Report) -> String {
          compare denied cells with each other, not with \"no filter\"."
             .into(),
     );
+    floor_section(report, &summary, &mut line);
     if let (Some(_), Some(noop)) = (get(NONE_CELL), get(NOOP_CELL)) {
         let noop_added = noop.added.unwrap_or(f64::NAN);
         line(String::new());
@@ -399,6 +414,83 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
+/// Issue 14's table: each configuration's added CPU over no filter on bare and realistic
+/// requests, and tenant-egress's as a ratio to the floor filter's and the no-op filter's.
+fn floor_section(report: &Report, summary: &[(String, Summary)], line: &mut impl FnMut(String)) {
+    let added = |key: &str, traffic: &str| {
+        let name = format!("{key}/{traffic}");
+        summary
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, s)| s.added)
+    };
+    let Some(floor_bare) = added(FLOOR, "allowed") else {
+        return;
+    };
+    let floor_real = added(FLOOR, "realistic");
+    let noop_bare = added("noop-wasm", "allowed");
+    let noop_real = added("noop-wasm", "realistic");
+    let num = |x: Option<f64>| x.map_or_else(|| "–".into(), |x| format!("{x:+.1}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "–".into(),
+    };
+    line(String::new());
+    line("## The floor (issue 14)".into());
+    line(String::new());
+    line(
+        "Added sidecar CPU µs per request over no filter under the same traffic (paired by \
+         round), and the ratio of that to what the floor filter and the no-op filter add. \
+         *bare*: `Host` only; *realistic*: 22 headers with a 2 KB cookie and a 1 KB bearer \
+         token. Target: tenant-egress ≤ 1.1x the floor on realistic requests, and its \
+         realistic − bare no larger than the floor's."
+            .into(),
+    );
+    line(String::new());
+    line(
+        "| configuration | added, bare | added, realistic | realistic − bare | ÷ floor, bare | \
+         ÷ floor, realistic | ÷ no-op, bare | ÷ no-op, realistic | ≤ 1.1x floor (realistic) |"
+            .into(),
+    );
+    line("|---|---:|---:|---:|---:|---:|---:|---:|---|".into());
+    let floor_growth = floor_real.map(|r| r - floor_bare);
+    for c in &report.configs {
+        let bare = added(&c.key, "allowed");
+        if c.key == "none" || bare.is_none() {
+            continue;
+        }
+        let real = added(&c.key, "realistic");
+        let growth = real.zip(bare).map(|(r, b)| r - b);
+        let verdict = match (c.key.starts_with("te-"), real, floor_real) {
+            (true, Some(r), Some(f)) if f > 0.0 => {
+                let ok = r <= 1.1 * f;
+                let flat = growth.zip(floor_growth).is_some_and(|(g, fg)| g <= fg);
+                format!(
+                    "{}; growth {}",
+                    if ok { "met" } else { "**missed**" },
+                    if flat {
+                        "within the floor's"
+                    } else {
+                        "**above the floor's**"
+                    }
+                )
+            }
+            _ => String::new(),
+        };
+        line(format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {verdict} |",
+            c.label,
+            num(bare),
+            num(real),
+            num(growth),
+            ratio(bare, Some(floor_bare)),
+            ratio(real, floor_real),
+            ratio(bare, noop_bare),
+            ratio(real, noop_real),
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,6 +565,49 @@ mod tests {
         );
         assert!(
             md.contains("- **tenant-egress, 1,000 rules**: gen-policy 1000."),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn floor_ratios_use_the_same_traffic_baseline() {
+        let info = |key: &str, label: &str| ConfigInfo {
+            key: key.into(),
+            label: label.into(),
+            note: String::new(),
+        };
+        let report = Report {
+            configs: vec![
+                info("none", "no filter"),
+                info("noop-wasm", "no-op"),
+                info(FLOOR, "floor"),
+                info("te-1k", "te 1k"),
+            ],
+            cells: vec![
+                cell(NONE_CELL, &[30.0], &[1.0]),
+                cell("none/realistic", &[40.0], &[1.0]),
+                cell(NOOP_CELL, &[32.0], &[1.0]),
+                cell("noop-wasm/realistic", &[42.0], &[1.0]),
+                cell("floor/allowed", &[34.0], &[1.0]),
+                cell("floor/realistic", &[45.0], &[1.0]),
+                cell("te-1k/allowed", &[36.0], &[1.0]),
+                cell("te-1k/realistic", &[50.0], &[1.0]),
+                cell("te-1k/denied", &[20.0], &[1.0]),
+            ],
+            ..Report::default()
+        };
+        let s = summarize(&report.cells);
+        let added = |n: &str| s.iter().find(|(k, _)| k == n).unwrap().1.added.unwrap();
+        assert_eq!(added("te-1k/realistic"), 10.0);
+        assert_eq!(added("te-1k/denied"), -10.0); // no denied baseline: the bare allowed one
+        let md = markdown(&report);
+        // te: +6 bare (1.50x the floor's +4), +10 realistic (2.00x the floor's +5).
+        assert!(
+            md.contains("| te 1k | +6.0 | +10.0 | +4.0 | 1.50x | 2.00x | 3.00x | 5.00x | **missed**; growth **above the floor's** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| floor | +4.0 | +5.0 | +1.0 | 1.00x | 1.00x | 2.00x | 2.50x |  |"),
             "{md}"
         );
     }
