@@ -4,9 +4,10 @@
 #   bench/load/run.sh [--duration 4] [--rounds 5] [--connections 16] [--sizes 1000,10000] ...
 #
 # Measures, on the same Envoy binary and machine, alternating configurations each round:
-# no filter, a no-op proxy-wasm filter, tenant-egress (example policy, generated 1,000- and
-# 10,000-rule policies; allowed and denied traffic) and Envoy's RBAC filter with 1,000
-# `:authority` permissions. Writes bench/results/load.{md,json,svg} and prints the table.
+# no filter, a no-op proxy-wasm filter, the floor (the no-op filter fetching `:authority` and
+# the cluster name), tenant-egress (example policy, generated 1,000- and 10,000-rule policies)
+# and Envoy's RBAC filter with 1,000 `:authority` permissions; bare and realistic allowed
+# requests, and denied ones. Writes bench/results/load.{md,json,svg} and prints the table.
 # Every option is passed to the bench crate's `load` binary (bench/src/bin/load/; `--help`
 # lists them), which also generates the load: no wrk, no Python.
 #
