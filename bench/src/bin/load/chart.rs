@@ -8,7 +8,7 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::report::{summarize, Report, Summary, NONE_CELL};
+use crate::report::{summarize, thousands, Report, Summary, FLOOR, NONE_CELL};
 
 const GREY: RGBColor = RGBColor(0x9e, 0x9e, 0x9e);
 const BLUE: RGBColor = RGBColor(0x64, 0xb5, 0xf6);
@@ -37,21 +37,100 @@ fn color(cell: &str) -> RGBColor {
     }
 }
 
-/// One panel's values per cell: (median, min, max).
-type Column = Vec<(f64, f64, f64)>;
+/// One panel: per cell (median, min, max) and the label printed after the bar.
+struct Panel<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    values: Vec<(f64, f64, f64)>,
+    labels: Vec<String>,
+    /// A vertical reference line (the no-filter cell's CPU).
+    baseline: Option<f64>,
+    tick: fn(f64) -> String,
+}
 
 /// Writes the chart of `report` to `path` (SVG).
 pub fn write(report: &Report, path: &Path) -> Result<(), String> {
     draw(report, path).map_err(|e| format!("chart {}: {e}", path.display()))
 }
 
+fn one_decimal(v: f64) -> String {
+    format!("{v:.1}")
+}
+
 fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let summary = summarize(&report.cells);
     // Bottom to top in chart coordinates, so the first cell is drawn on top.
     let rows: Vec<&(String, Summary)> = summary.iter().rev().collect();
-    let n = rows.len().max(1);
-    let height = (50 * n + 150) as u32;
-    let root = SVGBackend::new(path, (1400, height)).into_drawing_area();
+    let names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    let added = |name: &str| {
+        summary
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, s)| s.added)
+    };
+    let mut panels = vec![
+        Panel {
+            title: "Throughput",
+            x_desc: "requests/s (median, min–max)",
+            values: rows
+                .iter()
+                .map(|(_, s)| (s.rps, s.rps_min, s.rps_max))
+                .collect(),
+            labels: rows.iter().map(|(_, s)| thousands(s.rps)).collect(),
+            baseline: None,
+            tick: thousands,
+        },
+        Panel {
+            title: "CPU per request",
+            x_desc: "sidecar Envoy CPU µs per request (median, min–max)",
+            values: rows
+                .iter()
+                .map(|(_, s)| (s.cpu_us_per_req, s.cpu_min, s.cpu_max))
+                .collect(),
+            labels: rows
+                .iter()
+                .map(|(_, s)| one_decimal(s.cpu_us_per_req))
+                .collect(),
+            baseline: summary
+                .iter()
+                .find(|(n, _)| n == NONE_CELL)
+                .map(|(_, s)| s.cpu_us_per_req),
+            tick: one_decimal,
+        },
+    ];
+    // Issue 14: what each filter adds, and its ratio to what the floor adds, same traffic.
+    if added(NONE_CELL).is_some() {
+        panels.push(Panel {
+            title: "Added over no filter, and ÷ the floor's",
+            x_desc: "added sidecar CPU µs per request (paired by round, same traffic)",
+            values: rows
+                .iter()
+                .map(|(_, s)| {
+                    let a = s.added.unwrap_or(f64::NAN);
+                    (a, a, a)
+                })
+                .collect(),
+            labels: rows
+                .iter()
+                .map(|(name, s)| {
+                    let a = s.added.unwrap_or(f64::NAN);
+                    let traffic = name.split_once('/').map_or("", |(_, t)| t);
+                    match added(&format!("{FLOOR}/{traffic}")) {
+                        Some(f) if f > 0.0 && !name.starts_with("none/") => {
+                            format!("{a:+.1} ({:.2}x floor)", a / f)
+                        }
+                        _ => format!("{a:+.1}"),
+                    }
+                })
+                .collect(),
+            baseline: None,
+            tick: one_decimal,
+        });
+    }
+
+    let n = names.len().max(1);
+    let width = 650 * panels.len() as u32;
+    let root = SVGBackend::new(path, (width, (50 * n + 150) as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let m = &report.meta;
     let root = root.titled(
@@ -62,74 +141,47 @@ fn draw(report: &Report, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
         ),
         ("sans-serif", 15),
     )?;
-    let (left, right) = root.split_horizontally(700);
-    let rps: Column = rows
-        .iter()
-        .map(|(_, s)| (s.rps, s.rps_min, s.rps_max))
-        .collect();
-    let cpu: Column = rows
-        .iter()
-        .map(|(_, s)| (s.cpu_us_per_req, s.cpu_min, s.cpu_max))
-        .collect();
-    let names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
-    let baseline = summary
-        .iter()
-        .find(|(n, _)| n == NONE_CELL)
-        .map(|(_, s)| s.cpu_us_per_req);
-    panel(
-        &left,
-        "Throughput",
-        "requests/s (median, min–max)",
-        &names,
-        &rps,
-        None,
-        crate::report::thousands,
-    )?;
-    panel(
-        &right,
-        "CPU per request",
-        "sidecar Envoy CPU µs per request (median, min–max)",
-        &names,
-        &cpu,
-        baseline,
-        |v| format!("{v:.1}"),
-    )?;
+    let areas = root.split_evenly((1, panels.len()));
+    for (area, p) in areas.iter().zip(&panels) {
+        panel(area, &names, p)?;
+    }
     root.present()?;
     Ok(())
 }
 
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    x_desc: &str,
     names: &[&str],
-    values: &Column,
-    baseline: Option<f64>,
-    fmt: impl Fn(f64) -> String,
+    p: &Panel<'_>,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
 {
     let n = names.len().max(1) as i32;
-    let hi = values
-        .iter()
-        .map(|v| v.2)
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let x_max = if hi > 0.0 { hi * 1.22 } else { 1.0 };
+    let finite_values = || {
+        p.values
+            .iter()
+            .flat_map(|v| [v.0, v.1, v.2])
+            .filter(|v| v.is_finite())
+    };
+    let hi = finite_values().fold(0.0f64, f64::max);
+    let lo = finite_values().fold(0.0f64, f64::min);
+    // Room on the right for the labels.
+    let span = if hi - lo > 0.0 { hi - lo } else { 1.0 };
+    let x_range = (lo - if lo < 0.0 { 0.05 * span } else { 0.0 })..(hi + 0.35 * span);
     let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 16))
+        .caption(p.title, ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(170)
         // `a..b` segmented has a segment for `b` too, so the last cell is `b` (but a one-cell
         // range `0..0` gets no labels: then one segment stays empty).
-        .build_cartesian_2d(0f64..x_max, (0..(n - 1).max(1)).into_segmented())?;
+        .build_cartesian_2d(x_range, (0..(n - 1).max(1)).into_segmented())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .x_desc(x_desc)
-        .x_label_formatter(&|x| fmt(*x))
+        .x_desc(p.x_desc)
+        .x_label_formatter(&|x| (p.tick)(*x))
         .y_labels(names.len().max(1))
         .y_label_formatter(&|y| match y {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(*i)
@@ -141,33 +193,45 @@ where
         .light_line_style(WHITE.mix(0.0))
         .bold_line_style(BLACK.mix(0.12))
         .draw()?;
-    chart.draw_series(values.iter().zip(names).enumerate().map(|(i, (v, name))| {
-        let i = i as i32;
-        let mut bar = Rectangle::new(
-            [
-                (0.0, SegmentValue::Exact(i)),
-                (finite(v.0), SegmentValue::Exact(i + 1)),
-            ],
-            color(name).filled(),
-        );
-        bar.set_margin(5, 5, 0, 0);
-        bar
-    }))?;
-    chart.draw_series(values.iter().enumerate().map(|(i, v)| {
+    chart.draw_series(
+        p.values
+            .iter()
+            .zip(names)
+            .enumerate()
+            .map(|(i, (v, name))| {
+                let i = i as i32;
+                let mut bar = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(i)),
+                        (finite(v.0), SegmentValue::Exact(i + 1)),
+                    ],
+                    color(name).filled(),
+                );
+                bar.set_margin(5, 5, 0, 0);
+                bar
+            }),
+    )?;
+    chart.draw_series(p.values.iter().enumerate().map(|(i, v)| {
         let y = SegmentValue::CenterOf(i as i32);
         PathElement::new(
             vec![(finite(v.1), y.clone()), (finite(v.2), y)],
             BLACK.stroke_width(1),
         )
     }))?;
-    let label =
+    let style =
         TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-    // The value, 6 px right of the whisker's end.
-    chart.draw_series(values.iter().enumerate().map(|(i, v)| {
-        EmptyElement::at((finite(v.2), SegmentValue::CenterOf(i as i32)))
-            + Text::new(fmt(v.0), (6, 0), label.clone())
-    }))?;
-    if let Some(b) = baseline.filter(|b| b.is_finite()) {
+    // The label, 6 px right of the bar's or whisker's end.
+    chart.draw_series(
+        p.values
+            .iter()
+            .zip(&p.labels)
+            .enumerate()
+            .map(|(i, (v, label))| {
+                EmptyElement::at((finite(v.2).max(0.0), SegmentValue::CenterOf(i as i32)))
+                    + Text::new(label.clone(), (6, 0), style.clone())
+            }),
+    )?;
+    if let Some(b) = p.baseline.filter(|b| b.is_finite()) {
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(b, SegmentValue::Exact(0)), (b, SegmentValue::Last)],
             BASELINE.stroke_width(1),
