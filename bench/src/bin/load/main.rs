@@ -185,6 +185,23 @@ fn start(name: &str, bootstrap: impl Fn(u16) -> Value) -> Result<(Envoy, u16), L
     }
 }
 
+/// The kit starts Envoy at `info` with wasm debug logs; the benchmark measures at `level` for
+/// every logger (Envoy admin `/logging?level=`).
+fn set_log_level(envoy: &Envoy, level: &str) -> Result<(), LoadError> {
+    let r = envoy
+        .admin("POST", &format!("/logging?level={level}"))
+        .map_err(io_err("admin /logging"))?;
+    if r.status == 200 {
+        Ok(())
+    } else {
+        Err(LoadError::Input(format!(
+            "log level {level:?}: Envoy's admin answered {}: {}",
+            r.status,
+            r.body.trim()
+        )))
+    }
+}
+
 /// `downstream_rq_total` of the sidecar's outbound listener (read through its admin port).
 fn requests_counted(envoy: &Envoy) -> Result<u64, LoadError> {
     let name = format!("http.outbound_0.0.0.0_{SVC_PORT}.downstream_rq_total");
@@ -339,6 +356,7 @@ fn run(args: &Args) -> Result<(), LoadError> {
     ));
     let tmp = std::env::temp_dir();
     let (upstream, upstream_port) = start("upstream", |port| upstream_bootstrap(port, &tmp))?;
+    set_log_level(&upstream, "warning")?;
     let mut running: Vec<Running> = Vec::new();
     let mut cells: Vec<Cell> = Vec::new();
     for config in configs {
@@ -347,11 +365,7 @@ fn run(args: &Args) -> Result<(), LoadError> {
         let (envoy, port) = start(&config.key, |port| {
             sidecar_bootstrap(&cfg, SVC_PORT, port, upstream_port, &tmp)
         })?;
-        // The kit starts Envoy at `info` with wasm debug logs; the benchmark measures at the
-        // requested level for every logger (Envoy admin `/logging?level=`).
-        envoy
-            .admin("POST", &format!("/logging?level={}", args.log_level))
-            .map_err(io_err("admin /logging"))?;
+        set_log_level(&envoy, &args.log_level)?;
         if let Some(cpu) = envoy_cpu {
             procfs::pin(envoy.pid(), cpu).map_err(io_err(format!("pinning {}", config.key)))?;
         }
