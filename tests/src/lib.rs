@@ -18,6 +18,8 @@
 //!   ([`tcp_exchange`]), for tests that write their own TCP listeners.
 //! - [`envoy`]: [`Envoy`], a running Envoy process (readiness, admin, stats,
 //!   logs, ECDS policy updates, diagnostics on failure).
+//! - [`loadbench`]: the same sidecar for the Envoy load benchmark (upstream in a separate
+//!   process, no access log).
 //!
 //! Prerequisite: `scripts/setup.sh` (Envoy in `.venv`, the filter built).
 //!
@@ -52,6 +54,7 @@ pub mod h2;
 pub mod http;
 pub mod mtls;
 pub mod tcp;
+pub mod loadbench;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
