@@ -52,9 +52,9 @@ pub mod config;
 pub mod envoy;
 pub mod h2;
 pub mod http;
+pub mod loadbench;
 pub mod mtls;
 pub mod tcp;
-pub mod loadbench;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
