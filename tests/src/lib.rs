@@ -48,20 +48,23 @@ pub mod config;
 pub mod envoy;
 pub mod h2;
 pub mod http;
+pub mod standalone;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 pub use assertions::{assert_counter, assert_denied, DENIAL_MARKER, WAIT};
 pub use config::{
-    ecds_path, istio_domains, upstream_stat_prefix, wasm_typed_config, EnvoyConfig, FilterMode,
-    OutboundPolicy, Service, Topology, ECDS_FILTER_NAME, WASM_TYPE_URL,
+    ecds_path, istio_domains, service_entry_domains, upstream_stat_prefix, wasm_typed_config,
+    EnvoyConfig, FilterMode, OutboundPolicy, RegistryPort, Service, ServiceEntry, Topology,
+    ECDS_FILTER_NAME, WASM_TYPE_URL,
 };
 pub use envoy::{
     ecds_discovery_response, write_atomically, EcdsCounts, EcdsOutcome, Envoy, StartError,
 };
 pub use h2::{h2_get, h2_request, H2Value};
 pub use http::{get, get_with_headers, raw_http1, try_raw_http1, Http1Conn, Response};
+pub use standalone::{upstreams_bootstrap, StandalonePorts, Upstream, STANDALONE_LISTENER};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
