@@ -45,6 +45,7 @@
 
 pub mod assertions;
 pub mod config;
+pub mod demo;
 pub mod envoy;
 pub mod h2;
 pub mod http;
@@ -60,7 +61,8 @@ pub use config::{
     ECDS_FILTER_NAME, WASM_TYPE_URL,
 };
 pub use envoy::{
-    ecds_discovery_response, write_atomically, EcdsCounts, EcdsOutcome, Envoy, StartError,
+    admin_stats, ecds_discovery_response, parse_stats, stat, write_atomically, EcdsCounts,
+    EcdsOutcome, Envoy, StartError,
 };
 pub use h2::{h2_get, h2_request, H2Value};
 pub use http::{get, get_with_headers, raw_http1, try_raw_http1, Http1Conn, Response};
