@@ -10,9 +10,10 @@
 //! - one outbound listener per service port `P` (Istio's `0.0.0.0_P`,
 //!   `traffic_direction: OUTBOUND`, HCM `stat_prefix: outbound_0.0.0.0_P`,
 //!   codec AUTO, route config named `"P"`), with one virtual host
-//!   `<fqdn>:P` per service having port `P` (domains: [`istio_domains`]) and
-//!   the catch-all `allow_any` (→ `PassthroughCluster`) or `block_all`
-//!   (direct 502) virtual host. Its local port is [`Topology::listener`].
+//!   `<fqdn>:P` per service having port `P` (domains: [`istio_domains`]), one
+//!   `<host>:P` per [`ServiceEntry`] host (domains: [`service_entry_domains`]),
+//!   and the catch-all `allow_any` (→ `PassthroughCluster`) or `block_all`
+//!   (direct 502) virtual host. Its local port is [`Topology::listeners`].
 //! - clusters `outbound|P||<fqdn>` (STATIC → the service's upstream listener)
 //!   carrying Istio's `filter_metadata.istio.services` metadata,
 //!   `PassthroughCluster` (ORIGINAL_DST) and `BlackHoleCluster`.

@@ -15,7 +15,16 @@
 //!   bootstrap imitating the OUTBOUND side of an Istio sidecar, with local
 //!   "upstream" listeners standing in for the services.
 //! - [`envoy`]: [`Envoy`], a running Envoy process (readiness, admin, stats,
-//!   logs, ECDS policy updates, diagnostics on failure).
+//!   logs, ECDS policy updates, diagnostics on failure); [`admin_stats`] for
+//!   an Envoy this process did not start.
+//! - [`h2`]: HTTP/2 requests with any header list ([`h2_request`]).
+//! - [`standalone`]: the same sidecars rendered with fixed ports for Envoys
+//!   that run on their own ([`EnvoyConfig::render_standalone`],
+//!   [`upstreams_bootstrap`]), and Envoy's virtual host choice
+//!   ([`EnvoyConfig::route`]).
+//! - [`demo`]: the local demo (`scripts/demo.sh`): its topology, the files in
+//!   `demo/` and the request table, used by the `tenant-egress-demo` binary
+//!   and `tests/tests/demo.rs`.
 //!
 //! Prerequisite: `scripts/setup.sh` (Envoy in `.venv`, the filter built).
 //!

@@ -3,7 +3,7 @@
 //! `demo/policy.yaml`) and a table of requests.
 //!
 //! - [`topology`]: the services, the sidecars and every fixed port;
-//! - [`render`]: the files in `demo/` (sidecars, mesh, docker-compose, ports.env) and the drift
+//! - [`render`](mod@render): the files in `demo/` (sidecars, mesh, docker-compose, ports.env) and the drift
 //!   check, rendered with the kit's [`EnvoyConfig`](crate::EnvoyConfig);
 //! - [`requests`]: the request table, checked against the policy (the core's decision) and the
 //!   running Envoys.

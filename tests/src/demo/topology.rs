@@ -1,5 +1,5 @@
 //! The demo's topology: every service, every sidecar (one per source identity) and every
-//! fixed port, in one place. The Envoy configurations ([`super::render`]), `demo/ports.env`
+//! fixed port, in one place. The Envoy configurations ([`render`](mod@super::render)), `demo/ports.env`
 //! (which `scripts/demo.sh` sources) and the request table ([`super::requests`]) all follow it.
 
 use std::collections::BTreeMap;
