@@ -175,7 +175,7 @@ pub fn explain_reason(r: Reason) -> &'static str {
         }
         Reason::Excluded => "an exclusion (\"~/secret.example.com\") wins over \"*/*.example.com\"",
         Reason::UnknownSource => "the proxy has no NAMESPACE metadata, so no tenant: fail closed",
-        _ => "see README.md, \"Reasons\"",
+        _ => "see README.md, \"Decisions and reason codes\"",
     }
 }
 
@@ -214,7 +214,9 @@ impl Row {
     pub fn policy_outcome(&self, policy: &Policy, listener: u16) -> Outcome {
         let sc = sidecar(self.source).unwrap_or_else(|| panic!("no sidecar {}", self.source));
         let route = self.route();
-        let address = format!("127.0.0.1:{listener}");
+        // As the filter: the original destination is read for a passed-through request only.
+        let passthrough = route.cluster == tenant_egress_core::authority::PASSTHROUGH_CLUSTER;
+        let address = passthrough.then(|| format!("127.0.0.1:{listener}"));
         let first = self.hosts[0];
         let d = policy.decide(&Request {
             source: Source {
@@ -226,7 +228,7 @@ impl Row {
                 authority_repeated: self.hosts.iter().any(|h| *h != first),
                 cluster: Some(&route.cluster),
                 destination_namespace: route.namespace.as_deref(),
-                destination_address: Some(&address),
+                destination_address: address.as_deref(),
                 ..Target::default()
             },
         });
@@ -301,10 +303,15 @@ fn counted_since(
     };
     let delta: BTreeMap<&str, u64> = after
         .iter()
-        .map(|(k, v)| (k.as_str(), v - before.get(k).copied().unwrap_or(0)))
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
         .filter(|(_, d)| *d != 0)
         .collect();
-    if total(&after) - total(before) != 1 {
+    if total(&after).saturating_sub(total(before)) != 1 {
         return Ok((
             Err(format!(
                 "counters moved by more than one request: {delta:?}"
@@ -497,13 +504,8 @@ pub fn format_table(results: &[RowResult]) -> String {
         "  {:<20} reached the upstream, counted as audit_denied (tenant uat is in audit mode)\n",
         "AUDIT"
     );
-    let mut seen: Vec<Reason> = results
-        .iter()
-        .filter_map(|r| r.row.expect.reason())
-        .collect();
-    seen.dedup();
-    let mut listed = Vec::new();
-    for r in seen {
+    let mut listed: Vec<Reason> = Vec::new();
+    for r in results.iter().filter_map(|r| r.row.expect.reason()) {
         if !listed.contains(&r) {
             listed.push(r);
             out += &format!("  {:<20} {}\n", r.as_str(), explain_reason(r));
