@@ -31,13 +31,8 @@ use index::{Bucket, HostSet};
 
 pub use compile::opens_tcp;
 
-/// Which listener applies on which port for one source scope.
-#[derive(Debug, Default)]
-struct View {
-    /// Sorted by port.
-    ports: Vec<(u16, Listener)>,
-    catch_all: Option<Listener>,
-}
+/// Which listener applies on which port for one source scope ([`crate::listeners`]).
+type View = crate::listeners::Listeners<Listener>;
 
 #[derive(Debug, Clone, Copy)]
 struct Listener {
@@ -46,17 +41,6 @@ struct Listener {
     rule: RuleId,
     /// Whether TCP/TLS connections may use it (false when its port protocol is HTTP-only).
     tcp: bool,
-}
-
-impl View {
-    fn listener(&self, port: Option<u16>) -> Option<Listener> {
-        if let Some(p) = port {
-            if let Ok(i) = self.ports.binary_search_by_key(&p, |(q, _)| *q) {
-                return self.ports.get(i).map(|(_, l)| *l);
-            }
-        }
-        self.catch_all
-    }
 }
 
 #[derive(Debug)]
@@ -292,7 +276,7 @@ impl Policy {
             d.reason = Reason::NotAllowed;
             return d;
         };
-        let Some(listener) = view.listener(d.destination.port) else {
+        let Some(listener) = view.on_port(d.destination.port) else {
             d.reason = Reason::NotAllowed;
             d.detail = Some(Detail::NoListenerForPort(d.destination.port));
             return d;
