@@ -426,4 +426,49 @@ mod tests {
         assert!(!w.is_subset_of(&p("*/*.b.foo.com").host));
         assert!(w.is_subset_of(&HostPattern::All));
     }
+
+    #[test]
+    fn specificity_is_exact_then_longest_suffix_then_namespace_then_bucket() {
+        let most_specific_last = [
+            "*/*",
+            "ns/*",
+            "*/*.com",
+            "./*.com",
+            "*/*.foo.com",
+            "ns/*.foo.com",
+            "*/*.a.foo.com",
+            "*/a.foo.com",
+            "ns/a.foo.com",
+        ];
+        let ranks: Vec<Specificity> = most_specific_last
+            .iter()
+            .map(|s| p(s).specificity())
+            .collect();
+        for pair in ranks.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        let mut shuffled = ranks.clone();
+        shuffled.reverse();
+        shuffled.swap(1, 5);
+        shuffled.sort();
+        assert_eq!(shuffled, ranks);
+        // The destination's own bucket, named or `.`, is one rank: document order decides.
+        assert_eq!(p("./a.com").specificity(), p("ns/a.com").specificity());
+        // A longer exact name is not more specific than a shorter one: both are exact.
+        assert_eq!(p("*/a.com").specificity(), p("*/b.a.com").specificity());
+        // Exclusions rank the same way.
+        assert_eq!(p("~/a.com").specificity(), p("*/a.com").specificity());
+    }
+
+    #[test]
+    fn covers_resolves_the_own_namespace_when_known() {
+        let (own, named, any) = (p("./*"), p("bar/*"), p("*/*"));
+        assert!(own.covers(&named, Some("bar")) && named.covers(&own, Some("bar")));
+        assert!(!own.covers(&named, Some("baz")) && !own.covers(&named, None));
+        assert!(any.covers(&own, None) && !own.covers(&any, Some("bar")));
+        assert!(own.covers(&p("bar/a.com"), Some("bar")));
+        assert!(!p("~bar/*").covers(&p("bar/a.com"), Some("bar")));
+        assert!(p("*/*.foo.com").covers(&p("ns/*.a.foo.com"), None));
+        assert!(!p("*/*.a.foo.com").covers(&p("ns/*.foo.com"), None));
+    }
 }
