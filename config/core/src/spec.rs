@@ -102,7 +102,8 @@ pub struct WorkloadSpec {
     pub name: String,
     /// Pod labels that must all be present (subset match, as Istio's `workloadSelector`).
     pub selector: BTreeMap<String, String>,
-    /// Egress added to the tenant's own egress for these pods.
+    /// Egress added to the tenant's own egress for these pods ([`crate::listeners::merge`]): no
+    /// `~` exclusions, and a port the tenant declares keeps the tenant's protocol.
     #[serde(default)]
     pub egress: Vec<EgressSpec>,
 }

@@ -374,12 +374,14 @@ fn check_object(v: &mut Value, obj: &Obj, path: &str, errors: &mut Vec<Validatio
         });
     }
     for (name, kind, required) in obj.0 {
-        match map.get_mut(*name) {
-            Some(value) => {
-                if check_kind(value, *kind, &join(path, name), errors) == Keep::Drop {
-                    map.remove(*name);
-                }
+        let checked = map
+            .get_mut(*name)
+            .map(|value| check_kind(value, *kind, &join(path, name), errors));
+        match checked {
+            Some(Keep::Drop) => {
+                map.remove(*name);
             }
+            Some(Keep::Yes) => {}
             None if *required => errors.push(ValidationError {
                 path: place.to_owned(),
                 kind: ErrorKind::MissingField(name),
@@ -674,10 +676,10 @@ impl Scope<'_> {
     }
 
     /// The entries of `index` (entry -> first index) that cover `e`, by hash lookups.
-    fn covering<'e>(
+    fn covering(
         &self,
         e: &HostEntry,
-        index: &HashMap<&'e HostEntry, usize>,
+        index: &HashMap<&HostEntry, usize>,
     ) -> Vec<(HostEntry, usize)> {
         e.coverers(self.namespaces.first().copied())
             .into_iter()

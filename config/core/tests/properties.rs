@@ -102,8 +102,8 @@ proptest! {
 
 /// The requests a pod in `ns` with `labels` makes to every probe destination, port and
 /// protocol, each with the decision.
-fn decisions<'p>(
-    policy: &'p Policy,
+fn decisions(
+    policy: &Policy,
     ns: &str,
     labels: &[(&str, &str)],
 ) -> Vec<((String, String, u16, Protocol), Decision)> {

@@ -7,7 +7,9 @@
 //! - a workload-specific Sidecar becomes a workload exception whose egress is the DIFFERENCE
 //!   that, merged with the tenant's egress as the filter and `generate` merge it, gives back that
 //!   Sidecar's egress. Exceptions can only add: when the workload Sidecar lacks something the
-//!   namespace default has, the result widens, and a warning says what;
+//!   namespace default has, excludes more, or declares a port protocol an exception may not
+//!   (`tenant_egress_core::listeners::exception_conflicts`), the result widens, and a warning
+//!   says what;
 //! - the root namespace's selector-less Sidecar is the mesh default: it is not turned into a
 //!   tenant (the namespaces it serves are not known from Sidecars alone), but namespaces that
 //!   only have workload Sidecars start from it, as Istio does;
@@ -839,5 +841,76 @@ mod tests {
         let e = exception_for(&t, &w, "ns", "w", &mut warnings);
         same_admission(&t.merge(&e), &w).unwrap_or_else(|d| panic!("{d}; {warnings:?}"));
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    fn import_one(default_egress: &str, workload_egress: &str) -> Imported {
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: ns}}\n\
+             spec:\n  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}\n  egress: {default_egress}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: w, namespace: ns}}\n\
+             spec:\n  workloadSelector: {{labels: {{app: w}}}}\n  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}\n  egress: {workload_egress}\n"
+        );
+        let imported = import(&[("t.yaml".into(), yaml)], "istio-system").unwrap();
+        // Whatever the warnings, the result is a valid policy.
+        tenant_egress_core::Policy::from_spec(&imported.spec)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", imported.spec));
+        imported
+    }
+
+    #[test]
+    fn exclusions_a_workload_sidecar_adds_are_dropped_with_a_warning() {
+        let i = import_one(
+            r#"[{hosts: ["./*", "*/*.example.com"]}]"#,
+            r#"[{hosts: ["./*", "*/*.example.com", "~/secret.example.com", "x/*"]}]"#,
+        );
+        let w = &i.spec.tenants[0].workloads[0];
+        assert_eq!(w.egress.len(), 1);
+        assert_eq!(w.egress[0].hosts, vec!["x/*".to_owned()]);
+        assert!(
+            i.warnings
+                .iter()
+                .any(|w| w.contains("excludes \"~/secret.example.com\"") && w.contains("widens")),
+            "{:?}",
+            i.warnings
+        );
+    }
+
+    #[test]
+    fn port_protocols_follow_the_exception_rules() {
+        // The workload redeclares the namespace's TCP port as HTTP and declares an HTTP port
+        // the namespace's catch-all serves: neither can be an exception, both are warned about.
+        let i = import_one(
+            r#"[{port: {number: 26257, protocol: TCP}, hosts: ["./*"]}, {hosts: ["./*"]}]"#,
+            r#"[{port: {number: 26257, protocol: HTTP}, hosts: ["./*", "logmonkey/*"]},
+               {port: {number: 9200, protocol: HTTP}, hosts: ["./*", "logging/*"]},
+               {hosts: ["./*"]}]"#,
+        );
+        let w = &i.spec.tenants[0].workloads[0];
+        let ports: Vec<(i64, Option<PortProtocol>)> = w
+            .egress
+            .iter()
+            .filter_map(|e| e.port.as_ref().map(|p| (p.number, p.protocol)))
+            .collect();
+        assert_eq!(ports, vec![(9200, None), (26257, Some(PortProtocol::Tcp))]);
+        let text = i.warnings.join("\n");
+        assert!(
+            text.contains("port 26257 has protocol HTTP but the namespace default's has TCP"),
+            "{text}"
+        );
+        assert!(
+            text.contains("port 9200 is HTTP in it") && text.contains("widens"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_own_namespace_is_the_sidecars_namespace() {
+        // `ns/*` in a Sidecar of namespace ns is `./*`: nothing is lacking.
+        let i = import_one(r#"[{hosts: ["./*"]}]"#, r#"[{hosts: ["ns/*", "x/*"]}]"#);
+        assert!(
+            i.warnings.iter().all(|w| !w.contains("lacks")),
+            "{:?}",
+            i.warnings
+        );
     }
 }

@@ -12,8 +12,10 @@
 //!
 //! Istio's selection order is mirrored (`pilot/pkg/model/sidecar.go: selectServices`): an
 //! exclusion in the destination's namespace bucket or the `*` bucket drops the host; otherwise
-//! the destination namespace's bucket is tried, then `*`. Per port, the egress listener that
-//! declares the port applies, else the portless catch-all (`GetEgressListenerForRDS`).
+//! the destination namespace's bucket is tried, then `*`; the rule named is the most specific
+//! ([`crate::pattern::Specificity`]). Per port, the egress listener that declares the port
+//! applies, else the portless catch-all (`GetEgressListenerForRDS`), as laid out by the one
+//! listener model, [`crate::listeners`], which the Sidecar generator uses too.
 
 mod compile;
 mod index;

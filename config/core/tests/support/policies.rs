@@ -78,12 +78,12 @@ fn host(ns: usize, form: usize, exclude: bool) -> String {
     format!("{}{sel}/{name}", if exclude { "~" } else { "" })
 }
 
+/// The ports (`None`: the catch-all) and protocols of a laid-out egress list.
+type Shape = Vec<(Option<u16>, Option<&'static str>)>;
+
 /// Lays out one egress list: later entries on a port already used (or a second catch-all) are
 /// dropped, so the list itself is valid.
-fn layout(
-    raw: &[RawEntry],
-    tenant: Option<&[(Option<u16>, Option<&'static str>)]>,
-) -> (Vec<Value>, Vec<(Option<u16>, Option<&'static str>)>) {
+fn layout(raw: &[RawEntry], tenant: Option<&Shape>) -> (Vec<Value>, Shape) {
     let mut used: Vec<Option<u16>> = Vec::new();
     let mut out = Vec::new();
     let mut shape = Vec::new();
