@@ -693,8 +693,16 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: S
     let mut ports: HashMap<i64, String> = HashMap::default();
     let mut catch_all: Option<String> = None;
     let mut parsed: Vec<Vec<HostEntry>> = Vec::with_capacity(egress.len());
+    // What a workload exception's ports would take away, reported at the entry at fault (in
+    // document order, as everything else).
+    let mut conflicts = exception_conflicts(owner, egress, scope);
+    conflicts.sort_by_key(|(e, _)| *e);
+    let mut conflicts = conflicts.into_iter().peekable();
     for (e, entry) in egress.iter().enumerate() {
         let ep = format!("{owner}.egress[{e}]");
+        while let Some((_, err)) = conflicts.next_if(|(i, _)| *i == e) {
+            c.errors.push(err);
+        }
         match &entry.port {
             Some(port) => {
                 if !(1..=65535).contains(&port.number) {
@@ -727,41 +735,58 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: S
         }
         parsed.push(check_hosts(c, &ep, &entry.hosts, scope));
     }
-    if let Some((tenant_path, tenant)) = scope.tenant {
-        for conflict in listeners::exception_conflicts(tenant, egress) {
-            match conflict {
-                Conflict::Protocol {
-                    port,
-                    exception,
-                    tenant,
-                    tenant_protocol,
-                    protocol,
-                } => c.err(
-                    format!("{owner}.egress[{exception}].port"),
-                    ErrorKind::ProtocolRedeclared {
+    warn_lost_on_ports(c, owner, egress, &parsed, scope);
+}
+
+/// The errors of [`listeners::exception_conflicts`] for a workload exception's `egress`, each
+/// with the index of the exception entry at fault.
+fn exception_conflicts(
+    owner: &str,
+    egress: &[EgressSpec],
+    scope: Scope<'_>,
+) -> Vec<(usize, ValidationError)> {
+    let Some((tenant_path, tenant)) = scope.tenant else {
+        return Vec::new();
+    };
+    listeners::exception_conflicts(tenant, egress)
+        .into_iter()
+        .map(|conflict| match conflict {
+            Conflict::Protocol {
+                port,
+                exception,
+                tenant,
+                tenant_protocol,
+                protocol,
+            } => (
+                exception,
+                ValidationError {
+                    path: format!("{owner}.egress[{exception}].port"),
+                    kind: ErrorKind::ProtocolRedeclared {
                         port,
                         tenant_protocol,
                         tenant: format!("{tenant_path}.egress[{tenant}]"),
                         protocol,
                     },
-                ),
-                Conflict::ClosesTcp {
-                    port,
-                    exception,
-                    catch_all,
-                    protocol,
-                } => c.err(
-                    format!("{owner}.egress[{exception}].port.protocol"),
-                    ErrorKind::ClosesTcp {
+                },
+            ),
+            Conflict::ClosesTcp {
+                port,
+                exception,
+                catch_all,
+                protocol,
+            } => (
+                exception,
+                ValidationError {
+                    path: format!("{owner}.egress[{exception}].port.protocol"),
+                    kind: ErrorKind::ClosesTcp {
                         port,
                         catch_all: format!("{tenant_path}.egress[{catch_all}]"),
                         protocol,
                     },
-                ),
-            }
-        }
-    }
-    warn_lost_on_ports(c, owner, egress, &parsed, scope);
+                },
+            ),
+        })
+        .collect()
 }
 
 /// Warns about each port entry on which hosts of its list's catch-all are lost: Istio exposes
@@ -809,6 +834,7 @@ fn warn_lost_on_ports(
         return;
     };
     let catch_all_imports: Vec<&HostEntry> = hosts_of(all).iter().filter(|e| !e.exclude).collect();
+    let mut found: Vec<(usize, String)> = Vec::new();
     for (port, applied) in &plan.ports {
         let Some(declaring) = applied
             .entries
@@ -849,8 +875,8 @@ fn warn_lost_on_ports(
         } else {
             String::new()
         };
-        c.warn(
-            format!("{owner}.egress[{}]", declaring.index),
+        found.push((
+            declaring.index,
             format!(
                 "on port {port} only this entry's hosts{tenant_too} apply, not those of the portless \
                  {owner}.egress[{}], so {} cannot be reached on port {port}: Istio exposes on each port \
@@ -859,7 +885,12 @@ fn warn_lost_on_ports(
                 all.index,
                 names.join(", ")
             ),
-        );
+        ));
+    }
+    // In document order, as every other message.
+    found.sort_by_key(|(i, _)| *i);
+    for (i, message) in found {
+        c.warn(format!("{owner}.egress[{i}]"), message);
     }
 }
 

@@ -506,3 +506,23 @@ fn the_port_warning_appears_only_when_a_host_is_lost() {
     assert!(text[1].starts_with("tenants[0].workloads[0].egress[0]: on port 9090 only this entry's hosts (and the tenant's for port 9090) apply"));
     assert!(text[1].contains("so \"logs/*\" cannot"), "{}", text[1]);
 }
+
+#[test]
+fn exception_errors_come_in_document_order() {
+    let e = errors(with_exception(
+        json!([{"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./*"]}, {"hosts": ["./*"]}]),
+        json!([
+            {"port": {"number": 26257, "protocol": "HTTP"}, "hosts": ["x/*"]},
+            {"port": {"number": 9200, "protocol": "GRPC"}, "hosts": ["~/y.example.com"]},
+        ]),
+    ));
+    let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "tenants[0].workloads[0].egress[0].port",
+            "tenants[0].workloads[0].egress[1].port.protocol",
+            "tenants[0].workloads[0].egress[1].hosts[0]",
+        ]
+    );
+}
