@@ -145,7 +145,7 @@ impl fmt::Display for Reason {
 }
 
 /// Identifies a place in the policy document (a host entry or an egress entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(pub(crate) u32);
 
 /// A rule as written in the document.
