@@ -40,7 +40,7 @@ cargo test --workspace --locked
 log "the policy core in wasm32-unknown-unknown under Node (wasm-bindgen-test)"
 scripts/test-wasm.sh
 
-log "fuzzing: ${FUZZ_SECONDS:-20} s per target, plus the committed regression cases"
+log "fuzzing: ${FUZZ_SECONDS:-20} s per target, from the committed seeds"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 log "all checks passed in $((SECONDS - started)) s"
