@@ -338,3 +338,6 @@ impl Policy {
         d
     }
 }
+
+#[cfg(test)]
+mod tests;
