@@ -2,7 +2,7 @@
 //! [`Policy`], with errors that name the input and the place in it. Every subcommand that takes
 //! a policy reads it here.
 
-use std::fmt;
+use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -51,9 +51,9 @@ impl Input {
 
     /// The whole input as text, refused beyond [`yaml::MAX_INPUT_BYTES`].
     pub fn read(&self) -> Result<String, LoadError> {
-        let read_error = |e: std::io::Error| LoadError::Read {
+        let read_error = |error| LoadError::Read {
             input: self.display(),
-            source: e.to_string(),
+            error,
         };
         let mut text = String::new();
         // One byte over the limit is enough to know the input is too large.
@@ -89,17 +89,21 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
 }
 
-/// Why a policy cannot be read. The `Display` text names the input on every line.
-#[derive(Debug)]
+/// Why a policy cannot be read. The text names the input on every line and starts each with
+/// `error: ` (or `warning: `), ready to print.
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The input cannot be read (an I/O problem, not the document's).
+    #[error("error: cannot read {input}: {error}")]
     Read {
         /// The input as named on the command line.
         input: String,
         /// The I/O error.
-        source: String,
+        #[source]
+        error: std::io::Error,
     },
     /// Not YAML or JSON (the message says where), or over an input limit.
+    #[error("error: {input}: {message}")]
     Syntax {
         /// The input as named on the command line.
         input: String,
@@ -107,6 +111,7 @@ pub enum LoadError {
         message: String,
     },
     /// The document is not a valid policy: every error, each at its path.
+    #[error("{}", invalid_text(input, invalid))]
     Invalid {
         /// The input as named on the command line.
         input: String,
@@ -114,10 +119,12 @@ pub enum LoadError {
         invalid: InvalidPolicy,
     },
     /// The policy validates but does not compile (a limit of the matcher).
+    #[error("error: {input}: {error}")]
     Compile {
         /// The input as named on the command line.
         input: String,
         /// Why.
+        #[source]
         error: PolicyError,
     },
 }
@@ -130,33 +137,23 @@ impl LoadError {
     }
 }
 
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Read { input, source } => {
-                write!(f, "error: cannot read {input}: {source}")
-            }
-            LoadError::Syntax { input, message } => write!(f, "error: {input}: {message}"),
-            LoadError::Compile { input, error } => write!(f, "error: {input}: {error}"),
-            LoadError::Invalid { input, invalid } => {
-                for e in &invalid.errors {
-                    writeln!(f, "error: {input}: {e}")?;
-                }
-                for w in &invalid.warnings {
-                    writeln!(f, "warning: {input}: {w}")?;
-                }
-                let n = invalid.errors.len();
-                write!(
-                    f,
-                    "{input}: invalid ({n} error{})",
-                    if n == 1 { "" } else { "s" }
-                )
-            }
-        }
+/// Every error and warning on a line of its own, then the count.
+fn invalid_text(input: &str, invalid: &InvalidPolicy) -> String {
+    let mut out = String::new();
+    for e in &invalid.errors {
+        let _ = writeln!(out, "error: {input}: {e}");
     }
+    for w in &invalid.warnings {
+        let _ = writeln!(out, "warning: {input}: {w}");
+    }
+    let n = invalid.errors.len();
+    let _ = write!(
+        out,
+        "{input}: invalid ({n} error{})",
+        if n == 1 { "" } else { "s" }
+    );
+    out
 }
-
-impl std::error::Error for LoadError {}
 
 /// Reads, validates and compiles the policy at `path` (`-` for stdin).
 pub fn load_policy(path: &Path) -> Result<Loaded, LoadError> {
