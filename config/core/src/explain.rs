@@ -171,9 +171,7 @@ impl Report {
             explanation: explain(policy, d, source.namespace),
         }
     }
-}
 
-impl Report {
     /// The report as `explain` prints it for a person: one labelled line per fact.
     /// `source_namespace` is the request's (the report itself names only the tenant).
     pub fn to_text(&self, source_namespace: Option<&str>) -> String {
