@@ -77,10 +77,9 @@ fn text(b: &[u8]) -> String {
 }
 
 fn load_spec(path: &Path) -> PolicySpec {
-    let v: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    tenant_egress_core::validate::validate_value(v)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .0
+    tenant_egress_config::load::load_policy(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .spec
 }
 
 fn spec_of(v: Value) -> PolicySpec {
@@ -825,7 +824,7 @@ fn import_warns_about_what_it_cannot_carry_or_looks_accidental() {
         policy.starts_with("# Imported by tenant-egress"),
         "{policy}"
     );
-    let v: Value = serde_yaml::from_str(&policy).unwrap();
+    let v: Value = tenant_egress_config::yaml::from_str(&policy).unwrap();
     let spec = spec_of(v);
     let names: Vec<&str> = spec.tenants.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, vec!["batch", "shop"]);
@@ -940,7 +939,10 @@ fn audit_tenants_get_open_sidecars_unless_asked() {
     }));
     let g = manifest::generate(&spec, &sidecar_opts()).unwrap();
     assert_eq!(g.docs.len(), 1);
-    assert_eq!(g.docs[0].value["spec"]["egress"][0]["hosts"][0], "*/*");
+    assert_eq!(
+        g.docs[0].value.to_json()["spec"]["egress"][0]["hosts"][0],
+        "*/*"
+    );
     assert!(g.notes[0].contains("audit mode"));
     let scoped = manifest::generate(
         &spec,
@@ -951,7 +953,10 @@ fn audit_tenants_get_open_sidecars_unless_asked() {
     )
     .unwrap();
     assert_eq!(scoped.docs.len(), 2);
-    assert_eq!(scoped.docs[0].value["spec"]["egress"][0]["hosts"][0], "./*");
+    assert_eq!(
+        scoped.docs[0].value.to_json()["spec"]["egress"][0]["hosts"][0],
+        "./*"
+    );
 }
 
 #[test]

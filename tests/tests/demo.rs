@@ -75,7 +75,7 @@ fn committed_demo_files_equal_a_fresh_render() {
         policy.summary()
     );
     let prod = fs::read_to_string(demo_dir().join("sidecar-prod.yaml")).unwrap();
-    let embedded: serde_json::Value = serde_yaml::from_str(&prod).unwrap();
+    let embedded: serde_json::Value = tenant_egress_config::yaml::from_str(&prod).unwrap();
     let filter = &embedded["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"]["http_filters"][0]["typed_config"]["config"];
     assert_eq!(filter["configuration"]["value"], json.as_str());
@@ -140,7 +140,7 @@ fn every_demo_yaml_passes_envoy_validate() {
 #[test]
 fn docker_compose_runs_the_same_files_with_the_official_image() {
     let text = fs::read_to_string(demo_dir().join("docker-compose.yaml")).unwrap();
-    let compose: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let compose: serde_json::Value = tenant_egress_config::yaml::from_str(&text).unwrap();
     let services = compose["services"].as_object().expect("services");
     let mut expected: Vec<String> = vec!["mesh".into()];
     expected.extend(SIDECARS.iter().map(|s| format!("sidecar-{}", s.name)));

@@ -342,6 +342,11 @@ impl fmt::Display for HostEntry {
 
 #[cfg(test)]
 mod tests {
+    // Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+    // here becomes a `#[wasm_bindgen_test]` there.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn p(s: &str) -> HostEntry {

@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::sidecar::{HostListener, Listeners};
@@ -50,6 +49,20 @@ pub struct Imported {
     pub warnings: Vec<String>,
 }
 
+impl Imported {
+    /// The policy as `import` writes it: a header naming the inputs, then the YAML document.
+    pub fn to_yaml(&self, input_names: &[String]) -> Result<String, crate::yaml::YamlError> {
+        let mut text = format!(
+            "# Imported by tenant-egress {} from {}: one tenant per namespace.\n\
+             # Review the warnings it printed, then: tenant-egress generate <this file>\n",
+            super::VERSION,
+            input_names.join(", ")
+        );
+        text.push_str(&crate::yaml::to_string(&self.spec)?);
+        Ok(text)
+    }
+}
+
 /// One Sidecar as read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SidecarInfo {
@@ -71,12 +84,12 @@ pub struct SidecarInfo {
 
 /// Splits a YAML stream into objects, expanding `kind: List` (and `*List`) items.
 pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ImportError> {
+    let docs: Vec<Value> = crate::yaml::from_str_multiple(text).map_err(|e| ImportError {
+        source_name: source_name.to_owned(),
+        message: e.to_string(),
+    })?;
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc).map_err(|e| ImportError {
-            source_name: source_name.to_owned(),
-            message: format!("not valid YAML: {e}"),
-        })?;
+    for v in docs {
         push_expanded(v, &mut out);
     }
     Ok(out)

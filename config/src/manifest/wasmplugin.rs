@@ -5,8 +5,8 @@
 //! the filter parses that string as the policy document. So `pluginConfig` IS the policy, with
 //! no wrapper.
 
+use crate::yaml::Value;
 use serde::Serialize;
-use serde_yaml::Value;
 
 use super::{
     check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options,

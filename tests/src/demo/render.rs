@@ -31,8 +31,8 @@ pub fn demo_dir() -> PathBuf {
 /// with the same values. Refused if the core does not accept it (the filter would refuse it
 /// too and, failing closed, answer every request with an error).
 pub fn policy_json(policy_yaml: &str) -> Result<String, String> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(policy_yaml).map_err(|e| format!("not valid YAML: {e}"))?;
+    let doc: tenant_egress_config::yaml::Value = tenant_egress_config::yaml::from_str(policy_yaml)
+        .map_err(|e| format!("not valid YAML: {e}"))?;
     let json = serde_json::to_string_pretty(&doc).map_err(|e| format!("not JSON data: {e}"))?;
     tenant_egress_core::Policy::from_json(json.as_bytes()).map_err(|e| e.to_string())?;
     Ok(json)
@@ -199,7 +199,7 @@ fn generated_note() -> &'static str {
 
 fn to_yaml(v: &Value) -> String {
     // A serde_json::Value always serializes.
-    serde_yaml::to_string(v).unwrap_or_default()
+    tenant_egress_config::yaml::to_string(v).unwrap_or_default()
 }
 
 /// `demo/docker-compose.yaml`: the same Envoys and files in containers.

@@ -324,3 +324,6 @@ impl Policy {
         d
     }
 }
+
+#[cfg(test)]
+mod tests;
