@@ -38,12 +38,14 @@
 #![deny(missing_docs)]
 
 pub mod authority;
+pub mod cases;
 pub mod decision;
 pub mod explain;
 pub mod listeners;
 pub mod name;
 pub mod pattern;
 pub mod policy;
+pub mod reach;
 pub mod spec;
 pub mod validate;
 pub mod vectors;

@@ -772,17 +772,22 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             workloads: exceptions,
         });
     }
-    Ok(Imported {
-        spec: PolicySpec {
-            api_version: API_VERSION.to_owned(),
-            mode: Mode::Enforce,
-            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
-            unknown_source: UnknownSource::Allow,
-            deny_status: DEFAULT_DENY_STATUS,
-            tenants,
-        },
-        warnings,
-    })
+    let mut spec = PolicySpec {
+        api_version: API_VERSION.to_owned(),
+        mode: Mode::Enforce,
+        cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+        unknown_source: UnknownSource::Allow,
+        deny_status: DEFAULT_DENY_STATUS,
+        deny_body: Default::default(),
+        shared_namespaces: Vec::new(),
+        tenants,
+    };
+    // The Sidecars name these on purpose today (istio-system, a shared monitoring): declared
+    // shared, so that validation's typo warning is kept for what is new.
+    spec.shared_namespaces = tenant_egress_core::validate::unowned_namespaces(&spec)
+        .into_keys()
+        .collect();
+    Ok(Imported { spec, warnings })
 }
 
 #[cfg(test)]

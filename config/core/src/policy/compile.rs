@@ -134,6 +134,7 @@ impl Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,
             deny_status: spec.deny_status,
+            deny_body: spec.deny_body,
             svc_suffix: format!(".svc.{cluster_domain}").into(),
             cluster_domain: cluster_domain.into(),
             tenants,

@@ -27,7 +27,7 @@ use crate::decision::{
     Decision, Destination, Detail, Protocol, Reason, Request, RuleId, RuleInfo, Source, Target,
 };
 use crate::name::NsName;
-use crate::spec::{Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
+use crate::spec::{DenyBody, Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
 use crate::validate::{self, InvalidPolicy, Warning};
 use index::{Bucket, HostSet};
 
@@ -96,6 +96,7 @@ pub struct Policy {
     mode: Mode,
     unknown_source: UnknownSource,
     deny_status: u16,
+    deny_body: DenyBody,
     cluster_domain: Box<str>,
     /// `.svc.<clusterDomain>`
     svc_suffix: Box<str>,
@@ -145,6 +146,11 @@ impl Policy {
     /// HTTP status for denials.
     pub fn deny_status(&self) -> u16 {
         self.deny_status
+    }
+
+    /// How much a denial's body says.
+    pub fn deny_body(&self) -> DenyBody {
+        self.deny_body
     }
 
     /// The cluster domain (`cluster.local`).
