@@ -112,14 +112,15 @@ impl Outcome {
         self.mismatches.is_empty()
     }
 
-    /// How a failing case reads in CI: where, what was expected and what came instead, and why.
-    pub fn to_text(&self, source_namespace: Option<&str>) -> String {
+    /// How a failing case reads in CI: where (`file:line`), what was expected and what came
+    /// instead, and why.
+    pub fn to_text(&self, file: &str, source_namespace: Option<&str>) -> String {
         let name = self
             .name
             .as_deref()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        let mut s = format!("FAIL line {}{name}\n", self.line);
+        let mut s = format!("FAIL {file}:{}{name}\n", self.line);
         for m in &self.mismatches {
             s.push_str(&format!(
                 "  {:<9} expected {}, got {}\n",
@@ -274,9 +275,9 @@ mod tests {
         // The exclusion is still in tenants[0].egress[0]: only decision and reason differ.
         assert_eq!(fields, ["decision", "reason"], "{out:?}");
         assert_eq!(out.mismatches[1].actual, "excluded");
-        let text = out.to_text(Some("prod"));
+        let text = out.to_text("cases.jsonl", Some("prod"));
         assert!(
-            text.starts_with("FAIL line 2\n  decision: expected allow, got deny\n"),
+            text.starts_with("FAIL cases.jsonl:2\n  decision: expected allow, got deny\n"),
             "{text}"
         );
         assert!(text.contains("    reason:      excluded"), "{text}");

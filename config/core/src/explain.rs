@@ -81,9 +81,24 @@ impl RequestSpec {
         Ok(req)
     }
 
+    /// Whether the port must be asked for: nothing in the request says which port it goes to
+    /// ([`Self::port_missing`]) while the source's listeners declare ports, so the answer
+    /// depends on it. `explain` asks rather than decide as if the port did not matter.
+    pub fn needs_port(&self, policy: &Policy) -> bool {
+        if !self.port_missing() {
+            return false;
+        }
+        let labels: Vec<(&str, &str)> = self
+            .source
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        policy.port_scoped(&policy.source(&self.as_request(&labels).source))
+    }
+
     /// Whether nothing in the request says which port it goes to: no port in the authority,
-    /// no cluster, no destination address. The decision would then apply the catch-all as if
-    /// the port did not matter, so `explain` asks for it instead.
+    /// no cluster, no destination address.
     pub fn port_missing(&self) -> bool {
         self.cluster.as_deref().is_none_or(str::is_empty)
             && self.destination_address.is_none()

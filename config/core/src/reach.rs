@@ -327,18 +327,6 @@ pub fn incoming(spec: &PolicySpec, dest: &str) -> Incoming {
             "namespace {dest} is owned by no tenant and not declared in sharedNamespaces"
         ));
     }
-    if !audit.is_empty() {
-        notes.push(format!(
-            "{} source namespace(s) in audit mode: the filter blocks nothing for them",
-            audit.len()
-        ));
-    }
-    if !allow_any.is_empty() {
-        notes.push(format!(
-            "{} source namespace(s) with ALLOW_ANY reach its pods by IP address (PassthroughCluster), whatever their egress entries say",
-            allow_any.len()
-        ));
-    }
     if spec.unknown_source == UnknownSource::Allow {
         notes.push(
             "unknownSource: allow: namespaces no tenant owns are not checked by the filter"

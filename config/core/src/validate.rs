@@ -664,8 +664,12 @@ pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
                     if let NsSelector::Named(n) = &parsed.namespace {
                         add(n, &path);
                     }
-                    if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
-                        add(ns, &path);
+                    // `*/db.shared.svc...` names `shared` by its FQDN alone. Under a prefix,
+                    // a different FQDN namespace is the contradiction warned about on its own.
+                    if parsed.namespace == NsSelector::Any {
+                        if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
+                            add(ns, &path);
+                        }
                     }
                 }
             }
@@ -696,8 +700,8 @@ fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
             continue;
         };
         let guess = closest(&ns, &known)
-            .map(|k| format!(" (did you mean \"{k}\"?)"))
-            .unwrap_or_default();
+            .map(|k| format!("did you mean \"{k}\"?"))
+            .unwrap_or_else(|| "a typo?".to_owned());
         let also = match rest.len() {
             0 => String::new(),
             1..=3 => format!("; also named at {}", rest.join(", ")),
@@ -711,7 +715,7 @@ fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
         c.warn(
             first.clone(),
             format!(
-                "namespace \"{ns}\" is owned by no tenant and not declared in sharedNamespaces: a typo{guess}? \
+                "namespace \"{ns}\" is owned by no tenant and not declared in sharedNamespaces: {guess} \
                  If it is shared on purpose, add it to sharedNamespaces{also}"
             ),
         );

@@ -210,6 +210,15 @@ impl Policy {
         )
     }
 
+    /// Whether a decision for this source can depend on the destination port: some listener
+    /// of its scope (tenant, or tenant plus workload exception) declares a port.
+    pub fn port_scoped(&self, src: &SourceScope) -> bool {
+        src.tenant
+            .and_then(|t| self.tenants.get(t as usize))
+            .and_then(|t| t.views.get(src.view as usize))
+            .is_some_and(|v| !v.ports.is_empty())
+    }
+
     // === request time ===
 
     /// Resolves a source: its tenant and the workload exception whose selector is a subset of

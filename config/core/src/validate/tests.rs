@@ -560,7 +560,7 @@ fn unowned_namespaces_are_likely_typos_grouped_per_namespace() {
         texts,
         [
             "tenants[0].egress[0].hosts[1]: namespace \"istio-sytem\" is owned by no tenant and not declared \
-             in sharedNamespaces: a typo (did you mean \"istio-system\"?)? If it is shared on purpose, add it \
+             in sharedNamespaces: did you mean \"istio-system\"? If it is shared on purpose, add it \
              to sharedNamespaces; also named at tenants[1].egress[0].hosts[1], \
              tenants[1].workloads[0].egress[0].hosts[0]",
             "tenants[0].egress[0].hosts[2]: namespace \"logmonkey\" is owned by no tenant and not declared in \

@@ -14,13 +14,14 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use tenant_egress_config::load::{self, Input, LoadError, Loaded};
+use tenant_egress_config::load::{self, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
     self, graph::GraphFormat, AuditSidecars, Doc, DocKind, FailStrategy, Format, GenerateError,
     Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
+use tenant_egress_core::cases::Case;
 use tenant_egress_core::explain::{RequestSpec, SourceSpec};
-use tenant_egress_core::{Protocol, Warning};
+use tenant_egress_core::Protocol;
 
 #[derive(Parser)]
 #[command(
@@ -49,13 +50,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check a policy: every error with its place (exit 1), warnings printed as `warning: ...`.
-    Validate {
-        /// Policy document (YAML or JSON; `-` for stdin).
-        policy: PathBuf,
-        /// Print nothing on success.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Validate(ValidateArgs),
+    /// Run policy tests: requests with the decision each must get (exit 1 on any mismatch).
+    Test(TestArgs),
+    /// What a namespace can reach (--from), or who can reach it (--to).
+    Reach(ReachArgs),
     /// Decide one request (or a JSON Lines batch) and say why.
     Explain(ExplainArgs),
     /// Generate the Istio manifests: Sidecars plus the WasmPlugin (or the EnvoyFilter).
@@ -64,6 +63,88 @@ enum Command {
     Import(ImportArgs),
     /// Draw which namespaces may reach which, on which ports (Mermaid or Graphviz).
     Graph(GraphArgs),
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Each error and warning names its line, path and tenant:\n  \
+error: policy.yaml:17: tenants[3].egress[0].hosts[2] (tenant prod): ...\n\
+The same warning in several places is printed once, naming the others.\n\n\
+Exit codes: 0 valid, 1 invalid (or, with --strict, any warning), 2 unreadable.\n\n\
+Examples:\n  \
+tenant-egress validate policy.yaml\n  \
+tenant-egress validate --strict -q policy.yaml      # in CI\n  \
+tenant-egress validate --json policy.yaml | jq '.diagnostics[]'"
+)]
+struct ValidateArgs {
+    /// Policy document (YAML or JSON; `-` for stdin).
+    policy: PathBuf,
+    /// Print no warnings and no summary: only errors.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Warnings fail too (exit 1).
+    #[arg(long)]
+    strict: bool,
+    /// Print one JSON object: {"input", "valid", "summary", "errors", "warnings", "diagnostics"}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "CASES is JSON Lines in the `explain --batch` format, plus `expect` (and an\n\
+optional `name`) on each line:\n  \
+{\"name\": \"prod keeps its db\", \"expect\": \"allow\",\n   \
+\"source\": {\"namespace\": \"prod\"}, \"authority\": \"cockroachdb.prod:26257\"}\n  \
+{\"expect\": {\"decision\": \"deny\", \"reason\": \"not-allowed\", \"enforced\": true},\n   \
+\"source\": {\"namespace\": \"prod\"}, \"authority\": \"cockroachdb.uat:26257\",\n   \
+\"cluster\": \"outbound|26257||cockroachdb.uat.svc.cluster.local\"}\n\
+`expect` is \"allow\", \"deny\", or any of decision, reason, enforced, tenant, rule (the\n\
+path of the deciding rule, e.g. tenants[0].egress[1]); what it leaves out is not checked.\n\
+Each failing case prints what was expected, what came instead, and the explanation.\n\n\
+Exit codes: 0 every case passed, 1 a case failed (or could not be read), 2 unreadable input.\n\n\
+Example (CI):\n  \
+tenant-egress validate --strict policy.yaml && tenant-egress test policy.yaml cases.jsonl"
+)]
+struct TestArgs {
+    /// Policy document (YAML or JSON; `-` for stdin).
+    policy: PathBuf,
+    /// Test cases (JSON Lines; `-` for stdin).
+    cases: PathBuf,
+    /// Print one JSON object per case (JSON Lines) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "--from NS: every listener of NS (port, protocol, hosts, exclusions), then each\n\
+workload exception's changes, the mode and the outboundTrafficPolicy.\n\
+--to NS: every source namespace (and workload exception) whose egress imports hosts\n\
+of NS, on which port; then who reaches it around the egress entries: tenants in\n\
+audit mode (nothing is blocked), ALLOW_ANY tenants (its pods by IP address, via\n\
+PassthroughCluster) and unknownSource: allow.\n\n\
+Examples:\n  \
+tenant-egress reach policy.yaml --from prod\n  \
+tenant-egress reach policy.yaml --to uat --json"
+)]
+struct ReachArgs {
+    /// Policy document (YAML or JSON; `-` for stdin).
+    policy: PathBuf,
+    /// What can this namespace reach?
+    #[arg(
+        long,
+        value_name = "NS",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
+    from: Option<String>,
+    /// Who can reach this namespace?
+    #[arg(long, value_name = "NS")]
+    to: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -275,7 +356,9 @@ impl From<LoadError> for Fail {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Validate { policy, quiet } => validate(&policy, quiet),
+        Command::Validate(args) => validate(&args),
+        Command::Test(args) => test(&args),
+        Command::Reach(args) => reach(&args),
         Command::Explain(args) => explain(&args),
         Command::Generate(args) => generate(&args),
         Command::Import(args) => import(&args),
@@ -295,13 +378,14 @@ fn main() -> ExitCode {
 /// Loads the policy and prints its warnings.
 fn load_policy(path: &Path) -> Result<Loaded, Fail> {
     let loaded = load::load_policy(path)?;
-    print_warnings(path, &loaded.warnings);
+    print_warnings(path, &loaded);
     Ok(loaded)
 }
 
-fn print_warnings(path: &Path, warnings: &[Warning]) {
-    for w in warnings {
-        eprintln!("warning: {}: {w}", path.display());
+fn print_warnings(path: &Path, loaded: &Loaded) {
+    let input = Input::from_path(path).display();
+    for d in loaded.diagnostics() {
+        eprintln!("{}", d.to_text(&input));
     }
 }
 
@@ -309,18 +393,167 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-fn validate(path: &Path, quiet: bool) -> Result<(), Fail> {
-    let loaded = load_policy(path)?;
-    if !quiet {
-        let warnings = match loaded.warnings.len() {
+fn validate(args: &ValidateArgs) -> Result<(), Fail> {
+    let input = Input::from_path(&args.policy).display();
+    let result = match load::load_policy(&args.policy) {
+        Err(e) if e.is_io() => return Err(e.into()),
+        other => other,
+    };
+    if args.json {
+        let (diagnostics, summary) = match &result {
+            Ok(loaded) => (loaded.diagnostics(), Some(loaded.policy.summary())),
+            Err(e) => (e.diagnostics(), None),
+        };
+        let count = |sev| diagnostics.iter().filter(|d| d.severity == sev).count();
+        let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+        let syntax = match &result {
+            Err(e) if diagnostics.is_empty() => Some(e.to_string()),
+            _ => None,
+        };
+        let valid = result.is_ok();
+        let out = serde_json::json!({
+            "input": input,
+            "valid": valid,
+            "strict": args.strict,
+            "summary": summary,
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": diagnostics,
+            "syntaxError": syntax,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| Fail(2, e.to_string()))?
+        );
+        let failed = !valid || (args.strict && warnings > 0);
+        return if failed {
+            Err(Fail(1, String::new()))
+        } else {
+            Ok(())
+        };
+    }
+    let loaded = result?;
+    if !args.quiet {
+        print_warnings(&args.policy, &loaded);
+    }
+    let warnings = loaded.diagnostics().len();
+    if args.strict && warnings > 0 {
+        let mut msg = format!(
+            "{input}: {} (--strict: warnings fail)",
+            plural(warnings, "warning")
+        );
+        if args.quiet {
+            msg.push_str("; run without -q to see them");
+        }
+        return Err(Fail(1, msg));
+    }
+    if !args.quiet {
+        let warnings = match warnings {
             0 => String::new(),
             n => format!(", {}", plural(n, "warning")),
         };
         println!(
             "{}: valid ({}{warnings})",
-            path.display(),
+            args.policy.display(),
             loaded.policy.summary()
         );
+    }
+    Ok(())
+}
+
+fn test(args: &TestArgs) -> Result<(), Fail> {
+    let loaded = load::load_policy(&args.policy)?;
+    let text = Input::from_path(&args.cases).read()?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut passed, mut failed, mut bad) = (0usize, 0usize, 0usize);
+    let cases_name = Input::from_path(&args.cases).display();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let case = match Case::parse(i + 1, line) {
+            Ok(c) => c,
+            Err(error) => {
+                bad += 1;
+                if args.json {
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({"line": i + 1, "error": error}),
+                    )
+                    .map_err(|e| Fail(2, e.to_string()))?;
+                    out.write_all(b"\n")?;
+                } else {
+                    writeln!(out, "ERROR {cases_name}:{}: {error}", i + 1)?;
+                }
+                continue;
+            }
+        };
+        let outcome = case.run(&loaded.policy);
+        if outcome.passed() {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        if args.json {
+            let mut v = serde_json::to_value(&outcome).map_err(|e| Fail(2, e.to_string()))?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("passed".into(), outcome.passed().into());
+            }
+            serde_json::to_writer(&mut out, &v).map_err(|e| Fail(2, e.to_string()))?;
+            out.write_all(b"\n")?;
+        } else if !outcome.passed() {
+            let text = outcome.to_text(&cases_name, case.request.source.namespace.as_deref());
+            write!(out, "{text}")?;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    let summary = format!(
+        "{}: {passed} passed, {failed} failed{}",
+        cases_name,
+        if bad > 0 {
+            format!(", {bad} unreadable")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 || bad > 0 {
+        return Err(Fail(1, summary));
+    }
+    if passed == 0 {
+        return Err(Fail(1, format!("{cases_name}: no test cases")));
+    }
+    eprintln!("{summary}");
+    Ok(())
+}
+
+fn reach(args: &ReachArgs) -> Result<(), Fail> {
+    let loaded = load::load_policy(&args.policy)?;
+    let check = |ns: &str| {
+        tenant_egress_core::name::check_namespace(ns).map_err(|e| {
+            Fail(
+                2,
+                format!("error: namespace {ns:?} is not a namespace name: {e}"),
+            )
+        })
+    };
+    let (json, text) = match (&args.from, &args.to) {
+        (Some(ns), _) => {
+            check(ns)?;
+            let r = tenant_egress_core::reach::outgoing(&loaded.spec, ns);
+            (serde_json::to_string_pretty(&r), r.to_text())
+        }
+        (None, Some(ns)) => {
+            check(ns)?;
+            let r = tenant_egress_core::reach::incoming(&loaded.spec, ns);
+            (serde_json::to_string_pretty(&r), r.to_text())
+        }
+        (None, None) => return Err(Fail(2, "error: give --from NS or --to NS".to_owned())),
+    };
+    if args.json {
+        println!("{}", json.map_err(|e| Fail(2, e.to_string()))?);
+    } else {
+        print!("{text}");
     }
     Ok(())
 }
@@ -344,12 +577,34 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         destination_address: args.destination_address.clone(),
         protocol: args.protocol,
     };
-    let (_, report) = req.report(&loaded.policy);
+    if req.needs_port(&loaded.policy) {
+        return Err(Fail(
+            2,
+            format!(
+                "error: which port? --authority {} has none and there is no --cluster, and the \
+                 source's egress depends on the port: give \
+                 --authority HOST:PORT, or --cluster (the `via ...` of the 403 body, e.g. \
+                 'outbound|PORT||FQDN'), or --destination-address IP:PORT",
+                args.authority.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    let (decision, report) = req.report(&loaded.policy);
+    let assumed = req.assumed_cluster(&decision);
     if args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Fail(2, e.to_string()))?;
+        let mut v = serde_json::to_value(&report).map_err(|e| Fail(2, e.to_string()))?;
+        if let (Some(o), Some(c)) = (v.as_object_mut(), &assumed) {
+            o.insert("assumedCluster".into(), c.clone().into());
+        }
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Fail(2, e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", report.to_text(req.source.namespace.as_deref()));
+        if let Some(c) = assumed {
+            println!(
+                "assumed:     cluster {c} (no --cluster given; pass the `via ...` of the 403 body to decide on the cluster Envoy chose)"
+            );
+        }
     }
     Ok(())
 }
