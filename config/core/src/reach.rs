@@ -243,7 +243,8 @@ pub fn outgoing(spec: &PolicySpec, ns: &str) -> Outgoing {
 /// Whether entry `e` selects hosts of namespace `dest` for a source in `src`: its namespace
 /// part selects `dest` ([`NsSelector::selects`]) and, for an entry of any namespace (`*/...`),
 /// its dnsName covers a service of `dest` (`<svc>.<dest>.svc.<clusterDomain>`).
-fn selects_namespace(e: &HostEntry, src: &str, dest: &str, svc_suffix: &str) -> bool {
+/// `svc_suffix` is `.svc.<clusterDomain>`.
+pub fn selects_namespace(e: &HostEntry, src: &str, dest: &str, svc_suffix: &str) -> bool {
     if !e.namespace.selects(src, dest) {
         return false;
     }

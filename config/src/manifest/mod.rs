@@ -13,6 +13,7 @@
 pub mod envoyfilter;
 pub mod graph;
 pub mod import;
+pub mod overview;
 pub mod sidecar;
 pub mod wasmplugin;
 

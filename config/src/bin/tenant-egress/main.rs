@@ -16,7 +16,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, AuditSidecars, Doc, DocKind, FailStrategy, Format, GenerateError,
+    self, graph::GraphFormat, graph::GraphView, AuditSidecars, Doc, DocKind, FailStrategy, Format, GenerateError,
     Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::cases::Case;
@@ -263,14 +263,22 @@ struct ImportArgs {
 
 #[derive(Args)]
 #[command(
-    after_help = "Nodes are namespaces grouped per tenant, plus namespaces no tenant owns, `*`\n\
-(any namespace) and hosts reachable from any namespace. Edges carry the ports\n\
-(`26257/TCP`; `all ports` for a catch-all, `other ports` next to port-scoped\n\
-listeners) and the host when it is not the whole namespace. Exclusions are red\n\
-`except` edges; workload exceptions are blue `<name> only` edges.\n\n\
+    after_help = "Views:\n  \
+tenants (default): one node per tenant (its namespaces listed), namespaces no\n    \
+tenant owns, `*` (any namespace) and ONE `external hosts` node. One edge per\n    \
+source, destination and kind, labelled per port (`26257/TCP`; `all ports` for a\n    \
+catch-all, `other ports` next to port-scoped listeners), with the hosts when not\n    \
+the whole destination (counted beyond two). Readable at 50 namespaces.\n  \
+namespaces: the detailed graph, one node per namespace and per external host.\n  \
+--namespace NS: NS alone with its edges out (its egress) and in (every source\n    \
+whose egress reaches it), as `reach --from/--to` lists them.\n\
+Red edges go around the egress entries (ALLOW_ANY: outside the registry, pods by\n\
+IP address; unknownSource: allow); dashed red: exclusions; blue: workload\n\
+exceptions; a tenant in audit mode is dashed and says [audit] (nothing blocked).\n\n\
 Examples:\n  \
 tenant-egress graph policy.yaml > egress.mmd    # paste into a ```mermaid block\n  \
-tenant-egress graph policy.yaml --format dot | dot -Tsvg > egress.svg"
+tenant-egress graph policy.yaml --namespace uat --format dot | dot -Tsvg > uat.svg\n  \
+tenant-egress graph policy.yaml --view namespaces"
 )]
 struct GraphArgs {
     /// Policy document (YAML or JSON; `-` for stdin).
@@ -278,6 +286,12 @@ struct GraphArgs {
     /// Mermaid flowchart or Graphviz digraph.
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
     format: GraphFormat,
+    /// One node per tenant (readable at scale), or per namespace and host (detailed).
+    #[arg(long, value_enum, default_value_t = GraphView::Tenants, conflicts_with = "namespace")]
+    view: GraphView,
+    /// Draw only this namespace with its edges in and out.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
 }
 
 #[derive(Args)]
@@ -743,7 +757,18 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
 
 fn graph(args: &GraphArgs) -> Result<(), Fail> {
     let loaded = load_policy(&args.policy)?;
-    let text = manifest::graph::render(&loaded.spec, args.format);
+    let text = match (&args.namespace, args.view) {
+        (Some(ns), _) => {
+            tenant_egress_core::name::check_namespace(ns).map_err(|e| {
+                Fail(2, format!("error: namespace {ns:?} is not a namespace name: {e}"))
+            })?;
+            manifest::overview::render_namespace(&loaded.spec, ns, args.format)
+        }
+        (None, GraphView::Tenants) => manifest::overview::render_tenants(&loaded.spec, args.format),
+        (None, GraphView::Namespaces) => {
+            manifest::graph::render_namespaces(&loaded.spec, args.format)
+        }
+    };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
