@@ -596,8 +596,33 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
         }
     }
     check_shared_namespaces(&mut c, spec, &claimed);
-    warn_unowned_namespaces(&mut c, spec, &claimed);
     (c.errors, c.warnings)
+}
+
+/// Authoring-time warnings on a valid document, on top of [`check_meaning`]'s: likely typos
+/// (a namespace no tenant owns and `sharedNamespaces` does not declare, grouped per namespace;
+/// a service FQDN in another namespace than its prefix selects). The CLI reports them with
+/// the rest; the filter does not compute them (they change no decision, and the module stays
+/// small).
+pub fn lint(spec: &PolicySpec) -> Vec<Warning> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let claimed: HashMap<&str, String> = spec
+        .tenants
+        .iter()
+        .enumerate()
+        .flat_map(|(t, tenant)| {
+            tenant
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(move |(n, ns)| (ns.as_str(), format!("tenants[{t}].namespaces[{n}]")))
+        })
+        .collect();
+    warn_unowned_namespaces(&mut c, spec, &claimed);
+    c.warnings
 }
 
 /// `sharedNamespaces`: valid names, each once, none owned by a tenant.
@@ -690,11 +715,14 @@ fn fqdn_namespace<'a>(e: &'a HostEntry, svc_suffix: &str) -> Option<&'a str> {
 /// The likely typos: one warning per unowned, undeclared namespace (however many hosts name
 /// it), and one per host whose service FQDN lies in another namespace than its prefix selects.
 fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str, String>) {
-    let known: Vec<&str> = claimed
+    // Sorted, so that of two equally close names the guess is always the same.
+    let mut known: Vec<&str> = claimed
         .keys()
         .copied()
         .chain(spec.shared_namespaces.iter().map(String::as_str))
         .collect();
+    known.sort_unstable();
+    known.dedup();
     for (ns, places) in unowned_namespaces(spec) {
         let Some((first, rest)) = places.split_first() else {
             continue;

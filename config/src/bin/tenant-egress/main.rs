@@ -726,7 +726,8 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
-    let (errors, checks) = tenant_egress_core::validate::check_meaning(&imported.spec);
+    let (errors, mut checks) = tenant_egress_core::validate::check_meaning(&imported.spec);
+    checks.extend(tenant_egress_core::validate::lint(&imported.spec));
     for w in &checks {
         eprintln!("warning: imported policy: {w}");
     }
