@@ -610,3 +610,56 @@ spec:
     assert_eq!(v["shared"], true, "{v}");
     assert_eq!(v["paths"][0]["hosts"][0], "*/db.shared.svc.cluster.local");
 }
+
+#[test]
+fn graph_views_namespace_and_whole() {
+    let p = write("graph.yaml", TYPOS);
+    let p = p.to_str().unwrap();
+    let out = run(&["graph", p], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let m = text(&out.stdout);
+    // Tenants as nodes, audit marked, ALLOW_ANY drawn as a red edge out of the registry.
+    assert!(m.contains("  n2[\"dev [audit]\"]\n"), "{m}");
+    assert!(m.contains("-->|\"ALLOW_ANY\"|"), "{m}");
+    assert!(
+        m.contains("{{\"outside the registry: any IP, pods of every namespace\"}}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("-->|\"26257/TCP: cockroachdb.uat.svc.cluster.local\"| n1"),
+        "{m}"
+    );
+    let out = run(&["graph", p, "--whole"], None);
+    let w = text(&out.stdout);
+    assert!(w.contains("[\"prod (+ services of 2 more)\"]"), "{w}");
+    assert!(!w.contains("cockroachdb.uat.svc.cluster.local"), "{w}");
+
+    let out = run(&["graph", p, "--namespace", "uat", "--format", "dot"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d = text(&out.stdout);
+    assert!(d.starts_with("digraph tenant_egress {"), "{d}");
+    assert!(d.contains("[label=\"uat (tenant uat)\"]"), "{d}");
+    assert!(
+        d.contains("[label=\"26257/TCP: cockroachdb.uat.svc.cluster.local\"]"),
+        "{d}"
+    );
+    assert!(d.contains("[label=\"ALLOW_ANY\", color=red"), "{d}");
+    // uat's own egress is there; prod's other edges (logmonkey) are not uat's.
+    assert!(d.contains("n0 -> n1 [label=\"all ports\"];"), "{d}");
+    assert!(!d.contains("logmonkey"), "{d}");
+
+    let out = run(&["graph", p, "--view", "namespaces"], None);
+    assert!(text(&out.stdout).contains("subgraph t0[\"tenant prod\"]"));
+    assert_eq!(
+        run(&["graph", p, "--namespace", "uat", "--whole"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["graph", p, "--namespace", "Nope"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+}

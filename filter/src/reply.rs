@@ -185,14 +185,21 @@ mod tests {
         );
         // The full body (and the log) name the rule.
         let full = policy_with("full");
-        let d = full.decide_for(&src, &Target {
-            authority: Some(b"secret.uat:443"),
-            cluster: Some(cluster),
-            ..Target::default()
-        });
+        let d = full.decide_for(
+            &src,
+            &Target {
+                authority: Some(b"secret.uat:443"),
+                cluster: Some(cluster),
+                ..Target::default()
+            },
+        );
         let body = deny_reply(&full, &d, &src, Some(cluster)).body;
-        assert!(body.contains("excluded by tenants[0].egress[0].hosts[1]"), "{body}");
-        assert!(log_line("denied", &p, &d, &src, Some(cluster)).contains("rule=tenants[0].egress[0].hosts[1]"));
+        assert!(
+            body.contains("excluded by tenants[0].egress[0].hosts[1]"),
+            "{body}"
+        );
+        assert!(log_line("denied", &p, &d, &src, Some(cluster))
+            .contains("rule=tenants[0].egress[0].hosts[1]"));
     }
 
     #[test]

@@ -168,7 +168,10 @@ fn deny_body_terse_by_default_full_on_request() {
         "denied source=prod tenant=prod destination=cockroachdb.dev.svc.cluster.local:26257",
         WAIT
     ));
-    assert!(envoy.wait_for_log("reason=excluded rule=tenants[0].egress[0].hosts[2] \"~dev/*\"", WAIT));
+    assert!(envoy.wait_for_log(
+        "reason=excluded rule=tenants[0].egress[0].hosts[2] \"~dev/*\"",
+        WAIT
+    ));
     assert_eq!(envoy.upstream_hits("cockroachdb", "uat", 26257), 0);
     assert_eq!(envoy.upstream_hits("cockroachdb", "dev", 26257), 0);
     assert_counter(&envoy, "denied", 2);

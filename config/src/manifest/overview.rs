@@ -247,7 +247,13 @@ fn leaks(spec: &PolicySpec, view: &mut View, sources: &[(usize, &str)], to: Opti
             Shape::Leak,
         );
         let to = to.unwrap_or_else(|| view.node("any", "* (any namespace)", Shape::Any));
-        view.add((from, to), EdgeKind::Leak, None, "unknownSource: allow", None);
+        view.add(
+            (from, to),
+            EdgeKind::Leak,
+            None,
+            "unknownSource: allow",
+            None,
+        );
     }
 }
 
@@ -301,7 +307,8 @@ fn tenants_view(spec: &PolicySpec) -> View {
             ));
         }
         // A tenant reaching every host of itself on every listener draws no self-edge.
-        let whole_self = !default.is_empty()
+        // (every port: so there must be a catch-all).
+        let whole_self = default.catch_all.is_some()
             && default.iter().all(|(_, l)| {
                 l.hosts.iter().any(|e| {
                     !e.exclude
@@ -321,7 +328,10 @@ fn tenants_view(spec: &PolicySpec) -> View {
         for (workload, listeners) in &scopes {
             let has_ports = !listeners.ports.is_empty();
             for (port, l) in listeners.iter() {
-                let in_default = default.on_port(port).map(|d| d.hosts.as_slice()).unwrap_or(&[]);
+                let in_default = default
+                    .on_port(port)
+                    .map(|d| d.hosts.as_slice())
+                    .unwrap_or(&[]);
                 let label = port_label(
                     port,
                     l.port
@@ -352,9 +362,8 @@ fn tenants_view(spec: &PolicySpec) -> View {
     leaks(spec, &mut view, &sources, None);
     view.legend.push("one node per tenant (its namespaces listed); edges name ports, and hosts when not the whole destination (counted beyond two)".to_owned());
     if dropped_self {
-        view.legend.push(
-            "a tenant reaching all of itself on every port draws no self-edge".to_owned(),
-        );
+        view.legend
+            .push("a tenant reaching all of itself on every port draws no self-edge".to_owned());
     }
     view.legend.push("red: around the egress entries (ALLOW_ANY, unknownSource: allow); dashed red: exclusions; blue: workload exceptions; [audit]: nothing blocked".to_owned());
     view
@@ -390,6 +399,19 @@ fn namespace_view(spec: &PolicySpec, ns: &str) -> View {
     };
     let center = owner(ns, &mut view);
     let out = reach::outgoing(spec, ns);
+    // All of itself on every port (a catch-all, and no exclusion in itself): no self-edge.
+    let whole_self = out.scopes.first().is_some_and(|d| {
+        d.listeners.iter().any(|l| l.port.is_none())
+            && d.listeners.iter().all(|l| {
+                l.allows.iter().any(|h| {
+                    h.parse::<HostEntry>()
+                        .is_ok_and(|e| e.host == HostPattern::All && e.namespace.selects(ns, ns))
+                }) && !l.excludes.iter().any(|h| {
+                    h.parse::<HostEntry>()
+                        .is_ok_and(|e| reach::selects_namespace(&e, ns, ns, &suffix))
+                })
+            })
+    });
     let has_ports = out
         .scopes
         .first()
@@ -407,7 +429,7 @@ fn namespace_view(spec: &PolicySpec, ns: &str) -> View {
                     continue;
                 };
                 let (to, host) = destination(&e, ns, &suffix, &mut view, &owner);
-                if to == center && host.is_none() && !exclude && scope.workload.is_none() {
+                if whole_self && to == center && !exclude {
                     continue; // all of itself: no self-edge (the legend says so)
                 }
                 let kind = match (exclude, &scope.workload) {
@@ -578,9 +600,40 @@ fn render(view: &View, format: GraphFormat) -> String {
     out
 }
 
-/// The tenant graph (the default view).
-pub fn render_tenants(spec: &PolicySpec, format: GraphFormat) -> String {
-    render(&tenants_view(spec), format)
+/// The tenant graph (the default view). With `whole_only`, edges that reach only single
+/// services of a tenant or namespace are left out and counted in their source's label
+/// (`+ services of 3 more`): the overview of who reaches whom as a whole.
+pub fn render_tenants(spec: &PolicySpec, format: GraphFormat, whole_only: bool) -> String {
+    let mut view = tenants_view(spec);
+    if whole_only {
+        collapse_services(&mut view);
+    }
+    render(&view, format)
+}
+
+/// Drops the edges that import only single services of a tenant or namespace (not exclusions,
+/// not leaks) and says in each source's label how many destinations they went to.
+fn collapse_services(view: &mut View) {
+    let mut dropped: BTreeMap<usize, std::collections::BTreeSet<usize>> = BTreeMap::new();
+    let nodes = &view.nodes;
+    view.edges.retain(|e| {
+        let to_namespace = nodes
+            .get(e.to)
+            .is_some_and(|n| matches!(n.shape, Shape::Tenant { .. } | Shape::Outside));
+        let services_only = e.ports.iter().all(|(_, h)| !h.all);
+        let drop =
+            to_namespace && services_only && matches!(e.kind, EdgeKind::Allow | EdgeKind::Workload);
+        if drop {
+            dropped.entry(e.from).or_default().insert(e.to);
+        }
+        !drop
+    });
+    for (from, to) in dropped {
+        if let Some(n) = view.nodes.get_mut(from) {
+            let _ = write!(n.label, " (+ services of {} more)", to.len());
+        }
+    }
+    view.legend.push("edges to single services of a tenant are left out: each source's label counts their destinations (+ services of N more)".to_owned());
 }
 
 /// One namespace with its edges in and out (`--namespace`).
@@ -637,33 +690,65 @@ mod tests {
 
     #[test]
     fn tenants_view_groups_collapses_and_shows_the_leaks() {
-        let m = render_tenants(&doc(), GraphFormat::Mermaid);
+        let m = render_tenants(&doc(), GraphFormat::Mermaid, false);
         // Tenants as nodes, namespaces in the label; audit marked.
         assert!(m.contains("  n0[\"prod: prod, prod-eu\"]\n"), "{m}");
         assert!(m.contains("  n1[\"uat [audit]\"]\n"), "{m}");
         // prod reaches all of itself: no self-edge.
         assert!(!m.contains("n0 -->|\"26257/TCP; other ports\"| n0"), "{m}");
-        assert!(!m.lines().any(|l| l.starts_with("  n0 --") && l.ends_with("| n0")), "{m}");
+        assert!(
+            !m.lines()
+                .any(|l| l.starts_with("  n0 --") && l.ends_with("| n0")),
+            "{m}"
+        );
         // Three external hosts: one node, counted; the dev service goes to dev.
         assert!(m.contains(">\"external hosts\"]"), "{m}");
         assert!(m.contains("|\"other ports: 3 hosts\"|"), "{m}");
-        assert!(m.contains("-->|\"26257/TCP: cockroachdb.uat.svc.cluster.local\"| n1"), "{m}");
-        assert!(m.contains("|\"other ports: db.dev.svc.cluster.local\"| n2"), "{m}");
-        assert!(m.contains("|\"except other ports: evil.example.com\"|"), "{m}");
+        assert!(
+            m.contains("-->|\"26257/TCP: cockroachdb.uat.svc.cluster.local\"| n1"),
+            "{m}"
+        );
+        assert!(
+            m.contains("|\"other ports: db.dev.svc.cluster.local\"| n2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("|\"except other ports: evil.example.com\"|"),
+            "{m}"
+        );
         // The exception's catch-all also serves the tenant's port (Istio's merge).
-        assert!(m.contains("|\"batman only: 26257/TCP; other ports\"|"), "{m}");
+        assert!(
+            m.contains("|\"batman only: 26257/TCP; other ports\"|"),
+            "{m}"
+        );
         // The leaks, in red.
-        assert!(m.contains("{{\"outside the registry: any IP, pods of every namespace\"}}"), "{m}");
+        assert!(
+            m.contains("{{\"outside the registry: any IP, pods of every namespace\"}}"),
+            "{m}"
+        );
         assert!(m.contains("-->|\"ALLOW_ANY\"|"), "{m}");
         assert!(m.contains("-->|\"unknownSource: allow\"|"), "{m}");
         assert!(m.contains("classDef audit"), "{m}");
         assert!(m.contains("istio-system (shared)"), "{m}");
         let (nodes, edges) = count(&m);
         assert_eq!((nodes, edges), (8, 10), "{m}");
-        let d = render_tenants(&doc(), GraphFormat::Dot);
+        let d = render_tenants(&doc(), GraphFormat::Dot, false);
         assert_eq!(count(&d), (nodes, edges), "{d}");
         assert!(d.contains("shape=hexagon, color=red"), "{d}");
-        assert_eq!(render_tenants(&doc(), GraphFormat::Dot), d);
+        assert_eq!(render_tenants(&doc(), GraphFormat::Dot, false), d);
+        // Whole destinations only: prod's single services of uat and dev become a count.
+        let w = render_tenants(&doc(), GraphFormat::Mermaid, true);
+        assert!(
+            w.contains("  n0[\"prod: prod, prod-eu (+ services of 2 more)\"]\n"),
+            "{w}"
+        );
+        assert!(!w.contains("cockroachdb.uat.svc.cluster.local"), "{w}");
+        assert!(
+            w.contains("|\"batman only: 26257/TCP; other ports\"| n2"),
+            "{w}"
+        );
+        assert!(w.contains("|\"other ports: 3 hosts\"|"), "{w}");
+        assert_eq!(count(&w), (8, 8), "{w}");
     }
 
     #[test]
@@ -677,7 +762,10 @@ mod tests {
         // In: prod and prod-eu on 26257 for the one service; dev by */* and by ALLOW_ANY.
         assert!(m.contains("[\"prod (tenant prod)\"]"), "{m}");
         assert!(m.contains("[\"prod-eu (tenant prod)\"]"), "{m}");
-        assert!(m.contains("-->|\"26257/TCP: cockroachdb.uat.svc.cluster.local\"| n0"), "{m}");
+        assert!(
+            m.contains("-->|\"26257/TCP: cockroachdb.uat.svc.cluster.local\"| n0"),
+            "{m}"
+        );
         assert!(m.contains("-->|\"any port\"| n0"), "{m}");
         assert!(m.contains("-->|\"ALLOW_ANY\"| n0"), "{m}");
         assert!(m.contains("-->|\"unknownSource: allow\"| n0"), "{m}");

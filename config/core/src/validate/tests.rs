@@ -555,7 +555,10 @@ fn unowned_namespaces_are_likely_typos_grouped_per_namespace() {
     };
     let (spec, w) = validate_value(doc(json!(["istio-system"]))).unwrap();
     // Not among the warnings every load computes (the filter's): the CLI adds them.
-    assert!(w.iter().all(|w| !w.message.contains("sharedNamespaces")), "{w:?}");
+    assert!(
+        w.iter().all(|w| !w.message.contains("sharedNamespaces")),
+        "{w:?}"
+    );
     let w = lint(&spec);
     let texts: Vec<String> = w.iter().map(ToString::to_string).collect();
     // One warning per namespace, at its first place, naming the others and the likely name.

@@ -16,8 +16,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, graph::GraphView, AuditSidecars, Doc, DocKind, FailStrategy, Format, GenerateError,
-    Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    self, graph::GraphFormat, graph::GraphView, AuditSidecars, Doc, DocKind, FailStrategy, Format,
+    GenerateError, Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::cases::Case;
 use tenant_egress_core::explain::{RequestSpec, SourceSpec};
@@ -262,8 +262,7 @@ struct ImportArgs {
 }
 
 #[derive(Args)]
-#[command(
-    after_help = "Views:\n  \
+#[command(after_help = "Views:\n  \
 tenants (default): one node per tenant (its namespaces listed), namespaces no\n    \
 tenant owns, `*` (any namespace) and ONE `external hosts` node. One edge per\n    \
 source, destination and kind, labelled per port (`26257/TCP`; `all ports` for a\n    \
@@ -278,8 +277,8 @@ exceptions; a tenant in audit mode is dashed and says [audit] (nothing blocked).
 Examples:\n  \
 tenant-egress graph policy.yaml > egress.mmd    # paste into a ```mermaid block\n  \
 tenant-egress graph policy.yaml --namespace uat --format dot | dot -Tsvg > uat.svg\n  \
-tenant-egress graph policy.yaml --view namespaces"
-)]
+tenant-egress graph policy.yaml --whole    # 50 namespaces: whole destinations only\n  \
+tenant-egress graph policy.yaml --view namespaces")]
 struct GraphArgs {
     /// Policy document (YAML or JSON; `-` for stdin).
     policy: PathBuf,
@@ -292,6 +291,10 @@ struct GraphArgs {
     /// Draw only this namespace with its edges in and out.
     #[arg(long, value_name = "NS")]
     namespace: Option<String>,
+    /// Tenants view: leave out edges that reach only single services of a tenant, counting
+    /// them in the source's label (who reaches whom as a whole).
+    #[arg(long, conflicts_with_all = ["namespace", "view"])]
+    whole: bool,
 }
 
 #[derive(Args)]
@@ -761,11 +764,16 @@ fn graph(args: &GraphArgs) -> Result<(), Fail> {
     let text = match (&args.namespace, args.view) {
         (Some(ns), _) => {
             tenant_egress_core::name::check_namespace(ns).map_err(|e| {
-                Fail(2, format!("error: namespace {ns:?} is not a namespace name: {e}"))
+                Fail(
+                    2,
+                    format!("error: namespace {ns:?} is not a namespace name: {e}"),
+                )
             })?;
             manifest::overview::render_namespace(&loaded.spec, ns, args.format)
         }
-        (None, GraphView::Tenants) => manifest::overview::render_tenants(&loaded.spec, args.format),
+        (None, GraphView::Tenants) => {
+            manifest::overview::render_tenants(&loaded.spec, args.format, args.whole)
+        }
         (None, GraphView::Namespaces) => {
             manifest::graph::render_namespaces(&loaded.spec, args.format)
         }
