@@ -360,6 +360,20 @@ fn validate_warns_about_typos_with_lines_tenants_and_groups() {
     assert_eq!(v["diagnostics"][0]["severity"], "error");
     assert_eq!(v["diagnostics"][0]["line"], 6);
     assert_eq!(v["diagnostics"][0]["tenant"], "prod");
+    // Not YAML: one error for the document, the parser's message saying where.
+    let broken = write("broken-json.yaml", "apiVersion: [unclosed\n");
+    let out = run(&["validate", "--json", broken.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["valid"].clone(), v["errors"].clone()),
+        (false.into(), 1.into())
+    );
+    assert_eq!(v["diagnostics"][0]["path"], "(document)");
+    assert!(v["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("not valid YAML: "));
     let out = run(&["validate", bad.to_str().unwrap()], None);
     assert!(
         text(&out.stderr).starts_with(&format!(

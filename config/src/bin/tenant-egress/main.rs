@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use tenant_egress_config::load::{self, Input, LoadError, Loaded, Severity};
+use tenant_egress_config::load::{self, Diagnostic, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
     self, graph::GraphFormat, graph::GraphView, AuditSidecars, Doc, DocKind, FailStrategy, Format,
     GenerateError, Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
@@ -85,7 +85,8 @@ struct ValidateArgs {
     /// Warnings fail too (exit 1).
     #[arg(long)]
     strict: bool,
-    /// Print one JSON object: {"input", "valid", "summary", "errors", "warnings", "diagnostics"}.
+    /// Print one JSON object: {"input", "valid", "strict", "summary", "errors", "warnings",
+    /// "diagnostics": [{"severity", "path", "line", "tenant", "message", "also"}]}.
     #[arg(long)]
     json: bool,
 }
@@ -419,14 +420,29 @@ fn validate(args: &ValidateArgs) -> Result<(), Fail> {
     if args.json {
         let (diagnostics, summary) = match &result {
             Ok(loaded) => (loaded.diagnostics(), Some(loaded.policy.summary())),
+            // Not YAML at all (or over a limit): one error for the whole document; the
+            // parser's message says where.
+            Err(e @ (LoadError::Syntax { .. } | LoadError::Compile { .. })) => {
+                let message = match e {
+                    LoadError::Syntax { message, .. } => message.clone(),
+                    LoadError::Compile { error, .. } => error.to_string(),
+                    other => other.to_string(),
+                };
+                (
+                    vec![Diagnostic {
+                        severity: Severity::Error,
+                        path: "(document)".to_owned(),
+                        place: Default::default(),
+                        message,
+                        also: Vec::new(),
+                    }],
+                    None,
+                )
+            }
             Err(e) => (e.diagnostics(), None),
         };
         let count = |sev| diagnostics.iter().filter(|d| d.severity == sev).count();
         let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
-        let syntax = match &result {
-            Err(e) if diagnostics.is_empty() => Some(e.to_string()),
-            _ => None,
-        };
         let valid = result.is_ok();
         let out = serde_json::json!({
             "input": input,
@@ -436,7 +452,6 @@ fn validate(args: &ValidateArgs) -> Result<(), Fail> {
             "errors": errors,
             "warnings": warnings,
             "diagnostics": diagnostics,
-            "syntaxError": syntax,
         });
         println!(
             "{}",
