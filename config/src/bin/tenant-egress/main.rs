@@ -38,6 +38,8 @@ tenant-egress validate policy.yaml\n  \
 tenant-egress explain policy.yaml --source-namespace prod --authority cockroachdb.uat:26257 \\\n      \
 --cluster 'outbound|26257||cockroachdb.uat.svc.cluster.local'\n  \
 tenant-egress explain policy.yaml --batch requests.jsonl\n  \
+tenant-egress reach policy.yaml --to uat\n  \
+tenant-egress validate --strict policy.yaml && tenant-egress test policy.yaml cases.jsonl\n  \
 tenant-egress generate policy.yaml | kubectl apply -f -\n  \
 kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress graph policy.yaml --format mermaid"
@@ -49,7 +51,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a policy: every error with its place (exit 1), warnings printed as `warning: ...`.
+    /// Check a policy: every error with its line, path and tenant (exit 1), then the warnings
+    /// (`--strict`: they fail too).
     Validate(ValidateArgs),
     /// Run policy tests: requests with the decision each must get (exit 1 on any mismatch).
     Test(TestArgs),
