@@ -88,19 +88,29 @@ pub struct Loaded {
     pub policy: Policy,
     /// Validation warnings, in document order.
     pub warnings: Vec<Warning>,
-    /// Where each path is in the input (line, tenant).
-    pub places: Places,
+    /// The input's text, read again for the places of the warnings when they are printed.
+    text: String,
+    /// Where each path is in the input (line, tenant), read on first use ([`Loaded::places`]).
+    places: std::cell::OnceCell<Places>,
 }
 
 impl Loaded {
+    /// Where each path is in the input: the text is parsed for places on the first call only
+    /// (a 100,000-rule policy costs a second parse, which only printing warnings needs).
+    pub fn places(&self) -> &Places {
+        self.places.get_or_init(|| Places::parse(&self.text))
+    }
+
     /// The warnings as diagnostics, repeated ones grouped ([`group`]).
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        if self.warnings.is_empty() {
+            return Vec::new();
+        }
+        let places = self.places();
         group(
             self.warnings
                 .iter()
-                .map(|w| {
-                    Diagnostic::new(Severity::Warning, &w.path, w.message.clone(), &self.places)
-                })
+                .map(|w| Diagnostic::new(Severity::Warning, &w.path, w.message.clone(), places))
                 .collect(),
         )
     }
@@ -168,6 +178,15 @@ impl Diagnostic {
         }
         s
     }
+}
+
+/// How many warnings [`group`] leaves: the distinct messages (without reading places).
+pub fn group_count(warnings: &[Warning]) -> usize {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for w in warnings {
+        seen.insert(&w.message);
+    }
+    seen.len()
 }
 
 /// Groups diagnostics with the same severity and message (the same mistake in many places) into
@@ -315,17 +334,12 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
         input: input.to_owned(),
         error,
     })?;
-    // The places are read only when there is something to place.
-    let places = if warnings.is_empty() {
-        Places::default()
-    } else {
-        Places::parse(text)
-    };
     Ok(Loaded {
         spec,
         policy,
         warnings,
-        places,
+        text: text.to_owned(),
+        places: std::cell::OnceCell::new(),
     })
 }
 

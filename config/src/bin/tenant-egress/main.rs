@@ -471,7 +471,12 @@ fn validate(args: &ValidateArgs) -> Result<(), Fail> {
     if !args.quiet {
         print_warnings(&args.policy, &loaded);
     }
-    let warnings = loaded.diagnostics().len();
+    // Counted as printed: the same warning in several places is one.
+    let warnings = if args.quiet || args.strict {
+        load::group_count(&loaded.warnings)
+    } else {
+        loaded.diagnostics().len()
+    };
     if args.strict && warnings > 0 {
         let mut msg = format!(
             "{input}: {} (--strict: warnings fail)",
