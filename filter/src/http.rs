@@ -3,7 +3,7 @@
 //!
 //! Host calls per request: the header map (1) and the cluster name (1); then the original
 //! destination for a passthrough (1), or for an outbound cluster its namespace metadata, read
-//! once per cluster and cached. Counters are batched in the VM and flushed on a timer. A
+//! once per cluster and cached (plus the original destination when the authority is an IP). Counters are batched in the VM and flushed on a timer. A
 //! denial adds the log line and the local reply (2).
 
 use std::rc::Rc;
@@ -93,6 +93,13 @@ impl HttpContext for Http {
             // alone says which; the core parses (and validates) it once, when deciding.
             match target.cluster {
                 Some(cluster) if cluster.starts_with(OUTBOUND_PREFIX) => {
+                    // An IP authority (a client using the ClusterIP as its Host) is confirmed
+                    // only by the address the app dialled: fetch it for those requests alone.
+                    if target.authority.is_some_and(maybe_ip_authority) {
+                        address = host::property(state.paths.destination_address);
+                        target.destination_address =
+                            address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
+                    }
                     return state.cluster_namespace(cluster, |ns| {
                         let target = Target {
                             destination_namespace: ns,
@@ -111,6 +118,14 @@ impl HttpContext for Http {
         }
         decide_and_act(state, &target)
     }
+}
+
+/// Whether the authority may be an IP literal (it starts like one: a digit, or `[` for IPv6).
+/// Only decides whether to fetch `destination.address`; the core parses and judges it.
+fn maybe_ip_authority(authority: &[u8]) -> bool {
+    authority
+        .first()
+        .is_some_and(|&c| c.is_ascii_digit() || c == b'[')
 }
 
 /// Test-only (feature `fault-injection`): crash the VM on request.

@@ -47,7 +47,7 @@ impl Policy {
                 dest.host = host;
                 dest.port = Some(port);
                 if let Some(a) = &authority {
-                    match self.consistent(src_ns, a, &dest.host) {
+                    match self.consistent(src_ns, a, &dest.host, address) {
                         Some(Matched::Cluster) => {}
                         Some(Matched::Authority) => dest.host = a.host,
                         None => return fail(d, Reason::AuthorityMismatch, None),
@@ -154,12 +154,24 @@ impl Policy {
 
     /// Checks that the authority names the cluster's service, and says which host to match:
     /// the cluster's FQDN, or for a wildcard cluster (`*.wikipedia.org`) the authority's host.
+    /// An IP authority names the routed service only when it is the address the app dialled
+    /// (`address`, Envoy's `destination.address`: the ClusterIP before iptables redirected the
+    /// connection): Istio lists the ClusterIP among a service's route domains
+    /// (`httproute.go: generateVirtualHostDomains`) and routes a VIP listener's traffic to its
+    /// service whatever the Host, so a client that uses the VIP as its Host is consistent, while an
+    /// IP authority that differs from where the bytes went is spoofed.
     fn consistent(
         &self,
         src_ns: &[u8],
         a: &authority::Authority,
         cluster_host: &HostName,
+        address: Option<std::net::SocketAddr>,
     ) -> Option<Matched> {
+        if a.kind == HostKind::Ip {
+            return address
+                .filter(|addr| ip_authority_is(a, addr))
+                .map(|_| Matched::Cluster);
+        }
         if a.kind != HostKind::Dns {
             return None;
         }
@@ -186,6 +198,13 @@ impl Policy {
 enum Matched {
     Cluster,
     Authority,
+}
+
+/// Whether IP authority `a` is exactly `addr`: the same IP, and the same port, where a missing
+/// port means HTTP's default 80 (RFC 9110 §4.2.1, §7.2).
+fn ip_authority_is(a: &authority::Authority, addr: &std::net::SocketAddr) -> bool {
+    a.host.as_str().parse::<std::net::IpAddr>().ok() == Some(addr.ip())
+        && a.port.unwrap_or(80) == addr.port()
 }
 
 /// `a.b.c` -> (`a`, `b.c`).
