@@ -188,8 +188,24 @@ impl Policy {
         let (svc, ns) = rsplit_dot(rest)?;
         let alias_ok = ah == rest
             || ah.strip_suffix(b".svc").is_some_and(|r| r == rest)
-            || (ah == svc && ns == src_ns);
+            || (ah == svc && ns == src_ns)
+            || self.is_truncated_fqdn(ah, rest);
         alias_ok.then_some(Matched::Cluster)
+    }
+}
+
+impl Policy {
+    /// `svc.ns.svc.<leading labels of the cluster domain>`, e.g. `web.prod.svc.cluster` for
+    /// `cluster.local`: older Istio (1.9 in the replayed dumps) listed every truncation of the
+    /// FQDN's shared DNS suffix among a service's route domains, this one included.
+    fn is_truncated_fqdn(&self, ah: &[u8], svc_ns: &[u8]) -> bool {
+        let domain = self.cluster_domain.as_bytes();
+        ah.strip_prefix(svc_ns)
+            .and_then(|r| r.strip_prefix(b".svc."))
+            .is_some_and(|p| {
+                !p.is_empty() && domain.len() > p.len() && domain.starts_with(p)
+                    && domain.get(p.len()) == Some(&b'.')
+            })
     }
 }
 
@@ -200,11 +216,13 @@ enum Matched {
     Authority,
 }
 
-/// Whether IP authority `a` is exactly `addr`: the same IP, and the same port, where a missing
-/// port means HTTP's default 80 (RFC 9110 §4.2.1, §7.2).
+/// Whether IP authority `a` is the dialled `addr`: the same IP and, when the authority has a
+/// port, the same port. A portless IP is accepted on any port, as Istio routes it: it lists the
+/// bare ClusterIP among the domains of every port's virtual host and matches hosts with
+/// `ignore_port_in_host_matching` (1.18 and later), so the IP alone names the service.
 fn ip_authority_is(a: &authority::Authority, addr: &std::net::SocketAddr) -> bool {
     a.host.as_str().parse::<std::net::IpAddr>().ok() == Some(addr.ip())
-        && a.port.unwrap_or(80) == addr.port()
+        && a.port.is_none_or(|p| p == addr.port())
 }
 
 /// `a.b.c` -> (`a`, `b.c`).
