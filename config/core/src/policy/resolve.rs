@@ -203,7 +203,9 @@ impl Policy {
         ah.strip_prefix(svc_ns)
             .and_then(|r| r.strip_prefix(b".svc."))
             .is_some_and(|p| {
-                !p.is_empty() && domain.len() > p.len() && domain.starts_with(p)
+                !p.is_empty()
+                    && domain.len() > p.len()
+                    && domain.starts_with(p)
                     && domain.get(p.len()) == Some(&b'.')
             })
     }
