@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use tenant_egress_core::authority::{OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
+use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
 use tenant_egress_core::Target;
 
 use crate::host;
@@ -108,7 +108,7 @@ impl HttpContext for Http {
                         decide_and_act(state, &target)
                     });
                 }
-                Some(PASSTHROUGH_CLUSTER) | None => {
+                Some(PASSTHROUGH_CLUSTER | DYNAMIC_DNS_CLUSTER) | None => {
                     address = host::property(state.paths.destination_address);
                     target.destination_address =
                         address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
