@@ -123,15 +123,21 @@ impl IstioDump {
         }
     }
 
-    /// The ECDS resource (and HTTP filter) name Istio of this version gives WasmPlugin
-    /// `ns/name`: `<ns>.<name>` up to 1.20, `extenstions.istio.io/wasmplugin/<ns>.<name>`
-    /// (Istio's spelling) in 1.21 to 1.25. (1.9 had no WasmPlugin; an EnvoyFilter
-    /// `EXTENSION_CONFIG` names it freely, and `<ns>.<name>` is as good as any.) The filter must
-    /// not care: it keys nothing on this name.
+    /// The ECDS resource (and filter) name for WasmPlugin `ns/name` in this replay: what Istio of
+    /// the dump's version names it, `<ns>.<name>` up to 1.20 and
+    /// `extenstions.istio.io/wasmplugin/<ns>.<name>` (Istio's spelling) in 1.21 to 1.25. Istio 1.9
+    /// had no WasmPlugin (an EnvoyFilter names its ECDS resource freely), so its replay takes the
+    /// name of Istio 1.30 and later, where a WasmPlugin becomes a synthetic TrafficExtension:
+    /// `extensions.istio.io/trafficextension/<ns>.<name>~istio-translated-wasmplugin` (an assumed
+    /// shape, from Istio's `translate.go`). Three spellings across the replays; the filter keys
+    /// nothing on any of them.
     pub fn wasm_plugin_ecds_name(self, ns: &str, name: &str) -> String {
         match self {
-            IstioDump::V1_9_1 | IstioDump::V1_18_2 => format!("{ns}.{name}"),
+            IstioDump::V1_18_2 => format!("{ns}.{name}"),
             IstioDump::V1_22_3 => format!("extenstions.istio.io/wasmplugin/{ns}.{name}"),
+            IstioDump::V1_9_1 => format!(
+                "extensions.istio.io/trafficextension/{ns}.{name}~istio-translated-wasmplugin"
+            ),
         }
     }
 }
@@ -488,8 +494,8 @@ pub fn plan_plugins(which: IstioDump, policy_json: &str, wasm: &Path) -> Vec<Plu
         .collect()
 }
 
-/// istiod's translation of one WasmPlugin (`pilot/pkg/model/extensions.go: buildWasmConfig`,
-/// `toEnvoyWasm...`): the Envoy plugin name is `<ns>.<name>`, the root id `pluginName`, the
+/// istiod's translation of one WasmPlugin (`pilot/pkg/model/extensions.go: buildWasmConfig`):
+/// the Envoy plugin name is `<ns>.<name>`, the root id `pluginName`, the
 /// configuration the JSON text of `pluginConfig` (a `StringValue`), the VM a V8 VM loading the
 /// file the agent downloaded.
 pub fn wasm_plugin_to_envoy(which: IstioDump, doc: &Value, wasm: &Path) -> PluginPlan {
@@ -510,10 +516,17 @@ pub fn wasm_plugin_to_envoy(which: IstioDump, doc: &Value, wasm: &Path) -> Plugi
         .flat_map(|m| array(&m["ports"]).iter())
         .filter_map(|p| p["number"].as_u64().and_then(|n| u16::try_from(n).ok()))
         .collect();
+    let ecds_name = which.wasm_plugin_ecds_name(ns, name);
+    // The Envoy plugin name is the ECDS name's last segment (`<ns>.<name>` in the 1.22.3 dump).
+    let plugin_name = ecds_name
+        .rsplit('/')
+        .next()
+        .unwrap_or(&ecds_name)
+        .to_owned();
     let typed_config = json!({
         "@type": if network { NETWORK_WASM } else { HTTP_WASM },
         "config": {
-            "name": format!("{ns}.{name}"),
+            "name": plugin_name,
             "root_id": spec["pluginName"].as_str().expect("pluginName"),
             "failure_policy": failure_policy,
             "vm_config": {
@@ -530,7 +543,7 @@ pub fn wasm_plugin_to_envoy(which: IstioDump, doc: &Value, wasm: &Path) -> Plugi
         name: name.to_owned(),
         network,
         ports,
-        ecds_name: which.wasm_plugin_ecds_name(ns, name),
+        ecds_name,
         typed_config,
     }
 }

@@ -429,9 +429,11 @@ fn the_plugin_takes_istios_place_in_every_outbound_http_chain() {
         let http = plugins.iter().find(|p| !p.network).unwrap();
         assert_eq!(http.typed_config["config"]["root_id"], "tenant-egress");
         assert_eq!(
-            http.typed_config["config"]["name"],
-            "istio-system.tenant-egress"
+            http.typed_config["config"]["name"].as_str(),
+            http.ecds_name.rsplit('/').next(),
+            "the Envoy plugin name is the ECDS name's last segment"
         );
+        assert!(http.ecds_name.contains("istio-system.tenant-egress"));
         let spec = |text: &str| {
             tenant_egress_core::validate::validate_json(text.as_bytes())
                 .unwrap()
