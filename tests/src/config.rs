@@ -9,10 +9,14 @@
 //!   `cluster: <app>.<ns>`, `metadata: {NAMESPACE, LABELS}` (both optional).
 //! - one outbound listener per service port `P` (Istio's `0.0.0.0_P`,
 //!   `traffic_direction: OUTBOUND`, HCM `stat_prefix: outbound_0.0.0.0_P`,
-//!   codec AUTO, route config named `"P"`), with one virtual host
-//!   `<fqdn>:P` per service having port `P` (domains: [`istio_domains`]) and
-//!   the catch-all `allow_any` (→ `PassthroughCluster`) or `block_all`
-//!   (direct 502) virtual host. Its local port is [`Topology::listener`].
+//!   codec AUTO, route config named `"P"` with `ignore_port_in_host_matching`),
+//!   with one virtual host `<fqdn>:P` per service having port `P` (domains:
+//!   [`route_domains`], no `:port` variants) and the catch-all `allow_any`
+//!   (→ `PassthroughCluster`) or `block_all` (direct 502) virtual host; HTTP
+//!   filters: the metadata-exchange stand-in ([`metadata_exchange_stand_in`]),
+//!   the filter right after it, the router. These are Istio 1.22's shapes,
+//!   held to the real 1.22.3 dump by `tests/tests/istiod_dumps.rs`. Its local
+//!   port is [`Topology::listener`].
 //! - clusters `outbound|P||<fqdn>` (STATIC → the service's upstream listener)
 //!   carrying Istio's `filter_metadata.istio.services` metadata,
 //!   `PassthroughCluster` (ORIGINAL_DST) and `BlackHoleCluster`.
@@ -479,11 +483,10 @@ impl EnvoyConfig {
                 continue;
             }
             let fqdn = s.fqdn();
-            let domains: Vec<String> =
-                istio_domains(&s.name, &s.namespace, svc_port, Some(&self.namespace))
-                    .into_iter()
-                    .filter(|d| used_domains.insert(d.clone()))
-                    .collect();
+            let domains: Vec<String> = route_domains(&s.name, &s.namespace, Some(&self.namespace))
+                .into_iter()
+                .filter(|d| used_domains.insert(d.clone()))
+                .collect();
             if domains.is_empty() {
                 continue;
             }
@@ -544,7 +547,8 @@ impl EnvoyConfig {
             }),
         });
 
-        let mut http_filters = Vec::new();
+        // As Istio 1.22+: the metadata exchange first, the plugin (phase AUTHZ) right after it.
+        let mut http_filters = vec![metadata_exchange_stand_in()];
         match (&self.filter, self.uses_ecds()) {
             (FilterMode::None, _) => {}
             (_, false) => http_filters.push(json!({
@@ -588,6 +592,8 @@ impl EnvoyConfig {
                     "route_config": {
                         "name": svc_port.to_string(),
                         "validate_clusters": false,
+                        // Istio 1.20+: no `:port` domain variants; Envoy ignores the port.
+                        "ignore_port_in_host_matching": true,
                         "virtual_hosts": vhosts,
                     },
                     "http_filters": http_filters,
@@ -636,10 +642,11 @@ pub fn ecds_path(dir: &Path) -> PathBuf {
     dir.join("xds").join("ecds.json")
 }
 
-/// The domains Istio puts on the virtual host of service `svc.ns` port `port`
-/// in the route table of a sidecar in namespace `src`: the FQDN, `svc.ns.svc`
-/// and `svc.ns`, each bare and with `:port`, and (only when `src == ns`) the
-/// short name `svc` and `svc:port`.
+/// Every Host a client in namespace `src` may send for service `svc.ns` port `port` that
+/// Istio routes to it: the FQDN, `svc.ns.svc` and `svc.ns`, each bare and with `:port`, and
+/// (only when `src == ns`) the short name `svc` and `svc:port`. Istio up to 1.19 listed exactly
+/// these as domains; from 1.20 the route lists the bare ones ([`route_domains`]) and ignores
+/// the port, which routes the same Hosts.
 pub fn istio_domains(svc: &str, ns: &str, port: u16, src: Option<&str>) -> Vec<String> {
     let mut names = vec![
         format!("{svc}.{ns}.svc.cluster.local"),
@@ -656,6 +663,46 @@ pub fn istio_domains(svc: &str, ns: &str, port: u16, src: Option<&str>) -> Vec<S
             [n, with_port]
         })
         .collect()
+}
+
+/// The domains of the virtual host of service `svc.ns` in the route table of a sidecar in
+/// namespace `src`, as Istio 1.22 writes them (see the 1.22.3 dump): the FQDN, `svc.ns` and
+/// `svc.ns.svc`, and the short name `svc` only when `src == ns`; no `:port` variants, since the
+/// route configuration sets `ignore_port_in_host_matching`. (Istio also lists the ClusterIP;
+/// this harness has none: the dump replays in `tests/tests/istiod_dumps.rs` cover it.)
+pub fn route_domains(svc: &str, ns: &str, src: Option<&str>) -> Vec<String> {
+    let mut names = vec![
+        format!("{svc}.{ns}.svc.cluster.local"),
+        format!("{svc}.{ns}"),
+        format!("{svc}.{ns}.svc"),
+    ];
+    if src == Some(ns) {
+        names.push(svc.to_string());
+    }
+    names
+}
+
+/// Name of Istio's HTTP metadata-exchange filter, which the harness keeps as a stand-in.
+pub const METADATA_EXCHANGE: &str = "istio.metadata_exchange";
+
+/// The request header the metadata-exchange stand-in sets.
+pub const METADATA_EXCHANGE_STAND_IN: &str = "x-istio-metadata-exchange-stand-in";
+
+/// A pass-through stand-in for Istio's `istio.metadata_exchange` HTTP filter (Istio's
+/// `peer_metadata` filter, not in upstream Envoy): Envoy's `header_mutation` setting
+/// [`METADATA_EXCHANGE_STAND_IN`]` = 1` on the request, so the chain has Istio's shape and a test
+/// can see that it ran.
+pub fn metadata_exchange_stand_in() -> Value {
+    json!({
+        "name": METADATA_EXCHANGE,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"append": {
+                "header": {"key": METADATA_EXCHANGE_STAND_IN, "value": "1"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }}]},
+        },
+    })
 }
 
 /// HCM stat_prefix of the upstream listener of `svc.ns:port`; its request

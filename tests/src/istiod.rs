@@ -77,11 +77,7 @@ pub const NETNS_ENV: &str = "TENANT_EGRESS_IN_NETNS";
 /// dump has a listener on it (checked by [`convert`]).
 pub const CANARY_PORT: u16 = 15999;
 
-/// Name kept by the stand-in of Istio's HTTP metadata exchange.
-pub const METADATA_EXCHANGE: &str = "istio.metadata_exchange";
-
-/// The header the metadata-exchange stand-in adds to every request it passes.
-pub const METADATA_EXCHANGE_STAND_IN: &str = "x-istio-metadata-exchange-stand-in";
+pub use crate::config::{METADATA_EXCHANGE, METADATA_EXCHANGE_STAND_IN};
 
 const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
@@ -862,16 +858,7 @@ fn convert_hcm(
         }
         match name {
             METADATA_EXCHANGE => {
-                out.push(json!({
-                    "name": METADATA_EXCHANGE,
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                        "mutations": {"request_mutations": [{"append": {
-                            "header": {"key": METADATA_EXCHANGE_STAND_IN, "value": "1"},
-                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                        }}]},
-                    },
-                }));
+                out.push(crate::config::metadata_exchange_stand_in());
                 if !has_slot {
                     ours(&mut out);
                 }

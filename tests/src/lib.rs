@@ -55,8 +55,9 @@ use std::path::{Path, PathBuf};
 
 pub use assertions::{assert_counter, assert_denied, DENIAL_MARKER, WAIT};
 pub use config::{
-    ecds_path, istio_domains, upstream_stat_prefix, wasm_typed_config, EnvoyConfig, FilterMode,
-    OutboundPolicy, Service, Topology, ECDS_FILTER_NAME, WASM_TYPE_URL,
+    ecds_path, istio_domains, metadata_exchange_stand_in, route_domains, upstream_stat_prefix,
+    wasm_typed_config, EnvoyConfig, FilterMode, OutboundPolicy, Service, Topology,
+    ECDS_FILTER_NAME, METADATA_EXCHANGE, METADATA_EXCHANGE_STAND_IN, WASM_TYPE_URL,
 };
 pub use envoy::{
     ecds_discovery_response, write_atomically, EcdsCounts, EcdsOutcome, Envoy, StartError,

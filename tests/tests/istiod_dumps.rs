@@ -537,3 +537,160 @@ fn a_missing_dump_fails_loudly() {
     assert!(msg.contains("config dump is missing"), "{msg}");
     assert!(msg.contains("fail rather than skip"), "{msg}");
 }
+
+// === The kit's own Istio-shaped configuration, against the 1.22.3 dump ===
+
+fn hcm_of(listener: &Value) -> &Value {
+    listener["filter_chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["filters"].as_array().into_iter().flatten())
+        .find(|f| f["name"] == "envoy.filters.network.http_connection_manager")
+        .map(|f| &f["typed_config"])
+        .expect("an HTTP connection manager")
+}
+
+fn vhost<'a>(rc: &'a Value, name: &str) -> &'a Value {
+    rc["virtual_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no virtual host {name}: {rc}"))
+}
+
+/// The configuration the other integration tests run on (`EnvoyConfig`) has the shapes Istio
+/// 1.22 generates, checked against the real 1.22.3 dump so the two cannot drift apart: listener
+/// and route names, `ignore_port_in_host_matching` and no `:port` domain variants, the service
+/// virtual host's domains, the `allow_any` catch-all to an ORIGINAL_DST `PassthroughCluster`,
+/// the plugin right after the metadata exchange (by ECDS), the router last, and the cluster
+/// metadata the filter reads.
+#[test]
+fn the_kits_istio_shaped_configs_match_the_1_22_3_dump() {
+    let dump = Dump::load(IstioDump::V1_22_3);
+    let real = dump
+        .outbound_listeners()
+        .into_iter()
+        .find(|l| l["name"] == "0.0.0.0_80")
+        .unwrap();
+    let real_hcm = hcm_of(real);
+    let real_rc = dump
+        .route_config(real_hcm["rds"]["route_config_name"].as_str().unwrap())
+        .unwrap();
+    let cfg = EnvoyConfig::new("default")
+        .service("tracing", "istio-system", &[80])
+        .wasm_filter_ecds(r#"{"apiVersion": "tenant-egress/v1", "tenants": []}"#)
+        .wasm_file("/x/tenant_egress_filter.wasm");
+    let kit = cfg.render(&cfg.allocate(), Path::new("/x"));
+    let kit_l = kit["static_resources"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == real["name"])
+        .expect("the kit's 0.0.0.0_80");
+    let kit_hcm = hcm_of(kit_l);
+    let kit_rc = &kit_hcm["route_config"];
+
+    // Listener and HCM.
+    assert_eq!(kit_l["traffic_direction"], real["traffic_direction"]);
+    assert_eq!(kit_hcm["stat_prefix"], real_hcm["stat_prefix"]);
+    assert_eq!(
+        kit_hcm["use_remote_address"],
+        real_hcm["use_remote_address"]
+    );
+    assert_eq!(kit_hcm["upgrade_configs"], real_hcm["upgrade_configs"]);
+
+    // Route configuration.
+    assert_eq!(kit_rc["name"], real_rc["name"]);
+    for key in ["ignore_port_in_host_matching", "validate_clusters"] {
+        assert_eq!(kit_rc[key], real_rc[key], "{key}");
+    }
+    assert_eq!(kit_rc["ignore_port_in_host_matching"], true);
+    for rc in [kit_rc, real_rc] {
+        for vh in rc["virtual_hosts"].as_array().unwrap() {
+            for d in vh["domains"].as_array().unwrap() {
+                assert!(!d.as_str().unwrap().contains(':'), "a :port domain: {d}");
+            }
+        }
+    }
+    let name = "tracing.istio-system.svc.cluster.local:80";
+    let (kit_vh, real_vh) = (vhost(kit_rc, name), vhost(real_rc, name));
+    let real_names: Vec<&Value> = real_vh["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d.as_str().unwrap().parse::<Ipv4Addr>().is_err())
+        .collect();
+    assert_eq!(
+        kit_vh["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        real_names,
+        "service domains, less the ClusterIP the kit has none of"
+    );
+    for key in ["name", "match"] {
+        assert_eq!(kit_vh["routes"][0][key], real_vh["routes"][0][key], "{key}");
+    }
+    assert_eq!(
+        kit_vh["routes"][0]["route"]["cluster"],
+        real_vh["routes"][0]["route"]["cluster"]
+    );
+    let (kit_any, real_any) = (vhost(kit_rc, "allow_any"), vhost(real_rc, "allow_any"));
+    assert_eq!(kit_any["domains"], real_any["domains"]);
+    assert_eq!(kit_any["routes"][0]["name"], real_any["routes"][0]["name"]);
+    assert_eq!(
+        kit_any["routes"][0]["route"]["cluster"],
+        real_any["routes"][0]["route"]["cluster"]
+    );
+
+    // HTTP filters: the metadata exchange, the plugin by ECDS right after it, ..., the router.
+    let order = |hcm: &Value| -> Vec<(String, bool)> {
+        hcm["http_filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_owned(),
+                    h["config_discovery"].is_object(),
+                )
+            })
+            .collect()
+    };
+    for (who, filters) in [("kit", order(kit_hcm)), ("1.22.3", order(real_hcm))] {
+        assert_eq!(filters[0].0, METADATA_EXCHANGE, "{who}: {filters:?}");
+        assert!(
+            filters[1].1,
+            "{who}: the plugin by ECDS after it: {filters:?}"
+        );
+        assert_eq!(
+            filters.last().unwrap().0,
+            "envoy.filters.http.router",
+            "{who}"
+        );
+    }
+
+    // Clusters: the catch-all and the metadata the filter reads.
+    let kit_cluster = |name: &str| {
+        kit["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("kit cluster {name}"))
+            .clone()
+    };
+    let real_pass = dump.cluster("PassthroughCluster").unwrap();
+    let kit_pass = kit_cluster("PassthroughCluster");
+    for key in ["type", "lb_policy"] {
+        assert_eq!(kit_pass[key], real_pass[key], "PassthroughCluster {key}");
+    }
+    let svc = "outbound|80||tracing.istio-system.svc.cluster.local";
+    assert_eq!(
+        kit_cluster(svc)["metadata"]["filter_metadata"]["istio"]["services"],
+        dump.cluster(svc).unwrap()["metadata"]["filter_metadata"]["istio"]["services"]
+    );
+}
