@@ -1330,3 +1330,97 @@ pub fn mongo_hello() -> Vec<u8> {
     msg.extend_from_slice(&body);
     msg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_cluster_names() {
+        assert_eq!(
+            outbound_cluster("outbound|27017||mongodb-geo.hr2.svc.cluster.local"),
+            Some((27017, "mongodb-geo.hr2.svc.cluster.local"))
+        );
+        assert_eq!(
+            outbound_cluster("outbound|80|v1|web.prod.svc.cluster.local"),
+            Some((80, "web.prod.svc.cluster.local"))
+        );
+        assert_eq!(outbound_cluster("PassthroughCluster"), None);
+        assert_eq!(outbound_cluster("inbound|8083||"), None);
+        assert_eq!(outbound_cluster("outbound|x||a.b"), None);
+    }
+
+    fn route(domains: &[&str], namespace: &str) -> HttpRoute {
+        HttpRoute {
+            listener: "l".into(),
+            route_config: "r".into(),
+            cluster: "outbound|3333||app3.default.svc.cluster.local".into(),
+            host: "app3.default.svc.cluster.local".into(),
+            namespace: namespace.into(),
+            port: 3333,
+            vip: Some(Ipv4Addr::new(10, 98, 24, 100)),
+            dial: SocketAddrV4::new(Ipv4Addr::new(10, 98, 24, 100), 3333),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            sniffing: true,
+        }
+    }
+
+    #[test]
+    fn aliases_of_a_star_vhost_are_istios_and_the_clusterip() {
+        let r = route(&["*"], "default");
+        assert_eq!(
+            r.aliases("default"),
+            [
+                "app3.default.svc.cluster.local",
+                "app3.default.svc",
+                "app3.default",
+                "app3",
+                "10.98.24.100",
+                "app3.default.svc.cluster.local:3333",
+                "app3.default.svc:3333",
+                "app3.default:3333",
+                "app3:3333",
+                "10.98.24.100:3333",
+            ]
+        );
+        // No short name from another namespace.
+        assert!(!r.aliases("other").iter().any(|a| a == "app3"));
+    }
+
+    #[test]
+    fn aliases_of_listed_domains_add_missing_port_variants_and_skip_wildcards() {
+        let r = route(&["a.ns", "a.ns:3333", "*.a.ns", "10.0.0.1"], "ns");
+        assert_eq!(
+            r.aliases("ns"),
+            ["a.ns", "a.ns:3333", "10.0.0.1", "10.0.0.1:3333"]
+        );
+    }
+
+    #[test]
+    fn ecds_names_per_istio() {
+        assert_eq!(
+            IstioDump::V1_18_2.wasm_plugin_ecds_name("istio-system", "tenant-egress"),
+            "istio-system.tenant-egress"
+        );
+        assert_eq!(
+            IstioDump::V1_22_3.wasm_plugin_ecds_name("istio-system", "tenant-egress"),
+            "extenstions.istio.io/wasmplugin/istio-system.tenant-egress"
+        );
+        assert_eq!(
+            IstioDump::V1_9_1.wasm_plugin_ecds_name("istio-system", "tenant-egress"),
+            "extensions.istio.io/trafficextension/istio-system.tenant-egress~istio-translated-wasmplugin"
+        );
+    }
+
+    #[test]
+    fn mongo_hello_is_a_well_formed_op_msg() {
+        let m = mongo_hello();
+        let len = i32::from_le_bytes(m[0..4].try_into().unwrap()) as usize;
+        assert_eq!(len, m.len());
+        assert_eq!(i32::from_le_bytes(m[12..16].try_into().unwrap()), 2013);
+        let doc = &m[21..];
+        let doc_len = i32::from_le_bytes(doc[0..4].try_into().unwrap()) as usize;
+        assert_eq!(doc_len, doc.len());
+        assert_eq!(doc.last(), Some(&0));
+    }
+}

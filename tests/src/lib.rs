@@ -16,6 +16,9 @@
 //!   "upstream" listeners standing in for the services.
 //! - [`envoy`]: [`Envoy`], a running Envoy process (readiness, admin, stats,
 //!   logs, ECDS policy updates, diagnostics on failure).
+//! - [`istiod`]: replays real istiod sidecar config dumps (`../shared/reference/
+//!   istio-config-dumps/`) in Envoy 1.40 with the filter, inside a private
+//!   network namespace ([`istiod::Replay`], [`istiod::in_private_netns`]).
 //!
 //! Prerequisite: `scripts/setup.sh` (Envoy in `.venv`, the filter built).
 //!
