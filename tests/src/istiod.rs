@@ -23,7 +23,9 @@
 //!   `10.98.24.100_3333` and `destination.address` is that VIP, as under Istio.
 //! - **Endpoints.** EDS (and headless ORIGINAL_DST) service clusters become STATIC with one
 //!   endpoint, a local upstream per cluster on `127.1.x.y:<service port>` ([`Upstream`]): it
-//!   answers HTTP with `x-upstream: <cluster>` and echoes any other bytes.
+//!   answers HTTP with body `upstream=<cluster>` and headers `x-upstream: <cluster>`,
+//!   `x-upstream-authority` (the Host it got), `x-upstream-local` (the address it was reached
+//!   on) and `x-upstream-stand-in` (see below), and echoes any other bytes.
 //! - **Passthrough.** `PassthroughCluster` stays `ORIGINAL_DST`, but Envoy uses a connection's
 //!   local address as the original destination only when a listener filter restored it (under
 //!   Istio: `virtualOutbound`'s `use_original_dst` after iptables' REDIRECT; here nothing
@@ -44,7 +46,8 @@
 //!   chain ran in Istio's order.
 //! - **The plugin.** The WasmPlugin(s) come from `tenant-egress generate` (the library call
 //!   behind the CLI, [`plan_plugins`]) and are turned into Envoy filters the way istiod does
-//!   (`pilot/pkg/model/extensions.go`): Envoy `name` `<ns>.<name>`, `root_id` = `pluginName`,
+//!   (`pilot/pkg/model/extensions.go`): Envoy `name` `<ns>.<name>` (the last segment of the
+//!   ECDS name), `root_id` = `pluginName`,
 //!   `configuration` = the JSON of `pluginConfig`, `failStrategy` -> `failure_policy`, delivered
 //!   by ECDS under the resource name Istio of the dump's version gives a WasmPlugin
 //!   ([`IstioDump::wasm_plugin_ecds_name`]). The HTTP plugin (phase AUTHZ) takes the slot of the
