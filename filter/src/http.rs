@@ -3,8 +3,9 @@
 //!
 //! Host calls per request: the header map (1) and the cluster name (1); then the original
 //! destination for a passthrough (1), or for an outbound cluster its namespace metadata, read
-//! once per cluster and cached (plus the original destination when the authority is an IP). Counters are batched in the VM and flushed on a timer. A
-//! denial adds the log line and the local reply (2).
+//! once per cluster and cached (plus the original destination when the authority is an IP).
+//! Counters are batched in the VM and flushed on a timer. A denial adds the log line and the
+//! local reply (2).
 
 use std::rc::Rc;
 
