@@ -694,3 +694,47 @@ fn the_kits_istio_shaped_configs_match_the_1_22_3_dump() {
         dump.cluster(svc).unwrap()["metadata"]["filter_metadata"]["istio"]["services"]
     );
 }
+
+/// REGISTRY_ONLY as Istio 1.22 writes it (not in any of the dumps): unknown hosts hit the
+/// `block_all` virtual host, a direct 502 with no cluster at all. The filter runs first and, with
+/// no cluster to go by, decides on the authority alone: an unknown name is no service the policy
+/// imports (`not-allowed`), the source's own service passes to Envoy's 502 (a name the Sidecar
+/// does not route), and nothing is sent anywhere.
+#[test]
+fn block_all_has_no_cluster_and_the_authority_decides() {
+    let policy = json!({
+        "apiVersion": "tenant-egress/v1",
+        "tenants": [
+            {"name": "prod", "namespaces": ["prod"], "egress": [{"hosts": ["./*"]}]},
+            {"name": "uat", "namespaces": ["uat"], "egress": [{"hosts": ["./*"]}]}
+        ]
+    })
+    .to_string();
+    let envoy = EnvoyConfig::new("prod")
+        .service("web", "prod", &[80])
+        .registry_only()
+        .wasm_filter(&policy)
+        .start();
+    let port = envoy.listener_port(80);
+    assert_denied(
+        &get(port, "downloads.example.org", "/"),
+        "not-allowed",
+        "unknown host",
+    );
+    assert_denied(
+        &get(port, "api.uat.svc.cluster.local", "/"),
+        "not-allowed",
+        "another tenant's service the Sidecar does not route",
+    );
+    let r = get(port, "api.prod.svc.cluster.local", "/");
+    assert_eq!(
+        r.status, 502,
+        "own namespace, unrouted: block_all's 502: {r:?}"
+    );
+    assert_eq!(r.header("x-tenant-egress-denied"), None);
+    assert_eq!(envoy.canary_hits(), 0);
+    assert_eq!(envoy.upstream_hits("web", "prod", 80), 0);
+    assert_counter(&envoy, "denied.not_allowed", 2);
+    assert_counter(&envoy, "allowed", 1);
+    assert!(envoy.wait_for_access_log("route=block_all", WAIT));
+}
