@@ -59,6 +59,11 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     let Some(state) = state else {
         return refuse_without_policy(host, at);
     };
+    if state.stand_aside {
+        // A gateway proxy under `gateways: passthrough`: not a tenant's egress; no host call.
+        state.counters.gateway_passthrough();
+        return Outcome::Allow;
+    }
     let mut target = Target {
         protocol: at.protocol(),
         ..Target::default()

@@ -16,7 +16,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Input, LoadError, Loaded};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, AuditSidecars, Doc, DocKind, FailStrategy, Format, GenerateError,
+    self, graph::GraphFormat, AuditSidecars, FailStrategy, Format, GenerateError,
     Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::explain::{RequestSpec, SourceSpec};
@@ -98,9 +98,12 @@ tenant-egress generate policy.yaml --only envoyfilter \\\n      \
 struct GenerateArgs {
     /// Policy document (YAML or JSON; `-` for stdin).
     policy: PathBuf,
-    /// `-` for stdout, or a directory to write one file per kind into (sidecars.yaml, wasmplugin.yaml,
-    /// envoyfilter.yaml; .json with --format json).
-    #[arg(long, value_name = "DIR|-", default_value = "-")]
+    /// `-` for stdout; a FILE ending in .yaml/.yml/.json for every object in one file; or a
+    /// directory for one file per kind (sidecars.yaml, wasmplugin.yaml, envoyfilter.yaml; .json
+    /// with --format json). A directory always holds exactly this run's output: files an earlier
+    /// run wrote that this one does not are removed (so `kubectl apply -f DIR` never applies a
+    /// stale WasmPlugin next to an EnvoyFilter).
+    #[arg(long, value_name = "DIR|FILE|-", default_value = "-")]
     out: PathBuf,
     /// Emit only these documents (default: Sidecars and the WasmPlugin; the EnvoyFilter only when
     /// asked for, instead of the WasmPlugin).
@@ -140,8 +143,16 @@ struct GenerateArgs {
     /// One WasmPlugin/EnvoyFilter in the root namespace (mesh), or one per tenant namespace.
     #[arg(long, value_enum, default_value_t = WasmScope::Mesh)]
     wasm_scope: WasmScope,
-    /// Sidecars of tenants in audit mode: `open` (`*/*`, nothing blocked) or `scoped` (as enforced).
-    #[arg(long, value_enum, default_value_t = AuditSidecars::Open)]
+    /// With --wasm-scope namespace: only these tenant namespaces (a staged rollout: one
+    /// namespace first, then more, then mesh-wide).
+    #[arg(long, value_name = "NS,...", value_delimiter = ',')]
+    wasm_namespaces: Vec<String>,
+    /// Accept a remote module with no digest under FAIL_CLOSE (a demo; see --sha256).
+    #[arg(long)]
+    allow_unpinned: bool,
+    /// Sidecars of tenants in audit mode: `scoped` (as enforced: today's scoping kept) or `open`
+    /// (`*/*`: wider than any scoped Sidecar).
+    #[arg(long, value_enum, default_value_t = AuditSidecars::Scoped)]
     audit_sidecars: AuditSidecars,
 }
 
@@ -400,6 +411,8 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
             image_pull_policy: args.image_pull_policy.clone(),
             fail_strategy: args.fail_strategy,
             scope: args.wasm_scope,
+            namespaces: args.wasm_namespaces.clone(),
+            allow_unpinned: args.allow_unpinned,
         },
         audit_sidecars: args.audit_sidecars,
     };
@@ -415,33 +428,15 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         &input.label(),
         &manifest::regenerate_command(&input, &opts, args.format),
     );
-    let render = |docs: &[&Doc]| {
+    let target = manifest::output::Target::of(&args.out);
+    let said = manifest::output::write(&target, args.format, &generated.docs, |docs| {
         args.format
             .render(&header, docs)
-            .map_err(|e| Fail(2, format!("error: {e}")))
-    };
-    if args.out == Path::new("-") {
-        let text = render(&generated.docs.iter().collect::<Vec<_>>())?;
-        std::io::stdout().lock().write_all(text.as_bytes())?;
-        return Ok(());
-    }
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        Fail(
-            2,
-            format!("error: cannot create directory {}: {e}", args.out.display()),
-        )
-    })?;
-    for kind in [DocKind::Sidecar, DocKind::WasmPlugin, DocKind::EnvoyFilter] {
-        let docs: Vec<&Doc> = generated.docs.iter().filter(|d| d.kind == kind).collect();
-        if docs.is_empty() {
-            continue;
-        }
-        let path = args
-            .out
-            .join(format!("{}.{}", kind.file_stem(), args.format.extension()));
-        std::fs::write(&path, render(&docs)?)
-            .map_err(|e| Fail(2, format!("error: cannot write {}: {e}", path.display())))?;
-        eprintln!("wrote {} ({} objects)", path.display(), docs.len());
+            .map_err(|e| manifest::output::OutputError::Usage(e.to_string()))
+    })
+    .map_err(|e| Fail(2, format!("error: {e}")))?;
+    for line in said {
+        eprintln!("{line}");
     }
     Ok(())
 }
