@@ -10,6 +10,7 @@
 //! order) out; the CLI does the I/O. Output is deterministic: tenants and namespaces in document
 //! order, listeners port-scoped by port then the catch-all, fixed names.
 
+pub mod coverage;
 pub mod envoyfilter;
 pub mod graph;
 pub mod import;

@@ -320,10 +320,20 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Prints the TCP traffic no filter decides (`manifest::coverage::tcp_gaps`); returns how many.
+fn print_tcp_gaps(path: &Path, loaded: &Loaded) -> usize {
+    let gaps = manifest::coverage::tcp_gaps(&loaded.spec);
+    for g in &gaps {
+        eprintln!("warning: {}: {g}", path.display());
+    }
+    gaps.len()
+}
+
 fn validate(path: &Path, quiet: bool) -> Result<(), Fail> {
     let loaded = load_policy(path)?;
+    let gaps = print_tcp_gaps(path, &loaded);
     if !quiet {
-        let warnings = match loaded.warnings.len() {
+        let warnings = match loaded.warnings.len() + gaps {
             0 => String::new(),
             n => format!(", {}", plural(n, "warning")),
         };
@@ -356,11 +366,15 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         protocol: args.protocol,
     };
     let (_, report) = req.report(&loaded.policy);
+    let enforcement = manifest::coverage::enforcement_point(&loaded.spec, &req);
     if args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Fail(2, e.to_string()))?;
+        let mut value = serde_json::to_value(&report).map_err(|e| Fail(2, e.to_string()))?;
+        value["enforcedBy"] = serde_json::json!(enforcement);
+        let text = serde_json::to_string_pretty(&value).map_err(|e| Fail(2, e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", report.to_text(req.source.namespace.as_deref()));
+        println!("enforced by: {}", enforcement.detail);
     }
     Ok(())
 }
@@ -400,6 +414,7 @@ fn explain_batch(loaded: &Loaded, path: &Path) -> Result<(), Fail> {
 
 fn generate(args: &GenerateArgs) -> Result<(), Fail> {
     let loaded = load_policy(&args.policy)?;
+    print_tcp_gaps(&args.policy, &loaded);
     let opts = Options {
         selection: args.only.unwrap_or(Selection::Default),
         root_namespace: args.root_namespace.clone(),
