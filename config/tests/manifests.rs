@@ -865,7 +865,13 @@ fn generate_cli_outputs_and_options() {
     // JSON: one List.
     let out = run_in(
         dir,
-        &["generate", "policy.yaml", "--format", "json", "--allow-unpinned"],
+        &[
+            "generate",
+            "policy.yaml",
+            "--format",
+            "json",
+            "--allow-unpinned",
+        ],
         None,
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -979,7 +985,10 @@ fn audit_tenants_keep_scoped_sidecars_unless_asked() {
     );
     assert_eq!(audit.len(), 2);
     assert_eq!(audit[0]["spec"]["egress"][0]["hosts"][0], "./*");
-    assert_eq!(audit[0]["spec"]["outboundTrafficPolicy"]["mode"], "REGISTRY_ONLY");
+    assert_eq!(
+        audit[0]["spec"]["outboundTrafficPolicy"]["mode"],
+        "REGISTRY_ONLY"
+    );
     assert_eq!(audit[1]["metadata"]["name"], "w");
     let open = manifest::generate(
         &spec,

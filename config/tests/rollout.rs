@@ -17,8 +17,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 use tenant_egress_config::manifest::{
-    self, import, AuditSidecars, DocKind, Options, Selection, WasmOptions, WasmScope,
-    MANAGED_BY, MANAGED_BY_LABEL,
+    self, import, AuditSidecars, DocKind, Options, Selection, WasmOptions, WasmScope, MANAGED_BY,
+    MANAGED_BY_LABEL,
 };
 use tenant_egress_core::spec::{OutboundTrafficPolicy, PolicySpec};
 
@@ -61,7 +61,10 @@ fn text(b: &[u8]) -> String {
 /// A policy copied into `dir` as policy.yaml.
 fn example_in(dir: &Path, example: &str) {
     std::fs::copy(
-        repo().join("istio/examples").join(example).join("policy.yaml"),
+        repo()
+            .join("istio/examples")
+            .join(example)
+            .join("policy.yaml"),
         dir.join("policy.yaml"),
     )
     .unwrap();
@@ -113,13 +116,17 @@ done
 type Key = (String, String, String);
 
 fn key_of(v: &Value) -> Key {
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
-    let k = (
-        s("/kind"),
-        s("/metadata/namespace"),
-        s("/metadata/name"),
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let k = (s("/kind"), s("/metadata/namespace"), s("/metadata/name"));
+    assert!(
+        !k.1.is_empty(),
+        "an applied object without a namespace: {v}"
     );
-    assert!(!k.1.is_empty(), "an applied object without a namespace: {v}");
     k
 }
 
@@ -201,11 +208,7 @@ fn replay(log: &Path, today: &[Value]) -> Vec<Step> {
                     let (lk, lv) = selector.clone().expect("--prune needs -l");
                     let visited: BTreeSet<&str> = keys.iter().map(|k| k.1.as_str()).collect();
                     cluster.retain(|k, obj| {
-                        let gvk = format!(
-                            "{}/{}",
-                            obj["apiVersion"].as_str().unwrap_or(""),
-                            k.0
-                        );
+                        let gvk = format!("{}/{}", obj["apiVersion"].as_str().unwrap_or(""), k.0);
                         let selected = obj.pointer("/metadata/labels").and_then(|l| l.get(&lk))
                             == Some(&json!(lv));
                         !(selected
@@ -217,7 +220,10 @@ fn replay(log: &Path, today: &[Value]) -> Vec<Step> {
                 // Every generated object is selected by the label the README prunes with.
                 for obj in &applied {
                     assert_eq!(
-                        obj.pointer(&format!("/metadata/labels/{}", MANAGED_BY_LABEL.replace('/', "~1"))),
+                        obj.pointer(&format!(
+                            "/metadata/labels/{}",
+                            MANAGED_BY_LABEL.replace('/', "~1")
+                        )),
                         Some(&json!(MANAGED_BY)),
                         "{obj}"
                     );
@@ -226,7 +232,9 @@ fn replay(log: &Path, today: &[Value]) -> Vec<Step> {
             Some("delete") => {
                 // `kubectl delete KIND,KIND -A -l key=value`, nothing else.
                 let [_, kinds, all, l, sel] = args.as_slice() else {
-                    panic!("the replay models `kubectl delete KINDS -A -l SELECTOR` only: {args:?}");
+                    panic!(
+                        "the replay models `kubectl delete KINDS -A -l SELECTOR` only: {args:?}"
+                    );
                 };
                 assert_eq!((all.as_str(), l.as_str()), ("-A", "-l"), "{args:?}");
                 let kinds: BTreeSet<&str> = kinds
@@ -245,7 +253,10 @@ fn replay(log: &Path, today: &[Value]) -> Vec<Step> {
                             == Some(&json!(lv)))
                 });
             }
-            _ => panic!("the README runs `kubectl {}`, which the replay does not model", args.join(" ")),
+            _ => panic!(
+                "the README runs `kubectl {}`, which the replay does not model",
+                args.join(" ")
+            ),
         }
         steps.push(Step {
             args,
@@ -272,7 +283,8 @@ fn meaning(v: &Value) -> SidecarMeaning {
         .into_iter()
         .map(|e| {
             (
-                e.port.map(|p| (p.number, p.protocol.map(|x| x.to_string()))),
+                e.port
+                    .map(|p| (p.number, p.protocol.map(|x| x.to_string()))),
                 e.hosts.into_iter().collect(),
             )
         })
@@ -352,7 +364,10 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
     );
 
     // Step 1: the import is in audit mode and validates.
-    assert!(stdout.contains("policy.yaml: valid (mode=audit"), "{stdout}");
+    assert!(
+        stdout.contains("policy.yaml: valid (mode=audit"),
+        "{stdout}"
+    );
     let imported = std::fs::read_to_string(work.join("imported.yaml")).unwrap();
     assert!(imported.contains("\nmode: audit\n"), "{imported}");
     // The audit verdict on ALLOW_ANY passthrough is explained, and not enforced.
@@ -366,18 +381,26 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 
-    let today = import::documents("today", &std::fs::read_to_string(today_path()).unwrap())
-        .unwrap();
+    let today =
+        import::documents("today", &std::fs::read_to_string(today_path()).unwrap()).unwrap();
     let steps = replay(&log, &today);
     let applies: Vec<&Step> = steps.iter().filter(|s| s.args[0] == "apply").collect();
-    assert_eq!(applies.len(), 4, "{:?}", steps.iter().map(|s| &s.args).collect::<Vec<_>>());
+    assert_eq!(
+        applies.len(),
+        4,
+        "{:?}",
+        steps.iter().map(|s| &s.args).collect::<Vec<_>>()
+    );
     let prod_plugin = vec![("prod".to_owned(), "tenant-egress".to_owned())];
     let mesh_plugin = vec![("istio-system".to_owned(), "tenant-egress".to_owned())];
     // Step 2: audit in prod only, then mesh-wide: today's Sidecars, nothing enforced.
     for (step, want) in [(applies[0], &prod_plugin), (applies[1], &mesh_plugin)] {
         assert_sidecars_are_todays(step, &today);
         assert_eq!(&plugins(step), want, "{:?}", step.args);
-        let (_, plugin) = of_kind(&step.cluster, "WasmPlugin").into_iter().next().unwrap();
+        let (_, plugin) = of_kind(&step.cluster, "WasmPlugin")
+            .into_iter()
+            .next()
+            .unwrap();
         let config = &plugin["spec"]["pluginConfig"];
         assert_eq!(config["mode"], "audit");
         assert!(config["tenants"]
@@ -415,7 +438,9 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
     // Step 4: rolled back: the plugins deleted, today's Sidecars.
     let last = steps.last().unwrap();
     assert_eq!(last.args[0], "apply");
-    assert!(steps.iter().any(|s| s.args[0] == "delete" && plugins(s).is_empty()));
+    assert!(steps
+        .iter()
+        .any(|s| s.args[0] == "delete" && plugins(s).is_empty()));
     assert_sidecars_are_todays(last, &today);
     assert!(plugins(last).is_empty(), "{:?}", plugins(last));
     for s in &steps {
@@ -455,16 +480,38 @@ fn fail_close_refuses_an_unpinned_remote_module() {
         // The EnvoyFilter reads an oci:// module from a file in the proxy: nothing to pin.
         (vec!["--only", "envoyfilter"], true),
         (vec!["--url", "https://example.com/f.wasm"], false),
-        (vec!["--only", "envoyfilter", "--url", "https://example.com/f.wasm"], false),
-        (vec!["--fail-strategy", "FAIL_RELOAD", "--url", "https://example.com/f.wasm"], true),
+        (
+            vec![
+                "--only",
+                "envoyfilter",
+                "--url",
+                "https://example.com/f.wasm",
+            ],
+            false,
+        ),
+        (
+            vec![
+                "--fail-strategy",
+                "FAIL_RELOAD",
+                "--url",
+                "https://example.com/f.wasm",
+            ],
+            true,
+        ),
     ] {
         let mut all = vec!["generate", "policy.yaml"];
         all.extend(&args);
         let out = run_in(&dir, &all);
-        assert_eq!(out.status.code() == Some(0), ok, "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code() == Some(0),
+            ok,
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
     let out = run_in(&dir, &["generate", "policy.yaml", "--allow-unpinned"]);
-    assert!(text(&out.stdout).contains("# Regenerate with: tenant-egress generate policy.yaml --allow-unpinned\n"));
+    assert!(text(&out.stdout)
+        .contains("# Regenerate with: tenant-egress generate policy.yaml --allow-unpinned\n"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -497,7 +544,11 @@ fn out_dir_always_holds_exactly_the_last_output() {
     // The default run after it: never both the EnvoyFilter and the WasmPlugin.
     let out = gen(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("removed m/envoyfilter.yaml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("removed m/envoyfilter.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(files(&m), ["NOTES.txt", "sidecars.yaml", "wasmplugin.yaml"]);
     let all = read_objects(&m.join("sidecars.yaml"))
         .into_iter()
@@ -513,12 +564,24 @@ fn out_dir_always_holds_exactly_the_last_output() {
     std::fs::write(m.join("wasmplugin.yaml"), "kind: Hand-written\n").unwrap();
     let out = gen(&[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("was not generated by tenant-egress"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("was not generated by tenant-egress"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
         files(&m),
-        ["NOTES.txt", "sidecars.json", "wasmplugin.json", "wasmplugin.yaml"]
+        [
+            "NOTES.txt",
+            "sidecars.json",
+            "wasmplugin.json",
+            "wasmplugin.yaml"
+        ]
     );
-    assert_eq!(std::fs::read_to_string(m.join("NOTES.txt")).unwrap(), "mine\n");
+    assert_eq!(
+        std::fs::read_to_string(m.join("NOTES.txt")).unwrap(),
+        "mine\n"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -526,25 +589,65 @@ fn out_dir_always_holds_exactly_the_last_output() {
 fn out_file_is_a_file_not_a_directory() {
     let dir = scratch("outfile");
     example_in(&dir, "helloworld-ports");
-    let out = run_in(&dir, &["generate", "policy.yaml", "--allow-unpinned", "--out", "manifests.yaml"]);
+    let out = run_in(
+        &dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--allow-unpinned",
+            "--out",
+            "manifests.yaml",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let path = dir.join("manifests.yaml");
     assert!(path.is_file(), "--out manifests.yaml must write a file");
     let stdout = text(&run_in(&dir, &["generate", "policy.yaml", "--allow-unpinned"]).stdout);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), stdout);
     // Again: overwritten (it is ours).
-    let out = run_in(&dir, &["generate", "policy.yaml", "--allow-unpinned", "--out", "manifests.yaml"]);
+    let out = run_in(
+        &dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--allow-unpinned",
+            "--out",
+            "manifests.yaml",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = run_in(&dir, &["generate", "policy.yaml", "--allow-unpinned", "--out", "m.json"]);
+    let out = run_in(
+        &dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--allow-unpinned",
+            "--out",
+            "m.json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--format json"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--format json"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!dir.join("m.json").exists());
     let out = run_in(
         &dir,
-        &["generate", "policy.yaml", "--allow-unpinned", "--format", "json", "--out", "m.json"],
+        &[
+            "generate",
+            "policy.yaml",
+            "--allow-unpinned",
+            "--format",
+            "json",
+            "--out",
+            "m.json",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
     assert_eq!(v["kind"], "List");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -579,7 +682,8 @@ fn variants() -> Vec<Options> {
 
 fn load_example(name: &str) -> PolicySpec {
     let text =
-        std::fs::read_to_string(repo().join("istio/examples").join(name).join("policy.yaml")).unwrap();
+        std::fs::read_to_string(repo().join("istio/examples").join(name).join("policy.yaml"))
+            .unwrap();
     tenant_egress_config::yaml::from_str(&text).unwrap()
 }
 
@@ -648,8 +752,11 @@ fn staged_rollout_puts_the_plugin_in_the_chosen_namespaces_only() {
         ..Default::default()
     };
     for selection in [Selection::WasmPlugin, Selection::EnvoyFilter] {
-        let g = manifest::generate(&spec, &staged(&["uat", "prod"], WasmScope::Namespace, selection))
-            .unwrap();
+        let g = manifest::generate(
+            &spec,
+            &staged(&["uat", "prod"], WasmScope::Namespace, selection),
+        )
+        .unwrap();
         let placed: BTreeSet<(String, String)> = g
             .docs
             .iter()
@@ -679,9 +786,14 @@ fn staged_rollout_puts_the_plugin_in_the_chosen_namespaces_only() {
     }
     for (namespaces, scope, what) in [
         (&["prod"][..], WasmScope::Mesh, "add --wasm-scope namespace"),
-        (&["istio-system"][..], WasmScope::Namespace, "not a namespace of any tenant"),
+        (
+            &["istio-system"][..],
+            WasmScope::Namespace,
+            "not a namespace of any tenant",
+        ),
     ] {
-        let e = manifest::generate(&spec, &staged(namespaces, scope, Selection::Default)).unwrap_err();
+        let e =
+            manifest::generate(&spec, &staged(namespaces, scope, Selection::Default)).unwrap_err();
         assert!(e.to_string().contains(what), "{e}");
     }
 }
@@ -705,9 +817,10 @@ fn import_is_audit_mode_and_says_so() {
     assert!(policy.contains("one tenant at a time"), "{policy}");
     // A hand-written Sidecar whose name the generated one does not take over is named for
     // deletion.
-    let renamed = std::fs::read_to_string(today_path())
-        .unwrap()
-        .replace("{name: default, namespace: foo}", "{name: foo-egress, namespace: foo}");
+    let renamed = std::fs::read_to_string(today_path()).unwrap().replace(
+        "{name: default, namespace: foo}",
+        "{name: foo-egress, namespace: foo}",
+    );
     std::fs::write(dir.join("renamed.yaml"), renamed).unwrap();
     let out = run_in(&dir, &["import", "renamed.yaml"]);
     assert!(
@@ -729,12 +842,21 @@ fn explain_in_a_gateway_namespace_says_gateways_are_not_enforced() {
     .unwrap();
     let out = run_in(
         &dir,
-        &["explain", "policy.yaml", "--source-namespace", "istio-system", "--authority", "api.team-01:8080"],
+        &[
+            "explain",
+            "policy.yaml",
+            "--source-namespace",
+            "istio-system",
+            "--authority",
+            "api.team-01:8080",
+        ],
     );
     let s = text(&out.stdout);
     assert!(s.contains("reason:      no-tenant"), "{s}");
     assert!(
-        s.contains("Istio gateway proxies (ingress/egress gateways, node id router~...) are not enforced"),
+        s.contains(
+            "Istio gateway proxies (ingress/egress gateways, node id router~...) are not enforced"
+        ),
         "{s}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -759,19 +881,18 @@ fn explain_names_the_enforcement_point_and_validate_warns_about_uncovered_tcp() 
                             {"hosts": ["./*"]}]}]}),
     );
     let explain = |file: &str, extra: &[&str]| {
-        let mut args = vec![
-            "explain",
-            file,
-            "--source-namespace",
-            "prod",
-            "--json",
-        ];
+        let mut args = vec!["explain", file, "--source-namespace", "prod", "--json"];
         args.extend(extra);
         let out = run_in(&dir, &args);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
-    let db = ["--protocol", "tcp", "--cluster", "outbound|26257||cockroachdb.uat.svc.cluster.local"];
+    let db = [
+        "--protocol",
+        "tcp",
+        "--cluster",
+        "outbound|26257||cockroachdb.uat.svc.cluster.local",
+    ];
     let v = explain("no-tcp.json", &db);
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["enforcedBy"]["point"], "sidecar-only", "{v}");
@@ -779,22 +900,74 @@ fn explain_names_the_enforcement_point_and_validate_warns_about_uncovered_tcp() 
         .as_str()
         .unwrap()
         .contains("generate emits no NETWORK plugin"));
-    assert_eq!(explain("tcp.json", &db)["enforcedBy"]["point"], "network-plugin");
-    let other = ["--protocol", "tcp", "--cluster", "outbound|5432||pg.uat.svc.cluster.local"];
-    assert_eq!(explain("tcp.json", &other)["enforcedBy"]["point"], "sidecar-only");
-    let pass = ["--protocol", "tcp", "--cluster", "PassthroughCluster", "--destination-address", "10.1.2.3:5432"];
-    assert_eq!(explain("tcp.json", &pass)["enforcedBy"]["point"], "sidecar-only");
-    let http = ["--authority", "api.uat:8080", "--cluster", "outbound|8080||api.uat.svc.cluster.local"];
-    assert_eq!(explain("no-tcp.json", &http)["enforcedBy"]["point"], "http-plugin");
+    assert_eq!(
+        explain("tcp.json", &db)["enforcedBy"]["point"],
+        "network-plugin"
+    );
+    let other = [
+        "--protocol",
+        "tcp",
+        "--cluster",
+        "outbound|5432||pg.uat.svc.cluster.local",
+    ];
+    assert_eq!(
+        explain("tcp.json", &other)["enforcedBy"]["point"],
+        "sidecar-only"
+    );
+    let pass = [
+        "--protocol",
+        "tcp",
+        "--cluster",
+        "PassthroughCluster",
+        "--destination-address",
+        "10.1.2.3:5432",
+    ];
+    assert_eq!(
+        explain("tcp.json", &pass)["enforcedBy"]["point"],
+        "sidecar-only"
+    );
+    let http = [
+        "--authority",
+        "api.uat:8080",
+        "--cluster",
+        "outbound|8080||api.uat.svc.cluster.local",
+    ];
+    assert_eq!(
+        explain("no-tcp.json", &http)["enforcedBy"]["point"],
+        "http-plugin"
+    );
     // The text output has the line too.
-    let out = run_in(&dir, &["explain", "no-tcp.json", "--source-namespace", "prod", db[0], db[1], db[2], db[3]]);
-    assert!(text(&out.stdout).contains("\nenforced by: nothing enforces this verdict on port 26257"));
+    let out = run_in(
+        &dir,
+        &[
+            "explain",
+            "no-tcp.json",
+            "--source-namespace",
+            "prod",
+            db[0],
+            db[1],
+            db[2],
+            db[3],
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("\nenforced by: nothing enforces this verdict on port 26257")
+    );
 
     for (file, needle) in [
-        ("no-tcp.json", "raw TCP on every port (its portless entry; the policy declares no TCP port"),
-        ("tcp.json", "raw TCP on every port but 26257 (its portless entry)"),
+        (
+            "no-tcp.json",
+            "raw TCP on every port (its portless entry; the policy declares no TCP port",
+        ),
+        (
+            "tcp.json",
+            "raw TCP on every port but 26257 (its portless entry)",
+        ),
     ] {
-        for cmd in [&["validate", file][..], &["generate", file, "--allow-unpinned"][..]] {
+        for cmd in [
+            &["validate", file][..],
+            &["generate", file, "--allow-unpinned"][..],
+        ] {
             let out = run_in(&dir, cmd);
             assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
             let err = text(&out.stderr);

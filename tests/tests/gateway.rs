@@ -55,7 +55,10 @@ fn a_gateway_in_istio_system_passes_traffic_by_default() {
         "gateway proxy (node id \"router~10.244.0.7~istio-ingressgateway",
         WAIT
     ));
-    assert!(envoy.wait_for_log("standing aside as the policy says (gateways: passthrough)", WAIT));
+    assert!(envoy.wait_for_log(
+        "standing aside as the policy says (gateways: passthrough)",
+        WAIT
+    ));
 }
 
 #[test]

@@ -26,8 +26,8 @@ use super::sidecar::{HostListener, Listeners};
 use tenant_egress_core::listeners::opens_tcp;
 use tenant_egress_core::pattern::{HostEntry, NsSelector};
 use tenant_egress_core::spec::{
-    Gateways, Mode, OutboundTrafficPolicy, PolicySpec, PortProtocol, PortSpec, TenantSpec, UnknownSource,
-    WorkloadSpec, API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
+    Gateways, Mode, OutboundTrafficPolicy, PolicySpec, PortProtocol, PortSpec, TenantSpec,
+    UnknownSource, WorkloadSpec, API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
 };
 
 /// A YAML input could not be read.
@@ -56,7 +56,7 @@ impl Imported {
             "# Imported by tenant-egress {} from {}: one tenant per namespace, in audit mode.\n\
              # Audit changes nothing: the generated Sidecars scope every namespace as its Sidecars do\n\
              # today, and the filter blocks nothing; it counts what enforcement would block\n\
-             # (tenant_egress.audit_denied.<reason>). Next steps (README, \"Rollout\"):\n\
+             # (tenant_egress.audit_denied.<reason>). Next steps (README, \"Rollout on a live mesh\"):\n\
              #   1. review the warnings import printed; tenant-egress validate <this file>\n\
              #   2. tenant-egress generate <this file> --url oci://REPO@sha256:<d> --sha256 <d> --out manifests/\n\
              #      kubectl apply -f manifests/ (with --prune, see the README)\n\

@@ -9,8 +9,9 @@ use crate::yaml::Value;
 use serde::Serialize;
 
 use super::{
-    check_pinned, check_sha256, plugin_namespaces, check_url, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options,
-    WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME, STATS_PREFIX,
+    check_pinned, check_sha256, check_url, plugin_namespaces, to_value, Doc, DocKind,
+    GenerateError, Generated, Metadata, Options, WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME,
+    STATS_PREFIX,
 };
 use tenant_egress_core::spec::{PolicySpec, PortProtocol};
 

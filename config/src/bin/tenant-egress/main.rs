@@ -16,8 +16,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Input, LoadError, Loaded};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, AuditSidecars, FailStrategy, Format, GenerateError,
-    Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    self, graph::GraphFormat, AuditSidecars, FailStrategy, Format, GenerateError, Options,
+    Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::explain::{RequestSpec, SourceSpec};
 use tenant_egress_core::{Protocol, Warning};
@@ -37,7 +37,7 @@ tenant-egress validate policy.yaml\n  \
 tenant-egress explain policy.yaml --source-namespace prod --authority cockroachdb.uat:26257 \\\n      \
 --cluster 'outbound|26257||cockroachdb.uat.svc.cluster.local'\n  \
 tenant-egress explain policy.yaml --batch requests.jsonl\n  \
-tenant-egress generate policy.yaml | kubectl apply -f -\n  \
+tenant-egress generate policy.yaml --sha256 $DIGEST --url oci://...@sha256:$DIGEST | kubectl apply -f -\n  \
 kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress graph policy.yaml --format mermaid"
 )]
@@ -81,11 +81,17 @@ listing only the exception would drop the isolation for those pods);\n  \
 mesh-wide in the root namespace or, with --wasm-scope namespace, one per\n    \
 tenant namespace. With --only envoyfilter, the EnvoyFilter equivalent instead\n    \
 (never both). Its comment says how to export the tenant_egress.* counters.\n\n\
-Tenants in audit mode get open Sidecars (`*/*`) unless --audit-sidecars scoped:\n\
-a scoped Sidecar would already block in Istio what the filter only reports.\n\n\
+Tenants in audit mode get the same scoped Sidecars as enforced ones, so that\n\
+audit never widens what Istio scopes today (--audit-sidecars open: `*/*`).\n\
+FAIL_CLOSE (the default) needs a pinned remote module: --sha256 or an\n\
+@sha256: URL, else generate refuses (or --allow-unpinned). Gateways: the\n\
+filter stands aside in gateway proxies unless the policy says\n\
+`gateways: enforce`. --out DIR always holds exactly this run's files.\n\n\
 Examples:\n  \
-tenant-egress generate policy.yaml | kubectl apply -f -\n  \
-tenant-egress generate policy.yaml --out manifests/\n  \
+tenant-egress generate policy.yaml --allow-unpinned | kubectl apply -f -\n  \
+tenant-egress generate policy.yaml --sha256 $DIGEST \\\n      \
+--url oci://registry.example.com/tenant-egress-filter@sha256:$DIGEST --out manifests/\n  \
+tenant-egress generate policy.yaml --wasm-scope namespace --wasm-namespaces prod ...\n  \
 tenant-egress generate policy.yaml --format json | kubectl apply -f -\n  \
 tenant-egress generate policy.yaml --only sidecars --emit-root-default \\\n      \
 --shared-namespaces istio-system,monitoring\n  \
@@ -169,7 +175,10 @@ drops something the default has, an exception cannot say so (exceptions only\n  
 add): a warning says how the result widens;\n  \
 - the root namespace's selector-less Sidecar is the mesh default: reported (with\n    \
 the generate flags that recreate it), not made a tenant;\n  \
-- unknownSource: allow, so namespaces without a Sidecar stay as they are.\n\
+- unknownSource: allow, so namespaces without a Sidecar stay as they are;\n  \
+- mode: audit: generating and applying it changes nothing today's Sidecars do\n    \
+(same names, same scoping) and the filter only reports; then enforce one\n    \
+tenant at a time (README, \"Rollout on a live mesh\").\n\
 Warnings (stderr, `warning: ...`) also flag what looks accidental: a workload\n\
 Sidecar with no egress (Istio widens it to */*), a root-namespace Sidecar with a\n\
 selector (it applies to root-namespace pods only), ingress/bind/captureMode that\n\
