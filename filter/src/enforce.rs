@@ -397,6 +397,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_gateway_standing_aside_reads_nothing_and_allows() {
+        // A source that would be denied (no NAMESPACE) in a gateway under `gateways:
+        // passthrough`: nothing is read or sent, each request and connection is counted.
+        let mut st = state(None);
+        st.stand_aside = true;
+        let host = FakeHost::default();
+        for at in [At::RequestHeaders, At::NewConnection, At::FirstData] {
+            assert_eq!(enforce(&host, Some(&st), at), Outcome::Allow, "{at:?}");
+        }
+        assert!(host.take_calls().is_empty());
+        assert_eq!(st.counters.pending(), (0, 0, 0));
+        assert_eq!(st.counters.pending_gateway_passthrough(), 3);
+    }
+
+    #[test]
     fn unknown_source_reads_nothing_and_denies() {
         let st = state(None);
         let host = FakeHost::default();

@@ -158,6 +158,10 @@ impl Counters {
         (p.allowed, p.denied_by.iter().sum(), p.audit_by.iter().sum())
     }
 
+    pub(crate) fn pending_gateway_passthrough(&self) -> u64 {
+        self.pending.borrow().gateway_passthrough
+    }
+
     pub(crate) fn pending_denied(&self, reason: Reason) -> u64 {
         self.pending.borrow().denied_by[reason.index()]
     }
