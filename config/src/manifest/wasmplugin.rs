@@ -171,6 +171,14 @@ pub(crate) fn generate(
                 ),
             });
             comment.push("pluginConfig is the policy document itself.".to_owned());
+            comment.push(
+                "Istio applies CLIENT plugins to gateway proxies too (a selector cannot exclude them): the filter"
+                    .to_owned(),
+            );
+            comment.push(
+                "stands aside in a gateway (node id router~...) unless the policy says `gateways: enforce`."
+                    .to_owned(),
+            );
             comment.push(String::new());
             comment.extend(stats_comment());
         }
