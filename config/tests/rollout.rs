@@ -926,6 +926,16 @@ fn explain_names_the_enforcement_point_and_validate_warns_about_uncovered_tcp() 
         explain("tcp.json", &pass)["enforcedBy"]["point"],
         "sidecar-only"
     );
+    write(
+        "allow-any.json",
+        json!({"apiVersion": "tenant-egress/v1",
+               "tenants": [{"name": "prod", "namespaces": ["prod"],
+                 "outboundTrafficPolicy": "ALLOW_ANY", "egress": [{"hosts": ["./*"]}]}]}),
+    );
+    assert_eq!(
+        explain("allow-any.json", &pass)["enforcedBy"]["point"],
+        "nothing"
+    );
     let http = [
         "--authority",
         "api.uat:8080",

@@ -31,6 +31,8 @@ pub enum Point {
     NetworkPlugin,
     /// No filter: only what the source's Sidecar imports (and its outboundTrafficPolicy).
     SidecarOnly,
+    /// Nothing at all: passthrough TCP of an `ALLOW_ANY` tenant goes out unchecked.
+    Nothing,
 }
 
 /// [`Point`] with a sentence saying why.
@@ -82,12 +84,30 @@ pub fn enforcement_point(spec: &PolicySpec, req: &RequestSpec) -> Enforcement {
             point: Point::HttpPlugin,
             detail: format!("the filter's HTTP plugin ({PLUGIN_NAME}) decides this request"),
         },
-        Protocol::Tcp if is_passthrough(req) => sidecar_only(
-            "nothing checks this verdict: a TCP connection to an address outside the registry \
-             takes Istio's passthrough chain, which carries no filter; the Sidecar's \
-             outboundTrafficPolicy alone decides (ALLOW_ANY lets it out, REGISTRY_ONLY drops it)"
-                .to_owned(),
-        ),
+        Protocol::Tcp if is_passthrough(req) => {
+            let allow_any = req.source.namespace.as_deref().is_some_and(|ns| {
+                spec.tenants.iter().any(|t| {
+                    t.namespaces.iter().any(|n| n == ns)
+                        && t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny
+                })
+            });
+            if allow_any {
+                Enforcement {
+                    point: Point::Nothing,
+                    detail: "nothing enforces this verdict: a TCP connection to an address outside \
+                             the registry takes Istio's passthrough chain, which carries no filter, \
+                             and the tenant is ALLOW_ANY, so Istio lets it out"
+                        .to_owned(),
+                }
+            } else {
+                sidecar_only(
+                    "the filter does not see it: a TCP connection to an address outside the \
+                     registry takes Istio's passthrough chain, which carries no filter; the \
+                     Sidecar's outboundTrafficPolicy decides (REGISTRY_ONLY drops it)"
+                        .to_owned(),
+                )
+            }
+        }
         Protocol::Tcp => match port_of(req) {
             Some(p) if ports.contains(&p) => Enforcement {
                 point: Point::NetworkPlugin,
