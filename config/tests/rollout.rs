@@ -409,6 +409,8 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
             .iter()
             .all(|t| t.get("mode").is_none()));
         assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
+        // Nothing enforced: a module that cannot run must not fail requests either.
+        assert_eq!(plugin["spec"]["failStrategy"], "FAIL_OPEN");
     }
     // Step 3: prod enforced; the Sidecars still today's.
     assert_sidecars_are_todays(applies[2], &today);
@@ -417,6 +419,8 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
         .into_iter()
         .next()
         .unwrap();
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
     let modes: Vec<(String, Option<String>)> = plugin["spec"]["pluginConfig"]["tenants"]
         .as_array()
         .unwrap()
@@ -815,6 +819,33 @@ fn import_is_audit_mode_and_says_so() {
     );
     assert!(policy.contains("in audit mode"), "{policy}");
     assert!(policy.contains("one tenant at a time"), "{policy}");
+    // Generating it FAIL_CLOSE is noted: a module failure would fail requests in audit mode.
+    std::fs::write(dir.join("imported.yaml"), &policy).unwrap();
+    let sum = "ab".repeat(32);
+    let out = run_in(&dir, &["generate", "imported.yaml", "--sha256", &sum]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("note: every tenant is in audit mode but the plugin is FAIL_CLOSE"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run_in(
+        &dir,
+        &[
+            "generate",
+            "imported.yaml",
+            "--sha256",
+            &sum,
+            "--fail-strategy",
+            "FAIL_OPEN",
+        ],
+    );
+    assert!(
+        !text(&out.stderr).contains("FAIL_CLOSE"),
+        "{}",
+        text(&out.stderr)
+    );
     // A hand-written Sidecar whose name the generated one does not take over is named for
     // deletion.
     let renamed = std::fs::read_to_string(today_path()).unwrap().replace(

@@ -34,6 +34,7 @@ pub(crate) fn generate(
         // An oci:// module is read from a file in the proxy image here (below): nothing to pin.
         super::check_pinned(w)?;
     }
+    super::note_fail_close_in_audit(spec, opts, out);
     let code = match url_scheme(&w.url) {
         "http" | "https" => {
             let mut remote = json!({"http_uri": {"uri": w.url, "timeout": "30s"}});

@@ -592,6 +592,21 @@ pub fn check_pinned(w: &WasmOptions) -> Result<(), GenerateError> {
     )))
 }
 
+/// Notes a `FAIL_CLOSE` plugin for a policy that enforces nothing (every tenant in audit
+/// mode): a module that cannot be fetched or run would then fail requests although the policy
+/// only reports, which is not "audit changes nothing".
+pub(crate) fn note_fail_close_in_audit(spec: &PolicySpec, opts: &Options, out: &mut Generated) {
+    let all_audit = (0..spec.tenants.len()).all(|t| tenant_mode(spec, t) == Mode::Audit);
+    if all_audit && opts.wasm.fail_strategy == FailStrategy::FailClose {
+        out.notes.push(
+            "every tenant is in audit mode but the plugin is FAIL_CLOSE: if a proxy cannot fetch or \
+             run the module, its requests fail although nothing is enforced; --fail-strategy \
+             FAIL_OPEN until the first tenant is enforced"
+                .to_owned(),
+        );
+    }
+}
+
 /// The namespaces the WasmPlugin / EnvoyFilter objects go into: the root namespace (mesh), or
 /// the tenant namespaces (all, or the `--wasm-namespaces` subset of a staged rollout).
 pub(crate) fn plugin_namespaces<'a>(

@@ -155,6 +155,7 @@ pub(crate) fn generate(
         }
     }
     check_pinned(w)?;
+    super::note_fail_close_in_audit(spec, opts, out);
     let config = plugin_config(spec)?;
     let namespaces = plugin_namespaces(spec, opts)?;
     for (i, ns) in namespaces.iter().enumerate() {
