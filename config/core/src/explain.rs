@@ -130,6 +130,9 @@ pub struct DestinationReport {
     pub host: Option<String>,
     /// Destination port, when known.
     pub port: Option<u16>,
+    /// The original destination (`ip:port`) of a passthrough named by its `Host`/SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl Report {
@@ -157,10 +160,18 @@ impl Report {
                 namespace: d.destination.namespace().map(str::to_owned),
                 host: d.destination.host().map(str::to_owned),
                 port: d.destination.port,
+                address: d.destination.address.map(|a| a.to_string()),
             },
             explanation: explain(policy, d, source.namespace),
         }
     }
+}
+
+fn in_cluster(detail: Option<Detail>) -> bool {
+    matches!(
+        detail,
+        Some(Detail::InCluster | Detail::InClusterExcluded | Detail::NoOriginalDestination)
+    )
 }
 
 /// One or two sentences on why, and what to change. Used for `explain` and the denial body.
@@ -175,6 +186,10 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             Some(r) => write!(s, "allowed by {} \"{}\"", r.path, r.text),
             None => write!(s, "allowed"),
         },
+        Reason::AllowAny if !policy.cluster_networks().is_empty() => write!(
+            s,
+            "{dest} is outside the service registry and outside the cluster's networks, and tenant {tenant} uses ALLOW_ANY"
+        ),
         Reason::AllowAny => write!(
             s,
             "{dest} is outside the service registry and tenant {tenant} uses ALLOW_ANY"
@@ -197,6 +212,10 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             s,
             "the request was routed to a cluster this filter does not enforce on (inbound, or not an Istio outbound cluster)"
         ),
+        Reason::AuthorityMismatch if d.destination.kind == crate::decision::DestinationKind::Ip => write!(
+            s,
+            "the :authority names a mesh service, but Envoy found no route for it and passed it through to {dest}; a passthrough never stands for a service (call it on a port it serves, and import it)"
+        ),
         Reason::AuthorityMismatch => write!(
             s,
             "the :authority names a different destination than the cluster Envoy routed to ({dest})"
@@ -215,6 +234,47 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             ),
             None => write!(s, "{dest} is excluded"),
         },
+        Reason::NotAllowed if in_cluster(d.detail) => {
+            let networks: Vec<String> = policy
+                .cluster_networks()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let why = match d.detail {
+                Some(Detail::NoOriginalDestination) => format!(
+                    "the original destination of this passthrough is unknown, so it may lie in the cluster's networks ({})",
+                    networks.join(", ")
+                ),
+                _ => {
+                    let inside = dest
+                        .host()
+                        .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+                        .is_some_and(|ip| policy.cluster_networks().iter().any(|c| c.contains(ip)));
+                    if inside {
+                        format!(
+                            "{dest} is inside the cluster's networks ({})",
+                            networks.join(", ")
+                        )
+                    } else {
+                        format!("the request names a pod by its DNS name (*.pod.{}), so {dest} is in-cluster", policy.cluster_domain())
+                    }
+                }
+            };
+            let fix = match (d.detail, rule) {
+                (Some(Detail::InClusterExcluded), Some(r)) => format!(
+                    "{} imports every namespace, but it also excludes something in the cluster, which an address alone could be",
+                    r.path
+                ),
+                _ => format!(
+                    "only an entry importing every namespace (\"*/*\") allows an in-cluster address for tenant {tenant}"
+                ),
+            };
+            write!(
+                s,
+                "{why} and Envoy sent it to PassthroughCluster, so no name the policy can check says which service or namespace it is; {fix}. Call the service by its name (svc.ns.svc.{}) and import that",
+                policy.cluster_domain()
+            )
+        }
         Reason::NotAllowed => {
             let suggestion = match (dest.namespace(), dest.host()) {
                 (Some(ns), Some(h)) => format!("\"{ns}/{h}\""),

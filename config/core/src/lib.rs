@@ -39,6 +39,7 @@ pub mod authority;
 pub mod decision;
 pub mod explain;
 pub mod name;
+pub mod network;
 pub mod pattern;
 pub mod policy;
 pub mod spec;

@@ -18,8 +18,9 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::name::{self, NameError};
+use crate::network::{Cidr, CidrError};
 use crate::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
-use crate::spec::{EgressSpec, PolicySpec, API_VERSION};
+use crate::spec::{EgressSpec, OutboundTrafficPolicy, PolicySpec, API_VERSION};
 
 /// Where in the document something is (`tenants[1].egress[0].hosts[2]`).
 pub type Path = String;
@@ -109,6 +110,9 @@ pub enum ErrorKind {
     /// A bad `clusterDomain`.
     #[error("clusterDomain \"{0}\" is not a DNS name: {1}")]
     ClusterDomain(String, NameError),
+    /// A bad CIDR in `clusterNetworks`.
+    #[error("\"{0}\" {1}")]
+    Cidr(String, CidrError),
     /// The document is not UTF-8 JSON at all.
     #[error("{0}")]
     Syntax(String),
@@ -196,10 +200,15 @@ static TENANT: Obj = Obj(&[
     ("egress", Kind::List(&EGRESS), false),
     ("workloads", Kind::List(&WORKLOAD), false),
 ]);
+static NETWORKS: Obj = Obj(&[
+    ("serviceCIDRs", Kind::StrList, false),
+    ("podCIDRs", Kind::StrList, false),
+]);
 static POLICY: Obj = Obj(&[
     ("apiVersion", Kind::Str, true),
     ("mode", Kind::Enum(MODES), false),
     ("clusterDomain", Kind::Str, false),
+    ("clusterNetworks", Kind::Object(&NETWORKS), false),
     ("unknownSource", Kind::Enum(&["deny", "allow"]), false),
     ("denyStatus", Kind::Int(0, 65535), false),
     ("tenants", Kind::List(&TENANT), true),
@@ -418,6 +427,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
     if !(400..=599).contains(&spec.deny_status) {
         c.err("denyStatus", ErrorKind::DenyStatus(spec.deny_status));
     }
+    check_cluster_networks(&mut c, spec);
     if spec.tenants.is_empty() {
         c.warn(
             "tenants",
@@ -508,6 +518,53 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
         }
     }
     (c.errors, c.warnings)
+}
+
+/// `clusterNetworks`: every CIDR parses, and ALLOW_ANY tenants are warned about when the policy
+/// declares none (their passthroughs can then reach any ClusterIP or pod IP by address).
+fn check_cluster_networks(c: &mut Checker, spec: &PolicySpec) {
+    let mut declared = 0usize;
+    if let Some(n) = &spec.cluster_networks {
+        for (field, list) in [
+            ("serviceCIDRs", &n.service_cidrs),
+            ("podCIDRs", &n.pod_cidrs),
+        ] {
+            for (i, cidr) in list.iter().enumerate() {
+                match cidr.parse::<Cidr>() {
+                    Ok(_) => declared += 1,
+                    Err(e) => c.err(
+                        format!("clusterNetworks.{field}[{i}]"),
+                        ErrorKind::Cidr(cidr.clone(), e),
+                    ),
+                }
+            }
+        }
+        if n.service_cidrs.is_empty() || n.pod_cidrs.is_empty() {
+            c.warn(
+                "clusterNetworks",
+                "declares only some of the cluster's networks; list both serviceCIDRs and podCIDRs, \
+                 or passthroughs to the others are treated as external",
+            );
+        }
+    }
+    let allow_any: Vec<&str> = spec
+        .tenants
+        .iter()
+        .filter(|t| t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny)
+        .map(|t| t.name.as_str())
+        .collect();
+    if declared == 0 && !allow_any.is_empty() {
+        c.warn(
+            "clusterNetworks",
+            format!(
+                "not set, and tenant(s) {} use ALLOW_ANY: their passthrough traffic to another \
+                 tenant's ClusterIP or pod IP is allowed when the Host is not a mesh name. Declare \
+                 the cluster's serviceCIDRs and podCIDRs (kubectl cluster-info dump | grep -m1 \
+                 service-cluster-ip-range; kubectl get nodes -o jsonpath='{{.items[*].spec.podCIDRs}}')",
+                allow_any.join(", ")
+            ),
+        );
+    }
 }
 
 fn fmt_labels(l: &BTreeMap<String, String>) -> String {

@@ -133,10 +133,19 @@ impl Policy {
             .strip_suffix('.')
             .unwrap_or(&spec.cluster_domain)
             .to_ascii_lowercase();
+        let domain_suffix = format!(".{cluster_domain}");
+        let excludes_in_cluster = b
+            .sets
+            .iter()
+            .map(|s| s.exclude.may_select_in_cluster(domain_suffix.as_bytes()))
+            .collect();
         Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,
             deny_status: spec.deny_status,
+            networks: super::networks_of(spec),
+            excludes_in_cluster,
+            pod_suffix: format!(".pod.{cluster_domain}").into(),
             svc_suffix: format!(".svc.{cluster_domain}").into(),
             cluster_domain: cluster_domain.into(),
             tenants,

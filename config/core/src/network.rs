@@ -1,0 +1,172 @@
+//! The cluster's own networks (Service and pod CIDRs), so a passthrough can tell an in-cluster
+//! original destination from an external one.
+//!
+//! Why: under `ALLOW_ANY`, Envoy sends a request with no route (a `Host` that names no imported
+//! service) to `PassthroughCluster`, i.e. to the address the application dialled. When that
+//! address is another tenant's ClusterIP or pod IP, the bytes reach the other tenant although no
+//! name the policy could check was involved. Only the address says so, and only if the policy
+//! knows which addresses are the cluster's.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// An IP prefix (`10.96.0.0/12`, `fd00:10:96::/112`) in canonical form: no host bits set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// Why a CIDR was refused; each message says what would be valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CidrError {
+    /// No `/` or not `address/length`.
+    #[error("is not of the form address/prefix-length (for example \"10.96.0.0/12\")")]
+    NotCidr,
+    /// The address part is not an IPv4 or IPv6 address.
+    #[error("has an address that is not IPv4 or IPv6")]
+    BadAddress,
+    /// The length is not a decimal within 0..=32 (IPv4) or 0..=128 (IPv6).
+    #[error("has a prefix length that is not 0..={0}")]
+    BadLength(u8),
+    /// Bits are set after the prefix (`10.96.0.1/12`): almost always a typo.
+    #[error("has host bits set; the network is \"{0}\"")]
+    HostBits(String),
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this prefix. An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as a
+    /// dual-stack socket reports an IPv4 peer) is compared as the IPv4 address it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                mask_v4(u32::from(ip), self.prefix) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                mask_v6(u128::from(ip), self.prefix) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask_v4(v: u32, prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => v & (u32::MAX << (32 - u32::from(p.min(32)))),
+    }
+}
+
+fn mask_v6(v: u128, prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        p => v & (u128::MAX << (128 - u32::from(p.min(128)))),
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = s.split_once('/').ok_or(CidrError::NotCidr)?;
+        let addr: IpAddr = addr.parse().map_err(|_| CidrError::BadAddress)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CidrError::BadLength(max));
+        }
+        let prefix: u8 = len.parse().map_err(|_| CidrError::BadLength(max))?;
+        if prefix > max {
+            return Err(CidrError::BadLength(max));
+        }
+        let network = match addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(mask_v4(u32::from(a), prefix))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(mask_v6(u128::from(a), prefix))),
+        };
+        if network != addr {
+            return Err(CidrError::HostBits(format!("{network}/{prefix}")));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The compiled set of the cluster's networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterNetworks {
+    cidrs: Box<[Cidr]>,
+}
+
+impl ClusterNetworks {
+    /// From parsed prefixes (validation has refused bad ones).
+    pub fn new(cidrs: Vec<Cidr>) -> Self {
+        ClusterNetworks {
+            cidrs: cidrs.into_boxed_slice(),
+        }
+    }
+
+    /// Whether the policy declares any network at all.
+    pub fn is_declared(&self) -> bool {
+        !self.cidrs.is_empty()
+    }
+
+    /// Whether `ip` is one of the cluster's addresses. A handful of prefixes: a linear scan
+    /// beats any index.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.cidrs.iter().any(|c| c.contains(ip))
+    }
+
+    /// The prefixes, for explanations.
+    pub fn cidrs(&self) -> &[Cidr] {
+        &self.cidrs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_and_contains() {
+        let c: Cidr = "10.96.0.0/12".parse().unwrap();
+        assert!(c.contains(ip("10.96.0.1")));
+        assert!(c.contains(ip("10.111.255.255")));
+        assert!(!c.contains(ip("10.112.0.0")));
+        assert!(!c.contains(ip("93.184.216.34")));
+        assert!(c.contains(ip("::ffff:10.96.3.4")), "v4-mapped v6");
+        let v6: Cidr = "fd00:10:96::/112".parse().unwrap();
+        assert!(v6.contains(ip("fd00:10:96::a")));
+        assert!(!v6.contains(ip("fd00:10:97::a")));
+        assert!(!v6.contains(ip("10.96.0.1")));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("1.2.3.4")));
+        let host: Cidr = "10.0.0.4/32".parse().unwrap();
+        assert!(host.contains(ip("10.0.0.4")) && !host.contains(ip("10.0.0.5")));
+        assert_eq!(c.to_string(), "10.96.0.0/12");
+    }
+
+    #[test]
+    fn refuses_bad_prefixes() {
+        let bad = |s: &str| s.parse::<Cidr>().unwrap_err();
+        assert_eq!(bad("10.96.0.0"), CidrError::NotCidr);
+        assert_eq!(bad("10.96.0/12"), CidrError::BadAddress);
+        assert_eq!(bad("10.96.0.0/33"), CidrError::BadLength(32));
+        assert_eq!(bad("10.96.0.0/+8"), CidrError::BadLength(32));
+        assert_eq!(bad("10.96.0.0/"), CidrError::BadLength(32));
+        assert_eq!(bad("::/129"), CidrError::BadLength(128));
+        assert_eq!(
+            bad("10.96.0.1/12"),
+            CidrError::HostBits("10.96.0.0/12".into())
+        );
+    }
+}
