@@ -48,6 +48,7 @@ pub mod config;
 pub mod envoy;
 pub mod h2;
 pub mod http;
+pub mod netns;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -216,8 +216,15 @@ impl fmt::Display for Destination {
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        if let Some(a) = self.address {
-            write!(f, " (original destination {a})")?;
+        match self.address {
+            // IpAddr's Display, which the filter links anyway (SocketAddr's costs wasm bytes).
+            Some(SocketAddr::V4(a)) => {
+                write!(f, " (original destination {}:{})", a.ip(), a.port())?
+            }
+            Some(SocketAddr::V6(a)) => {
+                write!(f, " (original destination [{}]:{})", a.ip(), a.port())?
+            }
+            None => {}
         }
         Ok(())
     }

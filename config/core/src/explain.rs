@@ -235,43 +235,45 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             None => write!(s, "{dest} is excluded"),
         },
         Reason::NotAllowed if in_cluster(d.detail) => {
-            let networks: Vec<String> = policy
-                .cluster_networks()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            let why = match d.detail {
-                Some(Detail::NoOriginalDestination) => format!(
-                    "the original destination of this passthrough is unknown, so it may lie in the cluster's networks ({})",
-                    networks.join(", ")
+            let networks = policy.cluster_networks();
+            let inside = networks.iter().any(|c| {
+                dest.host()
+                    .and_then(|h| h.parse().ok())
+                    .is_some_and(|ip| c.contains(ip))
+            });
+            match d.detail {
+                Some(Detail::NoOriginalDestination) => s.push_str(
+                    "the original destination of this passthrough is unknown, so it may lie in the cluster's networks",
                 ),
-                _ => {
-                    let inside = dest
-                        .host()
-                        .and_then(|h| h.parse::<std::net::IpAddr>().ok())
-                        .is_some_and(|ip| policy.cluster_networks().iter().any(|c| c.contains(ip)));
-                    if inside {
-                        format!(
-                            "{dest} is inside the cluster's networks ({})",
-                            networks.join(", ")
-                        )
-                    } else {
-                        format!("the request names a pod by its DNS name (*.pod.{}), so {dest} is in-cluster", policy.cluster_domain())
-                    }
+                _ if inside => {
+                    let _ = write!(s, "{dest} is inside the cluster's networks");
                 }
-            };
-            let fix = match (d.detail, rule) {
-                (Some(Detail::InClusterExcluded), Some(r)) => format!(
-                    "{} imports every namespace, but it also excludes something in the cluster, which an address alone could be",
-                    r.path
-                ),
-                _ => format!(
-                    "only an entry importing every namespace (\"*/*\") allows an in-cluster address for tenant {tenant}"
-                ),
-            };
+                _ => {
+                    let _ = write!(
+                        s,
+                        "{dest} is in-cluster: the request names a pod (*.pod.{})",
+                        policy.cluster_domain()
+                    );
+                }
+            }
+            if inside || d.detail == Some(Detail::NoOriginalDestination) {
+                for (i, c) in networks.iter().enumerate() {
+                    let _ = write!(s, "{}{c}", if i == 0 { " (" } else { ", " });
+                }
+                s.push(')');
+            }
+            s.push_str(" and Envoy sent it to PassthroughCluster, so no name the policy can check says which service or namespace it is; ");
+            match (d.detail, rule) {
+                (Some(Detail::InClusterExcluded), Some(r)) => {
+                    let _ = write!(s, "{} imports every namespace, but it also excludes something in the cluster, which an address alone could be", r.path);
+                }
+                _ => {
+                    let _ = write!(s, "only an entry importing every namespace (\"*/*\") allows an in-cluster address for tenant {tenant}");
+                }
+            }
             write!(
                 s,
-                "{why} and Envoy sent it to PassthroughCluster, so no name the policy can check says which service or namespace it is; {fix}. Call the service by its name (svc.ns.svc.{}) and import that",
+                ". Call the service by its name (svc.ns.svc.{}) and import that",
                 policy.cluster_domain()
             )
         }

@@ -40,30 +40,36 @@ impl Cidr {
     /// Whether `ip` lies in this prefix. An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as a
     /// dual-stack socket reports an IPv4 peer) is compared as the IPv4 address it carries.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                mask_v4(u32::from(ip), self.prefix) == u32::from(net)
+        let (net, n) = octets(self.addr);
+        let (ip, m) = octets(ip.to_canonical());
+        n == m && masked(ip, self.prefix) == net
+    }
+}
+
+/// The address's bytes (IPv4 in the first 4) and how many there are. Byte-wise masking keeps
+/// the code small in wasm (no 128-bit shifts).
+fn octets(ip: IpAddr) -> ([u8; 16], usize) {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut o = [0u8; 16];
+            for (d, s) in o.iter_mut().zip(a.octets()) {
+                *d = s;
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                mask_v6(u128::from(ip), self.prefix) == u128::from(net)
-            }
-            _ => false,
+            (o, 4)
         }
+        IpAddr::V6(a) => (a.octets(), 16),
     }
 }
 
-fn mask_v4(v: u32, prefix: u8) -> u32 {
-    match prefix {
-        0 => 0,
-        p => v & (u32::MAX << (32 - u32::from(p.min(32)))),
+/// `o` with every bit after the first `prefix` cleared.
+fn masked(mut o: [u8; 16], prefix: u8) -> [u8; 16] {
+    let mut left = u32::from(prefix);
+    for b in &mut o {
+        let keep = left.min(8);
+        *b &= !(0xffu8.checked_shr(keep).unwrap_or(0));
+        left -= keep;
     }
-}
-
-fn mask_v6(v: u128, prefix: u8) -> u128 {
-    match prefix {
-        0 => 0,
-        p => v & (u128::MAX << (128 - u32::from(p.min(128)))),
-    }
+    o
 }
 
 impl FromStr for Cidr {
@@ -72,19 +78,29 @@ impl FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, len) = s.split_once('/').ok_or(CidrError::NotCidr)?;
         let addr: IpAddr = addr.parse().map_err(|_| CidrError::BadAddress)?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CidrError::BadLength(max));
+        let (bytes, n) = octets(addr);
+        let max = if n == 4 { 32u8 } else { 128 };
+        let mut prefix = 0u32;
+        for d in len.bytes() {
+            if !d.is_ascii_digit() || prefix > u32::from(max) {
+                return Err(CidrError::BadLength(max));
+            }
+            prefix = prefix * 10 + u32::from(d - b'0');
         }
-        let prefix: u8 = len.parse().map_err(|_| CidrError::BadLength(max))?;
-        if prefix > max {
-            return Err(CidrError::BadLength(max));
-        }
-        let network = match addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(mask_v4(u32::from(a), prefix))),
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(mask_v6(u128::from(a), prefix))),
-        };
-        if network != addr {
+        let prefix = u8::try_from(prefix)
+            .ok()
+            .filter(|p| !len.is_empty() && len.len() <= 3 && *p <= max)
+            .ok_or(CidrError::BadLength(max))?;
+        let net = masked(bytes, prefix);
+        if net != bytes {
+            let network = match addr {
+                IpAddr::V4(_) => {
+                    let mut v4 = [0u8; 4];
+                    v4.copy_from_slice(net.get(..4).unwrap_or(&[0; 4]));
+                    IpAddr::V4(Ipv4Addr::from(v4))
+                }
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(net)),
+            };
             return Err(CidrError::HostBits(format!("{network}/{prefix}")));
         }
         Ok(Cidr { addr, prefix })
