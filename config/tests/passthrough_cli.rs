@@ -10,9 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tenant-egress");
 /// The demo's `dev` tenant, with the cluster's networks declared.
 const POLICY: &str = r#"
 apiVersion: tenant-egress/v1
-clusterNetworks:
-  serviceCIDRs: [10.96.0.0/12]
-  podCIDRs: [10.244.0.0/16]
+clusterNetworks: [10.96.0.0/12, 10.244.0.0/16]
 tenants:
   - name: dev
     namespaces: [dev]
@@ -128,7 +126,10 @@ fn tls_and_http_agree_on_a_public_name() {
             let v = explain(&p, &args);
             assert_eq!(v["reason"], "allow-any", "{protocol} {cluster:?}: {v}");
             let why = v["explanation"].as_str().unwrap();
-            assert!(why.contains("outside the cluster's networks"), "{why}");
+            assert!(
+                why.contains("outside the service registry and the cluster's networks"),
+                "{why}"
+            );
         }
     }
 }
@@ -162,10 +163,15 @@ fn public_names_are_not_service_aliases() {
 #[test]
 fn in_cluster_destinations_need_an_import() {
     let p = policy_file("incluster.yaml", POLICY);
-    for (host, address) in [
-        ("10-0-0-4.prod.pod.cluster.local:8080", "10.244.0.4:8080"),
-        ("x.test", "10.96.3.4:80"),
-        ("x.test", "10.244.1.7:80"),
+    let inside = "inside the cluster's networks (10.96.0.0/12, 10.244.0.0/16)";
+    for (host, address, why) in [
+        (
+            "10-0-0-4.prod.pod.cluster.local:8080",
+            "10.244.0.4:8080",
+            "is in-cluster: the request names a pod (*.pod.cluster.local)",
+        ),
+        ("x.test", "10.96.3.4:80", inside),
+        ("x.test", "10.244.1.7:80", inside),
     ] {
         let v = explain(
             &p,
@@ -181,12 +187,9 @@ fn in_cluster_destinations_need_an_import() {
         assert_eq!(v["reason"], "not-allowed", "{host} -> {address}: {v}");
         let ip = address.split(':').next().unwrap();
         assert_eq!(v["destination"]["host"], ip, "decided on the address");
-        let why = v["explanation"].as_str().unwrap();
-        assert!(
-            why.contains("inside the cluster's networks (10.96.0.0/12, 10.244.0.0/16)"),
-            "{why}"
-        );
-        assert!(why.contains("\"*/*\""), "{why}");
+        let explanation = v["explanation"].as_str().unwrap();
+        assert!(explanation.contains(why), "{explanation}");
+        assert!(explanation.contains("\"*/*\""), "{explanation}");
     }
     // The human form names the original destination.
     let out = run(&[
@@ -210,10 +213,7 @@ fn in_cluster_destinations_need_an_import() {
 
 #[test]
 fn validate_warns_and_import_fills_the_networks() {
-    let no_networks = POLICY.replace(
-        "clusterNetworks:\n  serviceCIDRs: [10.96.0.0/12]\n  podCIDRs: [10.244.0.0/16]\n",
-        "",
-    );
+    let no_networks = POLICY.replace("clusterNetworks: [10.96.0.0/12, 10.244.0.0/16]\n", "");
     assert_ne!(no_networks, POLICY);
     let p = policy_file("nonets.yaml", &no_networks);
     let out = run(&["validate", &p]);
@@ -237,6 +237,7 @@ spec:
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("service-cluster-ip-range"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("clusterNetworks"));
     let out = run(&[
         "import",
         &s,
@@ -248,8 +249,10 @@ spec:
     assert_eq!(out.status.code(), Some(0));
     let yaml = String::from_utf8_lossy(&out.stdout);
     assert!(yaml.contains("clusterNetworks:"), "{yaml}");
-    assert!(yaml.contains("serviceCIDRs:\n  - 10.96.0.0/12"), "{yaml}");
-    assert!(yaml.contains("podCIDRs:\n  - 10.244.0.0/16"), "{yaml}");
+    assert!(
+        yaml.contains("clusterNetworks:\n- 10.96.0.0/12\n- 10.244.0.0/16\n"),
+        "{yaml}"
+    );
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("service-cluster-ip-range"),
         "no warning once declared"

@@ -45,7 +45,7 @@ const API_DEV_PORT: u16 = 9102;
 fn policy() -> String {
     json!({
         "apiVersion": "tenant-egress/v1",
-        "clusterNetworks": {"serviceCIDRs": ["10.96.0.0/12"], "podCIDRs": ["10.244.0.0/16"]},
+        "clusterNetworks": ["10.96.0.0/12", "10.244.0.0/16"],
         "tenants": [
             {"name": "dev", "namespaces": ["dev"], "outboundTrafficPolicy": "ALLOW_ANY",
              "egress": [{"hosts": ["./*", "uat/*", "*/*.example.com", "~/secret.example.com"]}]},
@@ -343,19 +343,21 @@ fn allow_any_passthrough_in_a_network_namespace() {
 
             // 3. In-cluster destinations need an import: another tenant's ClusterIP or pod IP
             //    behind a Host that is no mesh name, and a pod DNS name.
-            for (ip, port, host) in [
-                (CLUSTER_IP, 80, "x.test"),
-                (CLUSTER_IP, 81, "x.test:80"),
-                (POD_IP, 80, "x.test"),
-                (POD_IP, 81, "10-0-0-4.prod.pod.cluster.local:8080"),
+            let inside = "inside the cluster's networks (10.96.0.0/12, 10.244.0.0/16)";
+            for (ip, port, host, why) in [
+                (CLUSTER_IP, 80, "x.test", inside),
+                (CLUSTER_IP, 81, "x.test:80", inside),
+                (POD_IP, 80, "x.test", inside),
+                (
+                    POD_IP,
+                    81,
+                    "10-0-0-4.prod.pod.cluster.local:8080",
+                    "names a pod",
+                ),
             ] {
                 let r = get_at(ip, port, host);
                 assert_denied(&r, "not-allowed", &format!("{host} to {ip}:{port}"));
-                assert!(
-                    r.body.contains("inside the cluster's networks"),
-                    "{}",
-                    r.body
-                );
+                assert!(r.body.contains(why), "{}", r.body);
                 assert!(r.body.contains("\"*/*\""), "{}", r.body);
             }
             assert_eq!(requests(&envoy, "clusterip"), 0, "reached the ClusterIP");

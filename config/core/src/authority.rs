@@ -47,6 +47,8 @@ pub struct Authority {
     pub kind: HostKind,
     /// The port, when the authority carried one.
     pub port: Option<u16>,
+    /// The address, when the host is an IP literal.
+    pub ip: Option<IpAddr>,
 }
 
 /// Why an authority was refused. Every variant denies with reason `malformed-authority`; the
@@ -109,8 +111,18 @@ pub fn parse_authority(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
             (h, Some(parse_port(port)?))
         }
     };
-    let (host, kind) = parse_reg_name(host)?;
-    Ok(Authority { host, kind, port })
+    let (host, ip) = parse_reg_name(host)?;
+    let kind = if ip.is_some() {
+        HostKind::Ip
+    } else {
+        HostKind::Dns
+    };
+    Ok(Authority {
+        host,
+        kind,
+        port,
+        ip,
+    })
 }
 
 fn memchr_colon(s: &[u8]) -> Option<usize> {
@@ -160,6 +172,7 @@ fn parse_bracketed(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
         host: ip_text(IpAddr::V6(ip))?,
         kind: HostKind::Ip,
         port,
+        ip: Some(IpAddr::V6(ip)),
     })
 }
 
@@ -246,7 +259,7 @@ fn reg_name_error(host: &[u8]) -> Result<bool, MalformedAuthority> {
 /// A DNS name (letters, digits, hyphens, underscores; 1..=63 per label; <= 253; one trailing
 /// dot) or a
 /// dotted-quad IPv4 literal. Folds to lowercase.
-fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthority> {
+fn parse_reg_name(host: &[u8]) -> Result<(HostName, Option<IpAddr>), MalformedAuthority> {
     let had_dot = host.last() == Some(&b'.');
     let host = host.strip_suffix(b".").unwrap_or(host);
     if check_reg_name(host)? {
@@ -259,10 +272,10 @@ fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthorit
         }
         let text = std::str::from_utf8(host).map_err(|_| MalformedAuthority::BadIpv4)?;
         let ip: Ipv4Addr = text.parse().map_err(|_| MalformedAuthority::BadIpv4)?;
-        return Ok((ip_text(IpAddr::V4(ip))?, HostKind::Ip));
+        return Ok((ip_text(IpAddr::V4(ip))?, Some(IpAddr::V4(ip))));
     }
     let name = HostName::lower(host).ok_or(MalformedAuthority::TooLong)?;
-    Ok((name, HostKind::Dns))
+    Ok((name, None))
 }
 
 // === Cluster names ===

@@ -246,6 +246,8 @@ pub enum Detail {
     /// says which namespace it is in, so only an entry importing every namespace (`*/*`) can
     /// allow it.
     InCluster,
+    /// Like [`Detail::InCluster`], because the name is a pod's DNS name (`*.pod.<domain>`).
+    InClusterPodName,
     /// Like [`Detail::InCluster`], and the listener also excludes something in the cluster
     /// (a `~ns/...` entry, or an in-cluster name), which an unnamed address might be.
     InClusterExcluded,

@@ -170,7 +170,12 @@ impl Report {
 fn in_cluster(detail: Option<Detail>) -> bool {
     matches!(
         detail,
-        Some(Detail::InCluster | Detail::InClusterExcluded | Detail::NoOriginalDestination)
+        Some(
+            Detail::InCluster
+                | Detail::InClusterPodName
+                | Detail::InClusterExcluded
+                | Detail::NoOriginalDestination
+        )
     )
 }
 
@@ -186,13 +191,14 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             Some(r) => write!(s, "allowed by {} \"{}\"", r.path, r.text),
             None => write!(s, "allowed"),
         },
-        Reason::AllowAny if !policy.cluster_networks().is_empty() => write!(
-            s,
-            "{dest} is outside the service registry and outside the cluster's networks, and tenant {tenant} uses ALLOW_ANY"
-        ),
         Reason::AllowAny => write!(
             s,
-            "{dest} is outside the service registry and tenant {tenant} uses ALLOW_ANY"
+            "{dest} is outside the service registry{} and tenant {tenant} uses ALLOW_ANY",
+            if policy.cluster_networks().is_empty() {
+                ""
+            } else {
+                " and the cluster's networks"
+            }
         ),
         Reason::UnknownSource => write!(
             s,
@@ -211,10 +217,6 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         Reason::UnsupportedCluster => write!(
             s,
             "the request was routed to a cluster this filter does not enforce on (inbound, or not an Istio outbound cluster)"
-        ),
-        Reason::AuthorityMismatch if d.destination.kind == crate::decision::DestinationKind::Ip => write!(
-            s,
-            "the :authority names a mesh service, but Envoy found no route for it and passed it through to {dest}; a passthrough never stands for a service (call it on a port it serves, and import it)"
         ),
         Reason::AuthorityMismatch => write!(
             s,
@@ -235,29 +237,26 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             None => write!(s, "{dest} is excluded"),
         },
         Reason::NotAllowed if in_cluster(d.detail) => {
-            let networks = policy.cluster_networks();
-            let inside = networks.iter().any(|c| {
-                dest.host()
-                    .and_then(|h| h.parse().ok())
-                    .is_some_and(|ip| c.contains(ip))
-            });
-            match d.detail {
-                Some(Detail::NoOriginalDestination) => s.push_str(
-                    "the original destination of this passthrough is unknown, so it may lie in the cluster's networks",
-                ),
-                _ if inside => {
-                    let _ = write!(s, "{dest} is inside the cluster's networks");
+            let list = match d.detail {
+                Some(Detail::NoOriginalDestination) => {
+                    s.push_str("the original destination of this passthrough is unknown, so it may lie in the cluster's networks");
+                    true
                 }
-                _ => {
+                Some(Detail::InClusterPodName) => {
                     let _ = write!(
                         s,
                         "{dest} is in-cluster: the request names a pod (*.pod.{})",
                         policy.cluster_domain()
                     );
+                    false
                 }
-            }
-            if inside || d.detail == Some(Detail::NoOriginalDestination) {
-                for (i, c) in networks.iter().enumerate() {
+                _ => {
+                    let _ = write!(s, "{dest} is inside the cluster's networks");
+                    true
+                }
+            };
+            if list {
+                for (i, c) in policy.cluster_networks().iter().enumerate() {
                     let _ = write!(s, "{}{c}", if i == 0 { " (" } else { ", " });
                 }
                 s.push(')');

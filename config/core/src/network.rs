@@ -33,7 +33,7 @@ pub enum CidrError {
     BadLength(u8),
     /// Bits are set after the prefix (`10.96.0.1/12`): almost always a typo.
     #[error("has host bits set; the network is \"{0}\"")]
-    HostBits(String),
+    HostBits(Cidr),
 }
 
 impl Cidr {
@@ -101,7 +101,10 @@ impl FromStr for Cidr {
                 }
                 IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(net)),
             };
-            return Err(CidrError::HostBits(format!("{network}/{prefix}")));
+            return Err(CidrError::HostBits(Cidr {
+                addr: network,
+                prefix,
+            }));
         }
         Ok(Cidr { addr, prefix })
     }
@@ -181,8 +184,12 @@ mod tests {
         assert_eq!(bad("10.96.0.0/"), CidrError::BadLength(32));
         assert_eq!(bad("::/129"), CidrError::BadLength(128));
         assert_eq!(
-            bad("10.96.0.1/12"),
-            CidrError::HostBits("10.96.0.0/12".into())
+            bad("10.96.0.1/12").to_string(),
+            "has host bits set; the network is \"10.96.0.0/12\""
+        );
+        assert_eq!(
+            bad("fd00::1/64").to_string(),
+            "has host bits set; the network is \"fd00::/64\""
         );
     }
 }

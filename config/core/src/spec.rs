@@ -36,26 +36,15 @@ pub struct PolicySpec {
     /// HTTP status of the local reply sent for a denied request (400..=599).
     #[serde(default = "default_deny_status")]
     pub deny_status: u16,
-    /// The cluster's own address ranges. A passthrough (`ALLOW_ANY`) whose original destination
-    /// lies inside them is in-cluster traffic and needs an import; without them an `ALLOW_ANY`
-    /// tenant can reach any ClusterIP or pod IP by address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_networks: Option<ClusterNetworksSpec>,
+    /// The cluster's own address ranges: its Service CIDRs (`kube-apiserver
+    /// --service-cluster-ip-range`) and pod CIDRs (`--cluster-cidr`, the nodes' `spec.podCIDRs`).
+    /// A passthrough (`ALLOW_ANY`) whose original destination lies inside them is in-cluster
+    /// traffic and needs an import; without them an `ALLOW_ANY` tenant can reach any ClusterIP
+    /// or pod IP by address. One flat list: both kinds mean "in the cluster" to the decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_networks: Vec<String>,
     /// The tenants; each owns one or more source namespaces.
     pub tenants: Vec<TenantSpec>,
-}
-
-/// The cluster's Service and pod address ranges (CIDRs), as `kube-apiserver
-/// --service-cluster-ip-range` and the nodes' `spec.podCIDRs` state them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterNetworksSpec {
-    /// Service (ClusterIP) ranges, e.g. `10.96.0.0/12`.
-    #[serde(default, rename = "serviceCIDRs")]
-    pub service_cidrs: Vec<String>,
-    /// Pod ranges, e.g. `10.244.0.0/16` (the cluster CIDR, not one node's slice).
-    #[serde(default, rename = "podCIDRs")]
-    pub pod_cidrs: Vec<String>,
 }
 
 /// One tenant: a set of namespaces that share one egress policy.

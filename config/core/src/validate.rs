@@ -200,15 +200,11 @@ static TENANT: Obj = Obj(&[
     ("egress", Kind::List(&EGRESS), false),
     ("workloads", Kind::List(&WORKLOAD), false),
 ]);
-static NETWORKS: Obj = Obj(&[
-    ("serviceCIDRs", Kind::StrList, false),
-    ("podCIDRs", Kind::StrList, false),
-]);
 static POLICY: Obj = Obj(&[
     ("apiVersion", Kind::Str, true),
     ("mode", Kind::Enum(MODES), false),
     ("clusterDomain", Kind::Str, false),
-    ("clusterNetworks", Kind::Object(&NETWORKS), false),
+    ("clusterNetworks", Kind::StrList, false),
     ("unknownSource", Kind::Enum(&["deny", "allow"]), false),
     ("denyStatus", Kind::Int(0, 65535), false),
     ("tenants", Kind::List(&TENANT), true),
@@ -523,45 +519,30 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
 /// `clusterNetworks`: every CIDR parses, and ALLOW_ANY tenants are warned about when the policy
 /// declares none (their passthroughs can then reach any ClusterIP or pod IP by address).
 fn check_cluster_networks(c: &mut Checker, spec: &PolicySpec) {
-    let mut declared = 0usize;
-    if let Some(n) = &spec.cluster_networks {
-        for (field, list) in [
-            ("serviceCIDRs", &n.service_cidrs),
-            ("podCIDRs", &n.pod_cidrs),
-        ] {
-            for (i, cidr) in list.iter().enumerate() {
-                match cidr.parse::<Cidr>() {
-                    Ok(_) => declared += 1,
-                    Err(e) => c.err(
-                        format!("clusterNetworks.{field}[{i}]"),
-                        ErrorKind::Cidr(cidr.clone(), e),
-                    ),
-                }
-            }
-        }
-        if n.service_cidrs.is_empty() || n.pod_cidrs.is_empty() {
-            c.warn(
-                "clusterNetworks",
-                "declares only some of the cluster's networks; list both serviceCIDRs and podCIDRs, \
-                 or passthroughs to the others are treated as external",
+    for (i, cidr) in spec.cluster_networks.iter().enumerate() {
+        if let Err(e) = cidr.parse::<Cidr>() {
+            c.err(
+                format!("clusterNetworks[{i}]"),
+                ErrorKind::Cidr(cidr.clone(), e),
             );
         }
     }
-    let allow_any: Vec<&str> = spec
-        .tenants
-        .iter()
-        .filter(|t| t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny)
-        .map(|t| t.name.as_str())
-        .collect();
-    if declared == 0 && !allow_any.is_empty() {
+    let mut allow_any = String::new();
+    for t in &spec.tenants {
+        if t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny {
+            if !allow_any.is_empty() {
+                allow_any.push_str(", ");
+            }
+            allow_any.push_str(&t.name);
+        }
+    }
+    if spec.cluster_networks.is_empty() && !allow_any.is_empty() {
         c.warn(
             "clusterNetworks",
             format!(
-                "not set, and tenant(s) {} use ALLOW_ANY: their passthrough traffic to another \
-                 tenant's ClusterIP or pod IP is allowed when the Host is not a mesh name. Declare \
-                 the cluster's serviceCIDRs and podCIDRs (kubectl cluster-info dump | grep -m1 \
-                 service-cluster-ip-range; kubectl get nodes -o jsonpath='{{.items[*].spec.podCIDRs}}')",
-                allow_any.join(", ")
+                "not set, and tenant(s) {allow_any} use ALLOW_ANY: their passthroughs reach any \
+                 ClusterIP or pod IP. List the Service and pod CIDRs (kubectl cluster-info dump | \
+                 grep -Eo -- '--(service-cluster-ip-range|cluster-cidr)=[^\"]*' | sort -u)"
             ),
         );
     }

@@ -126,7 +126,7 @@ proptest! {
                 "egress": [{"hosts": ["*/*", format!("*/*.{parent}"), format!("~/{host}")]}]}]
         });
         if networks {
-            doc["clusterNetworks"] = serde_json::json!({"serviceCIDRs": ["10.96.0.0/12"], "podCIDRs": ["10.244.0.0/16"]});
+            doc["clusterNetworks"] = serde_json::json!(["10.96.0.0/12", "10.244.0.0/16"]);
         }
         let (policy, _) = Policy::from_json(doc.to_string().as_bytes()).unwrap();
         let mut authority = spelling(&host, &case_mask, dot, port);

@@ -686,7 +686,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             deny_status: DEFAULT_DENY_STATUS,
             // Sidecars do not say which addresses are the cluster's: `import --service-cidr
             // --pod-cidr` (or the validate warning) fills them in.
-            cluster_networks: None,
+            cluster_networks: Vec::new(),
             tenants,
         },
         warnings,

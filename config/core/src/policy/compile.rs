@@ -134,11 +134,10 @@ impl Policy {
             .unwrap_or(&spec.cluster_domain)
             .to_ascii_lowercase();
         let domain_suffix = format!(".{cluster_domain}");
-        let excludes_in_cluster = b
-            .sets
-            .iter()
-            .map(|s| s.exclude.may_select_in_cluster(domain_suffix.as_bytes()))
-            .collect();
+        let mut excludes_in_cluster = Vec::with_capacity(b.sets.len());
+        for set in &b.sets {
+            excludes_in_cluster.push(set.exclude.may_select_in_cluster(domain_suffix.as_bytes()));
+        }
         Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,

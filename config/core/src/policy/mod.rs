@@ -314,7 +314,9 @@ impl Policy {
     }
 
     /// The import check of one listener: exclusions win, then imports, for `host` in the
-    /// destination's namespace bucket.
+    /// destination's namespace bucket. Not inlined: one copy serves both callers (the shipped
+    /// .wasm has a size budget).
+    #[inline(never)]
     fn decide_import(
         &self,
         tenant: &Tenant,
@@ -456,6 +458,8 @@ impl Policy {
             Detail::NoOriginalDestination
         } else if d.allowed && excluding {
             Detail::InClusterExcluded
+        } else if p.pod_name {
+            Detail::InClusterPodName
         } else {
             Detail::InCluster
         });
@@ -468,11 +472,12 @@ impl Policy {
 
 /// The cluster networks a spec declares (validation has refused unparsable CIDRs).
 pub(super) fn networks_of(spec: &PolicySpec) -> ClusterNetworks {
-    let cidrs = spec
-        .cluster_networks
-        .iter()
-        .flat_map(|n| n.service_cidrs.iter().chain(&n.pod_cidrs))
-        .filter_map(|c| c.parse().ok())
-        .collect();
+    // Plain loops: iterator adapters here cost the shipped .wasm more than they read better.
+    let mut cidrs = Vec::new();
+    for c in &spec.cluster_networks {
+        if let Ok(c) = c.parse::<Cidr>() {
+            cidrs.push(c);
+        }
+    }
     ClusterNetworks::new(cidrs)
 }

@@ -135,12 +135,9 @@ impl Policy {
         let name = authority
             .filter(|a| a.kind == HostKind::Dns)
             .map(|a| a.host);
-        let literal = authority
-            .filter(|a| a.kind == HostKind::Ip)
-            .and_then(|a| a.host.as_str().parse::<IpAddr>().ok());
         Passthrough {
             name,
-            ip: address.map(|s| s.ip()).or(literal),
+            ip: address.map(|s| s.ip()).or(authority.and_then(|a| a.ip)),
             port: address.map(|s| s.port()).or(authority.and_then(|a| a.port)),
             address: address.filter(|_| name.is_some()),
             pod_name: name.is_some_and(|n| n.as_bytes().ends_with(self.pod_suffix.as_bytes())),
@@ -242,6 +239,7 @@ fn rsplit_dot(s: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// An address as a destination (the IP in canonical text form).
+#[inline(never)]
 pub(super) fn ip_destination(ip: IpAddr, port: Option<u16>) -> Destination {
     let text = ip.to_string();
     Destination {

@@ -208,11 +208,11 @@ struct ImportArgs {
     /// Istio's config root namespace (its selector-less Sidecar is the mesh default).
     #[arg(long, value_name = "NS", default_value = DEFAULT_ROOT_NAMESPACE)]
     root_namespace: String,
-    /// The cluster's Service CIDR (repeatable), for `clusterNetworks.serviceCIDRs`:
+    /// The cluster's Service CIDR (repeatable), for `clusterNetworks`:
     /// `kubectl cluster-info dump | grep -m1 service-cluster-ip-range`.
     #[arg(long = "service-cidr", value_name = "CIDR")]
     service_cidrs: Vec<String>,
-    /// The cluster's pod CIDR (repeatable), for `clusterNetworks.podCIDRs`:
+    /// The cluster's pod CIDR (repeatable), for `clusterNetworks`:
     /// `kubectl cluster-info dump | grep -m1 cluster-cidr`, or the nodes' `spec.podCIDRs`.
     #[arg(long = "pod-cidr", value_name = "CIDR")]
     pod_cidrs: Vec<String>,
@@ -665,12 +665,12 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
     }
     let mut imported = manifest::import::import(&inputs, &args.root_namespace)
         .map_err(|e| Fail(1, format!("error: {e}")))?;
-    if !args.service_cidrs.is_empty() || !args.pod_cidrs.is_empty() {
-        imported.spec.cluster_networks = Some(tenant_egress_core::spec::ClusterNetworksSpec {
-            service_cidrs: args.service_cidrs.clone(),
-            pod_cidrs: args.pod_cidrs.clone(),
-        });
-    }
+    imported.spec.cluster_networks = args
+        .service_cidrs
+        .iter()
+        .chain(&args.pod_cidrs)
+        .cloned()
+        .collect();
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
