@@ -68,15 +68,6 @@ else
   log "h2 ${H2_VERSION} already installed"
 fi
 
-# The demo's renderer (demo/render.py) and its drift test read YAML with PyYAML.
-PYYAML_VERSION="6.0.3"
-if ! "$VENV/bin/python" -c "import yaml, sys; sys.exit(yaml.__version__ != '${PYYAML_VERSION}')" 2>/dev/null; then
-  log "installing PyYAML==${PYYAML_VERSION} into .venv (demo/render.py, tests/tests/demo.rs)"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "PyYAML==${PYYAML_VERSION}"
-else
-  log "PyYAML ${PYYAML_VERSION} already installed"
-fi
-
 # --- Istio CRD schema validators (config/tests/manifests.rs) ------------------
 "$ROOT/scripts/fetch-istio-crds.sh"
 
@@ -134,6 +125,19 @@ fi
 # tests under Node). Both scripts also install on first use; doing it here keeps the install
 # time in set-up.
 if [[ "${SETUP_SKIP_TEST_TOOLS:-0}" != "1" ]]; then
+  # promtool (Debian's prometheus package): tests/tests/monitoring.rs checks the shipped alerts
+  # and dashboard with it.
+  if ! command -v promtool >/dev/null 2>&1; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      log "installing Debian's prometheus package (promtool, for the monitoring tests)"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    else
+      die "promtool not found: apt-get install prometheus (the monitoring tests need it)"
+    fi
+  else
+    log "promtool $(promtool --version 2>&1 | awk 'NR==1{print $3}') already installed"
+  fi
   "$ROOT/scripts/fuzz.sh" --install-only
   "$ROOT/scripts/test-wasm.sh" --install-only
 fi

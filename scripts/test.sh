@@ -9,8 +9,12 @@
 #   4. cargo test --workspace: unit tests, request vectors, CLI, manifests, and the integration
 #      tests that run the built .wasm in a real Envoy (including a TENANT_EGRESS_SOAK_SECS soak,
 #      default 60)
-#   5. the core's tests compiled to wasm32-unknown-unknown under Node, and a short fuzz run of
-#      every target (FUZZ_SECONDS per target, default 20; scripts/fuzz.sh 600 for a long one)
+#   5. the core's tests compiled to wasm32-unknown-unknown under Node
+#   6. the module as a Wasm OCI image pushed to and pulled from a registry on 127.0.0.1
+#   7. the docker-compose demo in containers under a real Docker engine (its own dockerd, a
+#      locally built Envoy image; nothing left behind)
+#   8. a short fuzz run of every target (FUZZ_SECONDS per target, default 20; scripts/fuzz.sh
+#      600 for a long one)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +44,13 @@ cargo test --workspace --locked
 log "the policy core in wasm32-unknown-unknown under Node (wasm-bindgen-test)"
 scripts/test-wasm.sh
 
-log "fuzzing: ${FUZZ_SECONDS:-20} s per target, plus the committed regression cases"
+log "the module as a Wasm OCI image: push to a local registry, pull back, digests agree (istio/wasm-image/build.sh test)"
+istio/wasm-image/build.sh test
+
+log "the compose demo under a real Docker engine (scripts/docker-demo.sh test)"
+scripts/docker-demo.sh test
+
+log "fuzzing: ${FUZZ_SECONDS:-20} s per target, from the committed seeds"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 log "all checks passed in $((SECONDS - started)) s"

@@ -6,16 +6,58 @@
 //! first value of a repeated header), one returns each property. Errors become `None`: the
 //! decision treats a missing input as unknown and fails closed. We use `hostcalls::*`, never
 //! the SDK's trait defaults, which `unwrap()` host results.
+//!
+//! What a request or connection calls goes through the [`Host`] trait, so the decision path
+//! (`enforce.rs`) and the per-connection state machine (`tcp.rs`) run natively in unit tests
+//! against a fake host that also counts the calls. Configuration-time calls (plugin
+//! configuration, counters, timer, log level) are plain functions.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
-/// The proxy's current log level, to avoid crossing the boundary for messages it would drop.
-pub fn log_level() -> LogLevel {
-    hostcalls::get_log_level().unwrap_or(LogLevel::Info)
+/// The calls a request or connection makes. [`Proxy`] is the real host.
+pub trait Host {
+    /// Reads a property by path (`["xds", "cluster_name"]`). `None` when absent or on error.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// All request headers, values as raw bytes.
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// Sends a local reply and stops the request.
+    fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
+    /// Closes the downstream (client) side of a TCP connection.
+    fn close_downstream(&self);
+    /// Closes the upstream (server) side of a TCP connection.
+    fn close_upstream(&self);
 }
 
-/// Reads a property by path (`["xds", "cluster_name"]`). `None` when absent or on error.
+/// The proxy this module runs in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Proxy;
+
+impl Host for Proxy {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        property(path)
+    }
+
+    /// A non-UTF-8 `:authority` must reach the parser as bytes: the SDK's string getters
+    /// would panic on it.
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));
+    }
+
+    fn close_downstream(&self) {
+        let _ = hostcalls::close_downstream();
+    }
+
+    fn close_upstream(&self) {
+        let _ = hostcalls::close_upstream();
+    }
+}
+
+/// Reads a property by path. `None` when absent or on error.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     match hostcalls::get_property(path.to_vec()) {
         Ok(v) => v,
@@ -26,32 +68,60 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     }
 }
 
+/// Which filter Envoy runs a context in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKind {
+    /// The HTTP filter (`envoy.filters.http.wasm`; WasmPlugin `type: HTTP`): one context per
+    /// request.
+    Http,
+    /// The network filter (`envoy.filters.network.wasm`; WasmPlugin `type: NETWORK`): one
+    /// context per TCP/TLS connection.
+    Network,
+}
+
+impl FilterKind {
+    /// `HTTP` or `network`, for log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterKind::Http => "HTTP",
+            FilterKind::Network => "network",
+        }
+    }
+}
+
+/// Which filter Envoy is creating the current context for. Only meaningful while Envoy creates
+/// a context (`proxy_on_context_create`, where the SDK asks the root context's `get_type`): the
+/// new context is then the current one.
+///
+/// The ABI does not say which kind it is creating (`proxy_on_context_create(id, root_id)`), and
+/// proxy-wasm-rust-sdk 0.2 files the context as HTTP or stream by the root's answer; a wrong
+/// answer makes the SDK's dispatcher panic at the first callback of the other kind. So ask the
+/// stream itself: the HTTP connection manager gives every HTTP stream its protocol (`HTTP/1.1`,
+/// `HTTP/2`, ...) when it creates it, which `request.protocol` reads; a connection that a
+/// network filter sees has no HTTP protocol (asserted on Envoy 1.40 in `tests/tests/kind.rs`).
+pub fn context_kind() -> FilterKind {
+    kind_of_stream(property(&["request", "protocol"]).as_deref())
+}
+
+/// The kind, from the new stream's `request.protocol`: any HTTP protocol is the HTTP filter;
+/// none (absent, empty, or unreadable) is a connection.
+pub fn kind_of_stream(protocol: Option<&[u8]>) -> FilterKind {
+    match protocol {
+        Some(p) if !p.is_empty() => FilterKind::Http,
+        _ => FilterKind::Network,
+    }
+}
+
+/// Adopts the proxy's current log level, so messages it would drop never cross the boundary.
+pub fn adopt_log_level() {
+    proxy_wasm::set_log_level(hostcalls::get_log_level().unwrap_or(LogLevel::Info));
+}
+
 /// The plugin configuration bytes (the policy document).
 pub fn plugin_configuration() -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok()
         .flatten()
-}
-
-/// All request headers, values as raw bytes (a non-UTF-8 `:authority` must reach the parser
-/// as bytes: the SDK's string getters would panic on it).
-pub fn request_headers() -> Vec<(String, Vec<u8>)> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
-}
-
-/// Sends a local reply and stops the request.
-pub fn send_local_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
-    let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));
-}
-
-/// Closes the downstream (client) side of a TCP connection.
-pub fn close_downstream() {
-    let _ = hostcalls::close_downstream();
-}
-
-/// Closes the upstream (server) side of a TCP connection.
-pub fn close_upstream() {
-    let _ = hostcalls::close_upstream();
 }
 
 /// Defines (or finds: ids are shared across VMs by name) a counter.
@@ -77,9 +147,36 @@ pub fn set_tick_period(period: std::time::Duration) {
 /// a reason in Envoy's log instead of only a trap.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        // The SDK's dispatcher panics with "invalid context_id" when Envoy calls a context
+        // with a callback of the kind it was not created as. [`context_kind`] prevents that
+        // unless one root context serves both kinds, which is what Envoy does for an HTTP and
+        // a network filter with the same vm_id, root_id and configuration: say what to change.
+        let hint = if info.payload_as_str() == Some("invalid context_id")
+            && info
+                .location()
+                .is_some_and(|l| l.file().ends_with("dispatcher.rs"))
+        {
+            " (one root context serves one filter kind: an HTTP and a network filter with the same vm_id, root_id and configuration share one; give them different root ids)"
+        } else {
+            ""
+        };
         let _ = hostcalls::log(
             LogLevel::Critical,
-            &format!("tenant-egress: panic, the VM will abort: {info}"),
+            &format!("tenant-egress: panic, the VM will abort: {info}{hint}"),
         );
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_protocol_is_the_http_filter_anything_else_a_connection() {
+        for p in ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3"] {
+            assert_eq!(kind_of_stream(Some(p.as_bytes())), FilterKind::Http, "{p}");
+        }
+        assert_eq!(kind_of_stream(None), FilterKind::Network);
+        assert_eq!(kind_of_stream(Some(b"")), FilterKind::Network);
+    }
 }

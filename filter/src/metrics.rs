@@ -3,14 +3,18 @@
 //! `wasmcustom.tenant_egress.*` (the Prometheus endpoint as `envoy_tenant_egress_*`); Istio needs
 //! the `tenant_egress` prefix in `proxyStatsMatcher.inclusionPrefixes` to export them.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
+use std::time::Duration;
 
 use tenant_egress_core::Reason;
 
-use crate::host;
+use crate::host::{self, FilterKind};
 
 /// The stats prefix.
 pub const PREFIX: &str = "tenant_egress";
+
+/// How often batched counters reach Envoy's stats (the root context's timer).
+pub const FLUSH_PERIOD: Duration = Duration::from_millis(250);
 
 /// Counter name for an outcome and optional reason: `tenant_egress.denied.not_allowed`.
 /// Reason codes are kebab-case; stat names use `_` so Prometheus names read the same.
@@ -23,12 +27,15 @@ pub fn stat_name(outcome: &str, reason: Option<Reason>) -> String {
 
 /// Counters for one configuration, batched: a request only bumps a number in the VM's own
 /// memory, and [`Counters::flush`] (from the root context's timer, every
-/// [`FLUSH_PERIOD`](crate::root::FLUSH_PERIOD)) adds them to Envoy's stats. Each host call crosses
-/// the VM boundary, so this takes one or two calls off every request; the stats lag by at
-/// most one period.
-#[derive(Debug)]
+/// [`FLUSH_PERIOD`]) adds them to Envoy's stats. Each host call crosses the VM boundary, so
+/// this takes one or two calls off every request; the stats lag by at most one period.
+///
+/// The names depend on the filter kind, which is known only when Envoy creates the first
+/// context (`host::context_kind`): the root context calls [`Counters::define`] then, before
+/// that context can count anything.
+#[derive(Debug, Default)]
 pub struct Counters {
-    ids: CounterIds,
+    ids: OnceCell<CounterIds>,
     pending: RefCell<Pending>,
 }
 
@@ -50,24 +57,37 @@ struct Pending {
 
 const REASONS: usize = Reason::ALL.len();
 
+/// The outcome prefix of a filter kind: `""` for HTTP requests (`tenant_egress.denied...`),
+/// `"connections."` for the network filter (`tenant_egress.connections.denied...`).
+pub fn kind_prefix(kind: FilterKind) -> &'static str {
+    match kind {
+        FilterKind::Http => "",
+        FilterKind::Network => "connections.",
+    }
+}
+
 impl Counters {
-    /// Defines every counter with the host. `kind` prefixes the outcome: `""` for HTTP
-    /// requests (`tenant_egress.denied...`), `"connections."` for the network filter
-    /// (`tenant_egress.connections.denied...`).
-    pub fn define(kind: &str) -> Counters {
-        let name = |outcome: &str, r: Option<Reason>| stat_name(&format!("{kind}{outcome}"), r);
+    /// Counters whose names are not defined yet; counts wait in the VM until they are.
+    pub fn new() -> Counters {
+        Counters::default()
+    }
+
+    /// Defines every counter of `kind` with the host, once (later calls do nothing).
+    pub fn define(&self, kind: FilterKind) {
+        if self.ids.get().is_some() {
+            return;
+        }
+        let prefix = kind_prefix(kind);
+        let name = |outcome: &str, r: Option<Reason>| stat_name(&format!("{prefix}{outcome}"), r);
         let per_reason =
             |outcome: &str| Reason::ALL.map(|r| host::define_counter(&name(outcome, Some(r))));
-        Counters {
-            ids: CounterIds {
-                allowed: host::define_counter(&name("allowed", None)),
-                denied: host::define_counter(&name("denied", None)),
-                audit_denied: host::define_counter(&name("audit_denied", None)),
-                denied_by: per_reason("denied"),
-                audit_by: per_reason("audit_denied"),
-            },
-            pending: RefCell::new(Pending::default()),
-        }
+        let _ = self.ids.set(CounterIds {
+            allowed: host::define_counter(&name("allowed", None)),
+            denied: host::define_counter(&name("denied", None)),
+            audit_denied: host::define_counter(&name("audit_denied", None)),
+            denied_by: per_reason("denied"),
+            audit_by: per_reason("audit_denied"),
+        });
     }
 
     /// An allowed request.
@@ -95,13 +115,16 @@ impl Counters {
         }
     }
 
-    /// Adds what was counted since the last flush to Envoy's stats.
+    /// Adds what was counted since the last flush to Envoy's stats. Before
+    /// [`define`](Self::define) there is nothing to add: no context has counted yet.
     pub fn flush(&self) {
+        let Some(ids) = self.ids.get() else {
+            return;
+        };
         let Ok(mut p) = self.pending.try_borrow_mut() else {
             return;
         };
         let p = std::mem::take(&mut *p);
-        let ids = &self.ids;
         host::add(ids.allowed, p.allowed);
         host::add(ids.denied, p.denied_by.iter().sum());
         host::add(ids.audit_denied, p.audit_by.iter().sum());
@@ -111,6 +134,20 @@ impl Counters {
         for (id, n) in ids.audit_by.iter().zip(p.audit_by) {
             host::add(*id, n);
         }
+    }
+}
+
+/// What is counted and not flushed yet: (allowed, denied, audit-denied), and the count of
+/// one reason among the denied.
+#[cfg(test)]
+impl Counters {
+    pub(crate) fn pending(&self) -> (u64, u64, u64) {
+        let p = self.pending.borrow();
+        (p.allowed, p.denied_by.iter().sum(), p.audit_by.iter().sum())
+    }
+
+    pub(crate) fn pending_denied(&self, reason: Reason) -> u64 {
+        self.pending.borrow().denied_by[reason.index()]
     }
 }
 
@@ -129,6 +166,13 @@ mod tests {
         assert_eq!(
             stat_name("denied", Some(Reason::MalformedAuthority)),
             "tenant_egress.denied.malformed_authority"
+        );
+        assert_eq!(
+            stat_name(
+                &format!("{}allowed", kind_prefix(FilterKind::Network)),
+                None
+            ),
+            "tenant_egress.connections.allowed"
         );
     }
 }

@@ -1,138 +1,27 @@
 //! The root context: one per plugin configuration per VM (each Envoy worker thread runs its own
-//! VM with its own copy). It compiles the policy and resolves the source workload once, then
-//! hands every HTTP context a shared reference.
+//! VM with its own copy). It compiles the policy and resolves the source workload once
+//! (`state.rs`), then hands every context a shared reference.
 //!
 //! A configuration that fails validation is refused (`on_configure` returns `false`): Envoy then
 //! keeps the previous configuration running, exactly as for a rejected xDS update, so the last
 //! good policy keeps enforcing. Compile first, swap after.
+//!
+//! The same .wasm is the HTTP filter and the network filter, whatever the root id: the kind is
+//! learnt from the stream Envoy creates the first context for (`host::context_kind`), since the
+//! proxy-wasm ABI does not say it and the SDK's dispatcher aborts the VM when it guesses wrong.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
-
-use rustc_hash::FxHashMap;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
 use tenant_egress_core::{Policy, Source, SourceScope};
 
-use crate::host;
+use crate::host::{self, FilterKind, Proxy};
 use crate::http::Http;
-use crate::metrics::{self, Counters};
+use crate::metrics::{self, Counters, FLUSH_PERIOD};
+use crate::state::{Paths, State, CACHE_TICKS, LEGACY, XDS};
 use crate::tcp::Tcp;
-
-/// Property paths of one Envoy generation.
-#[derive(Debug)]
-pub struct Paths {
-    /// Upstream cluster name.
-    pub cluster_name: &'static [&'static str],
-    /// Destination namespace from the cluster's Istio metadata.
-    pub cluster_namespace: &'static [&'static str],
-    /// Original destination `ip:port`.
-    pub destination_address: &'static [&'static str],
-    /// TLS SNI of the downstream connection.
-    pub sni: &'static [&'static str],
-}
-
-/// Envoy >= 1.30 (`xds.*`); the only names on Envoy >= 1.33.
-static XDS: Paths = Paths {
-    cluster_name: &["xds", "cluster_name"],
-    cluster_namespace: &[
-        "xds",
-        "cluster_metadata",
-        "filter_metadata",
-        "istio",
-        "services",
-        "0",
-        "namespace",
-    ],
-    destination_address: &["destination", "address"],
-    sni: &["connection", "requested_server_name"],
-};
-
-/// Envoy <= 1.32 (older Istio proxies): removed in 1.33 (envoy#36619).
-static LEGACY: Paths = Paths {
-    cluster_name: &["cluster_name"],
-    cluster_namespace: &[
-        "cluster_metadata",
-        "filter_metadata",
-        "istio",
-        "services",
-        "0",
-        "namespace",
-    ],
-    destination_address: &["destination", "address"],
-    sni: &["connection", "requested_server_name"],
-};
-
-/// How often batched counters reach Envoy's stats.
-pub const FLUSH_PERIOD: Duration = Duration::from_millis(250);
-
-/// How often the cluster-namespace cache is dropped (so a ServiceEntry that moved namespace is
-/// noticed), in flush periods: one minute.
-const CACHE_TICKS: u32 = 240;
-
-/// At most this many cluster names are cached; beyond, the cache starts over.
-const CACHE_MAX: usize = 4096;
-
-/// Everything a request needs, shared by all HTTP contexts of one configuration.
-#[derive(Debug)]
-pub struct State {
-    /// The compiled policy.
-    pub policy: Policy,
-    /// The source workload, resolved once.
-    pub source: SourceScope,
-    /// Which property names this proxy understands.
-    pub paths: &'static Paths,
-    /// Batched counters.
-    pub counters: Counters,
-    /// Cluster name -> destination namespace from its `istio.services` metadata. Cluster
-    /// metadata is part of the cluster's configuration, not of the request, so it is read once
-    /// per cluster instead of once per request.
-    cluster_namespaces: RefCell<FxHashMap<Box<str>, Option<Box<str>>>>,
-}
-
-impl State {
-    /// The destination namespace of an outbound cluster, from the cache or the host.
-    pub fn cluster_namespace<R>(&self, cluster: &str, then: impl FnOnce(Option<&str>) -> R) -> R {
-        if let Ok(cache) = self.cluster_namespaces.try_borrow() {
-            if let Some(ns) = cache.get(cluster) {
-                return then(ns.as_deref());
-            }
-        }
-        let ns: Option<Box<str>> = host::property(self.paths.cluster_namespace)
-            .and_then(|v| String::from_utf8(v).ok())
-            .map(String::into_boxed_str);
-        if let Ok(mut cache) = self.cluster_namespaces.try_borrow_mut() {
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(cluster.into(), ns.clone());
-        }
-        then(ns.as_deref())
-    }
-}
-
-/// Which filter this root context serves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum FilterKind {
-    /// The HTTP filter (`envoy.filters.http.wasm`; WasmPlugin `type: HTTP`).
-    #[default]
-    Http,
-    /// The network filter (`envoy.filters.network.wasm`; WasmPlugin `type: NETWORK`).
-    Network,
-}
-
-/// The plugin's root id selects the kind: one ending in `-tcp` (the generated NETWORK
-/// WasmPlugin is named `tenant-egress-tcp`) is the network filter, anything else HTTP. The same
-/// .wasm serves both; the root id is the one thing Istio and Envoy let us set per filter.
-pub fn kind_for_root_id(root_id: &str) -> FilterKind {
-    if root_id.ends_with("-tcp") || root_id.ends_with(".tcp") {
-        FilterKind::Network
-    } else {
-        FilterKind::Http
-    }
-}
 
 /// The root context.
 #[derive(Default)]
@@ -140,7 +29,10 @@ pub struct Root {
     state: Option<Rc<State>>,
     config_errors: Option<u32>,
     ticks: u32,
-    kind: FilterKind,
+    root_id: String,
+    /// Learnt when Envoy creates the first context (`get_type`); one root context serves one
+    /// kind.
+    kind: Cell<Option<FilterKind>>,
 }
 
 impl Context for Root {
@@ -155,8 +47,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        // Adopt the proxy's log level so messages it would drop never cross the VM boundary.
-        proxy_wasm::set_log_level(host::log_level());
+        host::adopt_log_level();
         log::info!("version {} starting", env!("CARGO_PKG_VERSION"));
         true
     }
@@ -165,10 +56,9 @@ impl RootContext for Root {
         if self.config_errors.is_none() {
             self.config_errors = metrics::config_errors();
         }
-        let root_id = host::property(&["plugin_root_id"])
+        self.root_id = host::property(&["plugin_root_id"])
             .and_then(|v| String::from_utf8(v).ok())
             .unwrap_or_default();
-        self.kind = kind_for_root_id(&root_id);
         let bytes = host::plugin_configuration().unwrap_or_default();
         if bytes.is_empty() {
             return self.refuse(
@@ -197,12 +87,9 @@ impl RootContext for Root {
             );
         }
         let summary = format!(
-            "version {} loaded policy ({} filter, root id {root_id:?}): {}; source namespace={} tenant={} workload={} labels={}",
+            "version {} loaded policy (root id {:?}): {}; source namespace={} tenant={} workload={} labels={}",
             env!("CARGO_PKG_VERSION"),
-            match self.kind {
-                FilterKind::Http => "HTTP",
-                FilterKind::Network => "network",
-            },
+            self.root_id,
             policy.summary(),
             source.namespace().unwrap_or("-"),
             source
@@ -220,16 +107,11 @@ impl RootContext for Root {
         if let Some(old) = self.state.take() {
             old.counters.flush();
         }
-        self.state = Some(Rc::new(State {
-            policy,
-            source,
-            paths,
-            counters: Counters::define(match self.kind {
-                FilterKind::Http => "",
-                FilterKind::Network => "connections.",
-            }),
-            cluster_namespaces: RefCell::new(FxHashMap::default()),
-        }));
+        let counters = Counters::new();
+        if let Some(kind) = self.kind.get() {
+            counters.define(kind);
+        }
+        self.state = Some(Rc::new(State::new(policy, source, paths, counters)));
         host::set_tick_period(FLUSH_PERIOD);
         true
     }
@@ -241,22 +123,41 @@ impl RootContext for Root {
         state.counters.flush();
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks.is_multiple_of(CACHE_TICKS) {
-            if let Ok(mut cache) = state.cluster_namespaces.try_borrow_mut() {
-                cache.clear();
-            }
+            state.clear_cluster_cache();
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(self.state.clone())))
+        Some(Box::new(Http::new(Proxy, self.state.clone())))
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
-        Some(Box::new(Tcp::new(self.state.clone())))
+        Some(Box::new(Tcp::new(Proxy, self.state.clone())))
     }
 
+    /// Asked by the SDK each time Envoy creates a context of this root (no factory is set
+    /// with `set_http_context`/`set_stream_context`, so the SDK's dispatcher asks here), to
+    /// file it as an HTTP or a stream context. The first time, the new stream is asked which
+    /// kind it is (one host call per root context, never per request); the answer holds for
+    /// every later context, since one root context serves one filter.
     fn get_type(&self) -> Option<ContextType> {
-        Some(match self.kind {
+        let kind = match self.kind.get() {
+            Some(kind) => kind,
+            None => {
+                let kind = host::context_kind();
+                self.kind.set(Some(kind));
+                if let Some(state) = &self.state {
+                    state.counters.define(kind);
+                }
+                log::info!(
+                    "serving as the {} filter (root id {:?}), as Envoy created its first context",
+                    kind.as_str(),
+                    self.root_id,
+                );
+                kind
+            }
+        };
+        Some(match kind {
             FilterKind::Http => ContextType::HttpContext,
             FilterKind::Network => ContextType::StreamContext,
         })

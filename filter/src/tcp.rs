@@ -1,5 +1,6 @@
-//! The network filter: one context per TCP/TLS connection (Istio WasmPlugin `type: NETWORK`,
-//! placed before `tcp_proxy` on the sidecar's outbound TCP filter chains).
+//! The network filter's context: one per TCP/TLS connection (Istio WasmPlugin `type: NETWORK`,
+//! placed before `tcp_proxy` on the sidecar's outbound TCP filter chains). A small state
+//! machine around `enforce.rs`: decide once, then remember.
 //!
 //! When each input is available (measured on Envoy 1.40, see tests/tests/tcp.rs):
 //! - `on_new_connection`: the original destination (`destination.address`) and, when a TLS
@@ -17,12 +18,10 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
-use tenant_egress_core::authority::OUTBOUND_PREFIX;
-use tenant_egress_core::{Protocol, Target};
 
-use crate::host;
-use crate::reply;
-use crate::root::State;
+use crate::enforce::{enforce, At, Outcome};
+use crate::host::{Host, Proxy};
+use crate::state::State;
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,162 +32,212 @@ enum Verdict {
 }
 
 /// One connection.
-pub struct Tcp {
+pub struct Tcp<H: Host = Proxy> {
+    host: H,
     state: Option<Rc<State>>,
     verdict: Verdict,
 }
 
-impl Tcp {
+impl<H: Host> Tcp<H> {
     /// A context sharing the configuration's state (`None`: no policy ever loaded).
-    pub fn new(state: Option<Rc<State>>) -> Tcp {
+    pub fn new(host: H, state: Option<Rc<State>>) -> Tcp<H> {
         Tcp {
+            host,
             state,
             verdict: Verdict::Undecided,
         }
     }
 
-    /// Decides once, with whatever the proxy knows now; `early` is the `on_new_connection`
-    /// pass, which only acts on a denial (the cluster is not known yet).
-    fn decide(&mut self, early: bool) -> Action {
+    /// Decides once, with whatever the proxy knows at `at`; afterwards only replays the verdict.
+    fn decide(&mut self, at: At) -> Action {
         match self.verdict {
             Verdict::Allowed => return Action::Continue,
             Verdict::Denied => return Action::Pause,
             Verdict::Undecided => {}
         }
-        let Some(state) = self.state.clone() else {
-            log::warn!("closing a connection: no valid policy is loaded");
-            return self.close();
-        };
-        let mut target = Target {
-            protocol: Protocol::Tcp,
-            ..Target::default()
-        };
-        if state.source.namespace().is_none() {
-            return self.act(&state, &target, early);
-        }
-        let sni = host::property(state.paths.sni).filter(|s| !s.is_empty());
-        target.authority = sni.as_deref();
-        let address = host::property(state.paths.destination_address);
-        target.destination_address = address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
-        let cluster = if early {
-            None
-        } else {
-            host::property(state.paths.cluster_name)
-        };
-        target.cluster = cluster
-            .as_deref()
-            .map(|b| std::str::from_utf8(b).unwrap_or("(invalid)"));
-        if early && target.authority.is_none() {
-            // Nothing to decide on yet: wait for the cluster.
-            return Action::Continue;
-        }
-        if let Some(name) = target.cluster.filter(|c| c.starts_with(OUTBOUND_PREFIX)) {
-            return state.cluster_namespace(name, |ns| {
-                let target = Target {
-                    destination_namespace: ns,
-                    ..target
-                };
-                self.act(&state, &target, early)
-            });
-        }
-        self.act(&state, &target, early)
-    }
-
-    fn act(&mut self, state: &State, target: &Target<'_>, early: bool) -> Action {
-        let policy = &state.policy;
-        let d = policy.decide_for(&state.source, target);
-        if d.allowed {
-            if early {
-                // The SNI is allowed; the cluster is checked with the first bytes.
-                return Action::Continue;
+        match enforce(&self.host, self.state.as_deref(), at) {
+            Outcome::Allow => {
+                self.verdict = Verdict::Allowed;
+                Action::Continue
             }
-            self.verdict = Verdict::Allowed;
-            state.counters.allowed();
-            return Action::Continue;
+            Outcome::Deny => {
+                self.verdict = Verdict::Denied;
+                Action::Pause
+            }
+            // Only at on_new_connection: let tcp_proxy run to pick the cluster; no byte moves
+            // before the data callbacks decide.
+            Outcome::Undecided => Action::Continue,
         }
-        if !d.enforced {
-            self.verdict = Verdict::Allowed;
-            state.counters.audit_denied(d.reason);
-            log::info!(
-                "{}",
-                reply::log_line(
-                    "audit-denied connection",
-                    policy,
-                    &d,
-                    &state.source,
-                    target.cluster
+    }
+
+    /// At debug level, logs which inputs the proxy has at a callback (how the availability
+    /// table in the module docs is checked against a real Envoy). Costs nothing at info.
+    fn log_availability(&self, callback: &str) {
+        if self.verdict != Verdict::Undecided || !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
+        let Some(state) = self.state.as_deref() else {
+            return;
+        };
+        let show = |path: &[&str]| {
+            self.host
+                .property(path)
+                .filter(|v| !v.is_empty())
+                .map_or_else(
+                    || "unset".to_owned(),
+                    |v| String::from_utf8_lossy(&v).into_owned(),
                 )
-            );
-            return Action::Continue;
-        }
-        state.counters.denied(d.reason);
-        log::info!(
-            "{}",
-            reply::log_line(
-                "denied connection",
-                policy,
-                &d,
-                &state.source,
-                target.cluster
-            )
+        };
+        log::debug!(
+            "availability at {callback}: xds.cluster_name={} connection.requested_server_name={} destination.address={}",
+            show(state.paths.cluster_name),
+            show(state.paths.sni),
+            show(state.paths.destination_address),
         );
-        self.close()
-    }
-
-    fn close(&mut self) -> Action {
-        self.verdict = Verdict::Denied;
-        host::close_downstream();
-        host::close_upstream();
-        Action::Pause
     }
 }
 
-impl Context for Tcp {}
+impl<H: Host> Context for Tcp<H> {}
 
-/// At debug level, logs which inputs the proxy has at a callback (how the availability table in
-/// the module docs is checked against a real Envoy). Costs nothing at info.
-fn log_availability(callback: &str, state: Option<&State>) {
-    if !log::log_enabled!(log::Level::Debug) {
-        return;
-    }
-    let Some(state) = state else { return };
-    let show = |path: &[&str]| {
-        host::property(path).filter(|v| !v.is_empty()).map_or_else(
-            || "unset".to_owned(),
-            |v| String::from_utf8_lossy(&v).into_owned(),
-        )
-    };
-    log::debug!(
-        "availability at {callback}: xds.cluster_name={} connection.requested_server_name={} destination.address={}",
-        show(state.paths.cluster_name),
-        show(state.paths.sni),
-        show(state.paths.destination_address),
-    );
-}
-
-impl StreamContext for Tcp {
+impl<H: Host> StreamContext for Tcp<H> {
     fn on_new_connection(&mut self) -> Action {
-        log_availability("on_new_connection", self.state.as_deref());
-        // Continue unless denied: tcp_proxy after us must run to pick the cluster.
-        match self.decide(true) {
-            Action::Pause => Action::Pause,
-            _ => Action::Continue,
-        }
+        self.log_availability("on_new_connection");
+        self.decide(At::NewConnection)
     }
 
     fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
-        if self.verdict == Verdict::Undecided {
-            log_availability("first on_downstream_data", self.state.as_deref());
-        }
-        self.decide(false)
+        self.log_availability("first on_downstream_data");
+        self.decide(At::FirstData)
     }
 
     fn on_upstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
-        if self.verdict == Verdict::Undecided {
-            log_availability("first on_upstream_data", self.state.as_deref());
-        }
-        self.decide(false)
+        self.log_availability("first on_upstream_data");
+        self.decide(At::FirstData)
     }
 
     fn on_downstream_close(&mut self, _peer_type: PeerType) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::tests::{state, FakeHost, CLUSTER_NS};
+
+    const PROD: &str = "outbound|26257||cockroachdb.prod.svc.cluster.local";
+    const UAT: &str = "outbound|26257||cockroachdb.uat.svc.cluster.local";
+
+    fn tcp(host: FakeHost, ns: Option<&str>) -> Tcp<FakeHost> {
+        Tcp::new(host, Some(Rc::new(state(ns))))
+    }
+
+    fn counted(t: &Tcp<FakeHost>) -> (u64, u64, u64) {
+        t.state.as_deref().map(|s| s.counters.pending()).unwrap()
+    }
+
+    #[test]
+    fn plaintext_is_decided_at_the_first_bytes_then_remembered() {
+        let host = FakeHost::default()
+            .prop("destination.address", "10.96.0.1:26257")
+            .prop("xds.cluster_name", PROD)
+            .prop(CLUSTER_NS, "prod");
+        let mut t = tcp(host, Some("prod"));
+        // No SNI: nothing to decide on before the cluster is known.
+        assert_eq!(t.on_new_connection(), Action::Continue);
+        assert_eq!(t.host.take_calls(), ["connection.requested_server_name"]);
+        assert_eq!(counted(&t), (0, 0, 0));
+        assert_eq!(t.on_upstream_data(5, false), Action::Continue);
+        assert_eq!(
+            t.host.take_calls(),
+            [
+                "connection.requested_server_name",
+                "xds.cluster_name",
+                CLUSTER_NS
+            ]
+        );
+        assert_eq!(t.on_downstream_data(5, false), Action::Continue);
+        assert_eq!(t.on_upstream_data(5, true), Action::Continue);
+        assert!(t.host.take_calls().is_empty(), "decided once");
+        assert_eq!(counted(&t), (1, 0, 0));
+    }
+
+    #[test]
+    fn denied_connection_is_closed_on_both_sides_and_stays_paused() {
+        let host = FakeHost::default()
+            .prop("xds.cluster_name", UAT)
+            .prop(CLUSTER_NS, "uat");
+        let mut t = tcp(host, Some("prod"));
+        assert_eq!(t.on_new_connection(), Action::Continue);
+        t.host.take_calls();
+        assert_eq!(t.on_downstream_data(5, false), Action::Pause);
+        let calls = t.host.take_calls();
+        assert_eq!(
+            calls[calls.len() - 2..],
+            ["close_downstream", "close_upstream"]
+        );
+        assert_eq!(t.on_downstream_data(5, false), Action::Pause);
+        assert_eq!(t.on_upstream_data(5, false), Action::Pause);
+        assert!(t.host.take_calls().is_empty());
+        assert_eq!(counted(&t), (0, 1, 0));
+    }
+
+    #[test]
+    fn tls_sni_is_decided_at_the_new_connection() {
+        let denied = FakeHost::default()
+            .prop(
+                "connection.requested_server_name",
+                "cockroachdb.uat.svc.cluster.local",
+            )
+            .prop("destination.address", "127.0.0.1:26257");
+        let mut t = tcp(denied, Some("prod"));
+        assert_eq!(t.on_new_connection(), Action::Pause);
+        assert_eq!(
+            t.host.take_calls(),
+            [
+                "connection.requested_server_name",
+                "destination.address",
+                "close_downstream",
+                "close_upstream"
+            ]
+        );
+        assert_eq!(t.on_downstream_data(5, false), Action::Pause);
+        // An allowed SNI is provisional: counted once, with the cluster, at the first bytes.
+        let allowed = FakeHost::default()
+            .prop(
+                "connection.requested_server_name",
+                "cockroachdb.prod.svc.cluster.local",
+            )
+            .prop("destination.address", "127.0.0.1:26257")
+            .prop("xds.cluster_name", PROD)
+            .prop(CLUSTER_NS, "prod");
+        let mut t = tcp(allowed, Some("prod"));
+        assert_eq!(t.on_new_connection(), Action::Continue);
+        assert_eq!(counted(&t), (0, 0, 0));
+        assert_eq!(t.on_downstream_data(5, false), Action::Continue);
+        assert_eq!(counted(&t), (1, 0, 0));
+    }
+
+    #[test]
+    fn audit_mode_is_final_at_the_new_connection() {
+        let host = FakeHost::default()
+            .prop(
+                "connection.requested_server_name",
+                "cockroachdb.uat.svc.cluster.local",
+            )
+            .prop("destination.address", "127.0.0.1:26257");
+        let mut t = tcp(host, Some("audit"));
+        assert_eq!(t.on_new_connection(), Action::Continue);
+        t.host.take_calls();
+        assert_eq!(t.on_downstream_data(5, false), Action::Continue);
+        assert!(t.host.take_calls().is_empty());
+        assert_eq!(counted(&t), (0, 0, 1));
+    }
+
+    #[test]
+    fn no_policy_closes() {
+        let mut t = Tcp::new(FakeHost::default(), None);
+        assert_eq!(t.on_new_connection(), Action::Pause);
+        assert_eq!(t.host.take_calls(), ["close_downstream", "close_upstream"]);
+        assert_eq!(t.on_downstream_data(1, false), Action::Pause);
+        assert!(t.host.take_calls().is_empty());
+    }
 }

@@ -93,7 +93,11 @@ fn scenario1_helloworld_every_source_destination_port() {
         assert_eq!(envoy.canary_hits(), 0);
         assert!(envoy.wait_for_log(&format!("denied source={src} tenant={src}"), WAIT));
         assert!(envoy.wait_for_log(
-            "loaded policy (HTTP filter, root id \"tenant-egress\"): mode=enforce tenants=2",
+            "loaded policy (root id \"tenant-egress\"): mode=enforce tenants=2",
+            WAIT
+        ));
+        assert!(envoy.wait_for_log(
+            "serving as the HTTP filter (root id \"tenant-egress\")",
             WAIT
         ));
     }

@@ -6,8 +6,6 @@
 // Test code: a failed unwrap is a failed test, not a dead proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -44,46 +42,12 @@ fn cluster(ns: &str) -> String {
     format!("outbound|26257||{}", fqdn(ns))
 }
 
-fn wasm_filter(policy: &str) -> Value {
-    json!({
-        "name": "tenant-egress-tcp",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-            "config": {
-                "name": "tenant-egress-tcp",
-                "root_id": "tenant-egress-tcp",
-                "failure_policy": "FAIL_CLOSED",
-                "vm_config": {
-                    "vm_id": "tenant-egress",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_path().to_string_lossy()}}
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": policy
-                }
-            }
-        }
-    })
-}
-
-fn tcp_proxy(cluster: &str) -> Value {
-    let stat = cluster.replace(['|', '.'], "_");
-    json!({
-        "name": "envoy.filters.network.tcp_proxy",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-            "stat_prefix": stat,
-            "cluster": cluster
-        }
-    })
-}
-
 fn addr(port: u16) -> Value {
     json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
 }
 
 fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports) -> String {
+    let wasm = network_wasm_filter("tenant-egress-tcp", policy);
     let mut listeners = Vec::new();
     for (i, ns) in NAMESPACES.iter().enumerate() {
         // Istio's outbound TCP chain for one service VIP: [wasm (NETWORK, AUTHZ), tcp_proxy].
@@ -92,7 +56,7 @@ fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports) -> String {
             "address": addr(p.vip[i]),
             "enable_reuse_port": false,
             "traffic_direction": "OUTBOUND",
-            "filter_chains": [{"filters": [wasm_filter(policy), tcp_proxy(&cluster(ns))]}]
+            "filter_chains": [{"filters": [wasm, tcp_proxy_filter(&cluster(ns))]}]
         }));
         listeners.push(json!({
             "name": format!("echo_{ns}"),
@@ -110,11 +74,11 @@ fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports) -> String {
         .map(|ns| {
             json!({
                 "filter_chain_match": {"server_names": [fqdn(ns)]},
-                "filters": [wasm_filter(policy), tcp_proxy(&cluster(ns))]
+                "filters": [wasm, tcp_proxy_filter(&cluster(ns))]
             })
         })
         .collect();
-    chains.push(json!({"filters": [wasm_filter(policy), tcp_proxy("BlackHoleCluster")]}));
+    chains.push(json!({"filters": [wasm, tcp_proxy_filter("BlackHoleCluster")]}));
     listeners.push(json!({
         "name": "0.0.0.0_26257_tls",
         "address": addr(p.tls),
@@ -132,7 +96,7 @@ fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports) -> String {
         "address": addr(p.unknown),
         "enable_reuse_port": false,
         "traffic_direction": "OUTBOUND",
-        "filter_chains": [{"filters": [wasm_filter(policy), tcp_proxy("BlackHoleCluster")]}]
+        "filter_chains": [{"filters": [wasm, tcp_proxy_filter("BlackHoleCluster")]}]
     }));
     let mut clusters: Vec<Value> = NAMESPACES
         .iter()
@@ -170,24 +134,6 @@ fn start(namespace: Option<&str>) -> (Envoy, Ports) {
     };
     let envoy = Envoy::start(&bootstrap(namespace, &policy(), &p));
     (envoy, p)
-}
-
-/// Writes `payload`, reads what comes back until EOF, the echo is complete, or a timeout.
-fn exchange(port: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    if s.write_all(payload).is_err() {
-        return Vec::new();
-    }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.len() < payload.len() {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    got
 }
 
 /// A minimal TLS 1.2 ClientHello carrying `sni` (RFC 8446 §4.1.2, RFC 6066 §3): enough for
@@ -231,19 +177,16 @@ fn upstream_tx_bytes(envoy: &Envoy, ns: &str) -> u64 {
 #[test]
 fn tcp_connections_to_own_database_pass_and_others_are_closed() {
     let (envoy, p) = start(Some("prod"));
-    assert!(envoy.wait_for_log(
-        "loaded policy (network filter, root id \"tenant-egress-tcp\")",
-        WAIT
-    ));
+    assert!(envoy.wait_for_log("loaded policy (root id \"tenant-egress-tcp\")", WAIT));
     let payload = b"SELECT 1; -- from prod\n";
     assert_eq!(
-        exchange(p.vip[0], payload),
+        tcp_exchange(p.vip[0], payload),
         payload,
         "prod -> prod's database"
     );
     assert!(upstream_tx_bytes(&envoy, "prod") >= payload.len() as u64);
     for (i, ns) in NAMESPACES.iter().enumerate().skip(1) {
-        let got = exchange(p.vip[i], payload);
+        let got = tcp_exchange(p.vip[i], payload);
         assert!(got.is_empty(), "prod -> {ns}: bytes came back: {got:?}");
         assert_eq!(
             upstream_tx_bytes(&envoy, ns),
@@ -253,7 +196,7 @@ fn tcp_connections_to_own_database_pass_and_others_are_closed() {
     }
     // Unknown destination (REGISTRY_ONLY's BlackHoleCluster): tcp_proxy finds no upstream and
     // Envoy closes the connection itself, before any data callback reaches the filter.
-    assert!(exchange(p.unknown, payload).is_empty());
+    assert!(tcp_exchange(p.unknown, payload).is_empty());
     assert!(envoy
         .wait_for_counter("cluster.BlackHoleCluster.upstream_cx_none_healthy", 1, WAIT)
         .is_some_and(|n| n >= 1));
@@ -276,6 +219,10 @@ fn tcp_connections_to_own_database_pass_and_others_are_closed() {
         &format!("availability at first on_downstream_data: xds.cluster_name={} connection.requested_server_name=unset destination.address={vip}", cluster("uat")),
         WAIT
     ));
+    assert!(envoy.wait_for_log(
+        "serving as the network filter (root id \"tenant-egress-tcp\")",
+        WAIT
+    ));
     // HTTP counters are untouched by connections.
     assert_eq!(envoy.counter("tenant_egress.allowed").unwrap_or(0), 0);
 }
@@ -285,12 +232,12 @@ fn tls_sni_allowed_and_denied() {
     let (envoy, p) = start(Some("prod"));
     let hello = client_hello(&fqdn("prod"));
     assert_eq!(
-        exchange(p.tls, &hello),
+        tcp_exchange(p.tls, &hello),
         hello,
         "allowed SNI passes bytes both ways"
     );
     let hello = client_hello(&fqdn("uat"));
-    assert!(exchange(p.tls, &hello).is_empty(), "denied SNI");
+    assert!(tcp_exchange(p.tls, &hello).is_empty(), "denied SNI");
     assert!(envoy.wait_for_log(
         &format!("availability at on_new_connection: xds.cluster_name=unset connection.requested_server_name={} destination.address=127.0.0.1:{}", fqdn("uat"), p.tls),
         WAIT
@@ -306,7 +253,7 @@ fn tls_sni_allowed_and_denied() {
     );
     // An SNI naming no known service goes to the blackhole chain and is denied.
     let hello = client_hello("db.evil.example");
-    assert!(exchange(p.tls, &hello).is_empty());
+    assert!(tcp_exchange(p.tls, &hello).is_empty());
     assert_eq!(
         envoy.wait_for_counter("tenant_egress.connections.denied", 2, WAIT),
         Some(2)
@@ -317,7 +264,7 @@ fn tls_sni_allowed_and_denied() {
 #[test]
 fn tcp_without_namespace_metadata_denies() {
     let (envoy, p) = start(None);
-    assert!(exchange(p.vip[0], b"hello\n").is_empty());
+    assert!(tcp_exchange(p.vip[0], b"hello\n").is_empty());
     assert_eq!(upstream_tx_bytes(&envoy, "prod"), 0);
     assert_eq!(
         envoy.wait_for_counter("tenant_egress.connections.denied.unknown_source", 1, WAIT),

@@ -1,0 +1,451 @@
+//! The one decision path, shared by the HTTP filter (`http.rs`) and the network filter
+//! (`tcp.rs`): gather the few inputs the decision needs, decide with the core, then count, log
+//! and act (a local reply for a request, closing both sides of a connection).
+//!
+//! Host calls, in order, each made only when the decision needs it:
+//! - nothing at all when the proxy has no `NAMESPACE` (the source is unknown: deny);
+//! - the request header map (HTTP), or the TLS SNI (network); a new connection without SNI
+//!   stops here, since the cluster is not known yet;
+//! - `xds.cluster_name` (not at `on_new_connection`, where `tcp_proxy` has not picked it);
+//! - for an outbound cluster its namespace metadata, read once per cluster and cached; for
+//!   `PassthroughCluster` or no cluster the original destination (`destination.address`).
+//!
+//! So an allowed request makes 2 calls; counters are batched in the VM and flushed on a timer.
+//! A denial adds the log line and the local reply or the two closes.
+
+use tenant_egress_core::authority::{OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
+use tenant_egress_core::{Protocol, Target};
+
+use crate::host::Host;
+use crate::reply::{self, LocalReply, DENIED_HEADER};
+use crate::state::State;
+
+/// Where in a request's or a connection's life the filter decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// An HTTP request's headers: everything is known.
+    RequestHeaders,
+    /// A new TCP/TLS connection: the SNI and the original destination are known, the cluster
+    /// is not. Only a denial (or an audit-mode verdict) is final here.
+    NewConnection,
+    /// A connection's first bytes, in either direction: the cluster is known.
+    FirstData,
+}
+
+impl At {
+    fn protocol(self) -> Protocol {
+        match self {
+            At::RequestHeaders => Protocol::Http,
+            At::NewConnection | At::FirstData => Protocol::Tcp,
+        }
+    }
+}
+
+/// What the context does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Let it through: allowed, or audit mode (counted and logged).
+    Allow,
+    /// Blocked: the local reply was sent, or the connection closed.
+    Deny,
+    /// Nothing final yet: a new connection the policy allows so far, or that has no SNI.
+    /// Decide again with the first bytes. Only [`At::NewConnection`] returns it.
+    Undecided,
+}
+
+/// Gathers, decides and acts. `state` is `None` when no valid policy was ever loaded in this
+/// VM: fail closed.
+pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
+    let Some(state) = state else {
+        return refuse_without_policy(host, at);
+    };
+    let mut target = Target {
+        protocol: at.protocol(),
+        ..Target::default()
+    };
+    if state.source.namespace().is_none() {
+        // Denied as `unknown-source` whatever the destination: read nothing.
+        return act(host, state, at, &target);
+    }
+    let headers;
+    let sni;
+    match at {
+        At::RequestHeaders => {
+            headers = host.request_headers();
+            #[cfg(feature = "fault-injection")]
+            inject_fault(&headers);
+            let (authority, repeated) = find_authority(&headers);
+            target.authority = authority;
+            target.authority_repeated = repeated;
+        }
+        At::NewConnection | At::FirstData => {
+            sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
+            target.authority = sni.as_deref();
+            if at == At::NewConnection && target.authority.is_none() {
+                // Nothing to decide on yet: wait for the cluster.
+                return Outcome::Undecided;
+            }
+        }
+    }
+    let cluster = match at {
+        At::NewConnection => None,
+        At::RequestHeaders | At::FirstData => host.property(state.paths.cluster_name),
+    };
+    // A non-UTF-8 cluster name cannot be Istio's: pass a name that fails closed.
+    target.cluster = cluster
+        .as_deref()
+        .map(|b| std::str::from_utf8(b).unwrap_or("(invalid)"));
+    // Only the input this kind of destination needs: the namespace of an outbound cluster
+    // (cached per cluster), the original destination of a passthrough or of a connection whose
+    // cluster is not known. The name alone says which; the core parses (and validates) it
+    // once, when deciding.
+    let address;
+    match target.cluster {
+        Some(name) if name.starts_with(OUTBOUND_PREFIX) => {
+            return state.cluster_namespace(host, name, |ns| {
+                let target = Target {
+                    destination_namespace: ns,
+                    ..target
+                };
+                act(host, state, at, &target)
+            });
+        }
+        Some(PASSTHROUGH_CLUSTER) | None => {
+            address = host.property(state.paths.destination_address);
+            target.destination_address =
+                address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
+        }
+        Some(_) => {}
+    }
+    act(host, state, at, &target)
+}
+
+/// Decides, counts, logs, and for a blocked request or connection acts.
+fn act<H: Host>(host: &H, state: &State, at: At, target: &Target<'_>) -> Outcome {
+    let policy = &state.policy;
+    let d = policy.decide_for(&state.source, target);
+    let (denied, audit_denied) = match at {
+        At::RequestHeaders => ("denied", "audit-denied"),
+        At::NewConnection | At::FirstData => ("denied connection", "audit-denied connection"),
+    };
+    if d.allowed {
+        if at == At::NewConnection {
+            // The SNI is allowed; the cluster is checked with the first bytes.
+            return Outcome::Undecided;
+        }
+        state.counters.allowed();
+        return Outcome::Allow;
+    }
+    if !d.enforced {
+        state.counters.audit_denied(d.reason);
+        log::info!(
+            "{}",
+            reply::log_line(audit_denied, policy, &d, &state.source, target.cluster)
+        );
+        return Outcome::Allow;
+    }
+    state.counters.denied(d.reason);
+    log::info!(
+        "{}",
+        reply::log_line(denied, policy, &d, &state.source, target.cluster)
+    );
+    match at {
+        At::RequestHeaders => send(
+            host,
+            &reply::deny_reply(policy, &d, &state.source, target.cluster),
+        ),
+        At::NewConnection | At::FirstData => close(host),
+    }
+    Outcome::Deny
+}
+
+/// A VM without a valid policy never lets a request or a connection through.
+fn refuse_without_policy<H: Host>(host: &H, at: At) -> Outcome {
+    match at {
+        At::RequestHeaders => send(host, &reply::no_policy_reply()),
+        At::NewConnection | At::FirstData => {
+            log::warn!("closing a connection: no valid policy is loaded");
+            close(host);
+        }
+    }
+    Outcome::Deny
+}
+
+fn send<H: Host>(host: &H, reply: &LocalReply) {
+    host.send_local_reply(
+        reply.status,
+        &[
+            (DENIED_HEADER, reply.reason),
+            ("content-type", "text/plain; charset=utf-8"),
+        ],
+        reply.body.as_bytes(),
+    );
+}
+
+/// Closes both sides: the client's bytes are never forwarded, a server-first greeting never
+/// reaches the client.
+fn close<H: Host>(host: &H) {
+    host.close_downstream();
+    host.close_upstream();
+}
+
+/// The `:authority` value and whether it was repeated. HTTP/1 `Host` arrives as `:authority`;
+/// a separate `host` next to `:authority` (HTTP/2, RFC 9113 §8.3.1) that differs from it, or a
+/// second `:authority`, is a repeat: Envoy would show us only the first (`context.cc`).
+pub fn find_authority(headers: &[(String, Vec<u8>)]) -> (Option<&[u8]>, bool) {
+    let mut authority: Option<&[u8]> = None;
+    let mut repeated = false;
+    for (name, value) in headers {
+        let is_authority = name == ":authority";
+        if !(is_authority || name.eq_ignore_ascii_case("host")) {
+            continue;
+        }
+        match authority {
+            None => authority = Some(value),
+            Some(first) => {
+                if is_authority || first != value.as_slice() {
+                    repeated = true;
+                }
+            }
+        }
+    }
+    (authority, repeated)
+}
+
+/// Test-only (feature `fault-injection`): crash the VM on request.
+#[cfg(feature = "fault-injection")]
+#[allow(clippy::panic)]
+fn inject_fault(headers: &[(String, Vec<u8>)]) {
+    if headers
+        .iter()
+        .any(|(k, _)| k == "x-tenant-egress-test-panic")
+    {
+        panic!("fault injection: x-tenant-egress-test-panic");
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::RefCell;
+
+    use tenant_egress_core::{Policy, Reason, Source};
+
+    use super::*;
+    use crate::metrics::Counters;
+    use crate::state::XDS;
+
+    /// A local reply the fake host was asked to send: status, headers, body.
+    pub(crate) type Reply = (u16, Vec<(String, String)>, String);
+
+    /// A host that answers from fixed values and records every call.
+    #[derive(Default)]
+    pub(crate) struct FakeHost {
+        pub props: Vec<(String, Vec<u8>)>,
+        pub headers: Vec<(String, Vec<u8>)>,
+        pub calls: RefCell<Vec<String>>,
+        pub replies: RefCell<Vec<Reply>>,
+    }
+
+    impl FakeHost {
+        pub fn prop(mut self, path: &str, value: &str) -> Self {
+            self.props.push((path.into(), value.as_bytes().to_vec()));
+            self
+        }
+
+        pub fn header(mut self, name: &str, value: &[u8]) -> Self {
+            self.headers.push((name.into(), value.to_vec()));
+            self
+        }
+
+        /// The calls made so far, then forgets them.
+        pub fn take_calls(&self) -> Vec<String> {
+            std::mem::take(&mut *self.calls.borrow_mut())
+        }
+    }
+
+    impl Host for FakeHost {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            let path = path.join(".");
+            self.calls.borrow_mut().push(path.clone());
+            self.props
+                .iter()
+                .find(|(k, _)| *k == path)
+                .map(|(_, v)| v.clone())
+        }
+
+        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+            self.calls.borrow_mut().push("request_headers".into());
+            self.headers.clone()
+        }
+
+        fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+            self.calls.borrow_mut().push("send_local_reply".into());
+            self.replies.borrow_mut().push((
+                status,
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                String::from_utf8_lossy(body).into_owned(),
+            ));
+        }
+
+        fn close_downstream(&self) {
+            self.calls.borrow_mut().push("close_downstream".into());
+        }
+
+        fn close_upstream(&self) {
+            self.calls.borrow_mut().push("close_upstream".into());
+        }
+    }
+
+    pub(crate) const CLUSTER_NS: &str =
+        "xds.cluster_metadata.filter_metadata.istio.services.0.namespace";
+
+    /// prod may reach its own namespace; `audit` is a tenant in audit mode.
+    pub(crate) fn state(namespace: Option<&str>) -> State {
+        let policy = Policy::from_json(
+            br#"{"apiVersion": "tenant-egress/v1",
+                 "tenants": [{"name": "prod", "namespaces": ["prod"], "egress": [{"hosts": ["./*"]}]},
+                             {"name": "audit", "namespaces": ["audit"], "mode": "audit",
+                              "egress": [{"hosts": ["./*"]}]}]}"#,
+        )
+        .unwrap()
+        .0;
+        let source = policy.source(&Source {
+            namespace,
+            labels: &[],
+        });
+        State::new(policy, source, &XDS, Counters::new())
+    }
+
+    fn outbound(ns: &str) -> String {
+        format!("outbound|26257||cockroachdb.{ns}.svc.cluster.local")
+    }
+
+    #[test]
+    fn allowed_request_makes_two_host_calls_once_the_cluster_is_cached() {
+        let st = state(Some("prod"));
+        let host = FakeHost::default()
+            .header(":authority", b"cockroachdb.prod:26257")
+            .prop("xds.cluster_name", &outbound("prod"))
+            .prop(CLUSTER_NS, "prod");
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert_eq!(
+            host.take_calls(),
+            ["request_headers", "xds.cluster_name", CLUSTER_NS]
+        );
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert_eq!(host.take_calls(), ["request_headers", "xds.cluster_name"]);
+        assert_eq!(st.counters.pending(), (2, 0, 0));
+    }
+
+    #[test]
+    fn denied_request_gets_the_reply_and_is_counted() {
+        let st = state(Some("prod"));
+        let host = FakeHost::default()
+            .header(":authority", b"cockroachdb.uat:26257")
+            .prop("xds.cluster_name", &outbound("uat"))
+            .prop(CLUSTER_NS, "uat");
+        assert_eq!(enforce(&host, Some(&st), At::RequestHeaders), Outcome::Deny);
+        assert_eq!(
+            host.take_calls(),
+            [
+                "request_headers",
+                "xds.cluster_name",
+                CLUSTER_NS,
+                "send_local_reply"
+            ]
+        );
+        let replies = host.replies.borrow();
+        let (status, headers, body) = &replies[0];
+        assert_eq!(*status, 403);
+        assert!(headers.contains(&(DENIED_HEADER.into(), "not-allowed".into())));
+        assert!(body.starts_with(reply::BODY_MARKER), "{body}");
+        assert_eq!(st.counters.pending(), (0, 1, 0));
+        assert_eq!(st.counters.pending_denied(Reason::NotAllowed), 1);
+    }
+
+    #[test]
+    fn passthrough_reads_the_original_destination() {
+        let st = state(Some("prod"));
+        let host = FakeHost::default()
+            .header(":authority", b"10.1.2.3:8080")
+            .prop("xds.cluster_name", "PassthroughCluster")
+            .prop("destination.address", "10.1.2.3:8080");
+        assert_eq!(enforce(&host, Some(&st), At::RequestHeaders), Outcome::Deny);
+        assert_eq!(
+            host.take_calls(),
+            [
+                "request_headers",
+                "xds.cluster_name",
+                "destination.address",
+                "send_local_reply"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_source_reads_nothing_and_denies() {
+        let st = state(None);
+        let host = FakeHost::default();
+        assert_eq!(enforce(&host, Some(&st), At::RequestHeaders), Outcome::Deny);
+        assert_eq!(host.take_calls(), ["send_local_reply"]);
+        assert_eq!(st.counters.pending_denied(Reason::UnknownSource), 1);
+        assert_eq!(enforce(&host, Some(&st), At::FirstData), Outcome::Deny);
+        assert_eq!(host.take_calls(), ["close_downstream", "close_upstream"]);
+    }
+
+    #[test]
+    fn audit_mode_lets_through_and_counts() {
+        let st = state(Some("audit"));
+        let host = FakeHost::default()
+            .header(":authority", b"cockroachdb.uat:26257")
+            .prop("xds.cluster_name", &outbound("uat"))
+            .prop(CLUSTER_NS, "uat");
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert!(!host.take_calls().contains(&"send_local_reply".to_string()));
+        assert_eq!(st.counters.pending(), (0, 0, 1));
+    }
+
+    #[test]
+    fn no_policy_fails_closed() {
+        let host = FakeHost::default();
+        assert_eq!(enforce(&host, None, At::RequestHeaders), Outcome::Deny);
+        assert_eq!(host.take_calls(), ["send_local_reply"]);
+        assert_eq!(host.replies.borrow()[0].0, 403);
+        assert_eq!(enforce(&host, None, At::NewConnection), Outcome::Deny);
+        assert_eq!(host.take_calls(), ["close_downstream", "close_upstream"]);
+    }
+
+    fn h(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn authority_and_repeats() {
+        let one = h(&[(":method", b"GET"), (":authority", b"a.example")]);
+        assert_eq!(find_authority(&one), (Some(&b"a.example"[..]), false));
+        let same_host = h(&[(":authority", b"a.example"), ("host", b"a.example")]);
+        assert!(!find_authority(&same_host).1);
+        let other_host = h(&[(":authority", b"a.example"), ("host", b"b.example")]);
+        assert!(find_authority(&other_host).1);
+        let two = h(&[(":authority", b"a.example"), (":authority", b"a.example")]);
+        assert!(find_authority(&two).1);
+        let two_hosts = h(&[("Host", b"a.example"), ("host", b"b.example")]);
+        assert_eq!(find_authority(&two_hosts), (Some(&b"a.example"[..]), true));
+        assert_eq!(find_authority(&h(&[])), (None, false));
+    }
+}
