@@ -58,7 +58,7 @@ impl Http1Conn {
         Self::connect_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
     }
 
-    /// Connects to `addr` (only inside a private network namespace, see [`crate::netns`]).
+    /// Connects to `addr` (e.g. a ClusterIP inside a private network namespace), same timeouts.
     pub fn connect_addr(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;

@@ -236,7 +236,8 @@ struct ExplainArgs {
     /// Destination namespace from the cluster's `istio.services` metadata.
     #[arg(long)]
     destination_namespace: Option<String>,
-    /// Original destination `IP:PORT` (used for PassthroughCluster).
+    /// Original destination `IP:PORT` (used for PassthroughCluster, and to confirm an IP
+    /// authority such as a ClusterIP Host).
     #[arg(long)]
     destination_address: Option<String>,
     /// Decide a TCP/TLS connection (the network filter) instead of an HTTP request; the
