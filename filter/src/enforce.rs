@@ -62,6 +62,11 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     let Some(state) = state else {
         return refuse_without_policy(host, at);
     };
+    if state.stand_aside {
+        // A gateway proxy under `gateways: passthrough`: not a tenant's egress; no host call.
+        state.counters.gateway_passthrough();
+        return Outcome::Allow;
+    }
     let mut target = Target {
         protocol: at.protocol(),
         ..Target::default()
@@ -404,6 +409,21 @@ pub(crate) mod tests {
                 "send_local_reply"
             ]
         );
+    }
+
+    #[test]
+    fn a_gateway_standing_aside_reads_nothing_and_allows() {
+        // A source that would be denied (no NAMESPACE) in a gateway under `gateways:
+        // passthrough`: nothing is read or sent, each request and connection is counted.
+        let mut st = state(None);
+        st.stand_aside = true;
+        let host = FakeHost::default();
+        for at in [At::RequestHeaders, At::NewConnection, At::FirstData] {
+            assert_eq!(enforce(&host, Some(&st), at), Outcome::Allow, "{at:?}");
+        }
+        assert!(host.take_calls().is_empty());
+        assert_eq!(st.counters.pending(), (0, 0, 0));
+        assert_eq!(st.counters.pending_gateway_passthrough(), 3);
     }
 
     #[test]

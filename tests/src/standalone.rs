@@ -222,7 +222,9 @@ mod tests {
                 "allow_any"
             ]
         );
-        let filter = &hcm["http_filters"][0]["typed_config"]["config"];
+        // After the metadata-exchange stand-in, as Istio orders them.
+        assert_eq!(hcm["http_filters"][0]["name"], crate::METADATA_EXCHANGE);
+        let filter = &hcm["http_filters"][1]["typed_config"]["config"];
         assert_eq!(filter["vm_config"]["code"]["local"]["filename"], "./f.wasm");
         let clusters = v["static_resources"]["clusters"].as_array().unwrap();
         let entry = clusters

@@ -246,6 +246,7 @@ static POLICY: Obj = Obj(&[
     ("clusterNetworks", Kind::StrList, false),
     ("unknownSource", Kind::Enum(&["deny", "allow"]), false),
     ("denyStatus", Kind::Int(0, 65535), false),
+    ("gateways", Kind::Enum(&["passthrough", "enforce"]), false),
     ("tenants", Kind::List(&TENANT), true),
 ]);
 

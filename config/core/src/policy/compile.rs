@@ -138,6 +138,7 @@ impl Policy {
         Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,
+            gateways: spec.gateways,
             deny_status: spec.deny_status,
             networks: super::networks_of(spec),
             excludes_in_cluster,

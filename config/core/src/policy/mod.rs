@@ -29,7 +29,7 @@ use crate::decision::{
 };
 use crate::name::NsName;
 use crate::network::{Cidr, ClusterNetworks};
-use crate::spec::{Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
+use crate::spec::{Gateways, Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
 use crate::validate::{self, InvalidPolicy, Warning};
 use index::{Bucket, HostSet};
 use resolve::{ip_destination, Passthrough, Route};
@@ -97,6 +97,7 @@ impl SourceScope {
 #[derive(Debug)]
 pub struct Policy {
     mode: Mode,
+    gateways: Gateways,
     unknown_source: UnknownSource,
     deny_status: u16,
     cluster_domain: Box<str>,
@@ -150,6 +151,11 @@ impl Policy {
     /// The document-wide mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Whether the filter decides in Istio gateway proxies (`gateways:`).
+    pub fn gateways(&self) -> Gateways {
+        self.gateways
     }
 
     /// HTTP status for denials.
