@@ -70,7 +70,6 @@ pub mod http;
 pub mod istiod;
 pub mod loadbench;
 pub mod mtls;
-pub mod netns;
 pub mod standalone;
 pub mod tcp;
 

@@ -1,6 +1,6 @@
 //! Issue 15 in a real Envoy: ALLOW_ANY and passthrough, where addresses matter.
 //!
-//! Each test runs in a private network namespace ([`in_private_netns`]) whose loopback carries
+//! Each test runs in a private network namespace (the kit's [`in_private_netns`]) whose loopback carries
 //! an external address (93.184.216.34, 140.82.112.5), a ClusterIP (10.96.3.4) and a pod IP
 //! (10.244.1.7). The sidecar's outbound listeners bind `0.0.0.0:80`, `:81` and `:443` as
 //! Istio's do, so a client connecting to `10.96.3.4:80` reaches the listener with
@@ -18,24 +18,32 @@
 // Test code: a failed unwrap is a failed test, not a dead proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tenant_egress_tests::netns::in_private_netns;
+use tenant_egress_tests::istiod::{add_loopback_addresses, in_private_netns};
 use tenant_egress_tests::*;
 
 const EXTERNAL: &str = "93.184.216.34";
 const GITHUB: &str = "140.82.112.5";
 const CLUSTER_IP: &str = "10.96.3.4";
 const POD_IP: &str = "10.244.1.7";
-const ADDRESSES: [&str; 4] = [
-    "93.184.216.34/32",
-    "140.82.112.5/32",
-    "10.96.3.4/32",
-    "10.244.1.7/32",
-];
+/// Inside the namespace: bring `lo` up with the test's addresses. `false` in the outer test
+/// process, which has just run the test in the namespace and checked it passed there.
+fn in_namespace_with_addresses() -> bool {
+    if !in_private_netns() {
+        return false;
+    }
+    let addrs: BTreeSet<Ipv4Addr> = [EXTERNAL, GITHUB, CLUSTER_IP, POD_IP]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    add_loopback_addresses(&addrs);
+    true
+}
 /// Where every passthrough lands (the original destination's IP, this port).
 const UPSTREAM_PORT: u16 = 9000;
 /// The `*.example.com` ServiceEntry's and `api.dev`'s endpoints.
@@ -283,155 +291,149 @@ fn client_hello(sni: &str) -> Vec<u8> {
 /// The demo's dev tenant (ALLOW_ANY, `*/*.example.com` but `~/secret.example.com`).
 #[test]
 fn allow_any_passthrough_in_a_network_namespace() {
-    in_private_netns(
-        "allow_any_passthrough_in_a_network_namespace",
-        &ADDRESSES,
-        || {
-            let envoy = Envoy::start(&bootstrap("dev"));
-            assert!(envoy.wait_for_log("loaded policy", WAIT));
+    if !in_namespace_with_addresses() {
+        return;
+    }
+    let envoy = Envoy::start(&bootstrap("dev"));
+    assert!(envoy.wait_for_log("loaded policy", WAIT));
 
-            // 1. The exclusion, on every spelling, on both route-matching styles: routed to the
-            //    `*.example.com` cluster where Envoy's match catches the spelling, passed through
-            //    to the real secret.example.com (here 93.184.216.34) where it does not.
-            let mut excluded = 0;
-            for port in [80, 81] {
-                for host in [
-                    "secret.example.com",
-                    "secret.example.com.",
-                    "secret.example.com:8080",
-                    "SECRET.Example.COM.:80",
-                ] {
-                    let r = get_at(EXTERNAL, port, host);
-                    assert_denied(&r, "excluded", &format!("{host} on listener {port}"));
-                    assert!(r.body.contains("~/secret.example.com"), "{}", r.body);
-                    excluded += 1;
-                }
-                // Envoy never reads `:00080` as port 80; the filter refuses the spelling.
-                let r = get_at(EXTERNAL, port, "secret.example.com:00080");
-                assert_denied(&r, "malformed-authority", "secret.example.com:00080");
-                // Allowed names still work on both paths.
-                assert_reached(
-                    &get_at(EXTERNAL, port, "en.example.com"),
-                    "example",
-                    "routed",
-                );
-                assert_reached(&get_at(EXTERNAL, port, "api.dev"), "api.dev", "own service");
-            }
-            assert!(envoy.wait_for_log(
-                "denied source=dev tenant=dev destination=secret.example.com:80 (original destination 93.184.216.34:80) destination_namespace=- cluster=PassthroughCluster reason=excluded",
-                WAIT
-            ));
-            assert!(envoy.wait_for_log(
-                "denied source=dev tenant=dev destination=secret.example.com:80 destination_namespace=- cluster=outbound|80||*.example.com reason=excluded",
-                WAIT
-            ));
+    // 1. The exclusion, on every spelling, on both route-matching styles: routed to the
+    //    `*.example.com` cluster where Envoy's match catches the spelling, passed through
+    //    to the real secret.example.com (here 93.184.216.34) where it does not.
+    let mut excluded = 0;
+    for port in [80, 81] {
+        for host in [
+            "secret.example.com",
+            "secret.example.com.",
+            "secret.example.com:8080",
+            "SECRET.Example.COM.:80",
+        ] {
+            let r = get_at(EXTERNAL, port, host);
+            assert_denied(&r, "excluded", &format!("{host} on listener {port}"));
+            assert!(r.body.contains("~/secret.example.com"), "{}", r.body);
+            excluded += 1;
+        }
+        // Envoy never reads `:00080` as port 80; the filter refuses the spelling.
+        let r = get_at(EXTERNAL, port, "secret.example.com:00080");
+        assert_denied(&r, "malformed-authority", "secret.example.com:00080");
+        // Allowed names still work on both paths.
+        assert_reached(
+            &get_at(EXTERNAL, port, "en.example.com"),
+            "example",
+            "routed",
+        );
+        assert_reached(&get_at(EXTERNAL, port, "api.dev"), "api.dev", "own service");
+    }
+    assert!(envoy.wait_for_log(
+        "denied source=dev tenant=dev destination=secret.example.com:80 (original destination 93.184.216.34:80) destination_namespace=- cluster=PassthroughCluster reason=excluded",
+        WAIT
+    ));
+    assert!(envoy.wait_for_log(
+        "denied source=dev tenant=dev destination=secret.example.com:80 destination_namespace=- cluster=outbound|80||*.example.com reason=excluded",
+        WAIT
+    ));
 
-            // 2. Public names are not service aliases: `dev` is a namespace, `go.dev` is not a
-            //    service in it; single labels and underscores are names Envoy routes.
-            let mut allowed_any = 0;
-            for host in [
-                "go.dev",
-                "web.dev:80",
-                "intranet",
-                "localhost:8080",
-                "foo_bar.example.org",
-            ] {
-                assert_reached(&get_at(EXTERNAL, 81, host), EXTERNAL, host);
-                allowed_any += 1;
-            }
-            assert_eq!(requests(&envoy, "external"), allowed_any);
+    // 2. Public names are not service aliases: `dev` is a namespace, `go.dev` is not a
+    //    service in it; single labels and underscores are names Envoy routes.
+    let mut allowed_any = 0;
+    for host in [
+        "go.dev",
+        "web.dev:80",
+        "intranet",
+        "localhost:8080",
+        "foo_bar.example.org",
+    ] {
+        assert_reached(&get_at(EXTERNAL, 81, host), EXTERNAL, host);
+        allowed_any += 1;
+    }
+    assert_eq!(requests(&envoy, "external"), allowed_any);
 
-            // 3. In-cluster destinations need an import: another tenant's ClusterIP or pod IP
-            //    behind a Host that is no mesh name, and a pod DNS name.
-            let inside = "inside the cluster's networks (10.96.0.0/12, 10.244.0.0/16)";
-            for (ip, port, host, why) in [
-                (CLUSTER_IP, 80, "x.test", inside),
-                (CLUSTER_IP, 81, "x.test:80", inside),
-                (POD_IP, 80, "x.test", inside),
-                (
-                    POD_IP,
-                    81,
-                    "10-0-0-4.prod.pod.cluster.local:8080",
-                    "names a pod",
-                ),
-            ] {
-                let r = get_at(ip, port, host);
-                assert_denied(&r, "not-allowed", &format!("{host} to {ip}:{port}"));
-                assert!(r.body.contains(why), "{}", r.body);
-                assert!(r.body.contains("\"*/*\""), "{}", r.body);
-            }
-            assert_eq!(requests(&envoy, "clusterip"), 0, "reached the ClusterIP");
-            assert_eq!(requests(&envoy, "pod"), 0, "reached the pod");
-            assert!(envoy.wait_for_log(
-                "denied source=dev tenant=dev destination=10.96.3.4:80 destination_namespace=- cluster=PassthroughCluster reason=not-allowed rule=tenants[0].egress[0] \"all ports\"",
-                WAIT
-            ));
+    // 3. In-cluster destinations need an import: another tenant's ClusterIP or pod IP
+    //    behind a Host that is no mesh name, and a pod DNS name.
+    let inside = "inside the cluster's networks (10.96.0.0/12, 10.244.0.0/16)";
+    for (ip, port, host, why) in [
+        (CLUSTER_IP, 80, "x.test", inside),
+        (CLUSTER_IP, 81, "x.test:80", inside),
+        (POD_IP, 80, "x.test", inside),
+        (
+            POD_IP,
+            81,
+            "10-0-0-4.prod.pod.cluster.local:8080",
+            "names a pod",
+        ),
+    ] {
+        let r = get_at(ip, port, host);
+        assert_denied(&r, "not-allowed", &format!("{host} to {ip}:{port}"));
+        assert!(r.body.contains(why), "{}", r.body);
+        assert!(r.body.contains("\"*/*\""), "{}", r.body);
+    }
+    assert_eq!(requests(&envoy, "clusterip"), 0, "reached the ClusterIP");
+    assert_eq!(requests(&envoy, "pod"), 0, "reached the pod");
+    assert!(envoy.wait_for_log(
+        "denied source=dev tenant=dev destination=10.96.3.4:80 destination_namespace=- cluster=PassthroughCluster reason=not-allowed rule=tenants[0].egress[0] \"all ports\"",
+        WAIT
+    ));
 
-            // 4. TLS: the SNI on a passthrough honours the exclusion (closed before tcp_proxy
-            //    connects), a public SNI passes, an in-cluster address needs an import.
-            assert!(tls_hello(GITHUB, "secret.example.com").is_empty());
-            assert!(tls_hello(GITHUB, "SECRET.example.com").is_empty());
-            assert_eq!(
-                connections(&envoy, "github"),
-                0,
-                "denied SNI reached upstream"
-            );
-            let _ = tls_hello(GITHUB, "api.github.com");
-            assert_eq!(
-                envoy.wait_for_counter("http.up_github.downstream_cx_total", 1, WAIT),
-                Some(1),
-                "allowed SNI did not reach 140.82.112.5"
-            );
-            assert!(tls_hello(CLUSTER_IP, "x.test").is_empty());
-            assert_eq!(
-                connections(&envoy, "clusterip"),
-                0,
-                "in-cluster TLS reached"
-            );
-
-            assert_counter(&envoy, "denied.excluded", excluded);
-            assert_counter(&envoy, "denied.malformed_authority", 2);
-            assert_counter(&envoy, "denied.not_allowed", 4);
-            assert_counter(&envoy, "connections.denied.excluded", 2);
-            assert_counter(&envoy, "connections.denied.not_allowed", 1);
-            assert_counter(&envoy, "connections.allowed", 1);
-            // 4 routed + 5 passed through (HTTP); no 403 reached any upstream.
-            assert_counter(&envoy, "allowed", 4 + allowed_any);
-        },
+    // 4. TLS: the SNI on a passthrough honours the exclusion (closed before tcp_proxy
+    //    connects), a public SNI passes, an in-cluster address needs an import.
+    assert!(tls_hello(GITHUB, "secret.example.com").is_empty());
+    assert!(tls_hello(GITHUB, "SECRET.example.com").is_empty());
+    assert_eq!(
+        connections(&envoy, "github"),
+        0,
+        "denied SNI reached upstream"
     );
+    let _ = tls_hello(GITHUB, "api.github.com");
+    assert_eq!(
+        envoy.wait_for_counter("http.up_github.downstream_cx_total", 1, WAIT),
+        Some(1),
+        "allowed SNI did not reach 140.82.112.5"
+    );
+    assert!(tls_hello(CLUSTER_IP, "x.test").is_empty());
+    assert_eq!(
+        connections(&envoy, "clusterip"),
+        0,
+        "in-cluster TLS reached"
+    );
+
+    assert_counter(&envoy, "denied.excluded", excluded);
+    assert_counter(&envoy, "denied.malformed_authority", 2);
+    assert_counter(&envoy, "denied.not_allowed", 4);
+    assert_counter(&envoy, "connections.denied.excluded", 2);
+    assert_counter(&envoy, "connections.denied.not_allowed", 1);
+    assert_counter(&envoy, "connections.allowed", 1);
+    // 4 routed + 5 passed through (HTTP); no 403 reached any upstream.
+    assert_counter(&envoy, "allowed", 4 + allowed_any);
 }
 
 /// A tenant importing every namespace (`*/*`) reaches in-cluster addresses, HTTP and TLS: the
 /// denials above come from the import rule, not from the addresses themselves.
 #[test]
 fn import_everything_reaches_in_cluster_addresses() {
-    in_private_netns(
-        "import_everything_reaches_in_cluster_addresses",
-        &ADDRESSES,
-        || {
-            let envoy = Envoy::start(&bootstrap("ops"));
-            assert!(envoy.wait_for_log("loaded policy", WAIT));
-            assert_reached(&get_at(CLUSTER_IP, 80, "x.test"), CLUSTER_IP, "ClusterIP");
-            assert_reached(
-                &get_at(POD_IP, 81, "10-0-0-4.prod.pod.cluster.local:8080"),
-                POD_IP,
-                "pod DNS name",
-            );
-            // ops has no exclusion: secret.example.com is just another external name.
-            assert_reached(
-                &get_at(EXTERNAL, 81, "secret.example.com."),
-                EXTERNAL,
-                "no exclusion",
-            );
-            let _ = tls_hello(CLUSTER_IP, "x.test");
-            assert_eq!(
-                envoy.wait_for_counter("http.up_clusterip.downstream_cx_total", 2, WAIT),
-                Some(2),
-                "TLS to the ClusterIP did not pass"
-            );
-            assert_counter(&envoy, "allowed", 3);
-            assert_counter(&envoy, "connections.allowed", 1);
-            assert_eq!(envoy.counter("tenant_egress.denied").unwrap_or(0), 0);
-        },
+    if !in_namespace_with_addresses() {
+        return;
+    }
+    let envoy = Envoy::start(&bootstrap("ops"));
+    assert!(envoy.wait_for_log("loaded policy", WAIT));
+    assert_reached(&get_at(CLUSTER_IP, 80, "x.test"), CLUSTER_IP, "ClusterIP");
+    assert_reached(
+        &get_at(POD_IP, 81, "10-0-0-4.prod.pod.cluster.local:8080"),
+        POD_IP,
+        "pod DNS name",
     );
+    // ops has no exclusion: secret.example.com is just another external name.
+    assert_reached(
+        &get_at(EXTERNAL, 81, "secret.example.com."),
+        EXTERNAL,
+        "no exclusion",
+    );
+    let _ = tls_hello(CLUSTER_IP, "x.test");
+    assert_eq!(
+        envoy.wait_for_counter("http.up_clusterip.downstream_cx_total", 2, WAIT),
+        Some(2),
+        "TLS to the ClusterIP did not pass"
+    );
+    assert_counter(&envoy, "allowed", 3);
+    assert_counter(&envoy, "connections.allowed", 1);
+    assert_eq!(envoy.counter("tenant_egress.denied").unwrap_or(0), 0);
 }
