@@ -101,6 +101,14 @@ impl Loaded {
         self.places.get_or_init(|| Places::parse(&self.text))
     }
 
+    /// A warning found outside validation, written `PATH[ (tenant NAME)]: MESSAGE` (as
+    /// `manifest::coverage::tcp_gaps` writes them), as a diagnostic with its place.
+    pub fn extra_warning(&self, text: &str) -> Diagnostic {
+        let (head, message) = text.split_once(": ").unwrap_or(("(document)", text));
+        let path = head.split(" (").next().unwrap_or(head);
+        Diagnostic::new(Severity::Warning, path, message.to_owned(), self.places())
+    }
+
     /// The warnings as diagnostics, repeated ones grouped ([`group`]).
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         if self.warnings.is_empty() {

@@ -262,6 +262,7 @@ fn explain_protocol_values_come_from_the_core() {
 /// A policy with likely typos, one port-scoped tenant, an ALLOW_ANY one and one in audit.
 const TYPOS: &str = r#"apiVersion: tenant-egress/v1
 sharedNamespaces: [istio-system, logmonkey]
+clusterNetworks: [10.96.0.0/12]
 tenants:
   - name: prod
     namespaces: [prod]
@@ -291,34 +292,48 @@ fn validate_warns_about_typos_with_lines_tenants_and_groups() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 3, "{err}");
-    assert!(lines[0].contains(":7: tenants[0].egress[0] (tenant prod): on port 26257 only"));
+    // The three likely mistakes, and each tenant's TCP that only its Sidecar scopes.
+    assert_eq!(lines.len(), 6, "{err}");
+    let line = |needle: &str| -> &str {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{err}"))
+    };
+    assert!(line("on port 26257 only").contains(":8: tenants[0].egress[0] (tenant prod): "));
     // The same namespace in two tenants: one warning, at the first place, naming the other.
+    let typo = line("istio-sytem\" is owned");
     assert!(
-        lines[1].starts_with(&format!(
-            "warning: {p}:11: tenants[0].egress[1].hosts[1] (tenant prod): namespace \"istio-sytem\" is \
+        typo.starts_with(&format!(
+            "warning: {p}:12: tenants[0].egress[1].hosts[1] (tenant prod): namespace \"istio-sytem\" is \
              owned by no tenant and not declared in sharedNamespaces: did you mean \"istio-system\"?"
         )),
         "{err}"
     );
     assert!(
-        lines[1].ends_with("also named at tenants[1].egress[0].hosts[1]"),
+        typo.ends_with("also named at tenants[1].egress[0].hosts[1]"),
         "{err}"
     );
     assert!(
-        lines[2].starts_with(&format!(
-            "warning: {p}:12: tenants[0].egress[1].hosts[2] (tenant prod): \
+        line("names a service of namespace").starts_with(&format!(
+            "warning: {p}:13: tenants[0].egress[1].hosts[2] (tenant prod): \
              \"logmonkey/logcatcher.logmonky.svc.cluster.local\" names a service of namespace \"logmonky\""
         )),
         "{err}"
     );
+    assert!(
+        line("raw TCP").starts_with(&format!(
+            "warning: {p}:5: tenants[0] (tenant prod): raw TCP"
+        )),
+        "{err}"
+    );
     assert!(text(&out.stdout).contains("valid (mode=enforce tenants=3"));
-    assert!(text(&out.stdout).contains(", 3 warnings)"));
+    assert!(text(&out.stdout).contains(", 6 warnings)"));
 
     // --strict: warnings fail; -q: no warnings, no summary, only the verdict.
     let out = run(&["validate", "--strict", p], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("3 warnings (--strict: warnings fail)"));
+    assert!(text(&out.stderr).contains("6 warnings (--strict: warnings fail)"));
     let out = run(&["validate", "-q", p], None);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
@@ -338,11 +353,16 @@ fn validate_warns_about_typos_with_lines_tenants_and_groups() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], true);
-    assert_eq!(v["warnings"], 3);
+    assert_eq!(v["warnings"], 6);
     assert_eq!(v["errors"], 0);
-    let d = &v["diagnostics"][1];
+    let d = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "tenants[0].egress[1].hosts[1]")
+        .unwrap();
     assert_eq!(d["severity"], "warning");
-    assert_eq!(d["line"], 11);
+    assert_eq!(d["line"], 12);
     assert_eq!(d["tenant"], "prod");
     assert_eq!(d["path"], "tenants[0].egress[1].hosts[1]");
     let out = run(&["validate", "--json", "--strict", p], None);
@@ -396,7 +416,7 @@ fn test_runs_cases_and_fails_with_a_diff() {
             "\n# a comment, and a blank line\n\n",
             r#"{"expect": {"decision": "deny", "reason": "not-allowed", "enforced": true, "rule": "tenants[0].egress[1]"}, "source": {"namespace": "prod"}, "authority": "web.uat:80"}"#,
             "\n",
-            r#"{"expect": {"decision": "deny", "enforced": false, "tenant": "dev"}, "source": {"namespace": "dev"}, "authority": "web.uat:80"}"#,
+            r#"{"expect": {"decision": "deny", "enforced": false, "tenant": "dev"}, "source": {"namespace": "dev"}, "authority": "web.uat.svc.cluster.local:80"}"#,
             "\n"
         ),
     );

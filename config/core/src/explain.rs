@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::{Decision, Detail, Protocol, Reason, Request, Source, Target};
 use crate::policy::Policy;
+use crate::spec::Gateways;
 
 /// One request as JSON: the `explain --batch` input line and the test-vector request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +183,9 @@ pub struct DestinationReport {
     pub host: Option<String>,
     /// Destination port, when known.
     pub port: Option<u16>,
+    /// The original destination (`ip:port`) of a passthrough named by its `Host`/SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl Report {
@@ -209,6 +213,7 @@ impl Report {
                 namespace: d.destination.namespace().map(str::to_owned),
                 host: d.destination.host().map(str::to_owned),
                 port: d.destination.port,
+                address: d.destination.address.map(|a| a.to_string()),
             },
             explanation: explain(policy, d, source.namespace),
         }
@@ -281,6 +286,22 @@ pub fn terse_why(reason: Reason) -> &'static str {
     }
 }
 
+fn in_cluster(detail: Option<Detail>) -> bool {
+    matches!(
+        detail,
+        Some(
+            Detail::InCluster
+                | Detail::InClusterPodName
+                | Detail::InClusterExcluded
+                | Detail::NoOriginalDestination
+        )
+    )
+}
+
+fn is_ip(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// One or two sentences on why, and what to change. Used for `explain` and the denial body.
 pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String {
     let mut s = String::new();
@@ -295,7 +316,12 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         },
         Reason::AllowAny => write!(
             s,
-            "{dest} is outside the service registry and tenant {tenant} uses ALLOW_ANY"
+            "{dest} is outside the service registry{} and tenant {tenant} uses ALLOW_ANY",
+            if policy.cluster_networks().is_empty() {
+                ""
+            } else {
+                " and the cluster's networks"
+            }
         ),
         Reason::UnknownSource => write!(
             s,
@@ -303,8 +329,17 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         ),
         Reason::NoTenant => write!(
             s,
-            "namespace {src} belongs to no tenant (unknownSource: {}); add it to a tenant's namespaces",
-            if d.allowed { "allow" } else { "deny" }
+            "namespace {src} belongs to no tenant (unknownSource: {}); add it to a tenant's namespaces. {}",
+            if d.allowed { "allow" } else { "deny" },
+            match policy.gateways() {
+                Gateways::Passthrough => format!(
+                    "This holds for sidecars in {src}: Istio gateway proxies (ingress/egress gateways, \
+                     node id router~...) are not enforced in any namespace (gateways: passthrough)"
+                ),
+                Gateways::Enforce => format!(
+                    "Gateway proxies in {src} are decided the same way (gateways: enforce)"
+                ),
+            }
         ),
         Reason::MalformedAuthority => match d.detail {
             Some(Detail::Authority(e)) => write!(s, "the :authority is malformed ({e})"),
@@ -314,6 +349,15 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         Reason::UnsupportedCluster => write!(
             s,
             "the request was routed to a cluster this filter does not enforce on (inbound, or not an Istio outbound cluster)"
+        ),
+        Reason::AuthorityMismatch if dest.host().is_some_and(is_ip) => write!(
+            s,
+            "the :authority names a mesh service, but Envoy passed the request through to {dest} \
+             (PassthroughCluster), so the Host header cannot vouch for where it goes. Under ALLOW_ANY \
+             Istio lets this out today: tenant {tenant}'s Sidecar does not import that service, so its \
+             address falls through to PassthroughCluster unchecked (the leak the filter closes). To keep \
+             it working, import the service the :authority names in tenant {tenant}'s egress; Envoy then \
+             routes it to the service's own cluster"
         ),
         Reason::AuthorityMismatch => write!(
             s,
@@ -333,6 +377,46 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             ),
             None => write!(s, "{dest} is excluded"),
         },
+        Reason::NotAllowed if in_cluster(d.detail) => {
+            let list = match d.detail {
+                Some(Detail::NoOriginalDestination) => {
+                    s.push_str("the original destination of this passthrough is unknown, so it may lie in the cluster's networks");
+                    true
+                }
+                Some(Detail::InClusterPodName) => {
+                    let _ = write!(
+                        s,
+                        "{dest} is in-cluster: the request names a pod (*.pod.{})",
+                        policy.cluster_domain()
+                    );
+                    false
+                }
+                _ => {
+                    let _ = write!(s, "{dest} is inside the cluster's networks");
+                    true
+                }
+            };
+            if list {
+                for (i, c) in policy.cluster_networks().iter().enumerate() {
+                    let _ = write!(s, "{}{c}", if i == 0 { " (" } else { ", " });
+                }
+                s.push(')');
+            }
+            s.push_str(" and Envoy sent it to PassthroughCluster, so no name the policy can check says which service or namespace it is; ");
+            match (d.detail, rule) {
+                (Some(Detail::InClusterExcluded), Some(r)) => {
+                    let _ = write!(s, "{} imports every namespace, but it also excludes something in the cluster, which an address alone could be", r.path);
+                }
+                _ => {
+                    let _ = write!(s, "only an entry importing every namespace (\"*/*\") allows an in-cluster address for tenant {tenant}");
+                }
+            }
+            write!(
+                s,
+                ". Call the service by its name (svc.ns.svc.{}) and import that",
+                policy.cluster_domain()
+            )
+        }
         Reason::NotAllowed => {
             let suggestion = match (dest.namespace(), dest.host()) {
                 (Some(ns), Some(h)) => format!("\"{ns}/{h}\""),

@@ -47,6 +47,18 @@ pub struct PolicySpec {
     /// likely typo.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_namespaces: Vec<String>,
+    /// The cluster's own address ranges: its Service CIDRs (`kube-apiserver
+    /// --service-cluster-ip-range`) and pod CIDRs (`--cluster-cidr`, the nodes' `spec.podCIDRs`).
+    /// A passthrough (`ALLOW_ANY`) whose original destination lies inside them is in-cluster
+    /// traffic and needs an import; without them an `ALLOW_ANY` tenant can reach any ClusterIP
+    /// or pod IP by address. One flat list: both kinds mean "in the cluster" to the decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_networks: Vec<String>,
+    /// What the filter does in an Istio gateway proxy (node id `router~...`). A mesh-wide
+    /// `CLIENT` WasmPlugin also reaches gateway listeners, and a gateway's namespace belongs to
+    /// no tenant: with `unknownSource: deny` enforcing there would deny all ingress traffic.
+    #[serde(default, skip_serializing_if = "Gateways::is_default")]
+    pub gateways: Gateways,
     /// The tenants; each owns one or more source namespaces.
     pub tenants: Vec<TenantSpec>,
 }
@@ -168,6 +180,34 @@ pub enum UnknownSource {
     Deny,
     /// Let such namespaces through unchecked (for gradual adoption).
     Allow,
+}
+
+/// `gateways:` in the policy: whether the filter decides in Istio gateway proxies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gateways {
+    /// Stand aside in a gateway: every request and connection passes, counted as
+    /// `tenant_egress.gateway_passthrough` (the default).
+    #[default]
+    Passthrough,
+    /// Decide in gateways too, with the gateway's namespace as the source (a tenant's, or
+    /// `unknownSource`).
+    Enforce,
+}
+
+impl Gateways {
+    fn is_default(&self) -> bool {
+        *self == Gateways::Passthrough
+    }
+}
+
+/// Istio's node id prefix of gateway proxies (`router~IP~POD.NS~NS.svc.cluster.local`;
+/// sidecars are `sidecar~...`): `istio/pkg/model/proxy.go`, `NodeType` `router`.
+pub const GATEWAY_NODE_ID_PREFIX: &str = "router~";
+
+/// Whether an Envoy node id is an Istio gateway's.
+pub fn is_gateway_node_id(id: &[u8]) -> bool {
+    id.starts_with(GATEWAY_NODE_ID_PREFIX.as_bytes())
 }
 
 /// Istio's `OutboundTrafficPolicy.Mode` as a Sidecar spells it.
