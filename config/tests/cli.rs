@@ -493,6 +493,15 @@ fn reach_answers_from_and_to() {
          other ports: prod/*, istio-sytem/*, logmonkey/logcatcher.logmonky.svc.cluster.local\n  \
          note: REGISTRY_ONLY: destinations outside the service registry are denied\n"
     );
+    // With clusterNetworks, ALLOW_ANY opens only what is outside the cluster: dev is then no
+    // way into uat.
+    let fenced = text(&run(&["reach", p, "--to", "uat"], None).stdout);
+    assert!(!fenced.contains("ALLOW_ANY"), "{fenced}");
+    let open = write(
+        "reach-open.yaml",
+        &TYPOS.replace("clusterNetworks: [10.96.0.0/12]\n", ""),
+    );
+    let p = open.to_str().unwrap();
     let out = run(&["reach", p, "--to", "uat"], None);
     let s = text(&out.stdout);
     assert!(
@@ -647,7 +656,16 @@ spec:
 
 #[test]
 fn graph_views_namespace_and_whole() {
-    let p = write("graph.yaml", TYPOS);
+    let fenced = write("graph-fenced.yaml", TYPOS);
+    let m = text(&run(&["graph", fenced.to_str().unwrap()], None).stdout);
+    assert!(
+        m.contains("{{\"outside the registry (not clusterNetworks)\"}}"),
+        "{m}"
+    );
+    let p = write(
+        "graph.yaml",
+        &TYPOS.replace("clusterNetworks: [10.96.0.0/12]\n", ""),
+    );
     let p = p.to_str().unwrap();
     let out = run(&["graph", p], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -115,7 +115,8 @@ pub struct Incoming {
     pub paths: Vec<Path>,
     /// Sources in audit mode: the filter blocks nothing for them.
     pub audit: Vec<Bypass>,
-    /// Sources with `ALLOW_ANY`: they reach its pods by IP address (PassthroughCluster).
+    /// Sources with `ALLOW_ANY` while `clusterNetworks` is not set: they reach its pods by IP
+    /// address (PassthroughCluster).
     pub allow_any: Vec<Bypass>,
     /// `unknownSource`: `allow` lets every namespace no tenant owns through unchecked.
     pub unknown_source: UnknownSource,
@@ -226,7 +227,8 @@ pub fn outgoing(spec: &PolicySpec, ns: &str) -> Outgoing {
         );
     }
     notes.push(match t.outbound_traffic_policy {
-        OutboundTrafficPolicy::AllowAny => "ALLOW_ANY: every destination outside the service registry passes (external addresses, and pods of every namespace by IP address)".to_owned(),
+        OutboundTrafficPolicy::AllowAny if spec.cluster_networks.is_empty() => "ALLOW_ANY: every destination outside the service registry passes (external addresses, and pods and ClusterIPs of every namespace by IP address: clusterNetworks is not set)".to_owned(),
+        OutboundTrafficPolicy::AllowAny => "ALLOW_ANY: destinations outside the service registry pass, except addresses inside clusterNetworks (in-cluster: they need an import)".to_owned(),
         OutboundTrafficPolicy::RegistryOnly => "REGISTRY_ONLY: destinations outside the service registry are denied".to_owned(),
     });
     Outgoing {
@@ -277,7 +279,12 @@ pub fn incoming(spec: &PolicySpec, dest: &str) -> Incoming {
             if mode == Mode::Audit {
                 audit.push(bypass());
             }
-            if t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny && src != dest {
+            // With clusterNetworks, a passthrough into the cluster's addresses needs an import
+            // like any other destination: ALLOW_ANY then opens only what is outside.
+            if t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny
+                && spec.cluster_networks.is_empty()
+                && src != dest
+            {
                 allow_any.push(bypass());
             }
             let mut seen: Vec<(Option<u16>, Vec<String>, Vec<String>)> = Vec::new();
@@ -604,6 +611,15 @@ mod tests {
             text.contains("  ALLOW_ANY (its pods by IP address, via PassthroughCluster): dev\n"),
             "{text}"
         );
+
+        // With clusterNetworks, ALLOW_ANY no longer reaches uat's addresses.
+        let mut fenced = spec();
+        fenced.cluster_networks = vec!["10.96.0.0/12".into()];
+        assert!(incoming(&fenced, "uat").allow_any.is_empty());
+        assert!(outgoing(&fenced, "dev")
+            .notes
+            .iter()
+            .any(|n| n.contains("except addresses inside clusterNetworks")));
 
         // `*/api.example.com` is no service of uat; `istio-system` is shared.
         let sys = incoming(&spec(), "istio-system");

@@ -220,16 +220,23 @@ fn svc_suffix(spec: &PolicySpec) -> String {
     format!(".svc.{}", spec.cluster_domain.to_ascii_lowercase())
 }
 
+/// The node ALLOW_ANY leads to: everything outside the registry, which without
+/// `clusterNetworks` includes every pod and ClusterIP by address.
+fn outside_node(spec: &PolicySpec, view: &mut View) -> usize {
+    let label = if spec.cluster_networks.is_empty() {
+        "outside the registry: any IP, pods of every namespace"
+    } else {
+        "outside the registry (not clusterNetworks)"
+    };
+    view.node("outside-registry", label, Shape::Leak)
+}
+
 /// Draws the ways around the egress entries: ALLOW_ANY and `unknownSource: allow`.
 fn leaks(spec: &PolicySpec, view: &mut View, sources: &[(usize, &str)], to: Option<usize>) {
-    let outside = |view: &mut View| {
-        view.node(
-            "outside-registry",
-            "outside the registry: any IP, pods of every namespace",
-            Shape::Leak,
-        )
-    };
+    let outside = |view: &mut View| outside_node(spec, view);
     for (from, tenant) in sources {
+        // Into one namespace, ALLOW_ANY reaches its addresses only without clusterNetworks
+        // (the caller passes only such sources then).
         let allow_any = spec.tenants.iter().any(|t| {
             t.name == *tenant && t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny
         });
@@ -473,11 +480,7 @@ fn namespace_view(spec: &PolicySpec, ns: &str) -> View {
     leaks(spec, &mut view, &sources, Some(center));
     // The namespace's own ALLOW_ANY: everything outside the registry.
     if out.outbound_traffic_policy == Some(OutboundTrafficPolicy::AllowAny) {
-        let to = view.node(
-            "outside-registry",
-            "outside the registry: any IP, pods of every namespace",
-            Shape::Leak,
-        );
+        let to = outside_node(spec, &mut view);
         view.add((center, to), EdgeKind::Leak, None, "ALLOW_ANY", None);
     }
     view.legend.push(format!(
