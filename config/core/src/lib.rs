@@ -42,6 +42,7 @@ pub mod decision;
 pub mod explain;
 pub mod listeners;
 pub mod name;
+pub mod network;
 pub mod pattern;
 pub mod policy;
 pub mod spec;
