@@ -18,7 +18,7 @@
 //! A denial adds the log line and the local reply or the two closes.
 
 use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
-use tenant_egress_core::{Protocol, Target};
+use tenant_egress_core::{Protocol, RoutedCluster, Target};
 
 use crate::host::Host;
 use crate::reply::{self, LocalReply, DENIED_HEADER};
@@ -74,7 +74,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     };
     if state.source.namespace().is_none() {
         // Denied as `unknown-source` whatever the destination: read nothing.
-        return act(host, state, at, &target);
+        return act(host, state, at, &target, None);
     }
     let authority;
     let second;
@@ -132,12 +132,12 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
                 target.destination_address =
                     address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
             }
-            return state.cluster_namespace(host, name, |ns| {
+            return state.cluster_namespace(host, name, |ns, routed| {
                 let target = Target {
                     destination_namespace: ns,
                     ..target
                 };
-                act(host, state, at, &target)
+                act(host, state, at, &target, Some(routed))
             });
         }
         Some(PASSTHROUGH_CLUSTER | DYNAMIC_DNS_CLUSTER) | None => {
@@ -147,7 +147,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         }
         Some(_) => {}
     }
-    act(host, state, at, &target)
+    act(host, state, at, &target, None)
 }
 
 /// Whether an authority may be an IP literal (`10.98.24.100:3333`, `[fd00::1]:80`): a cheap
@@ -158,9 +158,19 @@ fn maybe_ip_authority(a: &[u8]) -> bool {
 }
 
 /// Decides, counts, logs, and for a blocked request or connection acts.
-fn act<H: Host>(host: &H, state: &State, at: At, target: &Target<'_>) -> Outcome {
+/// `routed`: the target's cluster parsed beforehand (cached per cluster), else parsed here.
+fn act<H: Host>(
+    host: &H,
+    state: &State,
+    at: At,
+    target: &Target<'_>,
+    routed: Option<&RoutedCluster>,
+) -> Outcome {
     let policy = &state.policy;
-    let d = policy.decide_for(&state.source, target);
+    let d = match routed {
+        Some(routed) => policy.decide_routed(&state.source, target, routed),
+        None => policy.decide_for(&state.source, target),
+    };
     let (denied, audit_denied) = match at {
         At::RequestHeaders => ("denied", "audit-denied"),
         At::NewConnection | At::FirstData => ("denied connection", "audit-denied connection"),

@@ -81,6 +81,10 @@ pub(super) fn policy(v: Value) -> Option<PolicySpec> {
             None => DEFAULT_DENY_STATUS,
             Some(v) => u16::try_from(v.as_i64()?).ok()?,
         },
+        cluster_networks: match m.remove("clusterNetworks") {
+            None => Vec::new(),
+            Some(v) => strings(v)?,
+        },
         gateways: choice(
             m.remove("gateways"),
             &[

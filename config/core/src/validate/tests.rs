@@ -541,6 +541,7 @@ fn decode_matches_serde() {
         json!({
             "apiVersion": API_VERSION, "mode": "audit", "clusterDomain": "corp.example",
             "unknownSource": "allow", "denyStatus": 451, "gateways": "enforce",
+            "clusterNetworks": ["10.96.0.0/12", "fd00::/8"],
             "tenants": [{
                 "name": "a", "namespaces": ["a1", "a2"], "mode": "enforce",
                 "outboundTrafficPolicy": "ALLOW_ANY",
