@@ -4,7 +4,8 @@
 //!
 //! Host calls, in order, each made only when the decision needs it:
 //! - nothing at all when the proxy has no `NAMESPACE` (the source is unknown: deny);
-//! - the request header map (HTTP), or the TLS SNI (network); a new connection without SNI
+//! - the `:authority` and a `host` beside it (HTTP; the whole header map only when a `host`
+//!   is there, or no `:authority`), or the TLS SNI (network); a new connection without SNI
 //!   stops here, since the cluster is not known yet;
 //! - `xds.cluster_name` (not at `on_new_connection`, where `tcp_proxy` has not picked it);
 //! - for an outbound cluster its namespace metadata, read once per cluster and cached (plus
@@ -13,11 +14,11 @@
 //!   `PassthroughCluster`, `AllowAnyDynamicDNSCluster` or no cluster the original destination
 //!   (`destination.address`).
 //!
-//! So an allowed request makes 2 calls; counters are batched in the VM and flushed on a timer.
+//! So an allowed request makes 3 calls (two headers, the cluster name); counters are batched in the VM and flushed on a timer.
 //! A denial adds the log line and the local reply or the two closes.
 
 use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
-use tenant_egress_core::{Protocol, Target};
+use tenant_egress_core::{Protocol, RoutedCluster, Target};
 
 use crate::host::Host;
 use crate::reply::{self, LocalReply, DENIED_HEADER};
@@ -73,18 +74,34 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     };
     if state.source.namespace().is_none() {
         // Denied as `unknown-source` whatever the destination: read nothing.
-        return act(host, state, at, &target);
+        return act(host, state, at, &target, None);
     }
+    let authority;
+    let second;
     let headers;
     let sni;
     match at {
         At::RequestHeaders => {
-            headers = host.request_headers();
             #[cfg(feature = "fault-injection")]
-            inject_fault(&headers);
-            let (authority, repeated) = find_authority(&headers);
-            target.authority = authority;
-            target.authority_repeated = repeated;
+            inject_fault(host);
+            // Two targeted reads, never the whole map: its cost grows with every cookie, token
+            // and tracing header the request carries. A repeated `:authority` cannot reach a
+            // filter (HTTP/2 and HTTP/3 codecs refuse a repeated pseudo-header as malformed,
+            // RFC 9113 §8.3, pinned by "h2 two :authority" in tests/tests/hostile.rs; HTTP/1
+            // `Host` lines arrive merged into one comma-joined `:authority`, which the strict
+            // parser refuses). What can is a separate `host` beside it (HTTP/2 without
+            // Envoy's http2_discard_host_header), or a `host` without `:authority`: only then
+            // is the whole map read, to see every value (the host hands us the first only).
+            authority = host.request_header(":authority");
+            second = host.request_header("host");
+            if authority.is_some() && second.is_none() {
+                target.authority = authority.as_deref();
+            } else {
+                headers = host.request_headers();
+                let (found, repeated) = find_authority(&headers);
+                target.authority = found;
+                target.authority_repeated = repeated;
+            }
         }
         At::NewConnection | At::FirstData => {
             sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
@@ -115,12 +132,12 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
                 target.destination_address =
                     address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
             }
-            return state.cluster_namespace(host, name, |ns| {
+            return state.cluster_namespace(host, name, |ns, routed| {
                 let target = Target {
                     destination_namespace: ns,
                     ..target
                 };
-                act(host, state, at, &target)
+                act(host, state, at, &target, Some(routed))
             });
         }
         Some(PASSTHROUGH_CLUSTER | DYNAMIC_DNS_CLUSTER) | None => {
@@ -130,7 +147,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         }
         Some(_) => {}
     }
-    act(host, state, at, &target)
+    act(host, state, at, &target, None)
 }
 
 /// Whether an authority may be an IP literal (`10.98.24.100:3333`, `[fd00::1]:80`): a cheap
@@ -141,9 +158,19 @@ fn maybe_ip_authority(a: &[u8]) -> bool {
 }
 
 /// Decides, counts, logs, and for a blocked request or connection acts.
-fn act<H: Host>(host: &H, state: &State, at: At, target: &Target<'_>) -> Outcome {
+/// `routed`: the target's cluster parsed beforehand (cached per cluster), else parsed here.
+fn act<H: Host>(
+    host: &H,
+    state: &State,
+    at: At,
+    target: &Target<'_>,
+    routed: Option<&RoutedCluster>,
+) -> Outcome {
     let policy = &state.policy;
-    let d = policy.decide_for(&state.source, target);
+    let d = match routed {
+        Some(routed) => policy.decide_routed(&state.source, target, routed),
+        None => policy.decide_for(&state.source, target),
+    };
     let (denied, audit_denied) = match at {
         At::RequestHeaders => ("denied", "audit-denied"),
         At::NewConnection | At::FirstData => ("denied connection", "audit-denied connection"),
@@ -235,11 +262,8 @@ pub fn find_authority(headers: &[(String, Vec<u8>)]) -> (Option<&[u8]>, bool) {
 /// Test-only (feature `fault-injection`): crash the VM on request.
 #[cfg(feature = "fault-injection")]
 #[allow(clippy::panic)]
-fn inject_fault(headers: &[(String, Vec<u8>)]) {
-    if headers
-        .iter()
-        .any(|(k, _)| k == "x-tenant-egress-test-panic")
-    {
+fn inject_fault<H: Host>(host: &H) {
+    if host.request_header("x-tenant-egress-test-panic").is_some() {
         panic!("fault injection: x-tenant-egress-test-panic");
     }
 }
@@ -296,6 +320,15 @@ pub(crate) mod tests {
         fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.calls.borrow_mut().push("request_headers".into());
             self.headers.clone()
+        }
+
+        /// The first value, as Envoy's `getHeaderMapValue` gives it.
+        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.calls.borrow_mut().push(format!("header {name}"));
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
         }
 
         fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
@@ -356,13 +389,21 @@ pub(crate) mod tests {
         );
         assert_eq!(
             host.take_calls(),
-            ["request_headers", "xds.cluster_name", CLUSTER_NS]
+            [
+                "header :authority",
+                "header host",
+                "xds.cluster_name",
+                CLUSTER_NS
+            ]
         );
         assert_eq!(
             enforce(&host, Some(&st), At::RequestHeaders),
             Outcome::Allow
         );
-        assert_eq!(host.take_calls(), ["request_headers", "xds.cluster_name"]);
+        assert_eq!(
+            host.take_calls(),
+            ["header :authority", "header host", "xds.cluster_name"]
+        );
         assert_eq!(st.counters.pending(), (2, 0, 0));
     }
 
@@ -377,7 +418,8 @@ pub(crate) mod tests {
         assert_eq!(
             host.take_calls(),
             [
-                "request_headers",
+                "header :authority",
+                "header host",
                 "xds.cluster_name",
                 CLUSTER_NS,
                 "send_local_reply"
@@ -403,7 +445,8 @@ pub(crate) mod tests {
         assert_eq!(
             host.take_calls(),
             [
-                "request_headers",
+                "header :authority",
+                "header host",
                 "xds.cluster_name",
                 "destination.address",
                 "send_local_reply"
@@ -482,5 +525,53 @@ pub(crate) mod tests {
         let two_hosts = h(&[("Host", b"a.example"), ("host", b"b.example")]);
         assert_eq!(find_authority(&two_hosts), (Some(&b"a.example"[..]), true));
         assert_eq!(find_authority(&h(&[])), (None, false));
+    }
+
+    /// The whole header map is read only when a `host` stands beside `:authority`, or there
+    /// is no `:authority`; then every value counts, as before.
+    #[test]
+    fn the_header_map_only_when_a_host_header_is_there() {
+        let st = state(Some("prod"));
+        let cluster = outbound("prod");
+        let run = |headers: &[(&str, &[u8])]| {
+            let mut host = FakeHost::default()
+                .prop("xds.cluster_name", &cluster)
+                .prop(CLUSTER_NS, "prod");
+            for (k, v) in headers {
+                host = host.header(k, v);
+            }
+            let outcome = enforce(&host, Some(&st), At::RequestHeaders);
+            let reason = host
+                .replies
+                .borrow()
+                .first()
+                .and_then(|(_, h, _)| h.iter().find(|(k, _)| k == DENIED_HEADER).cloned())
+                .map(|(_, v)| v);
+            (outcome, host.take_calls(), reason)
+        };
+        let prod: &[u8] = b"cockroachdb.prod:26257";
+        let uat: &[u8] = b"cockroachdb.uat:26257";
+        let (outcome, calls, _) = run(&[(":authority", prod), ("cookie", b"x")]);
+        assert_eq!(outcome, Outcome::Allow);
+        assert!(!calls.contains(&"request_headers".to_string()), "{calls:?}");
+        // A differing `host` beside `:authority` (HTTP/2): the map is read, the request refused.
+        let (outcome, calls, reason) = run(&[(":authority", prod), ("host", uat)]);
+        assert_eq!(outcome, Outcome::Deny);
+        assert!(calls.contains(&"request_headers".to_string()), "{calls:?}");
+        assert_eq!(reason.as_deref(), Some("malformed-authority"));
+        // A second `host` that only the map shows.
+        let (outcome, _, reason) = run(&[(":authority", prod), ("host", prod), ("host", uat)]);
+        assert_eq!(outcome, Outcome::Deny);
+        assert_eq!(reason.as_deref(), Some("malformed-authority"));
+        // An agreeing `host`: allowed.
+        let (outcome, _, _) = run(&[(":authority", prod), ("host", prod)]);
+        assert_eq!(outcome, Outcome::Allow);
+        // Only `host` lines: decided on them, repeats seen.
+        let (outcome, calls, _) = run(&[("host", prod)]);
+        assert_eq!(outcome, Outcome::Allow);
+        assert!(calls.contains(&"request_headers".to_string()), "{calls:?}");
+        let (outcome, _, reason) = run(&[("host", prod), ("Host", uat)]);
+        assert_eq!(outcome, Outcome::Deny);
+        assert_eq!(reason.as_deref(), Some("malformed-authority"));
     }
 }

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use rustc_hash::FxHashMap;
-use tenant_egress_core::{Policy, SourceScope};
+use tenant_egress_core::{Policy, RoutedCluster, SourceScope};
 
 use crate::host::Host;
 use crate::metrics::Counters;
@@ -62,6 +62,13 @@ pub const CACHE_TICKS: u32 = 240;
 /// At most this many cluster names are cached; beyond, the cache starts over.
 const CACHE_MAX: usize = 4096;
 
+/// What is cached per outbound cluster.
+#[derive(Debug)]
+struct ClusterInfo {
+    namespace: Option<Box<str>>,
+    routed: RoutedCluster,
+}
+
 /// Everything a request needs, shared by all contexts of one configuration.
 #[derive(Debug)]
 pub struct State {
@@ -76,10 +83,11 @@ pub struct State {
     /// True in an Istio gateway proxy under `gateways: passthrough`: every request and
     /// connection passes undecided (`root.rs` reads the node id once per configuration).
     pub stand_aside: bool,
-    /// Cluster name -> destination namespace from its `istio.services` metadata. Cluster
-    /// metadata is part of the cluster's configuration, not of the request, so it is read once
-    /// per cluster instead of once per request.
-    cluster_namespaces: RefCell<FxHashMap<Box<str>, Option<Box<str>>>>,
+    /// Cluster name -> what does not depend on the request: the destination namespace from
+    /// its `istio.services` metadata, and the parsed name. Cluster metadata is part of the
+    /// cluster's configuration, not of the request, so both are read and parsed once per
+    /// cluster instead of once per request.
+    cluster_namespaces: RefCell<FxHashMap<Box<str>, ClusterInfo>>,
 }
 
 impl State {
@@ -100,31 +108,35 @@ impl State {
         }
     }
 
-    /// The destination namespace of an outbound cluster, from the cache or the host. The
-    /// property is the current stream's cluster metadata, so `cluster` must be the cluster
-    /// the current stream was routed to.
+    /// The destination namespace of an outbound cluster and its parsed name, from the cache or
+    /// the host. The property is the current stream's cluster metadata, so `cluster` must be
+    /// the cluster the current stream was routed to.
     pub fn cluster_namespace<H: Host, R>(
         &self,
         host: &H,
         cluster: &str,
-        then: impl FnOnce(Option<&str>) -> R,
+        then: impl FnOnce(Option<&str>, &RoutedCluster) -> R,
     ) -> R {
         if let Ok(cache) = self.cluster_namespaces.try_borrow() {
-            if let Some(ns) = cache.get(cluster) {
-                return then(ns.as_deref());
+            if let Some(info) = cache.get(cluster) {
+                return then(info.namespace.as_deref(), &info.routed);
             }
         }
-        let ns: Option<Box<str>> = host
-            .property(self.paths.cluster_namespace)
-            .and_then(|v| String::from_utf8(v).ok())
-            .map(String::into_boxed_str);
+        let info = ClusterInfo {
+            namespace: host
+                .property(self.paths.cluster_namespace)
+                .and_then(|v| String::from_utf8(v).ok())
+                .map(String::into_boxed_str),
+            routed: RoutedCluster::parse(Some(cluster)),
+        };
+        let out = then(info.namespace.as_deref(), &info.routed);
         if let Ok(mut cache) = self.cluster_namespaces.try_borrow_mut() {
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(cluster.into(), ns.clone());
+            cache.insert(cluster.into(), info);
         }
-        then(ns.as_deref())
+        out
     }
 
     /// Drops the cluster-namespace cache (every [`CACHE_TICKS`] timer ticks).

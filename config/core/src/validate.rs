@@ -417,18 +417,18 @@ pub fn validate_value(mut v: Value) -> Result<(PolicySpec, Vec<Warning>), Invali
         });
     }
     // Pass 2: the shape is right, so decoding cannot fail; should it, say so rather than panic.
-    let spec: PolicySpec = match serde_json::from_value(v) {
-        Ok(spec) => spec,
-        Err(e) => {
-            errors.push(ValidationError {
-                path: "(document)".into(),
-                kind: ErrorKind::Type(e.to_string()),
-            });
-            return Err(InvalidPolicy {
-                errors,
-                warnings: Vec::new(),
-            });
-        }
+    let Some(spec) = decode::policy(v) else {
+        errors.push(ValidationError {
+            path: "(document)".into(),
+            kind: ErrorKind::Type(
+                "the document passed the shape checks but does not decode (a tenant-egress bug)"
+                    .into(),
+            ),
+        });
+        return Err(InvalidPolicy {
+            errors,
+            warnings: Vec::new(),
+        });
     };
     let (meaning, warnings) = check_meaning(&spec);
     errors.extend(meaning);
@@ -1229,6 +1229,8 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String], scope: Scope<'_>) ->
     }
     parsed.into_iter().map(|(_, e)| e).collect()
 }
+
+mod decode;
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,8 @@ mod compile;
 mod index;
 mod resolve;
 
+pub use resolve::RoutedCluster;
+
 use rustc_hash::FxHashMap;
 
 use crate::decision::{
@@ -278,6 +280,18 @@ impl Policy {
 
     /// Decides for a pre-resolved source (the filter's per-request path).
     pub fn decide_for(&self, src: &SourceScope, target: &Target<'_>) -> Decision {
+        self.decide_routed(src, target, &RoutedCluster::parse(target.cluster))
+    }
+
+    /// [`Self::decide_for`] with the routed cluster parsed beforehand ([`RoutedCluster::parse`]
+    /// of `target.cluster`, which this ignores): the filter parses each distinct cluster name
+    /// once and reuses it for every request routed there.
+    pub fn decide_routed(
+        &self,
+        src: &SourceScope,
+        target: &Target<'_>,
+        cluster: &RoutedCluster,
+    ) -> Decision {
         let tenant = src.tenant.and_then(|t| self.tenants.get(t as usize));
         let mode = tenant.map_or(self.mode, |t| t.mode);
         let mut d = Decision {
@@ -293,7 +307,7 @@ impl Policy {
             return d;
         }
         let src_ns = src.namespace.as_bytes();
-        let Some(route) = self.resolve(src_ns, target, &mut d) else {
+        let Some(route) = self.resolve(src_ns, target, cluster, &mut d) else {
             return d;
         };
         let Some(tenant) = tenant else {

@@ -621,3 +621,57 @@ fn an_fqdn_in_another_namespace_than_its_prefix_never_matches() {
         "{texts:#?}"
     );
 }
+
+/// Pass 2's hand-written decoder (validate/decode.rs) against serde's derived one, on
+/// documents that use every field, every enum value and every default.
+#[test]
+fn decode_matches_serde() {
+    let mut docs = vec![
+        json!({"apiVersion": API_VERSION, "tenants": []}),
+        json!({
+            "apiVersion": API_VERSION, "mode": "audit", "clusterDomain": "corp.example",
+            "unknownSource": "allow", "denyStatus": 451, "gateways": "enforce",
+            "denyBody": "full", "sharedNamespaces": ["istio-system", "logs"],
+            "clusterNetworks": ["10.96.0.0/12", "fd00::/8"],
+            "tenants": [{
+                "name": "a", "namespaces": ["a1", "a2"], "mode": "enforce",
+                "outboundTrafficPolicy": "ALLOW_ANY",
+                "egress": [
+                    {"hosts": ["./*", "~/x.example.com"]},
+                    {"port": {"number": 8080, "protocol": "HTTP", "name": "web"}, "hosts": ["b/*"]},
+                    {"port": {"number": 9000}, "hosts": ["*/svc.b.svc.cluster.local"]}
+                ],
+                "workloads": [{
+                    "name": "w", "selector": {"app": "x", "tier": "y"},
+                    "egress": [{"port": {"number": 443, "protocol": "TLS"}, "hosts": ["*/*.example.com"]}]
+                }]
+            }, {
+                "name": "b", "namespaces": ["b"], "mode": "audit",
+                "outboundTrafficPolicy": "REGISTRY_ONLY", "egress": [],
+                "workloads": [{"name": "v", "selector": {"k": ""}}]
+            }]
+        }),
+        json!({"apiVersion": API_VERSION, "unknownSource": "deny", "gateways": "passthrough",
+               "denyBody": "terse",
+               "tenants": [{"name": "c", "namespaces": ["c"]}]}),
+    ];
+    let file: crate::vectors::VectorFile =
+        serde_json::from_str(crate::vectors::VECTORS_JSON).unwrap();
+    docs.extend(file.policies.into_values());
+    for doc in docs {
+        let by_serde: PolicySpec = serde_json::from_value(doc.clone()).unwrap();
+        let by_hand = decode::policy(doc).expect("decodes");
+        assert_eq!(by_hand, by_serde);
+    }
+}
+
+/// A shape pass 1 lets through only by a bug is an error, never a panic.
+#[test]
+fn decode_refuses_what_it_cannot_read() {
+    assert_eq!(
+        decode::policy(json!({"apiVersion": 1, "tenants": []})),
+        None
+    );
+    assert_eq!(decode::policy(json!({"apiVersion": API_VERSION})), None);
+    assert_eq!(decode::policy(json!([])), None);
+}
