@@ -38,6 +38,7 @@
 pub mod authority;
 pub mod decision;
 pub mod explain;
+pub mod inbound;
 pub mod name;
 pub mod pattern;
 pub mod policy;

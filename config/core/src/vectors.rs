@@ -12,6 +12,15 @@ use crate::policy::Policy;
 /// same bytes.
 pub const VECTORS_JSON: &str = include_str!("../testdata/vectors.json");
 
+/// The destination end's vectors (`config/core/testdata/inbound-vectors.json`), same format,
+/// requests with `"at": "destination"`.
+pub const INBOUND_VECTORS_JSON: &str = include_str!("../testdata/inbound-vectors.json");
+
+/// Parses the embedded destination-end vectors.
+pub fn load_inbound() -> Result<VectorFile, serde_json::Error> {
+    serde_json::from_str(INBOUND_VECTORS_JSON)
+}
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

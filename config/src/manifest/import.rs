@@ -665,6 +665,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             exceptions.push(WorkloadSpec {
                 name,
                 selector: w.selector.clone().unwrap_or_default(),
+                service_accounts: Vec::new(),
                 egress: extra.to_egress(),
             });
         }
@@ -675,6 +676,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             outbound_traffic_policy: outbound,
             egress: base.to_egress(),
             workloads: exceptions,
+            inbound: Vec::new(),
         });
     }
     Ok(Imported {
@@ -685,6 +687,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             unknown_source: UnknownSource::Allow,
             deny_status: DEFAULT_DENY_STATUS,
             tenants,
+            trust_domains: Vec::new(),
         },
         warnings,
     })

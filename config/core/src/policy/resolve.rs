@@ -109,7 +109,7 @@ impl Policy {
     }
 
     /// `<...>.<ns>.svc.<clusterDomain>` -> `ns`.
-    fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
+    pub(super) fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
         host.strip_suffix(self.svc_suffix.as_bytes())
             .and_then(rsplit_dot)
             .filter(|(svc, _)| !svc.is_empty() && svc.first() != Some(&b'*'))

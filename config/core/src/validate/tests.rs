@@ -260,7 +260,9 @@ fn non_overlapping_selectors_are_fine() {
                         {"name": "b", "selector": {"app": "b", "tier": "web"}, "egress": [{"hosts": ["y/*"]}]}]}]
     }))
     .unwrap();
-    assert!(w.is_empty(), "{w:?}");
+    // Only the destination end's note on label-only exceptions, one each.
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w.iter().all(|w| w.message.contains("by labels only")), "{w:?}");
 }
 
 #[test]

@@ -408,6 +408,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         source: SourceSpec {
             namespace: args.source_namespace.clone(),
             labels: args.labels.iter().cloned().collect(),
+            ..SourceSpec::default()
         },
         authority: args.authority.clone(),
         authority_repeated: false,
@@ -418,6 +419,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
             ProtocolArg::Http => Protocol::Http,
             ProtocolArg::Tcp => Protocol::Tcp,
         },
+        ..RequestSpec::default()
     };
     let report = report_for(&policy, &req);
     if args.json {
