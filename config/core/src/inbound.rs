@@ -147,7 +147,10 @@ pub(crate) const CLUSTER_BUF: usize = 9 + 5 + 1 + 63 + 1 + 253;
 
 /// Writes the outbound cluster name the caller's sidecar routed to (`outbound|P|S|H`) into
 /// `buf`, without allocating. `None` when it does not fit (then it cannot be valid).
-pub(crate) fn cluster_name<'b>(sni: &IstioSni<'_>, buf: &'b mut [u8; CLUSTER_BUF]) -> Option<&'b str> {
+pub(crate) fn cluster_name<'b>(
+    sni: &IstioSni<'_>,
+    buf: &'b mut [u8; CLUSTER_BUF],
+) -> Option<&'b str> {
     use std::io::Write;
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     write!(cursor, "outbound|{}|{}|{}", sni.port, sni.subset, sni.host).ok()?;
@@ -197,22 +200,42 @@ mod tests {
             Ok("b.c-d")
         );
         for (bad, why) in [
-            (&b"http://cluster.local/ns/a/sa/b"[..], BadIdentity::NotSpiffe),
+            (
+                &b"http://cluster.local/ns/a/sa/b"[..],
+                BadIdentity::NotSpiffe,
+            ),
             (b"spiffe://Cluster.local/ns/a/sa/b", BadIdentity::NotSpiffe),
             (b"spiffe:///ns/a/sa/b", BadIdentity::NotSpiffe),
             (b"spiffe://cluster.local", BadIdentity::NotWorkload),
-            (b"spiffe://cluster.local/ns/a/sa/b/", BadIdentity::NotWorkload),
-            (b"spiffe://cluster.local/ns/a/sa/b/x", BadIdentity::NotWorkload),
-            (b"spiffe://cluster.local/sa/b/ns/a", BadIdentity::NotWorkload),
+            (
+                b"spiffe://cluster.local/ns/a/sa/b/",
+                BadIdentity::NotWorkload,
+            ),
+            (
+                b"spiffe://cluster.local/ns/a/sa/b/x",
+                BadIdentity::NotWorkload,
+            ),
+            (
+                b"spiffe://cluster.local/sa/b/ns/a",
+                BadIdentity::NotWorkload,
+            ),
             (b"spiffe://cluster.local/ns//sa/b", BadIdentity::BadName),
             (b"spiffe://cluster.local/ns/A/sa/b", BadIdentity::BadName),
             (b"spiffe://cluster.local/ns/a.b/sa/b", BadIdentity::BadName),
             (b"spiffe://cluster.local/ns/a/sa/b%2f", BadIdentity::BadName),
             (b"spiffe://cluster.local/ns/a/sa/b?x", BadIdentity::BadName),
             (b"spiffe://cluster.local/ns/a/sa/-b", BadIdentity::BadName),
-            (b"spiffe://cluster.local/ns/a/sa/\xff", BadIdentity::NotSpiffe),
+            (
+                b"spiffe://cluster.local/ns/a/sa/\xff",
+                BadIdentity::NotSpiffe,
+            ),
         ] {
-            assert_eq!(parse_spiffe(bad), Err(why), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_spiffe(bad),
+                Err(why),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -239,7 +262,12 @@ mod tests {
             b"outbound_.80_.a.b",
             b"outbound_.80_._.a|b",
         ] {
-            assert_eq!(parse_istio_sni(bad), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_istio_sni(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let sni = parse_istio_sni(b"outbound_.80_.v1_.api.prod.svc.cluster.local").unwrap();
         let mut buf = [0u8; CLUSTER_BUF];

@@ -10,7 +10,9 @@
 
 use super::{Policy, SourceScope, Workload};
 use crate::authority::{self, Cluster};
-use crate::decision::{Decision, Destination, DestinationKind, Detail, Reason, RuleId, RuleInfo, Target};
+use crate::decision::{
+    Decision, Destination, DestinationKind, Detail, Reason, RuleId, RuleInfo, Target,
+};
 use crate::inbound::{self, BadIdentity, Inbound};
 use crate::name::NsName;
 use crate::spec::{InboundSpec, Mode, PolicySpec, UnknownSource, DEFAULT_TRUST_DOMAIN};
@@ -28,7 +30,10 @@ impl Allowance {
     fn admits(&self, namespace: &str, service_account: &str) -> bool {
         *self.namespace == *namespace
             && (self.service_accounts.is_empty()
-                || self.service_accounts.iter().any(|s| **s == *service_account))
+                || self
+                    .service_accounts
+                    .iter()
+                    .any(|s| **s == *service_account))
     }
 }
 
@@ -58,7 +63,11 @@ pub(super) fn compile_allowances(
             });
             Allowance {
                 namespace: a.namespace.as_str().into(),
-                service_accounts: a.service_accounts.iter().map(|s| s.as_str().into()).collect(),
+                service_accounts: a
+                    .service_accounts
+                    .iter()
+                    .map(|s| s.as_str().into())
+                    .collect(),
                 rule,
             }
         })
@@ -173,7 +182,8 @@ impl Policy {
             return d;
         };
         let mut buf = [0u8; inbound::CLUSTER_BUF];
-        let parsed = inbound::cluster_name(&sni, &mut buf).map(|c| (c, authority::parse_cluster(c)));
+        let parsed =
+            inbound::cluster_name(&sni, &mut buf).map(|c| (c, authority::parse_cluster(c)));
         let Some((cluster, Ok(Cluster::Outbound { port, host, .. }))) = parsed else {
             d.reason = Reason::MalformedCluster;
             return d;
@@ -181,9 +191,11 @@ impl Policy {
         let lands_here = if req.services.is_empty() {
             self.namespace_of_fqdn(host.as_bytes()).as_str() == local.as_str()
         } else {
-            req.services
-                .iter()
-                .any(|s| s.strip_suffix('.').unwrap_or(s).eq_ignore_ascii_case(host.as_str()))
+            req.services.iter().any(|s| {
+                s.strip_suffix('.')
+                    .unwrap_or(s)
+                    .eq_ignore_ascii_case(host.as_str())
+            })
         };
         if !lands_here {
             d.reason = Reason::SniMismatch;
@@ -289,7 +301,10 @@ mod tests {
     #[test]
     fn identity_is_required_and_trusted() {
         let p = policy();
-        assert_eq!(p.decide_inbound(&at("prod", "", DB)).reason, Reason::NoPeerIdentity);
+        assert_eq!(
+            p.decide_inbound(&at("prod", "", DB)).reason,
+            Reason::NoPeerIdentity
+        );
         let d = p.decide_inbound(&at("prod", "spiffe://evil.example/ns/prod/sa/default", DB));
         assert_eq!(d.reason, Reason::UntrustedPeer);
         assert!(d.blocks());
@@ -310,12 +325,23 @@ mod tests {
         let services = ["cockroachdb.prod.svc.cluster.local"];
         r.services = &services;
         let d = p.decide_inbound(&r);
-        assert_eq!(d.reason, Reason::SniMismatch, "api's SNI on the database's port");
+        assert_eq!(
+            d.reason,
+            Reason::SniMismatch,
+            "api's SNI on the database's port"
+        );
         assert!(d.blocks());
         let sni = "outbound_.8080_._.api.uat.svc.cluster.local";
         let d = p.decide_inbound(&at("prod", caller, sni));
-        assert_eq!(d.reason, Reason::SniMismatch, "a service of another namespace");
-        assert_eq!(p.decide_inbound(&at("prod", caller, "db.prod")).reason, Reason::UnknownDestination);
+        assert_eq!(
+            d.reason,
+            Reason::SniMismatch,
+            "a service of another namespace"
+        );
+        assert_eq!(
+            p.decide_inbound(&at("prod", caller, "db.prod")).reason,
+            Reason::UnknownDestination
+        );
         // A spoofed :authority names another service than the SNI.
         let mut r = at("prod", caller, API);
         r.protocol = Protocol::Http;
@@ -329,14 +355,29 @@ mod tests {
     fn exceptions_by_service_account_and_label_only_ones() {
         let p = policy();
         let logs = "outbound_.5000_._.logcatcher.logs.svc.cluster.local";
-        let d = p.decide_inbound(&at("logs", "spiffe://cluster.local/ns/prod/sa/batman", logs));
+        let d = p.decide_inbound(&at(
+            "logs",
+            "spiffe://cluster.local/ns/prod/sa/batman",
+            logs,
+        ));
         assert!(d.allowed, "{d:?}");
-        assert_eq!(p.rule(d.rule.unwrap()).unwrap().path, "tenants[0].workloads[0].egress[0].hosts[0]");
-        let d = p.decide_inbound(&at("logs", "spiffe://cluster.local/ns/prod/sa/default", logs));
+        assert_eq!(
+            p.rule(d.rule.unwrap()).unwrap().path,
+            "tenants[0].workloads[0].egress[0].hosts[0]"
+        );
+        let d = p.decide_inbound(&at(
+            "logs",
+            "spiffe://cluster.local/ns/prod/sa/default",
+            logs,
+        ));
         assert_eq!(d.reason, Reason::NotAllowed);
         // The label-only exception applies to every service account at the destination.
         let metrics = "outbound_.9090_._.prom.metrics.svc.cluster.local";
-        let d = p.decide_inbound(&at("metrics", "spiffe://cluster.local/ns/prod/sa/default", metrics));
+        let d = p.decide_inbound(&at(
+            "metrics",
+            "spiffe://cluster.local/ns/prod/sa/default",
+            metrics,
+        ));
         assert!(d.allowed);
     }
 
@@ -346,9 +387,18 @@ mod tests {
         let gw = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway";
         let d = p.decide_inbound(&at("prod", gw, ""));
         assert_eq!(d.reason, Reason::InboundAllowed);
-        assert_eq!(p.rule(d.rule.unwrap()).unwrap().path, "tenants[0].inbound[0]");
+        assert_eq!(
+            p.rule(d.rule.unwrap()).unwrap().path,
+            "tenants[0].inbound[0]"
+        );
         let other = "spiffe://cluster.local/ns/istio-system/sa/prometheus";
-        assert_eq!(p.decide_inbound(&at("prod", other, DB)).reason, Reason::NoTenant);
-        assert_eq!(p.decide_inbound(&at("logs", gw, DB)).reason, Reason::NoTenant);
+        assert_eq!(
+            p.decide_inbound(&at("prod", other, DB)).reason,
+            Reason::NoTenant
+        );
+        assert_eq!(
+            p.decide_inbound(&at("logs", gw, DB)).reason,
+            Reason::NoTenant
+        );
     }
 }

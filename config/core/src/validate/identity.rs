@@ -46,7 +46,9 @@ pub(super) fn exceptions_overlap(a: &WorkloadSpec, b: &WorkloadSpec) -> Option<S
     if unbounded(a) || unbounded(b) {
         return None; // already an error of its own
     }
-    let labels = a.selector.is_empty() || b.selector.is_empty() || selectors_overlap(&a.selector, &b.selector);
+    let labels = a.selector.is_empty()
+        || b.selector.is_empty()
+        || selectors_overlap(&a.selector, &b.selector);
     let sa = match (a.service_accounts.is_empty(), b.service_accounts.is_empty()) {
         (true, true) => Some(None),
         (false, true) => a.service_accounts.first().map(Some),
@@ -63,7 +65,10 @@ pub(super) fn exceptions_overlap(a: &WorkloadSpec, b: &WorkloadSpec) -> Option<S
     let mut both = a.selector.clone();
     both.extend(b.selector.iter().map(|(k, v)| (k.clone(), v.clone())));
     let running = sa.map(|s| format!(" running as {s}")).unwrap_or_default();
-    Some(format!("a pod labelled {}{running} matches both", fmt_labels(&both)))
+    Some(format!(
+        "a pod labelled {}{running} matches both",
+        fmt_labels(&both)
+    ))
 }
 
 /// A tenant's `inbound` allowances.
@@ -98,7 +103,10 @@ pub(super) fn check_document(c: &mut Checker, spec: &PolicySpec) {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
         if !ok {
-            c.err(format!("trustDomains[{i}]"), ErrorKind::TrustDomain(td.clone()));
+            c.err(
+                format!("trustDomains[{i}]"),
+                ErrorKind::TrustDomain(td.clone()),
+            );
         }
     }
     // Only once the document configures the destination end (trust domains, an inbound entry,
@@ -119,7 +127,12 @@ pub(super) fn check_document(c: &mut Checker, spec: &PolicySpec) {
     if closed.is_empty() {
         return;
     }
-    let shown = closed.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    let shown = closed
+        .iter()
+        .take(5)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     let more = if closed.len() > 5 {
         format!(" and {} more", closed.len() - 5)
     } else {

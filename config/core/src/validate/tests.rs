@@ -262,7 +262,10 @@ fn non_overlapping_selectors_are_fine() {
     .unwrap();
     // Only the destination end's note on label-only exceptions, one each.
     assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w.iter().all(|w| w.message.contains("by labels only")), "{w:?}");
+    assert!(
+        w.iter().all(|w| w.message.contains("by labels only")),
+        "{w:?}"
+    );
 }
 
 #[test]
