@@ -4,7 +4,7 @@
 #   scripts/demo.sh            set up, build, start the demo, send the requests, print the
 #                              table; the Envoys keep running for your own curl
 #   scripts/demo.sh requests   send the requests again (to a running native or
-#                              docker-compose demo)
+#                              docker-compose demo; tenant-egress-demo requests)
 #   scripts/demo.sh status     which of the demo's Envoys are running
 #   scripts/demo.sh stop       stop the Envoys this script started
 #   scripts/demo.sh --docker   the same demo in containers (demo/docker-compose.yaml) under a
@@ -16,6 +16,8 @@
 #                 logcatcher.logmonkey:80, *.example.com, "the internet")
 #   sidecar-<id>  demo/sidecar-<id>.yaml: an Istio-shaped sidecar of one source workload
 #                 with the filter and demo/policy.yaml (prod, prod-batman, uat, dev, nometa)
+# Those files, demo/docker-compose.yaml and demo/ports.env are rendered by the Rust test kit
+# (tests/src/demo/, the tenant-egress-demo binary), which also sends the request table.
 # Run state (pid files, logs, a copy of the .wasm) lives in target/demo/.
 #
 # Exits non-zero if any request's outcome differs from what the policy says (a smoke test).
@@ -70,8 +72,21 @@ live_pid() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-python_bin() {
-  if [[ -x $ROOT/.venv/bin/python ]]; then echo "$ROOT/.venv/bin/python"; else echo python3; fi
+target_dir() {
+  local d="${CARGO_TARGET_DIR:-$ROOT/target}"
+  [[ $d == /* ]] || d="$ROOT/$d"
+  echo "$d"
+}
+
+# The demo's tooling (tests/src/bin/demo.rs, on the Rust test kit): renders demo/, checks it
+# for drift and sends the request table. Built on first use; cargo makes later builds no-ops.
+# (Run as "$(demo_bin)": a failure exits that subshell, and `set -e` the script.)
+demo_bin() {
+  local dir
+  dir="$(target_dir)"
+  (cd "$ROOT" && cargo build -q -p tenant-egress-tests --bin tenant-egress-demo --locked --target-dir "$dir") >&2 ||
+    die "cannot build tenant-egress-demo (cargo build -p tenant-egress-tests --bin tenant-egress-demo)"
+  echo "$dir/debug/tenant-egress-demo"
 }
 
 cmd_stop() {
@@ -106,8 +121,10 @@ cmd_status() {
 }
 
 cmd_requests() {
-  log "sending the demo requests (demo/send_requests.py)"
-  "$(python_bin)" "$ROOT/demo/send_requests.py"
+  local bin
+  bin="$(demo_bin)"
+  log "sending the demo requests (tenant-egress-demo requests)"
+  "$bin" requests
 }
 
 print_counters() {
@@ -148,7 +165,8 @@ Try:
 
 Logs (Envoy log with the filter's "denied ..." lines, and the access log): target/demo/logs/
 Edit demo/policy.yaml, then: scripts/demo.sh stop && scripts/demo.sh (re-renders the sidecars;
-the table's expectations are those of the shipped policy).
+the table's expectations are those of the shipped policy: a row the new policy decides
+differently is reported as FAIL, with what the policy now says).
 Stop: scripts/demo.sh stop
 EOF
 }
@@ -186,8 +204,8 @@ $(printf '  %s\n' "${busy[@]}")
     die "scripts/setup.sh failed (log: target/demo/logs/setup.log)"
   fi
 
-  local target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
-  [[ $target_dir == /* ]] || target_dir="$ROOT/$target_dir"
+  local target_dir
+  target_dir="$(target_dir)"
   # The module setup.sh built: TENANT_EGRESS_WASM if set, else the path its "filter:" line
   # reports, else the usual places.
   local wasm="${TENANT_EGRESS_WASM:-}" candidate
@@ -210,9 +228,14 @@ $(printf '  %s\n' "${busy[@]}")
   log "validating demo/policy.yaml"
   "$cli" validate "$ROOT/demo/policy.yaml"
 
-  if ! "$ROOT/demo/render.sh" --check >/dev/null; then
-    log "demo/policy.yaml (or demo/topology.py) changed: re-rendering the Envoy configurations"
-    "$ROOT/demo/render.sh"
+  log "building the demo's tooling (tenant-egress-demo)"
+  local bin
+  bin="$(demo_bin)"
+  if ! "$bin" check >/dev/null; then
+    log "demo/policy.yaml (or the topology in tests/src/demo/topology.rs) changed: re-rendering the Envoy configurations"
+    "$bin" render
+    # shellcheck source=../demo/ports.env
+    source "$ROOT/demo/ports.env"
   fi
 
   # --- start ------------------------------------------------------------------------------

@@ -10,13 +10,13 @@
 #   TARGET    a subset of: policy authority cluster decide (default: all)
 #
 # Steps: install the pinned cargo-fuzz into .tools/cargo if missing; build every target once;
-# replay every committed regression case (fuzz/regressions/<target>/); run the same invariants
-# over the seeds and regressions as ordinary unit tests (fuzz/tests/replay.rs); run each target for
-# SECONDS from the committed seeds (fuzz/corpus/<target>/, read only) plus a working corpus
-# that grows across runs on this machine (<target dir>/fuzz/corpus/<target>/). Exits non-zero
-# on any crash or failed invariant; the input is saved under fuzz/artifacts/<target>/ and the
-# script prints how to reproduce it. A crash becomes a committed regression case: copy the
-# artifact to fuzz/regressions/<target>/<what-it-broke> (fuzz/tests/replay.rs replays it too).
+# run the invariants over the committed seeds as ordinary unit tests (fuzz/tests/replay.rs); run
+# each target for SECONDS from the committed seeds (fuzz/corpus/<target>/, read only; libFuzzer
+# runs every seed first) plus a working corpus that grows across runs on this machine
+# (<target dir>/fuzz/corpus/<target>/). Exits non-zero on any crash or failed invariant; the
+# input is saved under fuzz/artifacts/<target>/ and the script prints how to reproduce it. A
+# crash is kept as a committed seed, fuzz/corpus/<target>/crash-<what-it-broke>, which both the
+# unit tests and every later run replay.
 #
 # Environment:
 #   FUZZ_TOOLCHAIN   rustup toolchain for the build (default: nightly when installed, else the
@@ -104,31 +104,16 @@ report_crash() {
   reproduce: $BIN_DIR/$t fuzz/artifacts/$t/<file>
          or: cargo +$TOOLCHAIN fuzz run -s $SANITIZER $t fuzz/artifacts/$t/<file>
   minimize:  cargo +$TOOLCHAIN fuzz tmin -s $SANITIZER $t fuzz/artifacts/$t/<file>
-  then keep it: cp <file> fuzz/regressions/$t/<what-it-broke> (replayed by this script and
-  by 'cargo test' in fuzz/), and turn it into a unit test of the failing invariant.
+  then keep it: cp <file> fuzz/corpus/$t/crash-<what-it-broke> (replayed by every run and by
+  'cargo test' in fuzz/), and turn it into a unit test of the failing invariant.
 EOF
 }
 
-# --- replay the regression cases -------------------------------------------------------------
-for t in "${targets[@]}"; do
-  mapfile -t cases < <(find "$ROOT/fuzz/regressions/$t" -type f ! -name .gitkeep 2>/dev/null | sort)
-  if ((${#cases[@]} == 0)); then
-    log "regressions/$t: none committed"
-    continue
-  fi
-  log "regressions/$t: replaying ${#cases[@]} case(s)"
-  # Given files (not directories), libFuzzer runs each input once and exits.
-  if ! "$BIN_DIR/$t" "${cases[@]}" >"$FUZZ_TARGET_DIR/replay-$t.log" 2>&1; then
-    cat "$FUZZ_TARGET_DIR/replay-$t.log" >&2
-    failed+=("$t (regression)")
-  fi
-done
-
 # --- the same invariants as unit tests ---------------------------------------------------------
-# fuzz/tests/replay.rs runs every committed seed and regression through the checks without
+# fuzz/tests/replay.rs runs every committed seed (crash cases included) through the checks without
 # libFuzzer (ordinary build, the pinned toolchain), and checks the vector seeds are current.
 # No --locked: fuzz/Cargo.lock follows the core's dependencies as they change.
-log "cargo test (fuzz/): seeds and regressions through the invariants, without libFuzzer"
+log "cargo test (fuzz/): the committed seeds through the invariants, without libFuzzer"
 if ! cargo test --manifest-path "$ROOT/fuzz/Cargo.toml" --target-dir "$FUZZ_TARGET_DIR/unit" -q \
   >"$FUZZ_TARGET_DIR/unit-tests.log" 2>&1; then
   cat "$FUZZ_TARGET_DIR/unit-tests.log" >&2

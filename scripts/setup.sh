@@ -68,15 +68,6 @@ else
   log "h2 ${H2_VERSION} already installed"
 fi
 
-# The demo's renderer (demo/render.py) and its drift test read YAML with PyYAML.
-PYYAML_VERSION="6.0.3"
-if ! "$VENV/bin/python" -c "import yaml, sys; sys.exit(yaml.__version__ != '${PYYAML_VERSION}')" 2>/dev/null; then
-  log "installing PyYAML==${PYYAML_VERSION} into .venv (demo/render.py, tests/tests/demo.rs)"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "PyYAML==${PYYAML_VERSION}"
-else
-  log "PyYAML ${PYYAML_VERSION} already installed"
-fi
-
 # --- Istio CRD schema validators (config/tests/manifests.rs) ------------------
 "$ROOT/scripts/fetch-istio-crds.sh"
 

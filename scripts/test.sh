@@ -50,7 +50,7 @@ istio/wasm-image/build.sh test
 log "the compose demo under a real Docker engine (scripts/docker-demo.sh test)"
 scripts/docker-demo.sh test
 
-log "fuzzing: ${FUZZ_SECONDS:-20} s per target, plus the committed regression cases"
+log "fuzzing: ${FUZZ_SECONDS:-20} s per target, from the committed seeds"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 log "all checks passed in $((SECONDS - started)) s"

@@ -118,8 +118,10 @@ struct Bulk<'a> {
 }
 
 impl Bulk<'_> {
-    /// `imported`: namespaces the listener already imports with `ns/*`.
-    fn fill(&mut self, out: &mut Vec<String>, count: usize, imported: &[&str]) {
+    /// `imported`: namespaces the listener already imports with `ns/*` (or `./*`, for a tenant
+    /// with one namespace). `exclusions`: whether `~` entries may be drawn (a workload exception
+    /// only adds, so validation refuses them there).
+    fn fill(&mut self, out: &mut Vec<String>, count: usize, imported: &[&str], exclusions: bool) {
         // Per listener: namespaces already imported with `ns/*` (an exact entry in one of them
         // would be shadowed) and those named by an exact entry (an `ns/*` would shadow it).
         let mut imported: HashSet<String> = imported.iter().map(|s| s.to_string()).collect();
@@ -146,8 +148,8 @@ impl Bulk<'_> {
                     imported.insert(ns.clone());
                     format!("{ns}/*")
                 }
-                95..=97 => format!("~/blocked-{n}.example.com"),
-                98..=99 if !imported.contains(&ns) => {
+                95..=97 if exclusions => format!("~/blocked-{n}.example.com"),
+                98..=99 if exclusions && !imported.contains(&ns) => {
                     // An exclusion of a namespace this listener does not import.
                     named.insert(ns.clone());
                     format!("~{ns}/internal-{n}.{ns}.svc.cluster.local")
@@ -208,7 +210,7 @@ pub fn generate_policy(rules: usize, seed: u64) -> Value {
         next: &mut next,
         known_ns: &known_ns[2..],
     }
-    .fill(&mut catch_all, probe_bulk, &[IMPORTED_NAMESPACE]);
+    .fill(&mut catch_all, probe_bulk, &[IMPORTED_NAMESPACE], true);
     let mut probe = json!({
         "name": "tenant-0",
         "namespaces": tenant_namespaces(0, 2),
@@ -238,6 +240,11 @@ pub fn generate_policy(rules: usize, seed: u64) -> Value {
     for (i, &size) in sizes.iter().enumerate() {
         let t = i + 1;
         let namespaces = tenant_namespaces(t, ns_counts.get(t).copied().unwrap_or(1));
+        // `./*` is the tenant's namespace when it has only one: an entry there is covered.
+        let own: Vec<&str> = match namespaces.as_slice() {
+            [one] => vec![one.as_str()],
+            _ => Vec::new(),
+        };
         // Split `size` into catch-all, port listener and workload exception.
         let mut budget = size;
         let exception = if budget >= 30 && rng.chance(20) {
@@ -260,7 +267,7 @@ pub fn generate_policy(rules: usize, seed: u64) -> Value {
                 next: &mut next,
                 known_ns: &known_ns,
             }
-            .fill(&mut hosts, port_hosts - 1, &[]);
+            .fill(&mut hosts, port_hosts - 1, &own, true);
             let port = PORTS.get(rng.below(PORTS.len())).copied().unwrap_or(5432);
             egress.push(json!({"port": {"number": port, "protocol": "TCP"}, "hosts": hosts}));
         }
@@ -270,7 +277,7 @@ pub fn generate_policy(rules: usize, seed: u64) -> Value {
             next: &mut next,
             known_ns: &known_ns,
         }
-        .fill(&mut hosts, budget.saturating_sub(1), &[]);
+        .fill(&mut hosts, budget.saturating_sub(1), &own, true);
         egress.push(json!({ "hosts": hosts }));
         let mut tenant = json!({
             "name": format!("tenant-{t}"),
@@ -290,7 +297,7 @@ pub fn generate_policy(rules: usize, seed: u64) -> Value {
                 next: &mut next,
                 known_ns: &known_ns,
             }
-            .fill(&mut hosts, exception, &[]);
+            .fill(&mut hosts, exception, &[], false);
             tenant["workloads"] = json!([{
                 "name": format!("job-{t}"),
                 "selector": {"app": format!("job-{t}")},

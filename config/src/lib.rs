@@ -10,4 +10,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod load;
 pub mod manifest;
+pub mod yaml;

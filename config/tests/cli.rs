@@ -208,3 +208,50 @@ fn help_teaches() {
     let out = run(&["explain", "--help"], None);
     assert!(text(&out.stdout).contains("JSON Lines"));
 }
+
+/// `import` reads cluster dumps: an alias bomb (a few hundred bytes that expand to a billion
+/// nodes) is refused by the YAML input limits with a message, quickly, instead of exhausting
+/// memory.
+#[test]
+fn import_refuses_an_alias_bomb() {
+    let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let out = run(&["import", "-"], Some(&bomb));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: (stdin): not valid YAML: ")
+            && err.contains("over a limit on YAML input"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// `--protocol` takes the core's own names and nothing else.
+#[test]
+fn explain_protocol_values_come_from_the_core() {
+    let p = write("proto.yaml", POLICY);
+    let base = [
+        "explain",
+        p.to_str().unwrap(),
+        "--source-namespace",
+        "prod",
+        "--cluster",
+        "outbound|26257||db.uat.svc.cluster.local",
+        "--json",
+    ];
+    for proto in ["http", "tcp"] {
+        let mut args = base.to_vec();
+        args.extend(["--protocol", proto]);
+        let out = run(&args, None);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let mut args = base.to_vec();
+    args.extend(["--protocol", "udp"]);
+    let out = run(&args, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("[possible values: http, tcp]"));
+}

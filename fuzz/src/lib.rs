@@ -2,7 +2,7 @@
 //!
 //! Each `check_*` function takes one fuzz input and panics (a libFuzzer crash) when an
 //! invariant of the policy core does not hold. They are plain functions so that the committed
-//! corpora and regression cases replay under `cargo test` on the stable toolchain too, without
+//! corpora (crash cases included) replay under `cargo test` on the stable toolchain too, without
 //! libFuzzer.
 //!
 //! Test code: a panic here is the finding, so `unwrap`/`assert!` are the point.

@@ -9,6 +9,17 @@ connection, prints {"status": 0, "reset": "<why>"}.
 
 usage: h2client.py PORT JSON_HEADER_LIST   (e.g. '[[":method","GET"],[":authority","a"]]')
 Values may be given as {"hex": "..."} to send arbitrary bytes.
+
+Why Python, in a test kit that is otherwise Rust (tests/src, called through tests/src/h2.rs):
+this client must send header lists that are NOT valid HTTP/2 -- a second :authority, a `host`
+that contradicts :authority, bytes RFC 9113 section 8.2.1 forbids -- to prove the filter and
+Envoy's codec handle what an attacker could send. Python's h2 lets a caller switch outbound
+header validation off (validate_outbound_headers=False). The Rust HTTP/2 client (the h2
+crate, which hyper uses) takes a request as `http` types: the pseudo-headers come from the
+URI and cannot repeat, and names and values are validated when they are built, so a second
+:authority cannot even be expressed. Writing our own HPACK encoder and framing instead would
+be a second, untested HTTP/2 implementation in the test kit. Everything else (HTTP/1, Envoy
+bootstraps and processes, the demo) is Rust.
 """
 import json
 import socket

@@ -10,9 +10,10 @@
 //! - one outbound listener per service port `P` (Istio's `0.0.0.0_P`,
 //!   `traffic_direction: OUTBOUND`, HCM `stat_prefix: outbound_0.0.0.0_P`,
 //!   codec AUTO, route config named `"P"`), with one virtual host
-//!   `<fqdn>:P` per service having port `P` (domains: [`istio_domains`]) and
-//!   the catch-all `allow_any` (→ `PassthroughCluster`) or `block_all`
-//!   (direct 502) virtual host. Its local port is [`Topology::listener`].
+//!   `<fqdn>:P` per service having port `P` (domains: [`istio_domains`]), one
+//!   `<host>:P` per [`ServiceEntry`] host (domains: [`service_entry_domains`]),
+//!   and the catch-all `allow_any` (→ `PassthroughCluster`) or `block_all`
+//!   (direct 502) virtual host. Its local port is [`Topology::listeners`].
 //! - clusters `outbound|P||<fqdn>` (STATIC → the service's upstream listener)
 //!   carrying Istio's `filter_metadata.istio.services` metadata,
 //!   `PassthroughCluster` (ORIGINAL_DST) and `BlackHoleCluster`.
@@ -87,6 +88,63 @@ impl Service {
     }
 }
 
+/// An Istio `ServiceEntry` host (e.g. the wildcard `*.example.com`, resolution NONE) declared in
+/// `namespace`: one virtual host per port with the domains [`service_entry_domains`] and a
+/// cluster `outbound|P||<host>` whose `istio.services` metadata names that namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    pub host: String,
+    pub namespace: String,
+    pub ports: Vec<u16>,
+}
+
+/// One (registry entry, port) of an [`EnvoyConfig`]: a service's or a ServiceEntry's port, with
+/// everything the bootstrap says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryPort {
+    /// The host Istio names the virtual host and cluster after: a service's FQDN or the
+    /// ServiceEntry's host.
+    pub host: String,
+    /// `istio.services[0].name`: the service name, or for a ServiceEntry its host.
+    pub name: String,
+    /// `istio.services[0].namespace`: where the service (or ServiceEntry) lives.
+    pub namespace: String,
+    pub port: u16,
+    /// Whether this is a ServiceEntry rather than a Kubernetes service.
+    pub service_entry: bool,
+}
+
+impl RegistryPort {
+    /// Istio's outbound cluster name, `outbound|<port>||<host>`.
+    pub fn cluster(&self) -> String {
+        format!("outbound|{}||{}", self.port, self.host)
+    }
+
+    /// The [`Topology::upstreams`] key of the upstream listener playing this port's pods.
+    pub fn upstream_key(&self) -> (String, String, u16) {
+        (self.name.clone(), self.namespace.clone(), self.port)
+    }
+
+    /// What the upstream listener says it is (`x-upstream` header, body `upstream=<label>`):
+    /// `<svc>.<ns>:<port>`, or `<host>:<port>` for a ServiceEntry.
+    pub fn label(&self) -> String {
+        if self.service_entry {
+            format!("{}:{}", self.host, self.port)
+        } else {
+            format!("{}.{}:{}", self.name, self.namespace, self.port)
+        }
+    }
+
+    /// The virtual host's domains as seen from a sidecar in namespace `src`.
+    pub fn domains(&self, src: Option<&str>) -> Vec<String> {
+        if self.service_entry {
+            service_entry_domains(&self.host, self.port)
+        } else {
+            istio_domains(&self.name, &self.namespace, self.port, src)
+        }
+    }
+}
+
 /// Local ports assigned for one Envoy run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Topology {
@@ -112,6 +170,7 @@ pub struct EnvoyConfig {
     node_id: Option<String>,
     node_cluster: Option<String>,
     services: Vec<Service>,
+    service_entries: Vec<ServiceEntry>,
     extra_ports: BTreeSet<u16>,
     outbound_policy: OutboundPolicy,
     filter: FilterMode,
@@ -143,6 +202,7 @@ impl EnvoyConfig {
             node_id: None,
             node_cluster: None,
             services: Vec::new(),
+            service_entries: Vec::new(),
             extra_ports: BTreeSet::new(),
             outbound_policy: OutboundPolicy::AllowAny,
             filter: FilterMode::None,
@@ -199,6 +259,17 @@ impl EnvoyConfig {
     pub fn service(mut self, name: &str, namespace: &str, ports: &[u16]) -> Self {
         self.services.push(Service {
             name: name.into(),
+            namespace: namespace.into(),
+            ports: ports.to_vec(),
+        });
+        self
+    }
+
+    /// Registers an Istio `ServiceEntry` host (exact or wildcard, e.g. `*.example.com`)
+    /// declared in `namespace`, with the given ports; see [`ServiceEntry`].
+    pub fn service_entry(mut self, host: &str, namespace: &str, ports: &[u16]) -> Self {
+        self.service_entries.push(ServiceEntry {
+            host: host.into(),
             namespace: namespace.into(),
             ports: ports.to_vec(),
         });
@@ -290,6 +361,55 @@ impl EnvoyConfig {
         &self.services
     }
 
+    pub fn service_entries(&self) -> &[ServiceEntry] {
+        &self.service_entries
+    }
+
+    /// The source namespace this sidecar belongs to (whether or not it is in the metadata).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Whether `node.metadata.NAMESPACE` is set.
+    pub fn has_namespace_metadata(&self) -> bool {
+        self.namespace_metadata
+    }
+
+    /// The pod labels (`node.metadata.LABELS`).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    /// Every (service or ServiceEntry, port), services first, in the order they were added;
+    /// a repeated one is listed once.
+    pub fn registry(&self) -> Vec<RegistryPort> {
+        let mut out: Vec<RegistryPort> = Vec::new();
+        let services = self.services.iter().flat_map(|s| {
+            s.ports.iter().map(move |&port| RegistryPort {
+                host: s.fqdn(),
+                name: s.name.clone(),
+                namespace: s.namespace.clone(),
+                port,
+                service_entry: false,
+            })
+        });
+        let entries = self.service_entries.iter().flat_map(|e| {
+            e.ports.iter().map(move |&port| RegistryPort {
+                host: e.host.clone(),
+                name: e.host.clone(),
+                namespace: e.namespace.clone(),
+                port,
+                service_entry: true,
+            })
+        });
+        for r in services.chain(entries) {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
     pub fn filter(&self) -> &FilterMode {
         &self.filter
     }
@@ -316,9 +436,7 @@ impl EnvoyConfig {
     /// Service ports that get an outbound listener.
     pub fn service_ports(&self) -> BTreeSet<u16> {
         let mut ports = self.extra_ports.clone();
-        for s in &self.services {
-            ports.extend(s.ports.iter().copied());
-        }
+        ports.extend(self.registry().iter().map(|r| r.port));
         ports
     }
 
@@ -326,12 +444,10 @@ impl EnvoyConfig {
     pub fn allocate(&self) -> Topology {
         let svc_ports: Vec<u16> = self.service_ports().into_iter().collect();
         let mut upstream_keys: Vec<(String, String, u16)> = Vec::new();
-        for s in &self.services {
-            for &p in &s.ports {
-                let key = (s.name.clone(), s.namespace.clone(), p);
-                if !upstream_keys.contains(&key) {
-                    upstream_keys.push(key);
-                }
+        for r in self.registry() {
+            let key = r.upstream_key();
+            if !upstream_keys.contains(&key) {
+                upstream_keys.push(key);
             }
         }
         let mut ports = crate::free_ports(svc_ports.len() + upstream_keys.len() + 1).into_iter();
@@ -363,33 +479,31 @@ impl EnvoyConfig {
     /// Renders the bootstrap. `dir` is the run's scratch directory (access
     /// log, ECDS file live there).
     pub fn render(&self, topo: &Topology, dir: &Path) -> Value {
-        let mut metadata = serde_json::Map::new();
-        if self.namespace_metadata {
-            metadata.insert("NAMESPACE".into(), json!(self.namespace));
-        }
-        if !self.labels.is_empty() {
-            metadata.insert("LABELS".into(), json!(self.labels));
-        }
-        metadata.insert("NAME".into(), json!(self.pod));
-        for (k, v) in &self.extra_metadata {
-            metadata.insert(k.clone(), v.clone());
-        }
-        let node = json!({
-            "id": self.node_id.clone().unwrap_or_else(|| format!(
-                "sidecar~127.0.0.1~{}.{}~{}.svc.cluster.local",
-                self.pod, self.namespace, self.namespace
-            )),
-            "cluster": self.node_cluster.clone().unwrap_or_else(|| format!("{}.{}", self.app, self.namespace)),
-            "metadata": metadata,
-        });
-
         let access_log = dir.join("access.log");
         let mut listeners = Vec::new();
         for (&svc_port, &local) in &topo.listeners {
-            listeners.push(self.outbound_listener(svc_port, local, topo, dir, &access_log));
+            let stat_prefix = format!("outbound_0.0.0.0_{svc_port}");
+            let mut used_domains = BTreeSet::new();
+            let mut vhosts = self.virtual_hosts(Some(svc_port), &mut used_domains);
+            vhosts.push(self.catch_all(topo.canary));
+            listeners.push(outbound_listener(
+                &format!("0.0.0.0_{svc_port}"),
+                local,
+                &svc_port.to_string(),
+                vhosts,
+                self.http_filters(dir),
+                file_access_log(&access_log, &stat_prefix),
+                &stat_prefix,
+            ));
         }
-        for ((svc, ns, port), &local) in &topo.upstreams {
-            let marker = format!("{svc}.{ns}:{port}");
+        let registry = self.registry();
+        for (key, &local) in &topo.upstreams {
+            let (svc, ns, port) = key;
+            let marker = registry
+                .iter()
+                .find(|r| &r.upstream_key() == key)
+                .map(RegistryPort::label)
+                .unwrap_or_else(|| format!("{svc}.{ns}:{port}"));
             listeners.push(upstream_listener(
                 &format!("upstream_{marker}"),
                 local,
@@ -404,58 +518,12 @@ impl EnvoyConfig {
             "canary",
         ));
 
-        let mut clusters = Vec::new();
-        let mut seen = BTreeSet::new();
-        for s in &self.services {
-            for &p in &s.ports {
-                let name = format!("outbound|{p}||{}", s.fqdn());
-                if !seen.insert(name.clone()) {
-                    continue;
-                }
-                let up = topo.upstreams[&(s.name.clone(), s.namespace.clone(), p)];
-                clusters.push(json!({
-                    "name": name,
-                    "type": "STATIC",
-                    "connect_timeout": "2s",
-                    "lb_policy": "ROUND_ROBIN",
-                    "load_assignment": {
-                        "cluster_name": name,
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(up)}}]}],
-                    },
-                    "metadata": {"filter_metadata": {"istio": {"services": [{
-                        "host": s.fqdn(),
-                        "name": s.name,
-                        "namespace": s.namespace,
-                    }]}}},
-                }));
-            }
-        }
-        clusters.push(json!({
-            "name": "PassthroughCluster",
-            "type": "ORIGINAL_DST",
-            "connect_timeout": "2s",
-            "lb_policy": "CLUSTER_PROVIDED",
-            // No iptables here: the destination comes from the
-            // `x-envoy-original-dst-host` request header instead of SO_ORIGINAL_DST.
-            "original_dst_lb_config": {"use_http_header": true},
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                    "use_downstream_protocol_config": {
-                        "http_protocol_options": {},
-                        "http2_protocol_options": {},
-                    },
-                },
-            },
-        }));
-        clusters.push(json!({
-            "name": "BlackHoleCluster",
-            "type": "STATIC",
-            "connect_timeout": "2s",
-        }));
+        let mut clusters = self.registry_clusters(&|r| topo.upstreams[&r.upstream_key()]);
+        clusters.push(passthrough_cluster());
+        clusters.push(blackhole_cluster());
 
         json!({
-            "node": node,
+            "node": self.node(),
             "admin": {
                 // Port 0: the real port is read from --admin-address-path.
                 "address": socket(0),
@@ -464,45 +532,101 @@ impl EnvoyConfig {
         })
     }
 
-    fn outbound_listener(
+    /// The bootstrap's `node`: id, cluster and metadata (`NAMESPACE`, `LABELS`, `NAME`, extras),
+    /// as Istio's sidecar injector sets them.
+    pub(crate) fn node(&self) -> Value {
+        let mut metadata = serde_json::Map::new();
+        if self.namespace_metadata {
+            metadata.insert("NAMESPACE".into(), json!(self.namespace));
+        }
+        if !self.labels.is_empty() {
+            metadata.insert("LABELS".into(), json!(self.labels));
+        }
+        metadata.insert("NAME".into(), json!(self.pod));
+        for (k, v) in &self.extra_metadata {
+            metadata.insert(k.clone(), v.clone());
+        }
+        json!({
+            "id": self.node_id.clone().unwrap_or_else(|| format!(
+                "sidecar~127.0.0.1~{}.{}~{}.svc.cluster.local",
+                self.pod, self.namespace, self.namespace
+            )),
+            "cluster": self.node_cluster.clone().unwrap_or_else(|| format!("{}.{}", self.app, self.namespace)),
+            "metadata": metadata,
+        })
+    }
+
+    /// Istio's `outbound|P||<host>` clusters, one per [`registry`](Self::registry) entry, each
+    /// sending to 127.0.0.1:`upstream(entry)` and carrying `istio.services` metadata.
+    pub(crate) fn registry_clusters(&self, upstream: &dyn Fn(&RegistryPort) -> u16) -> Vec<Value> {
+        self.registry()
+            .iter()
+            .map(|r| {
+                let name = r.cluster();
+                json!({
+                    "name": name,
+                    "type": "STATIC",
+                    "connect_timeout": "2s",
+                    "lb_policy": "ROUND_ROBIN",
+                    "load_assignment": {
+                        "cluster_name": name,
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(upstream(r))}}]}],
+                    },
+                    "metadata": {"filter_metadata": {"istio": {"services": [{
+                        "host": r.host,
+                        "name": r.name,
+                        "namespace": r.namespace,
+                    }]}}},
+                })
+            })
+            .collect()
+    }
+
+    /// The virtual hosts of the registry entries on service port `port` (`None`: every port,
+    /// for a listener that holds them all), named `<host>:<port>` with the domains Istio gives
+    /// them as seen from this sidecar's namespace. A domain already in `used` is left out (Envoy
+    /// rejects a route table with a domain twice); an entry left with none gets no virtual host.
+    pub(crate) fn virtual_hosts(
         &self,
-        svc_port: u16,
-        local: u16,
-        topo: &Topology,
-        dir: &Path,
-        access_log: &Path,
-    ) -> Value {
+        port: Option<u16>,
+        used: &mut BTreeSet<String>,
+    ) -> Vec<Value> {
         let mut vhosts = Vec::new();
-        let mut used_domains = BTreeSet::new();
-        for s in &self.services {
-            if !s.ports.contains(&svc_port) {
+        for r in self.registry() {
+            if port.is_some_and(|p| p != r.port) {
                 continue;
             }
-            let fqdn = s.fqdn();
-            let domains: Vec<String> =
-                istio_domains(&s.name, &s.namespace, svc_port, Some(&self.namespace))
-                    .into_iter()
-                    .filter(|d| used_domains.insert(d.clone()))
-                    .collect();
+            let domains: Vec<String> = r
+                .domains(Some(&self.namespace))
+                .into_iter()
+                .filter(|d| used.insert(d.clone()))
+                .collect();
             if domains.is_empty() {
                 continue;
             }
+            let name = format!("{}:{}", r.host, r.port);
             vhosts.push(json!({
-                "name": format!("{fqdn}:{svc_port}"),
+                "name": name,
                 "domains": domains,
                 "routes": [{
                     "name": "default",
                     "match": {"prefix": "/"},
                     "route": {
-                        "cluster": format!("outbound|{svc_port}||{fqdn}"),
+                        "cluster": r.cluster(),
                         "timeout": "0s",
                     },
-                    "decorator": {"operation": format!("{fqdn}:{svc_port}/*")},
+                    "decorator": {"operation": format!("{name}/*")},
                 }],
                 "include_request_attempt_count": true,
             }));
         }
-        vhosts.push(match self.outbound_policy {
+        vhosts
+    }
+
+    /// The catch-all virtual host (`domains: ["*"]`) for the [`OutboundPolicy`]. Under
+    /// ALLOW_ANY the passthrough destination defaults to 127.0.0.1:`passthrough_default`.
+    pub(crate) fn catch_all(&self, passthrough_default: u16) -> Value {
+        match self.outbound_policy {
             OutboundPolicy::AllowAny => json!({
                 "name": "allow_any",
                 "domains": ["*"],
@@ -515,7 +639,7 @@ impl EnvoyConfig {
                     "request_headers_to_add": [{
                         "header": {
                             "key": "x-envoy-original-dst-host",
-                            "value": format!("127.0.0.1:{}", topo.canary),
+                            "value": format!("127.0.0.1:{passthrough_default}"),
                         },
                         "append_action": "ADD_IF_ABSENT",
                     }],
@@ -542,8 +666,12 @@ impl EnvoyConfig {
                 }],
                 "include_request_attempt_count": true,
             }),
-        });
+        }
+    }
 
+    /// The outbound HTTP filters: the configured filter (inline, or through ECDS from a file
+    /// in `dir`), then the router.
+    pub(crate) fn http_filters(&self, dir: &Path) -> Vec<Value> {
         let mut http_filters = Vec::new();
         match (&self.filter, self.uses_ecds()) {
             (FilterMode::None, _) => {}
@@ -569,32 +697,7 @@ impl EnvoyConfig {
             }
         }
         http_filters.push(router());
-
-        let stat_prefix = format!("outbound_0.0.0.0_{svc_port}");
-        json!({
-            "name": format!("0.0.0.0_{svc_port}"),
-            "address": socket(local),
-            "enable_reuse_port": false, // see `socket()`
-            "traffic_direction": "OUTBOUND",
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": stat_prefix,
-                    "codec_type": "AUTO",
-                    "use_remote_address": false,
-                    // As Istio's outbound HCM: WebSocket upgrades pass through the filters.
-                    "upgrade_configs": [{"upgrade_type": "websocket"}],
-                    "route_config": {
-                        "name": svc_port.to_string(),
-                        "validate_clusters": false,
-                        "virtual_hosts": vhosts,
-                    },
-                    "http_filters": http_filters,
-                    "access_log": [file_access_log(access_log, &stat_prefix)],
-                },
-            }]}],
-        })
+        http_filters
     }
 
     /// Renders, launches and waits for readiness; retries (up to 3 attempts)
@@ -692,40 +795,131 @@ pub fn wasm_typed_config(wasm: &Path, policy_json: &str, failure_policy: &str) -
     })
 }
 
+/// An outbound listener on 127.0.0.1:`local` (`traffic_direction: OUTBOUND`) whose HTTP
+/// connection manager, like Istio's outbound one, has codec AUTO, WebSocket upgrades and the
+/// route table `route_name` with `vhosts`.
+pub(crate) fn outbound_listener(
+    name: &str,
+    local: u16,
+    route_name: &str,
+    vhosts: Vec<Value>,
+    http_filters: Vec<Value>,
+    access_log: Value,
+    stat_prefix: &str,
+) -> Value {
+    json!({
+        "name": name,
+        "address": socket(local),
+        "enable_reuse_port": false, // see `socket()`
+        "traffic_direction": "OUTBOUND",
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": stat_prefix,
+                "codec_type": "AUTO",
+                "use_remote_address": false,
+                // As Istio's outbound HCM: WebSocket upgrades pass through the filters.
+                "upgrade_configs": [{"upgrade_type": "websocket"}],
+                "route_config": {
+                    "name": route_name,
+                    "validate_clusters": false,
+                    "virtual_hosts": vhosts,
+                },
+                "http_filters": http_filters,
+                "access_log": [access_log],
+            },
+        }]}],
+    })
+}
+
+/// Istio's `PassthroughCluster` (ORIGINAL_DST). No iptables here: the destination comes from
+/// the `x-envoy-original-dst-host` request header instead of SO_ORIGINAL_DST.
+pub(crate) fn passthrough_cluster() -> Value {
+    json!({
+        "name": "PassthroughCluster",
+        "type": "ORIGINAL_DST",
+        "connect_timeout": "2s",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "original_dst_lb_config": {"use_http_header": true},
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "use_downstream_protocol_config": {
+                    "http_protocol_options": {},
+                    "http2_protocol_options": {},
+                },
+            },
+        },
+    })
+}
+
+/// Istio's `BlackHoleCluster`: a cluster without endpoints.
+pub(crate) fn blackhole_cluster() -> Value {
+    json!({
+        "name": "BlackHoleCluster",
+        "type": "STATIC",
+        "connect_timeout": "2s",
+    })
+}
+
+/// The domains Istio puts on the virtual host of a `ServiceEntry` host (exact or wildcard)
+/// on `port`: the host, bare and with `:port`.
+pub fn service_entry_domains(host: &str, port: u16) -> Vec<String> {
+    vec![host.to_string(), format!("{host}:{port}")]
+}
+
 /// A 127.0.0.1 socket address.
 ///
 /// Every listener also sets `enable_reuse_port: false`: Envoy's default
 /// (SO_REUSEPORT) would let two parallel test Envoys that happened to pick the
 /// same free port both bind it and silently share its traffic; without it the
 /// second one fails with "Address already in use" and is retried.
-fn socket(port: u16) -> Value {
+pub(crate) fn socket(port: u16) -> Value {
     json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
 }
 
-fn router() -> Value {
+pub(crate) fn router() -> Value {
     json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     })
 }
 
-fn file_access_log(path: &Path, listener: &str) -> Value {
-    let format = format!(
+/// The access log line of the outbound listeners: one line per request with the authority,
+/// status, response flags and details, route, cluster and upstream host.
+fn access_log_format(listener: &str) -> String {
+    format!(
         "[%START_TIME%] {listener} \"%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%\" authority=%REQ(:AUTHORITY)% \
          status=%RESPONSE_CODE% flags=%RESPONSE_FLAGS% details=%RESPONSE_CODE_DETAILS% \
          route=%ROUTE_NAME% cluster=%UPSTREAM_CLUSTER% upstream=%UPSTREAM_HOST%\n"
-    );
+    )
+}
+
+fn file_access_log(path: &Path, listener: &str) -> Value {
     json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path": path.display().to_string(),
-            "log_format": {"text_format_source": {"inline_string": format}},
+            "log_format": {"text_format_source": {"inline_string": access_log_format(listener)}},
         },
     })
 }
 
-fn upstream_listener(name: &str, port: u16, stat_prefix: &str, marker: &str) -> Value {
+/// The same access log line, on Envoy's standard output (for Envoys that run on their own,
+/// where `docker logs` or the caller's redirection collects it).
+pub(crate) fn stdout_access_log(listener: &str) -> Value {
+    json!({
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"text_format_source": {"inline_string": access_log_format(listener)}},
+        },
+    })
+}
+
+pub(crate) fn upstream_listener(name: &str, port: u16, stat_prefix: &str, marker: &str) -> Value {
     json!({
         "name": name,
         "address": socket(port),

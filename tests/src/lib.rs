@@ -17,7 +17,19 @@
 //! - [`tcp`]: the network filter's Envoy config and a raw TCP exchange
 //!   ([`tcp_exchange`]), for tests that write their own TCP listeners.
 //! - [`envoy`]: [`Envoy`], a running Envoy process (readiness, admin, stats,
-//!   logs, ECDS policy updates, diagnostics on failure).
+//!   logs, ECDS policy updates, diagnostics on failure); [`admin_stats`] for
+//!   an Envoy this process did not start.
+//! - [`h2`]: HTTP/2 requests with any header list ([`h2_request`]).
+//! - [`standalone`]: the same sidecars rendered with fixed ports for Envoys
+//!   that run on their own ([`EnvoyConfig::render_standalone`],
+//!   [`upstreams_bootstrap`]), and Envoy's virtual host choice
+//!   ([`EnvoyConfig::route`]).
+//! - [`demo`]: the local demo (`scripts/demo.sh`): its topology, the files in
+//!   `demo/` and the request table, used by the `tenant-egress-demo` binary
+//!   and `tests/tests/demo.rs`.
+//! - [`loadbench`]: the same sidecar for the Envoy load benchmark (upstream in a separate
+//!   process, no access log).
+//! - [`mtls`]: SPIFFE workload certificates and Istio's mTLS contexts and SNI.
 //!
 //! Prerequisite: `scripts/setup.sh` (Envoy in `.venv`, the filter built).
 //!
@@ -47,10 +59,13 @@
 
 pub mod assertions;
 pub mod config;
+pub mod demo;
 pub mod envoy;
 pub mod h2;
 pub mod http;
+pub mod loadbench;
 pub mod mtls;
+pub mod standalone;
 pub mod tcp;
 
 use std::net::TcpListener;
@@ -58,14 +73,17 @@ use std::path::{Path, PathBuf};
 
 pub use assertions::{assert_counter, assert_denied, DENIAL_MARKER, WAIT};
 pub use config::{
-    ecds_path, istio_domains, upstream_stat_prefix, wasm_typed_config, EnvoyConfig, FilterMode,
-    OutboundPolicy, Service, Topology, ECDS_FILTER_NAME, WASM_TYPE_URL,
+    ecds_path, istio_domains, service_entry_domains, upstream_stat_prefix, wasm_typed_config,
+    EnvoyConfig, FilterMode, OutboundPolicy, RegistryPort, Service, ServiceEntry, Topology,
+    ECDS_FILTER_NAME, WASM_TYPE_URL,
 };
 pub use envoy::{
-    ecds_discovery_response, write_atomically, EcdsCounts, EcdsOutcome, Envoy, StartError,
+    admin_stats, ecds_discovery_response, parse_stats, stat, write_atomically, EcdsCounts,
+    EcdsOutcome, Envoy, StartError,
 };
 pub use h2::{h2_get, h2_request, H2Value};
 pub use http::{get, get_with_headers, raw_http1, try_raw_http1, Http1Conn, Response};
+pub use standalone::{upstreams_bootstrap, StandalonePorts, Upstream, STANDALONE_LISTENER};
 pub use tcp::{network_wasm_filter, tcp_exchange, tcp_proxy_filter};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).

@@ -341,6 +341,11 @@ pub fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    // Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+    // here becomes a `#[wasm_bindgen_test]` there.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn ok(s: &str) -> (String, HostKind, Option<u16>) {

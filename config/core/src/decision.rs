@@ -57,6 +57,41 @@ pub enum Protocol {
     Tcp,
 }
 
+impl Protocol {
+    /// Every protocol, in the order a help text lists them.
+    pub const ALL: [Protocol; 2] = [Protocol::Http, Protocol::Tcp];
+
+    /// The spelling in JSON (`explain --batch`, the vectors) and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A protocol name that is not one of [`Protocol::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol \"{0}\" (expected http or tcp)")]
+pub struct UnknownProtocol(pub String);
+
+impl std::str::FromStr for Protocol {
+    type Err = UnknownProtocol;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownProtocol(s.to_owned()))
+    }
+}
+
 /// A stable, kebab-case reason code. These appear in the `x-tenant-egress-denied` header, in
 /// logs and in stats names, so they never change meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,7 +196,7 @@ impl fmt::Display for Reason {
 }
 
 /// Identifies a place in the policy document (a host entry or an egress entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(pub(crate) u32);
 
 /// A rule as written in the document.
@@ -278,5 +313,34 @@ impl Decision {
         } else {
             "deny"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+    // here becomes a `#[wasm_bindgen_test]` there.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn protocol_names_round_trip_and_match_the_json_spelling() {
+        for p in Protocol::ALL {
+            assert_eq!(p.as_str().parse::<Protocol>(), Ok(p));
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
+        }
+        assert_eq!(
+            "TCP".parse::<Protocol>(),
+            Err(UnknownProtocol("TCP".into()))
+        );
+        assert_eq!(
+            "udp".parse::<Protocol>().unwrap_err().to_string(),
+            "unknown protocol \"udp\" (expected http or tcp)"
+        );
     }
 }

@@ -134,6 +134,16 @@ impl RequestSpec {
         (decision, report)
     }
 
+    /// Reads one line of `explain --batch` input (JSON). `source.namespace` is required there:
+    /// a batch line without it is a mistake in the batch, not a request to decide.
+    pub fn from_batch_line(line: &str) -> Result<RequestSpec, String> {
+        let req: RequestSpec = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if req.source.namespace.is_none() {
+            return Err("source.namespace is required".to_owned());
+        }
+        Ok(req)
+    }
+
     /// Borrows this spec as a [`Request`]; `labels` must be built from `self.source.labels`.
     pub fn as_request<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Request<'a> {
         Request {
@@ -223,6 +233,42 @@ impl Report {
             },
             explanation: explain(policy, d, source.namespace),
         }
+    }
+
+    /// The report as `explain` prints it for a person: one labelled line per fact.
+    /// `source_namespace` is the request's (the report itself names only the tenant).
+    pub fn to_text(&self, source_namespace: Option<&str>) -> String {
+        let verdict = if self.decision == "deny" && !self.enforced {
+            "DENY (audit: would be denied, let through)".to_owned()
+        } else {
+            self.decision.to_uppercase()
+        };
+        let mut source = format!("namespace {}", source_namespace.unwrap_or("(none)"));
+        if let Some(t) = &self.tenant {
+            let _ = write!(source, ", tenant {t}");
+        }
+        if let Some(w) = &self.workload {
+            let _ = write!(source, ", workload exception {w}");
+        }
+        let d = &self.destination;
+        let mut destination = d.host.as_deref().unwrap_or("(unknown)").to_owned();
+        if let Some(p) = d.port {
+            let _ = write!(destination, ":{p}");
+        }
+        let _ = write!(
+            destination,
+            " (namespace {})",
+            d.namespace.as_deref().unwrap_or("unknown")
+        );
+        let rule = self
+            .rule
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |r| format!("{} \"{}\"", r.path, r.text));
+        format!(
+            "decision:    {verdict}\nreason:      {}\nsource:      {source}\n\
+             destination: {destination}\nrule:        {rule}\nwhy:         {}\n",
+            self.reason, self.explanation
+        )
     }
 }
 
@@ -328,4 +374,73 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         s.push_str(" (audit mode: reported, not blocked)");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    // Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+    // here becomes a `#[wasm_bindgen_test]` there.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn policy(mode: &str) -> Policy {
+        let doc = format!(
+            r#"{{"apiVersion": "tenant-egress/v1", "mode": "{mode}",
+                "tenants": [{{"name": "prod", "namespaces": ["prod"],
+                  "egress": [{{"hosts": ["./*"]}}],
+                  "workloads": [{{"name": "batman", "selector": {{"app": "batman"}},
+                                  "egress": [{{"hosts": ["logs/*"]}}]}}]}}]}}"#
+        );
+        Policy::from_json(doc.as_bytes()).unwrap().0
+    }
+
+    #[test]
+    fn text_report_names_every_fact() {
+        let req = RequestSpec::from_batch_line(
+            r#"{"source": {"namespace": "prod", "labels": {"app": "batman"}},
+                "authority": "db.uat:26257", "cluster": "outbound|26257||db.uat.svc.cluster.local"}"#,
+        )
+        .unwrap();
+        let (_, report) = req.report(&policy("enforce"));
+        let text = report.to_text(req.source.namespace.as_deref());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "decision:    DENY");
+        assert_eq!(lines[1], "reason:      not-allowed");
+        assert_eq!(
+            lines[2],
+            "source:      namespace prod, tenant prod, workload exception batman"
+        );
+        assert_eq!(
+            lines[3],
+            "destination: db.uat.svc.cluster.local:26257 (namespace uat)"
+        );
+        assert!(lines[4].starts_with("rule:        tenants[0]"), "{text}");
+        assert_eq!(lines[5], format!("why:         {}", report.explanation));
+        assert_eq!(lines.len(), 6);
+
+        let (_, audit) = req.report(&policy("audit"));
+        assert!(audit
+            .to_text(None)
+            .starts_with("decision:    DENY (audit: would be denied, let through)\n"));
+        assert!(audit
+            .to_text(None)
+            .contains("source:      namespace (none)"));
+    }
+
+    #[test]
+    fn batch_lines_need_a_source_namespace() {
+        assert_eq!(
+            RequestSpec::from_batch_line(r#"{"source": {}}"#),
+            Err("source.namespace is required".to_owned())
+        );
+        assert!(RequestSpec::from_batch_line("{not json")
+            .unwrap_err()
+            .contains("line 1"));
+        let tcp =
+            RequestSpec::from_batch_line(r#"{"source": {"namespace": "a"}, "protocol": "tcp"}"#)
+                .unwrap();
+        assert_eq!(tcp.protocol, Protocol::Tcp);
+    }
 }

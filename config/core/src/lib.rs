@@ -1,9 +1,11 @@
 //! # tenant-egress-core: the pure policy core
 //!
 //! Where the rules live. The policy document ([`spec`]), its validation ([`validate`]), Istio's
-//! `namespace/dnsName` host grammar ([`pattern`], [`name`]), the strict request parsers
-//! ([`authority`]), the compiled matcher ([`Policy`]), the request-time decision
-//! ([`Policy::decide`]) and its human/JSON report ([`explain`]).
+//! `namespace/dnsName` host grammar and which entry wins ([`pattern`], [`name`]), Istio's
+//! listener model: which egress entry applies on which port with which protocol, and how a
+//! workload exception merges with its tenant ([`listeners`], shared with the Sidecar
+//! generator), the strict request parsers ([`authority`]), the compiled matcher ([`Policy`]),
+//! the request-time decision ([`Policy::decide`]) and its human/JSON report ([`explain`]).
 //!
 //! The rest of the project links this crate and adds one job each: the proxy-wasm filter
 //! (`filter/`), the `tenant-egress` CLI with Istio generate/import/graph (`config/`), the Envoy
@@ -39,6 +41,7 @@ pub mod authority;
 pub mod decision;
 pub mod explain;
 pub mod inbound;
+pub mod listeners;
 pub mod name;
 pub mod pattern;
 pub mod policy;

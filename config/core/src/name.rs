@@ -206,6 +206,11 @@ pub fn check_namespace(ns: &str) -> Result<(), NameError> {
 
 #[cfg(test)]
 mod tests {
+    // Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+    // here becomes a `#[wasm_bindgen_test]` there.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]

@@ -163,6 +163,151 @@ impl HostPattern {
     }
 }
 
+impl NsSelector {
+    /// Whether every namespace this selector names is also named by `self`, for a source in
+    /// `own` (`None`: the source namespace is not known, so `.` equals only `.`).
+    ///
+    /// `*` names every namespace; `.` and `ns` name the same one exactly when the source is in
+    /// `ns` (a tenant whose only namespace is `bar` has `./*` equal to `bar/*`).
+    pub fn contains(&self, other: &NsSelector, own: Option<&str>) -> bool {
+        match (self, other) {
+            (NsSelector::Any, _) => true,
+            (_, NsSelector::Any) => false,
+            (NsSelector::Own, NsSelector::Own) => true,
+            (NsSelector::Named(a), NsSelector::Named(b)) => a == b,
+            (NsSelector::Own, NsSelector::Named(n)) | (NsSelector::Named(n), NsSelector::Own) => {
+                own == Some(n.as_str())
+            }
+        }
+    }
+
+    /// Whether a destination in `dest_ns` falls in this selector's bucket for a source in
+    /// `src_ns` (an empty `dest_ns` is an unknown namespace: only `*` selects it).
+    pub fn selects(&self, src_ns: &str, dest_ns: &str) -> bool {
+        match self {
+            NsSelector::Any => true,
+            NsSelector::Own => !dest_ns.is_empty() && dest_ns == src_ns,
+            NsSelector::Named(n) => n == dest_ns,
+        }
+    }
+}
+
+/// How specifically an entry names a host. When several entries select one destination, the
+/// most specific names it (in `explain`, logs and the denial body); among equals, the first in
+/// document order (tenant before exception). Which entry that is never changes WHETHER a
+/// destination is allowed: any import admits, any exclusion drops.
+///
+/// The order is lexicographic over the fields, least specific first (`derive(Ord)` compares
+/// fields in declaration order): the dnsName first (exact, then the longest `*.suffix`, then
+/// `*`), then the namespace bucket (the destination's own namespace, named or `.`, before `*`).
+/// This is the order in which the compiled index probes (`policy::index`), and the order in
+/// which Istio's `hostClassification.Matches` prefers an exact name to a wildcard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Specificity {
+    /// The dnsName part: compared first.
+    pub host: HostRank,
+    /// The namespace part: breaks ties between equal dnsNames.
+    pub namespace: NsRank,
+}
+
+/// The dnsName part of a [`Specificity`], least specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostRank {
+    /// `*`: every host of the namespace.
+    All,
+    /// `*.suffix`, ranked by the length of the suffix: `*.b.foo.com` beats `*.foo.com`.
+    Suffix(usize),
+    /// An exact name.
+    Exact,
+}
+
+/// The namespace part of a [`Specificity`], least specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NsRank {
+    /// `*`.
+    Any,
+    /// A namespace by name, or `.`: the destination's own bucket.
+    Namespace,
+}
+
+impl HostEntry {
+    /// This entry's [`Specificity`].
+    pub fn specificity(&self) -> Specificity {
+        Specificity {
+            host: match &self.host {
+                HostPattern::All => HostRank::All,
+                HostPattern::Suffix(s) => HostRank::Suffix(s.len()),
+                HostPattern::Exact(_) => HostRank::Exact,
+            },
+            namespace: match self.namespace {
+                NsSelector::Any => NsRank::Any,
+                NsSelector::Own | NsSelector::Named(_) => NsRank::Namespace,
+            },
+        }
+    }
+
+    /// Whether this entry selects `host` (lowercase, no trailing dot) in namespace `dest_ns`
+    /// for a source in `src_ns`: Istio's `selectServices` for one entry. The direction (`~`) is
+    /// the caller's to apply ([`crate::listeners::admits`]).
+    pub fn selects(&self, src_ns: &str, host: &str, dest_ns: &str) -> bool {
+        self.namespace.selects(src_ns, dest_ns) && self.host.covers(host)
+    }
+
+    /// Whether `self` selects everything `e` selects, in the same direction (import or
+    /// exclusion), for a source in `own` (`None`: any source namespace).
+    ///
+    /// THE "is covered by" relation: validation's shadowed-entry warnings and `import`'s
+    /// comparisons both use it.
+    pub fn covers(&self, e: &HostEntry, own: Option<&str>) -> bool {
+        self.exclude == e.exclude
+            && self.namespace.contains(&e.namespace, own)
+            && e.host.is_subset_of(&self.host)
+    }
+
+    /// Every entry that [`Self::covers`] this one for a source in `own`, itself included, so
+    /// that a long list can be checked with hash lookups instead of pairwise.
+    pub fn coverers(&self, own: Option<&str>) -> Vec<HostEntry> {
+        let mut namespaces = vec![NsSelector::Any];
+        if self.namespace != NsSelector::Any {
+            namespaces.push(self.namespace.clone());
+        }
+        match (&self.namespace, own) {
+            (NsSelector::Own, Some(n)) => namespaces.push(NsSelector::Named(n.to_owned())),
+            (NsSelector::Named(n), Some(o)) if n == o => namespaces.push(NsSelector::Own),
+            _ => {}
+        }
+        let mut hosts = vec![HostPattern::All];
+        let name = match &self.host {
+            HostPattern::All => None,
+            HostPattern::Exact(n) => {
+                hosts.push(self.host.clone());
+                Some(n.as_str())
+            }
+            HostPattern::Suffix(s) => Some(s.as_str()),
+        };
+        // A wildcard covers at each label boundary: `*.foo.com` and `*.com` cover `a.foo.com`
+        // and `*.a.foo.com` (whose own suffix `.a.foo.com` starts at index 0).
+        if let Some(name) = name {
+            for (i, _) in name.match_indices('.') {
+                if let Some(suffix) = name.get(i..) {
+                    hosts.push(HostPattern::Suffix(suffix.to_owned()));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(namespaces.len() * hosts.len());
+        for ns in &namespaces {
+            for host in &hosts {
+                out.push(HostEntry {
+                    exclude: self.exclude,
+                    namespace: ns.clone(),
+                    host: host.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
 impl fmt::Display for NsSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -197,6 +342,11 @@ impl fmt::Display for HostEntry {
 
 #[cfg(test)]
 mod tests {
+    // Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+    // here becomes a `#[wasm_bindgen_test]` there.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn p(s: &str) -> HostEntry {
@@ -280,5 +430,50 @@ mod tests {
         assert!(p("*/*.b.foo.com").host.is_subset_of(&w));
         assert!(!w.is_subset_of(&p("*/*.b.foo.com").host));
         assert!(w.is_subset_of(&HostPattern::All));
+    }
+
+    #[test]
+    fn specificity_is_exact_then_longest_suffix_then_namespace_then_bucket() {
+        let most_specific_last = [
+            "*/*",
+            "ns/*",
+            "*/*.com",
+            "./*.com",
+            "*/*.foo.com",
+            "ns/*.foo.com",
+            "*/*.a.foo.com",
+            "*/a.foo.com",
+            "ns/a.foo.com",
+        ];
+        let ranks: Vec<Specificity> = most_specific_last
+            .iter()
+            .map(|s| p(s).specificity())
+            .collect();
+        for pair in ranks.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        let mut shuffled = ranks.clone();
+        shuffled.reverse();
+        shuffled.swap(1, 5);
+        shuffled.sort();
+        assert_eq!(shuffled, ranks);
+        // The destination's own bucket, named or `.`, is one rank: document order decides.
+        assert_eq!(p("./a.com").specificity(), p("ns/a.com").specificity());
+        // A longer exact name is not more specific than a shorter one: both are exact.
+        assert_eq!(p("*/a.com").specificity(), p("*/b.a.com").specificity());
+        // Exclusions rank the same way.
+        assert_eq!(p("~/a.com").specificity(), p("*/a.com").specificity());
+    }
+
+    #[test]
+    fn covers_resolves_the_own_namespace_when_known() {
+        let (own, named, any) = (p("./*"), p("bar/*"), p("*/*"));
+        assert!(own.covers(&named, Some("bar")) && named.covers(&own, Some("bar")));
+        assert!(!own.covers(&named, Some("baz")) && !own.covers(&named, None));
+        assert!(any.covers(&own, None) && !own.covers(&any, Some("bar")));
+        assert!(own.covers(&p("bar/a.com"), Some("bar")));
+        assert!(!p("~bar/*").covers(&p("bar/a.com"), Some("bar")));
+        assert!(p("*/*.foo.com").covers(&p("ns/*.a.foo.com"), None));
+        assert!(!p("*/*.a.foo.com").covers(&p("ns/*.foo.com"), None));
     }
 }

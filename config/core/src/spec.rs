@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::listeners::PortProtocol;
+
 /// The only `apiVersion` this build understands.
 pub const API_VERSION: &str = "tenant-egress/v1";
 
@@ -107,9 +109,10 @@ pub struct PortSpec {
     /// Port number, 1..=65535. Wider integer type so an out-of-range value is reported by
     /// validation with its place, not by the JSON decoder.
     pub number: i64,
-    /// HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP or TLS.
+    /// HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP or TLS ([`PortProtocol`]). Unset, the port serves
+    /// HTTP and TCP alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
+    pub protocol: Option<PortProtocol>,
     /// Optional port name (a DNS-1123 label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -130,7 +133,8 @@ pub struct WorkloadSpec {
     /// sees only a caller's namespace and service account, never its labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_accounts: Vec<String>,
-    /// Egress added to the tenant's own egress for these pods.
+    /// Egress added to the tenant's own egress for these pods ([`crate::listeners::merge`]): no
+    /// `~` exclusions, and a port the tenant declares keeps the tenant's protocol.
     #[serde(default)]
     pub egress: Vec<EgressSpec>,
 }

@@ -17,6 +17,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::listeners::{self, Conflict, PortProtocol, UnknownProtocol};
 use crate::name::{self, NameError};
 use crate::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
 use crate::spec::{EgressSpec, PolicySpec, WorkloadSpec, API_VERSION};
@@ -83,8 +84,36 @@ pub enum ErrorKind {
     #[error("port {0} is outside 1..65535")]
     Port(i64),
     /// Unknown protocol.
-    #[error("protocol \"{0}\" is not one of HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP, TLS")]
-    Protocol(String),
+    #[error(transparent)]
+    Protocol(#[from] UnknownProtocol),
+    /// `HTTP_PROXY`: Istio's explicit proxy listener.
+    #[error("protocol HTTP_PROXY is Istio's explicit HTTP proxy listener, which serves every destination port at once; tenant-egress scopes egress per destination port and cannot enforce it: declare the destination port with HTTP, or omit the protocol")]
+    HttpProxy,
+    /// A workload exception redeclares a tenant port with another protocol.
+    #[error("port {port} is declared {} by the tenant ({tenant}) and {protocol} here; a workload exception must use the tenant's protocol, or omit it", declared(.tenant_protocol))]
+    ProtocolRedeclared {
+        /// The port.
+        port: u16,
+        /// The tenant's protocol.
+        tenant_protocol: Option<PortProtocol>,
+        /// The tenant's entry declaring the port.
+        tenant: Path,
+        /// The exception's protocol.
+        protocol: PortProtocol,
+    },
+    /// A workload exception closes a port the tenant's catch-all serves to TCP.
+    #[error("port {port} is not declared by the tenant, so its catch-all ({catch_all}) serves it to TCP as well as HTTP; declared {protocol} here, it would close port {port} to TCP for these pods. Omit the protocol, use a TCP-capable one (TCP, TLS, HTTPS, MONGO), or declare port {port} in the tenant's egress")]
+    ClosesTcp {
+        /// The port.
+        port: u16,
+        /// The tenant's catch-all entry.
+        catch_all: Path,
+        /// The exception's HTTP-only protocol.
+        protocol: PortProtocol,
+    },
+    /// A `~` exclusion in a workload exception.
+    #[error("\"{0}\" is an exclusion, but a workload exception only adds to the tenant's egress; put the exclusion in the tenant's egress (it applies to these pods too), or remove it")]
+    ExceptionExclusion(String),
     /// Two listeners on one port.
     #[error("port {0} is already used by {1}; Istio allows one egress listener per port")]
     DuplicatePort(i64, Path),
@@ -150,6 +179,13 @@ pub struct InvalidPolicy {
     pub warnings: Vec<Warning>,
 }
 
+fn declared(p: &Option<PortProtocol>) -> String {
+    match p {
+        Some(p) => p.to_string(),
+        None => "without a protocol".to_owned(),
+    }
+}
+
 fn first(errors: &[ValidationError]) -> String {
     match errors {
         [] => String::new(),
@@ -170,6 +206,9 @@ enum Kind {
     /// in pass 3 with a better message).
     Int(i64, i64),
     Enum(&'static [&'static str]),
+    /// A port protocol ([`PortProtocol`]). A bad one is reported and removed, so that the
+    /// checks of meaning still run on the rest (as for an unknown field).
+    Protocol,
     StrList,
     /// A mapping of strings to strings (label selectors).
     StrMap,
@@ -182,7 +221,7 @@ struct Obj(&'static [(&'static str, Kind, bool)]);
 
 static PORT: Obj = Obj(&[
     ("number", Kind::Int(i64::MIN, i64::MAX), true),
-    ("protocol", Kind::Str, false),
+    ("protocol", Kind::Protocol, false),
     ("name", Kind::Str, false),
 ]);
 static EGRESS: Obj = Obj(&[
@@ -250,9 +289,28 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
+/// What to do with a value after [`check_kind`].
+#[derive(PartialEq, Eq)]
+enum Keep {
+    Yes,
+    /// Reported, and recoverable: remove it and check the rest.
+    Drop,
+}
+
 /// Checks one value against its kind, reporting every problem.
-fn check_kind(v: &mut Value, kind: Kind, path: &str, errors: &mut Vec<ValidationError>) {
+fn check_kind(v: &mut Value, kind: Kind, path: &str, errors: &mut Vec<ValidationError>) -> Keep {
     match kind {
+        Kind::Protocol => match v.as_str().map(str::parse::<PortProtocol>) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                errors.push(ValidationError {
+                    path: path.to_owned(),
+                    kind: ErrorKind::Protocol(e),
+                });
+                return Keep::Drop;
+            }
+            None => mismatch(path, "a string", v, errors),
+        },
         Kind::Str if !v.is_string() => mismatch(path, "a string", v, errors),
         Kind::Int(lo, hi) => match v.as_i64() {
             Some(n) if (lo..=hi).contains(&n) => {}
@@ -306,6 +364,7 @@ fn check_kind(v: &mut Value, kind: Kind, path: &str, errors: &mut Vec<Validation
         Kind::Object(obj) => check_object(v, obj, path, errors),
         Kind::Str => {}
     }
+    Keep::Yes
 }
 
 /// Reports unknown fields (and removes them, so the later passes still see the rest),
@@ -333,8 +392,14 @@ fn check_object(v: &mut Value, obj: &Obj, path: &str, errors: &mut Vec<Validatio
         });
     }
     for (name, kind, required) in obj.0 {
-        match map.get_mut(*name) {
-            Some(value) => check_kind(value, *kind, &join(path, name), errors),
+        let checked = map
+            .get_mut(*name)
+            .map(|value| check_kind(value, *kind, &join(path, name), errors));
+        match checked {
+            Some(Keep::Drop) => {
+                map.remove(*name);
+            }
+            Some(Keep::Yes) => {}
             None if *required => errors.push(ValidationError {
                 path: place.to_owned(),
                 kind: ErrorKind::MissingField(name),
@@ -346,13 +411,16 @@ fn check_object(v: &mut Value, obj: &Obj, path: &str, errors: &mut Vec<Validatio
 
 /// Decodes and validates a document given as a JSON value (YAML callers convert first).
 pub fn validate_value(mut v: Value) -> Result<(PolicySpec, Vec<Warning>), InvalidPolicy> {
-    // Pass 1 removes the unknown fields it reports, so passes 2 and 3 still see the rest.
+    // Pass 1 removes the unknown fields (and bad protocols) it reports, so passes 2 and 3
+    // still see the rest.
     let mut errors = Vec::new();
     check_object(&mut v, &POLICY, "", &mut errors);
-    if !errors
-        .iter()
-        .all(|e| matches!(e.kind, ErrorKind::UnknownField { .. }))
-    {
+    if !errors.iter().all(|e| {
+        matches!(
+            e.kind,
+            ErrorKind::UnknownField { .. } | ErrorKind::Protocol(_)
+        )
+    }) {
         return Err(InvalidPolicy {
             errors,
             warnings: Vec::new(),
@@ -466,8 +534,18 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                 claimed.insert(ns, np);
             }
         }
-        check_listeners(&mut c, &tp, &tenant.egress);
         identity::check_inbound(&mut c, &tp, tenant, spec);
+        let namespaces: Vec<&str> = tenant
+            .namespaces
+            .iter()
+            .filter(|ns| name::check_namespace(ns).is_ok())
+            .map(String::as_str)
+            .collect();
+        let tenant_scope = Scope {
+            namespaces: &namespaces,
+            tenant: None,
+        };
+        check_listeners(&mut c, &tp, &tenant.egress, tenant_scope);
         if tenant.egress.is_empty() {
             c.warn(
                 format!("{tp}.egress"),
@@ -513,7 +591,15 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                 }
             }
             selectors.push((format!("{wp}.selector"), wl));
-            check_listeners(&mut c, &wp, &wl.egress);
+            check_listeners(
+                &mut c,
+                &wp,
+                &wl.egress,
+                Scope {
+                    namespaces: &namespaces,
+                    tenant: Some((&tp, &tenant.egress)),
+                },
+            );
             if wl.egress.is_empty() {
                 c.warn(
                     format!("{wp}.egress"),
@@ -585,13 +671,54 @@ fn check_label_value(v: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-const PROTOCOLS: &[&str] = &["HTTP", "HTTPS", "GRPC", "HTTP2", "MONGO", "TCP", "TLS"];
+/// The tenant an egress list belongs to: its namespaces (what `.` stands for) and, for a
+/// workload exception, the tenant's own egress.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    /// The tenant's (valid) namespaces.
+    namespaces: &'a [&'a str],
+    /// `Some((path, egress))` when checking a workload exception of the tenant at `path`.
+    tenant: Option<(&'a str, &'a [EgressSpec])>,
+}
 
-fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec]) {
+impl Scope<'_> {
+    /// Whether `wider` covers `e` for a source in every namespace of the tenant (for a tenant
+    /// with several namespaces, `.` is a different namespace in each).
+    fn covers(&self, wider: &HostEntry, e: &HostEntry) -> bool {
+        match self.namespaces {
+            [] => wider.covers(e, None),
+            all => all.iter().all(|ns| wider.covers(e, Some(ns))),
+        }
+    }
+
+    /// The entries of `index` (entry -> first index) that cover `e`, by hash lookups.
+    fn covering(
+        &self,
+        e: &HostEntry,
+        index: &HashMap<&HostEntry, usize>,
+    ) -> Vec<(HostEntry, usize)> {
+        e.coverers(self.namespaces.first().copied())
+            .into_iter()
+            .filter_map(|w| index.get(&w).copied().map(|k| (w, k)))
+            .filter(|(w, _)| self.covers(w, e))
+            .collect()
+    }
+}
+
+fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: Scope<'_>) {
     let mut ports: HashMap<i64, String> = HashMap::default();
     let mut catch_all: Option<String> = None;
+    let mut parsed: Vec<Vec<HostEntry>> = Vec::with_capacity(egress.len());
+    // What a workload exception's ports would take away, reported at the entry at fault (in
+    // document order, as everything else).
+    let mut conflicts = exception_conflicts(owner, egress, scope);
+    conflicts.sort_by_key(|(e, _)| *e);
+    let mut conflicts = conflicts.into_iter().peekable();
     for (e, entry) in egress.iter().enumerate() {
         let ep = format!("{owner}.egress[{e}]");
+        while let Some((_, err)) = conflicts.next_if(|(i, _)| *i == e) {
+            c.errors.push(err);
+        }
         match &entry.port {
             Some(port) => {
                 if !(1..=65535).contains(&port.number) {
@@ -604,13 +731,8 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec]) {
                 } else {
                     ports.insert(port.number, ep.clone());
                 }
-                if let Some(proto) = &port.protocol {
-                    if !PROTOCOLS.contains(&proto.as_str()) {
-                        c.err(
-                            format!("{ep}.port.protocol"),
-                            ErrorKind::Protocol(proto.clone()),
-                        );
-                    }
+                if port.protocol == Some(PortProtocol::HttpProxy) {
+                    c.err(format!("{ep}.port.protocol"), ErrorKind::HttpProxy);
                 }
                 if let Some(n) = &port.name {
                     check_name(c, &format!("{ep}.port.name"), n);
@@ -627,31 +749,183 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec]) {
         if entry.hosts.is_empty() {
             c.err(format!("{ep}.hosts"), ErrorKind::NoHosts);
         }
-        check_hosts(c, &ep, &entry.hosts);
+        parsed.push(check_hosts(c, &ep, &entry.hosts, scope));
     }
-    if let Some(all) = &catch_all {
-        let mut sorted: Vec<_> = ports.iter().collect();
-        sorted.sort();
-        for (port, path) in sorted {
-            c.warn(
-                path.clone(),
-                format!(
-                    "on port {port} only this entry's hosts apply, not those of the portless {all}: \
-                     Istio exposes on each port the hosts of the listener with the most specific port; \
-                     repeat any host port {port} must also reach (for example \"./*\") here"
-                ),
-            );
+    warn_lost_on_ports(c, owner, egress, &parsed, scope);
+}
+
+/// The errors of [`listeners::exception_conflicts`] for a workload exception's `egress`, each
+/// with the index of the exception entry at fault.
+fn exception_conflicts(
+    owner: &str,
+    egress: &[EgressSpec],
+    scope: Scope<'_>,
+) -> Vec<(usize, ValidationError)> {
+    let Some((tenant_path, tenant)) = scope.tenant else {
+        return Vec::new();
+    };
+    listeners::exception_conflicts(tenant, egress)
+        .into_iter()
+        .map(|conflict| match conflict {
+            Conflict::Protocol {
+                port,
+                exception,
+                tenant,
+                tenant_protocol,
+                protocol,
+            } => (
+                exception,
+                ValidationError {
+                    path: format!("{owner}.egress[{exception}].port"),
+                    kind: ErrorKind::ProtocolRedeclared {
+                        port,
+                        tenant_protocol,
+                        tenant: format!("{tenant_path}.egress[{tenant}]"),
+                        protocol,
+                    },
+                },
+            ),
+            Conflict::ClosesTcp {
+                port,
+                exception,
+                catch_all,
+                protocol,
+            } => (
+                exception,
+                ValidationError {
+                    path: format!("{owner}.egress[{exception}].port.protocol"),
+                    kind: ErrorKind::ClosesTcp {
+                        port,
+                        catch_all: format!("{tenant_path}.egress[{catch_all}]"),
+                        protocol,
+                    },
+                },
+            ),
+        })
+        .collect()
+}
+
+/// Warns about each port entry on which hosts of its list's catch-all are lost: Istio exposes
+/// on a port only the listener declaring it, never the catch-all too. Silent when the port
+/// entry (with, for an exception, the tenant's hosts on that port) covers them all, so that
+/// the warning means something.
+fn warn_lost_on_ports(
+    c: &mut Checker,
+    owner: &str,
+    egress: &[EgressSpec],
+    parsed: &[Vec<HostEntry>],
+    scope: Scope<'_>,
+) {
+    let tenant_parsed: Vec<Vec<HostEntry>>;
+    let (plan, origin, tenant_hosts) = match scope.tenant {
+        Some((_, tenant)) => {
+            tenant_parsed = tenant
+                .iter()
+                .map(|e| e.hosts.iter().filter_map(|h| h.parse().ok()).collect())
+                .collect();
+            (
+                listeners::merge(tenant, egress),
+                listeners::Origin::Exception,
+                tenant_parsed.as_slice(),
+            )
         }
+        None => (
+            listeners::merge(egress, &[]),
+            listeners::Origin::Tenant,
+            parsed,
+        ),
+    };
+    let hosts_of = |r: &listeners::EntryRef| -> &[HostEntry] {
+        let list = match r.origin {
+            listeners::Origin::Tenant => tenant_hosts,
+            listeners::Origin::Exception => parsed,
+        };
+        list.get(r.index).map(Vec::as_slice).unwrap_or(&[])
+    };
+    let Some(all) = plan
+        .catch_all
+        .as_ref()
+        .and_then(|a| a.entries.iter().find(|r| r.origin == origin))
+    else {
+        return;
+    };
+    let catch_all_imports: Vec<&HostEntry> = hosts_of(all).iter().filter(|e| !e.exclude).collect();
+    let mut found: Vec<(usize, String)> = Vec::new();
+    for (port, applied) in &plan.ports {
+        let Some(declaring) = applied
+            .entries
+            .iter()
+            .find(|r| r.origin == origin && r.index != all.index)
+        else {
+            continue; // this list does not declare the port: its catch-all applies there
+        };
+        let mut on_port: HashMap<&HostEntry, usize> = HashMap::default();
+        for (i, e) in applied
+            .entries
+            .iter()
+            .flat_map(|r| hosts_of(r).iter())
+            .filter(|e| !e.exclude)
+            .enumerate()
+        {
+            on_port.entry(e).or_insert(i);
+        }
+        let lost: Vec<&HostEntry> = catch_all_imports
+            .iter()
+            .copied()
+            .filter(|e| scope.covering(e, &on_port).is_empty())
+            .collect();
+        if lost.is_empty() {
+            continue;
+        }
+        const SHOWN: usize = 5;
+        let mut names: Vec<String> = lost
+            .iter()
+            .take(SHOWN)
+            .map(|e| format!("\"{e}\""))
+            .collect();
+        if lost.len() > SHOWN {
+            names.push(format!("{} more", lost.len() - SHOWN));
+        }
+        let tenant_too = if scope.tenant.is_some() {
+            format!(" (and the tenant's for port {port})")
+        } else {
+            String::new()
+        };
+        found.push((
+            declaring.index,
+            format!(
+                "on port {port} only this entry's hosts{tenant_too} apply, not those of the portless \
+                 {owner}.egress[{}], so {} cannot be reached on port {port}: Istio exposes on each port \
+                 the hosts of the listener declaring it, else the catch-all's; repeat here those port \
+                 {port} must also reach",
+                all.index,
+                names.join(", ")
+            ),
+        ));
+    }
+    // In document order, as every other message.
+    found.sort_by_key(|(i, _)| *i);
+    for (i, message) in found {
+        c.warn(format!("{owner}.egress[{i}]"), message);
     }
 }
 
 /// Parses every host (errors), then looks for duplicates and shadowed entries (warnings)
-/// with hash lookups, so a listener with 100,000 hosts is checked in linear time.
-fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String]) {
+/// with hash lookups, so a listener with 100,000 hosts is checked in linear time. Returns the
+/// hosts that parse.
+fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String], scope: Scope<'_>) -> Vec<HostEntry> {
     let mut parsed: Vec<(usize, HostEntry)> = Vec::with_capacity(hosts.len());
     for (h, raw) in hosts.iter().enumerate() {
         match raw.parse::<HostEntry>() {
-            Ok(entry) => parsed.push((h, entry)),
+            Ok(entry) => {
+                if entry.exclude && scope.tenant.is_some() {
+                    c.err(
+                        format!("{ep}.hosts[{h}]"),
+                        ErrorKind::ExceptionExclusion(raw.clone()),
+                    );
+                }
+                parsed.push((h, entry));
+            }
             Err(e) => c.err(format!("{ep}.hosts[{h}]"), ErrorKind::Host(raw.clone(), e)),
         }
     }
@@ -667,23 +941,14 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String]) {
             seen.insert(entry, *h);
         }
     }
-    // Shadowed imports: an entry already covered by a wider one in the same listener.
+    // Shadowed imports: an entry already covered by another one of the same listener.
     let imports: Vec<&(usize, HostEntry)> = parsed.iter().filter(|(_, e)| !e.exclude).collect();
-    let mut all_ns: HashMap<&NsSelector, usize> = HashMap::default();
-    let mut suffixes: HashMap<(&NsSelector, &str), usize> = HashMap::default();
-    for (h, e) in &imports {
-        match &e.host {
-            HostPattern::All => {
-                all_ns.entry(&e.namespace).or_insert(*h);
-            }
-            HostPattern::Suffix(s) => {
-                suffixes.entry((&e.namespace, s.as_str())).or_insert(*h);
-            }
-            HostPattern::Exact(_) => {}
-        }
-    }
-    let any = NsSelector::Any;
-    if let Some(star) = all_ns.get(&any) {
+    let star = HostEntry {
+        exclude: false,
+        namespace: NsSelector::Any,
+        host: HostPattern::All,
+    };
+    if let Some(star) = seen.get(&star) {
         if imports.len() > 1 {
             c.warn(
                 format!("{ep}.hosts[{star}]"),
@@ -693,17 +958,20 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String]) {
                 ),
             );
         }
-        return;
+        return parsed.into_iter().map(|(_, e)| e).collect();
     }
     for (h, e) in &imports {
-        let scopes: &[&NsSelector] = match e.namespace {
-            NsSelector::Any => &[&any],
-            _ => &[&e.namespace, &any],
-        };
-        let by = scopes
-            .iter()
-            .find_map(|scope| covering_entry(e, scope, &all_ns, &suffixes, &seen));
-        if let Some(w) = by.filter(|w| w != h) {
+        if seen.get(e) != Some(h) {
+            continue; // a duplicate, reported above
+        }
+        // The most specific cover names it (the one the filter would name); of two entries
+        // that cover each other (`./*` and `bar/*` in tenant bar) only the later is reported.
+        let by = scope
+            .covering(e, &seen)
+            .into_iter()
+            .filter(|(w, k)| w != e && !(k > h && scope.covers(e, w)))
+            .max_by_key(|(w, k)| (w.specificity(), std::cmp::Reverse(*k)));
+        if let Some((_, w)) = by {
             let wider = hosts.get(w).map(String::as_str).unwrap_or("");
             c.warn(
                 format!("{ep}.hosts[{h}]"),
@@ -711,46 +979,7 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String]) {
             );
         }
     }
-}
-
-/// The index of an entry in `scope` that covers every host `e` selects, if any.
-fn covering_entry(
-    e: &HostEntry,
-    scope: &NsSelector,
-    all_ns: &HashMap<&NsSelector, usize>,
-    suffixes: &HashMap<(&NsSelector, &str), usize>,
-    seen: &HashMap<&HostEntry, usize>,
-) -> Option<usize> {
-    let same_scope = *scope == e.namespace;
-    if !(same_scope && e.host == HostPattern::All) {
-        if let Some(w) = all_ns.get(scope) {
-            return Some(*w);
-        }
-    }
-    let name = match &e.host {
-        HostPattern::Exact(n) => n.as_str(),
-        HostPattern::Suffix(s) => s.as_str(),
-        HostPattern::All => return None,
-    };
-    // `*.foo.com` covers `a.foo.com`, `a.b.foo.com` and `*.b.foo.com`: probe every suffix that
-    // starts at a '.', except a wildcard's own suffix within its own scope (that is itself).
-    for (i, _) in name.match_indices('.') {
-        if i == 0 && same_scope && matches!(e.host, HostPattern::Suffix(_)) {
-            continue;
-        }
-        if let Some(w) = suffixes.get(&(scope, name.get(i..).unwrap_or(""))) {
-            return Some(*w);
-        }
-    }
-    if !same_scope {
-        let probe = HostEntry {
-            exclude: false,
-            namespace: scope.clone(),
-            host: e.host.clone(),
-        };
-        return seen.get(&probe).copied();
-    }
-    None
+    parsed.into_iter().map(|(_, e)| e).collect()
 }
 
 #[cfg(test)]

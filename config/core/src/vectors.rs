@@ -130,3 +130,63 @@ pub fn check(policies: &BTreeMap<String, Policy>, case: &Case) -> Result<(), Str
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // Under wasm32 the library's own tests run through wasm-bindgen-test (scripts/test-wasm.sh):
+    // every `#[test]` in this module becomes a `#[wasm_bindgen_test]` there.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    /// Below this the corpus has shrunk (or a runner silently ran a part of it).
+    const MIN_VECTORS: usize = 50;
+
+    /// The replay, native and in wasm alike. It logs a count line that scripts/test-wasm.sh
+    /// requires, so a wasm runner that ran nothing cannot pass.
+    #[test]
+    fn every_vector_decides_as_expected() {
+        let file = load().expect("vectors.json parses");
+        let policies = compile_policies(&file).expect("vector policies compile");
+        let failures: Vec<String> = file
+            .cases
+            .iter()
+            .filter_map(|c| check(&policies, c).err())
+            .collect();
+        let line = format!(
+            "{}: {} request vectors over {} policies, {} failed",
+            std::env::consts::ARCH,
+            file.cases.len(),
+            policies.len(),
+            failures.len()
+        );
+        // wasm32-unknown-unknown has no stdout: println! would print nothing there.
+        #[cfg(target_arch = "wasm32")]
+        wasm_bindgen_test::console_log!("{line}");
+        #[cfg(not(target_arch = "wasm32"))]
+        println!("{line}");
+        assert!(
+            failures.is_empty(),
+            "{} of {} vectors failed:\n{}",
+            failures.len(),
+            file.cases.len(),
+            failures.join("\n")
+        );
+        assert!(
+            file.cases.len() >= MIN_VECTORS,
+            "only {} vectors (the corpus shrank)",
+            file.cases.len()
+        );
+    }
+
+    #[test]
+    fn vector_names_are_unique_and_noted() {
+        let file = load().expect("vectors.json parses");
+        let mut names = std::collections::BTreeSet::new();
+        for c in &file.cases {
+            assert!(names.insert(&c.name), "duplicate vector {}", c.name);
+            assert!(!c.note.is_empty(), "{} has no note", c.name);
+        }
+    }
+}

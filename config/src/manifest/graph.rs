@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use tenant_egress_core::pattern::{HostEntry, HostPattern, NsSelector};
 use tenant_egress_core::spec::{EgressSpec, PolicySpec};
 
-/// Output syntax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Output syntax (`graph --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GraphFormat {
     /// Mermaid `flowchart` (renders in GitHub/GitLab Markdown).
     Mermaid,

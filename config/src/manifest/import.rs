@@ -7,7 +7,9 @@
 //! - a workload-specific Sidecar becomes a workload exception whose egress is the DIFFERENCE
 //!   that, merged with the tenant's egress as the filter and `generate` merge it, gives back that
 //!   Sidecar's egress. Exceptions can only add: when the workload Sidecar lacks something the
-//!   namespace default has, the result widens, and a warning says what;
+//!   namespace default has, excludes more, or declares a port protocol an exception may not
+//!   (`tenant_egress_core::listeners::exception_conflicts`), the result widens, and a warning
+//!   says what;
 //! - the root namespace's selector-less Sidecar is the mesh default: it is not turned into a
 //!   tenant (the namespaces it serves are not known from Sidecars alone), but namespaces that
 //!   only have workload Sidecars start from it, as Istio does;
@@ -18,14 +20,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::sidecar::Listeners;
+use super::sidecar::{HostListener, Listeners};
+use tenant_egress_core::listeners::opens_tcp;
 use tenant_egress_core::pattern::{HostEntry, NsSelector};
 use tenant_egress_core::spec::{
-    Mode, OutboundTrafficPolicy, PolicySpec, PortSpec, TenantSpec, UnknownSource, WorkloadSpec,
-    API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
+    Mode, OutboundTrafficPolicy, PolicySpec, PortProtocol, PortSpec, TenantSpec, UnknownSource,
+    WorkloadSpec, API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
 };
 
 /// A YAML input could not be read.
@@ -45,6 +47,20 @@ pub struct Imported {
     pub spec: PolicySpec,
     /// What could not be carried over exactly, or looked accidental.
     pub warnings: Vec<String>,
+}
+
+impl Imported {
+    /// The policy as `import` writes it: a header naming the inputs, then the YAML document.
+    pub fn to_yaml(&self, input_names: &[String]) -> Result<String, crate::yaml::YamlError> {
+        let mut text = format!(
+            "# Imported by tenant-egress {} from {}: one tenant per namespace.\n\
+             # Review the warnings it printed, then: tenant-egress generate <this file>\n",
+            super::VERSION,
+            input_names.join(", ")
+        );
+        text.push_str(&crate::yaml::to_string(&self.spec)?);
+        Ok(text)
+    }
 }
 
 /// One Sidecar as read.
@@ -68,12 +84,12 @@ pub struct SidecarInfo {
 
 /// Splits a YAML stream into objects, expanding `kind: List` (and `*List`) items.
 pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ImportError> {
+    let docs: Vec<Value> = crate::yaml::from_str_multiple(text).map_err(|e| ImportError {
+        source_name: source_name.to_owned(),
+        message: e.to_string(),
+    })?;
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc).map_err(|e| ImportError {
-            source_name: source_name.to_owned(),
-            message: format!("not valid YAML: {e}"),
-        })?;
+    for v in docs {
         push_expanded(v, &mut out);
     }
     Ok(out)
@@ -231,19 +247,38 @@ pub fn parse_sidecar(
         }
         let port = l.get("port").and_then(|p| {
             let number = p.get("number").and_then(Value::as_i64)?;
+            let protocol = p.get("protocol").and_then(Value::as_str).and_then(|raw| {
+                raw.parse::<PortProtocol>()
+                    .map_err(|e| {
+                        warnings.push(format!(
+                            "{lp}: {e} (Istio refuses it); imported without a protocol"
+                        ))
+                    })
+                    .ok()
+            });
             Some(PortSpec {
                 number,
-                protocol: p.get("protocol").and_then(Value::as_str).map(str::to_owned),
+                protocol,
                 name: p.get("name").and_then(Value::as_str).map(str::to_owned),
             })
         });
         match port {
+            Some(spec) if spec.protocol == Some(PortProtocol::HttpProxy) => warnings.push(format!(
+                "{lp}: an HTTP_PROXY listener (an explicit proxy serving every port) cannot be carried \
+                 over: tenant-egress scopes egress per destination port; skipped"
+            )),
             Some(spec) => match u16::try_from(spec.number).ok().filter(|n| *n > 0) {
                 Some(n) if listeners.ports.contains_key(&n) => warnings.push(format!(
                     "{lp}: a second listener on port {n} (Istio refuses it); skipped"
                 )),
                 Some(n) => {
-                    listeners.ports.insert(n, (spec, hosts));
+                    listeners.ports.insert(
+                        n,
+                        HostListener {
+                            port: Some(spec),
+                            hosts,
+                        },
+                    );
                 }
                 None => warnings.push(format!(
                     "{lp}: port {} is outside 1..65535; skipped",
@@ -253,7 +288,7 @@ pub fn parse_sidecar(
             None if listeners.catch_all.is_some() => warnings.push(format!(
                 "{lp}: a second listener without a port (Istio refuses it); skipped"
             )),
-            None => listeners.catch_all = Some(hosts),
+            None => listeners.catch_all = Some(HostListener { port: None, hosts }),
         }
     }
     let empty_egress = listeners.is_empty();
@@ -272,28 +307,54 @@ pub fn parse_sidecar(
     })
 }
 
-/// Whether `wider` selects every host `e` selects (same direction: import or exclusion).
-fn covers(wider: &HostEntry, e: &HostEntry) -> bool {
-    wider.exclude == e.exclude
-        && (wider.namespace == NsSelector::Any || wider.namespace == e.namespace)
-        && e.host.is_subset_of(&wider.host)
-}
-
 /// The entries that matter: an entry covered by another one of the same list adds nothing
-/// (`./*` next to `*/*`), so it is left out of comparisons.
-fn set(hosts: &[HostEntry]) -> BTreeSet<&HostEntry> {
+/// (`./*` next to `*/*`), so it is left out of comparisons. Of entries that cover each other
+/// (`./*` and `prod/*` in a Sidecar of namespace prod) the first stays. `own` is the Sidecar's
+/// namespace (what `.` stands for), `None` when comparing across namespaces.
+fn set<'a>(hosts: &'a [HostEntry], own: Option<&str>) -> BTreeSet<&'a HostEntry> {
     hosts
         .iter()
-        .filter(|e| !hosts.iter().any(|w| w != *e && covers(w, e)))
+        .enumerate()
+        .filter(|(i, e)| {
+            !hosts
+                .iter()
+                .enumerate()
+                .any(|(j, w)| w != *e && w.covers(e, own) && !(j > *i && e.covers(w, own)))
+        })
+        .map(|(_, e)| e)
         .collect()
 }
 
-/// `base` entries that `want` neither lists nor covers.
-fn uncovered(base: &[HostEntry], want: &[HostEntry]) -> Vec<HostEntry> {
+/// `base` entries that `want` neither lists nor covers, for a Sidecar in namespace `own`.
+fn uncovered(base: &[HostEntry], want: &[HostEntry], own: &str) -> Vec<HostEntry> {
     base.iter()
-        .filter(|e| !want.iter().any(|w| w == *e || covers(w, e)))
+        .filter(|e| !want.iter().any(|w| w == *e || w.covers(e, Some(own))))
         .cloned()
         .collect()
+}
+
+fn hosts_on(l: &Listeners, port: Option<u16>) -> &[HostEntry] {
+    l.on_port(port).map_or(&[], |l| l.hosts.as_slice())
+}
+
+/// Splits off the exclusions, which a workload exception cannot carry (it only adds), with a
+/// warning naming them.
+fn imports_only(
+    hosts: Vec<HostEntry>,
+    origin: &str,
+    where_: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<HostEntry> {
+    let (excl, imp): (Vec<HostEntry>, Vec<HostEntry>) = hosts.into_iter().partition(|e| e.exclude);
+    if !excl.is_empty() {
+        warnings.push(format!(
+            "{origin}: {where_} it excludes {} beyond the namespace default; a workload exception only \
+             adds, so the regenerated Sidecar does not (widens: move the exclusion to the namespace \
+             default if every pod may lose it)",
+            list(&excl)
+        ));
+    }
+    imp
 }
 
 fn minus(a: &[HostEntry], b: &[HostEntry]) -> Vec<HostEntry> {
@@ -321,23 +382,30 @@ fn changes(kept: &[HostEntry]) -> String {
     parts.join("; ")
 }
 
-/// The workload exception whose merge with `tenant` gives `target`, when possible; otherwise the
-/// closest one, with warnings saying how the result differs.
+/// The workload exception whose merge with `tenant` gives `target` (both Sidecars of namespace
+/// `ns`), when possible; otherwise the closest one, with warnings saying how the result differs.
 pub fn exception_for(
     tenant: &Listeners,
     target: &Listeners,
+    ns: &str,
     origin: &str,
     warnings: &mut Vec<String>,
 ) -> Listeners {
     let mut e = Listeners::default();
-    let tc: &[HostEntry] = tenant.catch_all.as_deref().unwrap_or(&[]);
+    let tc: &[HostEntry] = tenant
+        .catch_all
+        .as_ref()
+        .map_or(&[], |l| l.hosts.as_slice());
     match &target.catch_all {
         Some(wc) => {
-            let extra = minus(wc, tc);
+            let extra = imports_only(minus(&wc.hosts, tc), origin, "on other ports", warnings);
             if !extra.is_empty() {
-                e.catch_all = Some(extra);
+                e.catch_all = Some(HostListener {
+                    port: None,
+                    hosts: extra,
+                });
             }
-            let kept = uncovered(tc, wc);
+            let kept = uncovered(tc, &wc.hosts, ns);
             if !kept.is_empty() {
                 warnings.push(format!(
                     "{origin}: its catch-all listener lacks {} of the namespace default; a workload \
@@ -362,47 +430,58 @@ pub fn exception_for(
         .copied()
         .collect();
     for p in ports {
-        let want: &[HostEntry] = target.on_port(p).unwrap_or(&[]);
-        let spec = target
-            .ports
-            .get(&p)
-            .or_else(|| tenant.ports.get(&p))
-            .map(|(s, _)| s.clone())
-            .unwrap_or(PortSpec {
-                number: i64::from(p),
-                protocol: None,
-                name: None,
-            });
-        let base: &[HostEntry] = match tenant.ports.get(&p) {
-            Some((tspec, th)) => {
-                if let Some((wspec, _)) = target.ports.get(&p) {
-                    if wspec.protocol != tspec.protocol {
+        let want: &[HostEntry] = hosts_on(target, Some(p));
+        let wspec = target.ports.get(&p).and_then(|l| l.port.clone());
+        let (spec, base): (Option<PortSpec>, &[HostEntry]) = match tenant.ports.get(&p) {
+            Some(tl) => {
+                let tspec = tl.port.clone();
+                let tproto = tspec.as_ref().and_then(|s| s.protocol);
+                if let Some(w) = &wspec {
+                    if w.protocol != tproto {
                         warnings.push(format!(
-                            "{origin}: port {p} has protocol {:?} but the namespace default's has {:?}; \
-                             the regenerated Sidecar uses the namespace default's",
-                            wspec.protocol, tspec.protocol
+                            "{origin}: port {p} has protocol {} but the namespace default's has {}; a \
+                             workload exception keeps the namespace default's, and so does the \
+                             regenerated Sidecar",
+                            proto(w.protocol),
+                            proto(tproto)
                         ));
                     }
                 }
                 // Without a listener of its own for p, the exception contributes its catch-all.
-                let mut undeclared: Vec<HostEntry> = th.clone();
-                for h in e.catch_all.as_deref().unwrap_or(&[]) {
+                let mut undeclared: Vec<HostEntry> = tl.hosts.clone();
+                for h in e.catch_all.iter().flat_map(|l| &l.hosts) {
                     if !undeclared.contains(h) {
                         undeclared.push(h.clone());
                     }
                 }
-                if set(&undeclared) == set(want) {
+                if set(&undeclared, Some(ns)) == set(want, Some(ns)) {
                     continue;
                 }
-                th
+                (tspec, &tl.hosts)
             }
-            None => tc,
+            None => {
+                let mut spec = wspec;
+                if let Some(s) = spec.as_mut() {
+                    if !tc.is_empty() && s.protocol.is_some_and(PortProtocol::is_http_only) {
+                        warnings.push(format!(
+                            "{origin}: port {p} is {} in it, but the namespace default serves port {p} \
+                             from its catch-all to TCP too; a workload exception cannot close it to \
+                             TCP, so the regenerated Sidecar declares port {p} without a protocol \
+                             (widens: TCP to {})",
+                            proto(s.protocol),
+                            list(tc)
+                        ));
+                        s.protocol = None;
+                    }
+                }
+                (spec, tc)
+            }
         };
-        let mut add = minus(want, base);
+        let mut add = imports_only(minus(want, base), origin, &format!("on port {p}"), warnings);
         if add.is_empty() {
-            add = want.to_vec();
+            add = want.iter().filter(|h| !h.exclude).cloned().collect();
         }
-        let kept = uncovered(base, want);
+        let kept = uncovered(base, want, ns);
         if !kept.is_empty() {
             warnings.push(format!(
                 "{origin}: on port {p} it lacks {} of the namespace default; a workload exception can \
@@ -416,18 +495,34 @@ pub fn exception_for(
             // the tenant's hosts, already reported above.
             continue;
         }
-        e.ports.insert(p, (spec, add));
+        let port = spec.unwrap_or(PortSpec {
+            number: i64::from(p),
+            protocol: None,
+            name: None,
+        });
+        e.ports.insert(
+            p,
+            HostListener {
+                port: Some(port),
+                hosts: add,
+            },
+        );
     }
     e
 }
 
-/// Checks that two listener sets admit the same host entries on every port (those either
-/// declares, and every other port through the catch-all). The error lists the differences.
+fn proto(p: Option<PortProtocol>) -> String {
+    p.map_or_else(|| "(none)".to_owned(), |p| p.to_string())
+}
+
+/// Checks that two Sidecar egresses admit the same host entries on every port (those either
+/// declares, and every other port through the catch-all), TCP included. The error lists the
+/// differences.
 pub fn same_admission(a: &Listeners, b: &Listeners) -> Result<(), String> {
     let mut diffs = Vec::new();
     let ports: BTreeSet<u16> = a.ports.keys().chain(b.ports.keys()).copied().collect();
-    let mut check = |what: String, x: &[HostEntry], y: &[HostEntry]| {
-        let (sx, sy) = (set(x), set(y));
+    let mut check = |what: String, port: Option<u16>| {
+        let (sx, sy) = (set(hosts_on(a, port), None), set(hosts_on(b, port), None));
         if sx != sy {
             let only_a: Vec<String> = sx.difference(&sy).map(|h| h.to_string()).collect();
             let only_b: Vec<String> = sy.difference(&sx).map(|h| h.to_string()).collect();
@@ -435,19 +530,19 @@ pub fn same_admission(a: &Listeners, b: &Listeners) -> Result<(), String> {
                 "{what}: only before {only_a:?}, only after {only_b:?}"
             ));
         }
+        let tcp = |l: &Listeners| l.on_port(port).is_some_and(|l| opens_tcp(l.port.as_ref()));
+        if tcp(a) != tcp(b) {
+            diffs.push(format!(
+                "{what}: TCP {} before, {} after",
+                if tcp(a) { "open" } else { "closed" },
+                if tcp(b) { "open" } else { "closed" }
+            ));
+        }
     };
     for p in ports {
-        check(
-            format!("port {p}"),
-            a.on_port(p).unwrap_or(&[]),
-            b.on_port(p).unwrap_or(&[]),
-        );
+        check(format!("port {p}"), Some(p));
     }
-    check(
-        "other ports".into(),
-        a.catch_all.as_deref().unwrap_or(&[]),
-        b.catch_all.as_deref().unwrap_or(&[]),
-    );
+    check("other ports".into(), None);
     if diffs.is_empty() {
         Ok(())
     } else {
@@ -550,7 +645,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
                     .listeners
                     .catch_all
                     .iter()
-                    .flatten()
+                    .flat_map(|l| &l.hosts)
                     .filter(|e| {
                         !e.exclude && e.host == tenant_egress_core::pattern::HostPattern::All
                     })
@@ -653,7 +748,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
                     ));
                 }
             }
-            let extra = exception_for(&base, &w.listeners, &w.origin, &mut warnings);
+            let extra = exception_for(&base, &w.listeners, &ns, &w.origin, &mut warnings);
             let name = workload_name(&w.name, &taken);
             if name != w.name {
                 warnings.push(format!(
@@ -716,7 +811,7 @@ mod tests {
             {"hosts": ["./*", "istio-system/*", "logs/*"]}
         ]));
         let mut warnings = Vec::new();
-        let e = exception_for(&t, &w, "w", &mut warnings);
+        let e = exception_for(&t, &w, "ns", "w", &mut warnings);
         assert!(warnings.is_empty(), "{warnings:?}");
         same_admission(&t.merge(&e), &w).unwrap();
         // Minimal: only what the tenant lacks.
@@ -738,7 +833,7 @@ mod tests {
         let t = l(serde_json::json!([{"hosts": ["./*", "istio-system/*", "~/evil.example.com"]}]));
         let w = l(serde_json::json!([{"hosts": ["./*"]}]));
         let mut warnings = Vec::new();
-        let e = exception_for(&t, &w, "w", &mut warnings);
+        let e = exception_for(&t, &w, "ns", "w", &mut warnings);
         assert!(e.is_empty());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("widens") && warnings[0].contains("istio-system/*"));
@@ -759,8 +854,79 @@ mod tests {
             {"hosts": ["./*", "bar/*"]}
         ]));
         let mut warnings = Vec::new();
-        let e = exception_for(&t, &w, "w", &mut warnings);
+        let e = exception_for(&t, &w, "ns", "w", &mut warnings);
         same_admission(&t.merge(&e), &w).unwrap_or_else(|d| panic!("{d}; {warnings:?}"));
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    fn import_one(default_egress: &str, workload_egress: &str) -> Imported {
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: ns}}\n\
+             spec:\n  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}\n  egress: {default_egress}\n---\n\
+             apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: w, namespace: ns}}\n\
+             spec:\n  workloadSelector: {{labels: {{app: w}}}}\n  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}\n  egress: {workload_egress}\n"
+        );
+        let imported = import(&[("t.yaml".into(), yaml)], "istio-system").unwrap();
+        // Whatever the warnings, the result is a valid policy.
+        tenant_egress_core::Policy::from_spec(&imported.spec)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", imported.spec));
+        imported
+    }
+
+    #[test]
+    fn exclusions_a_workload_sidecar_adds_are_dropped_with_a_warning() {
+        let i = import_one(
+            r#"[{hosts: ["./*", "*/*.example.com"]}]"#,
+            r#"[{hosts: ["./*", "*/*.example.com", "~/secret.example.com", "x/*"]}]"#,
+        );
+        let w = &i.spec.tenants[0].workloads[0];
+        assert_eq!(w.egress.len(), 1);
+        assert_eq!(w.egress[0].hosts, vec!["x/*".to_owned()]);
+        assert!(
+            i.warnings
+                .iter()
+                .any(|w| w.contains("excludes \"~/secret.example.com\"") && w.contains("widens")),
+            "{:?}",
+            i.warnings
+        );
+    }
+
+    #[test]
+    fn port_protocols_follow_the_exception_rules() {
+        // The workload redeclares the namespace's TCP port as HTTP and declares an HTTP port
+        // the namespace's catch-all serves: neither can be an exception, both are warned about.
+        let i = import_one(
+            r#"[{port: {number: 26257, protocol: TCP}, hosts: ["./*"]}, {hosts: ["./*"]}]"#,
+            r#"[{port: {number: 26257, protocol: HTTP}, hosts: ["./*", "logmonkey/*"]},
+               {port: {number: 9200, protocol: HTTP}, hosts: ["./*", "logging/*"]},
+               {hosts: ["./*"]}]"#,
+        );
+        let w = &i.spec.tenants[0].workloads[0];
+        let ports: Vec<(i64, Option<PortProtocol>)> = w
+            .egress
+            .iter()
+            .filter_map(|e| e.port.as_ref().map(|p| (p.number, p.protocol)))
+            .collect();
+        assert_eq!(ports, vec![(9200, None), (26257, Some(PortProtocol::Tcp))]);
+        let text = i.warnings.join("\n");
+        assert!(
+            text.contains("port 26257 has protocol HTTP but the namespace default's has TCP"),
+            "{text}"
+        );
+        assert!(
+            text.contains("port 9200 is HTTP in it") && text.contains("widens"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_own_namespace_is_the_sidecars_namespace() {
+        // `ns/*` in a Sidecar of namespace ns is `./*`: nothing is lacking.
+        let i = import_one(r#"[{hosts: ["./*"]}]"#, r#"[{hosts: ["ns/*", "x/*"]}]"#);
+        assert!(
+            i.warnings.iter().all(|w| !w.contains("lacks")),
+            "{:?}",
+            i.warnings
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! as its configuration. [`import`] reads existing Sidecars into a policy; [`graph`] draws who may
 //! reach whom.
 //!
-//! Everything here is pure: documents in, documents (as [`serde_yaml::Value`], which keeps field
+//! Everything here is pure: documents in, documents (as [`crate::yaml::Value`], which keeps field
 //! order) out; the CLI does the I/O. Output is deterministic: tenants and namespaces in document
 //! order, listeners port-scoped by port then the catch-all, fixed names.
 
@@ -19,8 +19,9 @@ pub mod wasmplugin;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::load::Input;
+use crate::yaml::{self, Value};
 use serde::Serialize;
-use serde_yaml::Value;
 
 use tenant_egress_core::spec::{Mode, PolicySpec};
 
@@ -55,21 +56,24 @@ pub fn default_wasm_url() -> String {
     format!("oci://ghcr.io/tenant-egress/tenant-egress-filter:{VERSION}")
 }
 
-/// Which documents to emit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which documents to emit (`generate --only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Selection {
-    /// Sidecars plus the WasmPlugin (the default).
+    /// Sidecars plus the WasmPlugin (the default: no `--only`).
+    #[value(skip)]
     Default,
     /// Only the Sidecars.
     Sidecars,
     /// Only the WasmPlugin(s).
+    #[value(name = "wasmplugin")]
     WasmPlugin,
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
+    #[value(name = "envoyfilter")]
     EnvoyFilter,
 }
 
-/// Where the filter is installed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the filter is installed (`generate --wasm-scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WasmScope {
     /// One object in the root namespace: every sidecar in the mesh loads the filter.
     Mesh,
@@ -77,14 +81,17 @@ pub enum WasmScope {
     Namespace,
 }
 
-/// `WasmPlugin.failStrategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `WasmPlugin.failStrategy` (`generate --fail-strategy`, spelled as in the WasmPlugin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FailStrategy {
     /// Requests fail while the plugin cannot run (Envoy `FAIL_CLOSED`).
+    #[value(name = "FAIL_CLOSE")]
     FailClose,
     /// Requests bypass the plugin while it cannot run.
+    #[value(name = "FAIL_OPEN")]
     FailOpen,
     /// A new VM is started after a fatal error (Envoy `FAIL_RELOAD`).
+    #[value(name = "FAIL_RELOAD")]
     FailReload,
 }
 
@@ -108,8 +115,8 @@ impl FailStrategy {
     }
 }
 
-/// What the Sidecars of a tenant in `audit` mode look like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the Sidecars of a tenant in `audit` mode look like (`generate --audit-sidecars`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuditSidecars {
     /// `*/*`: Istio blocks nothing new, so audit mode really lets everything through while the
     /// filter reports what enforcement would deny (the safe roll-out default).
@@ -258,7 +265,7 @@ impl Metadata {
 }
 
 pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<Value, GenerateError> {
-    serde_yaml::to_value(v).map_err(|e| GenerateError::Serialize(e.to_string()))
+    Value::from_serialize(v).map_err(|e| GenerateError::Serialize(e.to_string()))
 }
 
 /// The effective mode of tenant `t`.
@@ -334,6 +341,94 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
     Ok(out)
 }
 
+/// The output syntax of `generate` (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// A multi-document YAML stream with a header comment.
+    #[default]
+    Yaml,
+    /// One `v1` `List`, which `kubectl apply -f` accepts.
+    Json,
+}
+
+impl Format {
+    /// The file extension used with `--out DIR`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+        }
+    }
+
+    /// Renders documents; `header` heads YAML output (JSON has no comments).
+    pub fn render(self, header: &str, docs: &[&Doc]) -> Result<String, GenerateError> {
+        match self {
+            Format::Yaml => render_yaml(header, docs),
+            Format::Json => render_json(docs),
+        }
+    }
+}
+
+/// The command line value of a `clap::ValueEnum` option.
+fn flag_value<T: clap::ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// The command that regenerates the output, for the header: the options that differ from the
+/// defaults, in a fixed order, spelled as on the command line.
+pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> String {
+    let mut cmd = match input {
+        Input::Stdin => "tenant-egress generate - < POLICY".to_owned(),
+        Input::File(_) => format!("tenant-egress generate {}", input.label()),
+    };
+    let defaults = Options::default();
+    let mut push = |flag: &str, value: &str| {
+        cmd.push_str(" --");
+        cmd.push_str(flag);
+        if !value.is_empty() {
+            cmd.push(' ');
+            cmd.push_str(value);
+        }
+    };
+    if opts.selection != defaults.selection {
+        push("only", &flag_value(&opts.selection));
+    }
+    if format != Format::default() {
+        push("format", &flag_value(&format));
+    }
+    if opts.root_namespace != defaults.root_namespace {
+        push("root-namespace", &opts.root_namespace);
+    }
+    if opts.emit_root_default {
+        push("emit-root-default", "");
+    }
+    if !opts.shared_namespaces.is_empty() {
+        push("shared-namespaces", &opts.shared_namespaces.join(","));
+    }
+    let (w, dw) = (&opts.wasm, &defaults.wasm);
+    if w.url != dw.url {
+        push("url", &w.url);
+    }
+    if let Some(sum) = &w.sha256 {
+        push("sha256", sum);
+    }
+    if let Some(p) = &w.image_pull_policy {
+        push("image-pull-policy", p);
+    }
+    if w.fail_strategy != dw.fail_strategy {
+        push("fail-strategy", &flag_value(&w.fail_strategy));
+    }
+    if w.scope != dw.scope {
+        push("wasm-scope", &flag_value(&w.scope));
+    }
+    if opts.audit_sidecars != defaults.audit_sidecars {
+        push("audit-sidecars", &flag_value(&opts.audit_sidecars));
+    }
+    cmd
+}
+
 /// The header comment of a generated file.
 pub fn header(source: &str, command: &str) -> String {
     format!(
@@ -356,8 +451,8 @@ pub fn render_yaml(header: &str, docs: &[&Doc]) -> Result<String, GenerateError>
                 out.push('\n');
             }
         }
-        let text = serde_yaml::to_string(&doc.value)
-            .map_err(|e| GenerateError::Serialize(e.to_string()))?;
+        let text =
+            yaml::to_string(&doc.value).map_err(|e| GenerateError::Serialize(e.to_string()))?;
         out.push_str(&text);
     }
     Ok(out)
@@ -441,4 +536,71 @@ pub fn check_url(url: &str, sha256: Option<&str>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn regenerate_command_lists_what_differs_from_the_defaults_in_order() {
+        let file = Input::File(PathBuf::from("/some/dir/policy.yaml"));
+        let defaults = Options::default();
+        assert_eq!(
+            regenerate_command(&file, &defaults, Format::Yaml),
+            "tenant-egress generate policy.yaml"
+        );
+        assert_eq!(
+            regenerate_command(&Input::Stdin, &defaults, Format::Yaml),
+            "tenant-egress generate - < POLICY"
+        );
+        let all = Options {
+            selection: Selection::EnvoyFilter,
+            root_namespace: "mesh-root".into(),
+            emit_root_default: true,
+            shared_namespaces: vec!["a".into(), "b".into()],
+            wasm: WasmOptions {
+                url: "file:///x.wasm".into(),
+                sha256: Some("ab".into()),
+                image_pull_policy: Some("Always".into()),
+                fail_strategy: FailStrategy::FailReload,
+                scope: WasmScope::Namespace,
+            },
+            audit_sidecars: AuditSidecars::Scoped,
+        };
+        assert_eq!(
+            regenerate_command(&file, &all, Format::Json),
+            "tenant-egress generate policy.yaml --only envoyfilter --format json \
+             --root-namespace mesh-root --emit-root-default --shared-namespaces a,b \
+             --url file:///x.wasm --sha256 ab --image-pull-policy Always \
+             --fail-strategy FAIL_RELOAD --wasm-scope namespace --audit-sidecars scoped"
+        );
+    }
+
+    /// The command-line names are the ones the README, scripts/demo.sh and the header use.
+    #[test]
+    fn option_values_keep_their_command_line_names() {
+        use clap::ValueEnum;
+        let names = |vs: &[Option<clap::builder::PossibleValue>]| -> Vec<String> {
+            vs.iter()
+                .flatten()
+                .map(|p| p.get_name().to_owned())
+                .collect()
+        };
+        let sel: Vec<_> = Selection::value_variants()
+            .iter()
+            .map(ValueEnum::to_possible_value)
+            .collect();
+        assert_eq!(names(&sel), ["sidecars", "wasmplugin", "envoyfilter"]);
+        let fail: Vec<_> = FailStrategy::value_variants()
+            .iter()
+            .map(ValueEnum::to_possible_value)
+            .collect();
+        assert_eq!(names(&fail), ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"]);
+        for f in FailStrategy::value_variants() {
+            assert_eq!(flag_value(f), f.wasm_plugin());
+        }
+    }
 }

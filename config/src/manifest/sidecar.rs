@@ -1,13 +1,11 @@
 //! `Sidecar`s that scope Istio's configuration exactly as the filter enforces.
 //!
 //! Per destination port Istio uses the egress listener that declares the port, else the
-//! portless catch-all (`GetEgressListenerForRDS`); the filter does the same
-//! ([`tenant_egress_core::policy`]). A workload exception is ADDED to its tenant's egress, but Istio has no
-//! inheritance: a workload-specific Sidecar replaces the namespace default for the pods it
-//! selects. So the generated workload Sidecar carries the merge the filter computes:
-//! - for each port declared by the tenant or the exception: the union of what each exposes on
-//!   that port (its listener for the port, else its catch-all);
-//! - the catch-all: the union of both catch-alls.
+//! portless catch-all (`GetEgressListenerForRDS`). A workload exception is ADDED to its tenant's
+//! egress, but Istio has no inheritance: a workload-specific Sidecar replaces the namespace
+//! default for the pods it selects. So the generated workload Sidecar carries the merge, and it
+//! is the merge the filter enforces: both call the one listener model,
+//! [`tenant_egress_core::listeners::merge`], which states the rules.
 //!
 //! An empty egress would make Istio import `*/*`; the generator writes `~/*` (imports nothing,
 //! before and after Istio 1.31) so that "reaches nothing" stays nothing.
@@ -20,134 +18,14 @@ use super::{
     tenant_mode, to_value, AuditSidecars, Doc, DocKind, GenerateError, Generated, Metadata,
     Options, DEFAULT_SIDECAR_NAME, TENANT_LABEL, WORKLOAD_LABEL,
 };
-use tenant_egress_core::pattern::HostEntry;
-use tenant_egress_core::spec::{EgressSpec, Mode, OutboundTrafficPolicy, PolicySpec, PortSpec};
+pub use tenant_egress_core::listeners::{HostListener, SidecarEgress as Listeners};
+use tenant_egress_core::spec::{EgressSpec, Mode, OutboundTrafficPolicy, PolicySpec, PortProtocol};
 
 /// The Sidecar `apiVersion` generated (the storage version since Istio 1.22).
 pub const API_VERSION: &str = "networking.istio.io/v1";
 
 /// The host entry that imports nothing (an empty `egress` would import everything).
 pub const NOTHING: &str = "~/*";
-
-/// One egress list grouped by listener, hosts parsed and de-duplicated (first occurrence kept).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Listeners {
-    /// Port-scoped listeners, by port number.
-    pub ports: BTreeMap<u16, (PortSpec, Vec<HostEntry>)>,
-    /// The portless catch-all, if any.
-    pub catch_all: Option<Vec<HostEntry>>,
-}
-
-fn push_unique(into: &mut Vec<HostEntry>, from: &[HostEntry]) {
-    for e in from {
-        if !into.contains(e) {
-            into.push(e.clone());
-        }
-    }
-}
-
-impl Listeners {
-    /// Groups a validated egress list. Unparsable hosts (validation refuses them) are skipped.
-    pub fn from_egress(egress: &[EgressSpec]) -> Listeners {
-        let mut out = Listeners::default();
-        for entry in egress {
-            let hosts: Vec<HostEntry> = entry.hosts.iter().filter_map(|h| h.parse().ok()).collect();
-            match entry
-                .port
-                .as_ref()
-                .and_then(|p| u16::try_from(p.number).ok().map(|n| (n, p)))
-            {
-                Some((n, port)) => {
-                    let slot = out
-                        .ports
-                        .entry(n)
-                        .or_insert_with(|| (port.clone(), Vec::new()));
-                    push_unique(&mut slot.1, &hosts);
-                }
-                None => push_unique(out.catch_all.get_or_insert_with(Vec::new), &hosts),
-            }
-        }
-        out
-    }
-
-    /// What this list exposes on `port`: its listener for the port, else its catch-all.
-    pub fn on_port(&self, port: u16) -> Option<&[HostEntry]> {
-        match self.ports.get(&port) {
-            Some((_, hosts)) => Some(hosts),
-            None => self.catch_all.as_deref(),
-        }
-    }
-
-    /// The egress the filter enforces for a workload exception: `self` (the tenant's) PLUS
-    /// `extra` (the exception's), exactly as `policy.rs: make_view` merges them.
-    pub fn merge(&self, extra: &Listeners) -> Listeners {
-        let mut out = Listeners::default();
-        let ports: Vec<u16> = self
-            .ports
-            .keys()
-            .chain(extra.ports.keys())
-            .copied()
-            .collect();
-        for port in ports {
-            if out.ports.contains_key(&port) {
-                continue;
-            }
-            let spec = self
-                .ports
-                .get(&port)
-                .or_else(|| extra.ports.get(&port))
-                .map(|(spec, _)| spec.clone())
-                .unwrap_or(PortSpec {
-                    number: i64::from(port),
-                    protocol: None,
-                    name: None,
-                });
-            let mut hosts = Vec::new();
-            push_unique(&mut hosts, self.on_port(port).unwrap_or(&[]));
-            push_unique(&mut hosts, extra.on_port(port).unwrap_or(&[]));
-            out.ports.insert(port, (spec, hosts));
-        }
-        if self.catch_all.is_some() || extra.catch_all.is_some() {
-            let mut hosts = Vec::new();
-            push_unique(&mut hosts, self.catch_all.as_deref().unwrap_or(&[]));
-            push_unique(&mut hosts, extra.catch_all.as_deref().unwrap_or(&[]));
-            out.catch_all = Some(hosts);
-        }
-        out
-    }
-
-    /// Back to the policy's egress shape (port-scoped by port, then the catch-all).
-    pub fn to_egress(&self) -> Vec<EgressSpec> {
-        let mut out: Vec<EgressSpec> = self
-            .ports
-            .values()
-            .map(|(port, hosts)| EgressSpec {
-                port: Some(port.clone()),
-                hosts: hosts.iter().map(ToString::to_string).collect(),
-            })
-            .collect();
-        if let Some(hosts) = &self.catch_all {
-            out.push(EgressSpec {
-                port: None,
-                hosts: hosts.iter().map(ToString::to_string).collect(),
-            });
-        }
-        out
-    }
-
-    /// One catch-all importing `*/*`: what Istio applies when a Sidecar has no egress.
-    pub fn everything() -> Listeners {
-        Listeners {
-            ports: BTreeMap::new(),
-            catch_all: "*/*".parse::<HostEntry>().ok().map(|e| vec![e]),
-        }
-    }
-
-    /// Whether the list has no listener at all.
-    pub fn is_empty(&self) -> bool {
-        self.ports.is_empty() && self.catch_all.is_none()
-    }
-}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -183,7 +61,7 @@ struct Listener {
 struct Port {
     number: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    protocol: Option<String>,
+    protocol: Option<PortProtocol>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
 }
@@ -300,7 +178,7 @@ pub(crate) fn generate(
             // alone has no Sidecar of its own (an empty selector would select every pod);
             // `validate` warns about it.
             for w in tenant.workloads.iter().filter(|w| !w.selector.is_empty()) {
-                let merged = base.merge(&Listeners::from_egress(&w.egress));
+                let merged = Listeners::merged(&tenant.egress, &w.egress);
                 let labels = [
                     (TENANT_LABEL, tenant.name.as_str()),
                     (WORKLOAD_LABEL, w.name.as_str()),
@@ -345,72 +223,4 @@ pub(crate) fn generate(
         })?);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn l(egress: serde_json::Value) -> Listeners {
-        let e: Vec<EgressSpec> = serde_json::from_value(egress).unwrap();
-        Listeners::from_egress(&e)
-    }
-
-    fn show(l: &Listeners) -> Vec<(Option<u16>, Vec<String>)> {
-        let mut out: Vec<_> = l
-            .ports
-            .iter()
-            .map(|(p, (_, h))| (Some(*p), h.iter().map(|e| e.to_string()).collect()))
-            .collect();
-        if let Some(h) = &l.catch_all {
-            out.push((None, h.iter().map(|e| e.to_string()).collect()));
-        }
-        out
-    }
-
-    #[test]
-    fn merge_follows_the_filter() {
-        let tenant = l(serde_json::json!([
-            {"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./cockroachdb.uat.svc.cluster.local"]},
-            {"hosts": ["./*", "istio-system/*"]}
-        ]));
-        let exception = l(serde_json::json!([
-            {"port": {"number": 26257}, "hosts": ["prod/cockroachdb.prod.svc.cluster.local"]},
-            {"port": {"number": 8080}, "hosts": ["tools/*"]}
-        ]));
-        let m = tenant.merge(&exception);
-        assert_eq!(
-            show(&m),
-            vec![
-                (
-                    Some(8080),
-                    vec!["./*".into(), "istio-system/*".into(), "tools/*".into()]
-                ),
-                (
-                    Some(26257),
-                    vec![
-                        "./cockroachdb.uat.svc.cluster.local".into(),
-                        "prod/cockroachdb.prod.svc.cluster.local".into()
-                    ]
-                ),
-                (None, vec!["./*".into(), "istio-system/*".into()]),
-            ]
-        );
-        // The tenant's port spec (protocol) wins on a shared port.
-        assert_eq!(m.ports[&26257].0.protocol.as_deref(), Some("TCP"));
-    }
-
-    #[test]
-    fn merge_of_catch_alls_and_duplicates() {
-        let a = l(serde_json::json!([{"hosts": ["./*", "~/evil.example.com"]}]));
-        let b = l(serde_json::json!([{"hosts": ["./*", "x/*"]}]));
-        assert_eq!(
-            show(&a.merge(&b)),
-            vec![(
-                None,
-                vec!["./*".into(), "~/evil.example.com".into(), "x/*".into()]
-            )]
-        );
-        assert!(Listeners::default().merge(&Listeners::default()).is_empty());
-    }
 }

@@ -5,14 +5,14 @@
 //! the filter parses that string as the policy document. So `pluginConfig` IS the policy, with
 //! no wrapper.
 
+use crate::yaml::Value;
 use serde::Serialize;
-use serde_yaml::Value;
 
 use super::{
     check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options,
     WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME, STATS_PREFIX,
 };
-use tenant_egress_core::spec::PolicySpec;
+use tenant_egress_core::spec::{PolicySpec, PortProtocol};
 
 /// The WasmPlugin `apiVersion`.
 pub const API_VERSION: &str = "extensions.istio.io/v1alpha1";
@@ -56,9 +56,11 @@ struct PortMatch {
     number: u16,
 }
 
-/// Ports on which the policy declares TCP-level traffic (TCP, TLS, HTTPS passthrough, MONGO):
-/// the NETWORK plugin is attached to exactly those outbound ports. Its decision needs the
-/// cluster `tcp_proxy` picks, so it must not sit on HTTP ports (whose connections have none).
+/// Ports on which the policy declares a TCP-capable protocol (TCP, TLS, HTTPS, MONGO:
+/// [`PortProtocol::opens_tcp`]): the NETWORK plugin is attached to exactly those outbound
+/// ports. Its decision needs the cluster `tcp_proxy` picks, so it must not sit on HTTP ports
+/// (whose connections have none). A port without a protocol is left to the Sidecars (Istio
+/// sniffs it).
 pub fn tcp_ports(spec: &PolicySpec) -> Vec<u16> {
     let mut ports: Vec<u16> = spec
         .tenants
@@ -69,12 +71,7 @@ pub fn tcp_ports(spec: &PolicySpec) -> Vec<u16> {
                 .chain(t.workloads.iter().flat_map(|w| w.egress.iter()))
         })
         .filter_map(|e| e.port.as_ref())
-        .filter(|p| {
-            matches!(
-                p.protocol.as_deref(),
-                Some("TCP" | "TLS" | "HTTPS" | "MONGO")
-            )
-        })
+        .filter(|p| p.protocol.is_some_and(PortProtocol::opens_tcp))
         .filter_map(|p| u16::try_from(p.number).ok())
         .collect();
     ports.sort_unstable();

@@ -8,6 +8,9 @@
 //!   tenant-egress reads it;
 //! - `authority`: only the `:authority` value (`proxy_get_header_map_value`);
 //! - `cluster`: the `xds.cluster_name` property (`proxy_get_property`).
+//!
+//! `authority,cluster` is the load benchmark's *floor* (issue 14): the two inputs any filter
+//! deciding on the routed destination must fetch, and no decision.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

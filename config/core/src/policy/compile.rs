@@ -1,11 +1,12 @@
 //! Compile step: a validated [`PolicySpec`] becomes the per-tenant, per-workload views of
-//! [`super::index`] sets.
+//! [`super::index`] sets, laid out by the one listener model ([`crate::listeners::merge`]).
 
 use rustc_hash::FxHashMap;
 
 use super::index::{Acc, HostSet, NsKey};
 use super::{Listener, Policy, Tenant, View, Workload};
 use crate::decision::{RuleId, RuleInfo};
+use crate::listeners::{self, Applied, Listeners, Origin, PortProtocol};
 use crate::pattern::{HostEntry, HostPattern, NsSelector};
 use crate::spec::{EgressSpec, PolicySpec};
 
@@ -68,23 +69,19 @@ impl Builder {
     }
 }
 
-/// One egress list, per listener.
-type Grouped = Vec<GroupedListener>;
-
-struct GroupedListener {
-    port: Option<u16>,
-    /// The egress entry's rule id.
+/// One egress entry, parsed, with its rule ids.
+struct Entry {
+    /// The egress entry's own rule id (named when nothing on its listener matches).
     rule: RuleId,
-    /// Whether the port protocol lets TCP/TLS through (see [`opens_tcp`]).
-    tcp: bool,
     hosts: Vec<(HostEntry, RuleId)>,
 }
 
-/// Whether an egress entry's port protocol applies to TCP/TLS connections. HTTP, HTTP2 and GRPC
-/// ports are HTTP-only: Istio builds an HTTP connection manager for them, never a TCP proxy, so
-/// they must not open raw TCP. A portless entry, or one without a protocol, applies to all.
+/// Whether an egress entry's port protocol applies to TCP/TLS connections (kept for callers of
+/// the old API; the rule is [`crate::listeners::opens_tcp`]).
 pub fn opens_tcp(protocol: Option<&str>) -> bool {
-    !matches!(protocol, Some("HTTP" | "HTTP2" | "GRPC"))
+    protocol
+        .and_then(|p| p.parse::<PortProtocol>().ok())
+        .is_none_or(PortProtocol::opens_tcp)
 }
 
 impl Policy {
@@ -106,11 +103,11 @@ impl Policy {
                 tenant_of_ns.entry(ns.as_str().into()).or_insert(tid);
             }
             let base = group(&mut b, t, None, &ts.egress, &mut host_rules);
-            let mut views = vec![make_view(&mut b, &[&base])];
+            let mut views = vec![make_view(&mut b, &ts.egress, &[], &base, &[])];
             let mut workloads = Vec::with_capacity(ts.workloads.len());
             for (w, ws) in ts.workloads.iter().enumerate() {
                 let extra = group(&mut b, t, Some(w), &ws.egress, &mut host_rules);
-                views.push(make_view(&mut b, &[&base, &extra]));
+                views.push(make_view(&mut b, &ts.egress, &ws.egress, &base, &extra));
                 workloads.push(Workload {
                     name: ws.name.as_str().into(),
                     selector: ws
@@ -156,33 +153,29 @@ impl Policy {
     }
 }
 
-/// Parses one egress list into listeners and assigns rule ids in document order.
+/// Parses one egress list and assigns rule ids in document order (one [`Entry`] per entry).
 fn group(
     b: &mut Builder,
     t: usize,
     w: Option<usize>,
     egress: &[EgressSpec],
     host_rules: &mut usize,
-) -> Grouped {
+) -> Vec<Entry> {
     let owner = match w {
         Some(w) => format!("tenants[{t}].workloads[{w}]"),
         None => format!("tenants[{t}]"),
     };
     let mut out = Vec::with_capacity(egress.len());
     for (e, entry) in egress.iter().enumerate() {
-        let port = entry
+        let text = match entry
             .port
             .as_ref()
-            .and_then(|p| u16::try_from(p.number).ok());
-        let text = match port {
+            .and_then(|p| u16::try_from(p.number).ok())
+        {
             Some(p) => format!("port {p}"),
             None => "all ports".to_owned(),
         };
-        let lid = b.rule(format!("{owner}.egress[{e}]"), text);
-        let tcp = entry
-            .port
-            .as_ref()
-            .is_none_or(|p| opens_tcp(p.protocol.as_deref()));
+        let rule = b.rule(format!("{owner}.egress[{e}]"), text);
         let mut hosts = Vec::with_capacity(entry.hosts.len());
         for (h, raw) in entry.hosts.iter().enumerate() {
             let Ok(parsed) = raw.parse::<HostEntry>() else {
@@ -192,69 +185,42 @@ fn group(
             *host_rules += 1;
             hosts.push((parsed, id));
         }
-        out.push(GroupedListener {
-            port,
-            rule: lid,
-            tcp,
-            hosts,
-        });
+        out.push(Entry { rule, hosts });
     }
     out
 }
 
-/// Builds one view from egress lists that are ADDED together (tenant + exception):
-/// on each port declared by any of them, the union of what each list exposes on that port
-/// (its own listener for the port, else its catch-all); the catch-all is the union of the
-/// catch-alls.
-fn make_view(b: &mut Builder, lists: &[&Grouped]) -> View {
-    let mut ports: Vec<u16> = lists
-        .iter()
-        .flat_map(|g| g.iter().filter_map(|l| l.port))
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    let mut view = View::default();
-    for port in ports {
-        let mut entries = Vec::new();
-        let mut first_rule = None;
-        // TCP may use the port only if every list that declares it declares a TCP-capable
-        // protocol (they end up in one Sidecar listener, which has one protocol).
-        let mut tcp = true;
-        for g in lists {
-            // What one list exposes on `port`: its listener for the port, else its catch-all.
-            let own = g.iter().find(|l| l.port == Some(port));
-            if let Some(l) = own {
-                tcp &= l.tcp;
-            }
-            if let Some(l) = own.or_else(|| catch_all(g)) {
-                first_rule.get_or_insert(l.rule);
-                entries.extend(l.hosts.iter().cloned());
+/// Compiles the listeners of the tenant's egress PLUS an exception's (empty for the tenant's
+/// own view), as [`listeners::merge`] lays them out.
+fn make_view(
+    b: &mut Builder,
+    tenant: &[EgressSpec],
+    exception: &[EgressSpec],
+    tenant_entries: &[Entry],
+    exception_entries: &[Entry],
+) -> View {
+    let mut compile = |applied: &Applied| -> Listener {
+        let mut hosts = Vec::new();
+        let mut rule = None;
+        for r in &applied.entries {
+            let list = match r.origin {
+                Origin::Tenant => tenant_entries,
+                Origin::Exception => exception_entries,
+            };
+            if let Some(entry) = list.get(r.index) {
+                rule.get_or_insert(entry.rule);
+                hosts.extend(entry.hosts.iter().cloned());
             }
         }
-        let set = b.build_set(&entries);
-        let rule = first_rule.unwrap_or(RuleId(0));
-        view.ports.push((port, Listener { set, rule, tcp }));
-    }
-    let mut entries = Vec::new();
-    let mut first_rule = None;
-    for g in lists {
-        if let Some(l) = catch_all(g) {
-            first_rule.get_or_insert(l.rule);
-            entries.extend(l.hosts.iter().cloned());
+        Listener {
+            set: b.build_set(&hosts),
+            rule: rule.unwrap_or(RuleId(0)),
+            tcp: applied.opens_tcp(),
         }
+    };
+    let plan = listeners::merge(tenant, exception);
+    Listeners {
+        ports: plan.ports.iter().map(|(p, a)| (*p, compile(a))).collect(),
+        catch_all: plan.catch_all.as_ref().map(compile),
     }
-    if let Some(rule) = first_rule {
-        let set = b.build_set(&entries);
-        view.catch_all = Some(Listener {
-            set,
-            rule,
-            tcp: true,
-        });
-    }
-    view
-}
-
-/// A list's portless catch-all listener.
-fn catch_all(g: &Grouped) -> Option<&GroupedListener> {
-    g.iter().find(|l| l.port.is_none())
 }

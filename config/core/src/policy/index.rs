@@ -52,7 +52,8 @@ impl Patterns {
         self.exact.is_empty() && self.suffix.is_empty() && self.all.is_empty()
     }
 
-    /// Best rule among those naming this host: the destination's own bucket beats `*`.
+    /// Best rule among those naming this host: the destination's own bucket beats `*`; rules
+    /// are stored in rule order, so the first found is the earliest.
     pub(super) fn pick(rules: &[(NsKey, RuleId)], b: Bucket) -> Option<RuleId> {
         let mut any = None;
         for (key, rule) in rules {
@@ -66,8 +67,10 @@ impl Patterns {
         any
     }
 
-    /// The most specific rule selecting `host` for a destination in bucket `b`:
-    /// exact, then the longest wildcard suffix, then `ns/*`.
+    /// The most specific rule selecting `host` for a destination in bucket `b`, by
+    /// [`crate::pattern::Specificity`] (exact, then the longest wildcard suffix, then `ns/*`;
+    /// the destination's own bucket before `*`), the earliest rule among equals. The probe order
+    /// below IS that order; `tests/properties.rs` holds the two to each other.
     pub(super) fn find(&self, host: &[u8], b: Bucket) -> Option<RuleId> {
         if let Some(rules) = self.exact.get(host) {
             if let Some(r) = Self::pick(rules, b) {
@@ -96,12 +99,19 @@ impl Patterns {
             }
         }
         if !self.all.is_empty() {
-            let specific = match (b.ns, b.own) {
-                (_, true) => self.all.get(&NsKey::Own),
-                _ => None,
+            // `ns/*` and `./*` are equally specific for a destination in the source's own
+            // namespace: the earlier rule names it, as in `pick`.
+            let own = if b.own {
+                self.all.get(&NsKey::Own)
+            } else {
+                None
             };
             let named = b.ns.and_then(|id| self.all.get(&NsKey::Named(id)));
-            if let Some(r) = named.or(specific).or_else(|| self.all.get(&NsKey::Any)) {
+            let specific = match (named, own) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(r) = specific.or_else(|| self.all.get(&NsKey::Any)) {
                 return Some(*r);
             }
         }

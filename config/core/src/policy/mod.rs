@@ -12,8 +12,10 @@
 //!
 //! Istio's selection order is mirrored (`pilot/pkg/model/sidecar.go: selectServices`): an
 //! exclusion in the destination's namespace bucket or the `*` bucket drops the host; otherwise
-//! the destination namespace's bucket is tried, then `*`. Per port, the egress listener that
-//! declares the port applies, else the portless catch-all (`GetEgressListenerForRDS`).
+//! the destination namespace's bucket is tried, then `*`; the rule named is the most specific
+//! ([`crate::pattern::Specificity`]). Per port, the egress listener that declares the port
+//! applies, else the portless catch-all (`GetEgressListenerForRDS`), as laid out by the one
+//! listener model, [`crate::listeners`], which the Sidecar generator uses too.
 
 mod compile;
 mod inbound;
@@ -32,13 +34,8 @@ use index::{Bucket, HostSet};
 
 pub use compile::opens_tcp;
 
-/// Which listener applies on which port for one source scope.
-#[derive(Debug, Default)]
-struct View {
-    /// Sorted by port.
-    ports: Vec<(u16, Listener)>,
-    catch_all: Option<Listener>,
-}
+/// Which listener applies on which port for one source scope ([`crate::listeners`]).
+type View = crate::listeners::Listeners<Listener>;
 
 #[derive(Debug, Clone, Copy)]
 struct Listener {
@@ -47,17 +44,6 @@ struct Listener {
     rule: RuleId,
     /// Whether TCP/TLS connections may use it (false when its port protocol is HTTP-only).
     tcp: bool,
-}
-
-impl View {
-    fn listener(&self, port: Option<u16>) -> Option<Listener> {
-        if let Some(p) = port {
-            if let Ok(i) = self.ports.binary_search_by_key(&p, |(q, _)| *q) {
-                return self.ports.get(i).map(|(_, l)| *l);
-            }
-        }
-        self.catch_all
-    }
 }
 
 #[derive(Debug)]
@@ -307,7 +293,7 @@ impl Policy {
             d.reason = Reason::NotAllowed;
             return d;
         };
-        let Some(listener) = view.listener(d.destination.port) else {
+        let Some(listener) = view.on_port(d.destination.port) else {
             d.reason = Reason::NotAllowed;
             d.detail = Some(Detail::NoListenerForPort(d.destination.port));
             return d;
@@ -353,3 +339,6 @@ impl Policy {
         d
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,3 +1,8 @@
+// Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+// here becomes a `#[wasm_bindgen_test]` there.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use serde_json::json;
 
 use super::*;
@@ -304,4 +309,235 @@ fn unknown_fields_do_not_hide_other_errors() {
     assert_eq!(text.len(), 2, "{text:?}");
     assert!(text[0].starts_with("tenants[0]: unknown field \"egres\""));
     assert!(text[1].starts_with("tenants[0].egress[0].hosts[0]: \"nonsense\""));
+}
+
+fn with_exception(tenant_egress: Value, exception_egress: Value) -> Value {
+    json!({"apiVersion": "tenant-egress/v1",
+           "tenants": [{"name": "prod", "namespaces": ["prod"], "egress": tenant_egress,
+                        "workloads": [{"name": "batman", "selector": {"app": "batman"},
+                                       "egress": exception_egress}]}]})
+}
+
+#[test]
+fn an_exception_redeclaring_a_port_with_another_protocol_is_refused() {
+    // The issue's policy: the exception's pods would lose TCP to prod's database.
+    let e = errors(with_exception(
+        json!([
+            {"port": {"number": 26257, "protocol": "TCP", "name": "crdb"}, "hosts": ["./*"]},
+            {"hosts": ["./*", "istio-system/*"]}
+        ]),
+        json!([{"port": {"number": 26257, "protocol": "HTTP", "name": "http-crdb"}, "hosts": ["logmonkey/*"]}]),
+    ));
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        vec![
+            "tenants[0].workloads[0].egress[0].port: port 26257 is declared TCP by the tenant \
+             (tenants[0].egress[0]) and HTTP here; a workload exception must use the tenant's \
+             protocol, or omit it"
+        ]
+    );
+    // The tenant's protocol, or none, is fine.
+    for port in [
+        json!({"number": 26257, "protocol": "TCP"}),
+        json!({"number": 26257}),
+    ] {
+        validate_value(with_exception(
+            json!([{"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./*"]}, {"hosts": ["./*"]}]),
+            json!([{"port": port, "hosts": ["logmonkey/*"]}]),
+        ))
+        .unwrap();
+    }
+    // A tenant port declared without a protocol must stay so.
+    let e = errors(with_exception(
+        json!([{"port": {"number": 8080}, "hosts": ["./*"]}]),
+        json!([{"port": {"number": 8080, "protocol": "GRPC"}, "hosts": ["x/*"]}]),
+    ));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].to_string().contains(
+            "declared without a protocol by the tenant (tenants[0].egress[0]) and GRPC here"
+        ),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn an_exception_may_not_close_a_catch_all_port_to_tcp() {
+    let tenant = json!([{"hosts": ["./*"]}]);
+    let e = errors(with_exception(
+        tenant.clone(),
+        json!([{"port": {"number": 9200, "protocol": "HTTP"}, "hosts": ["logging/*"]}]),
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "tenants[0].workloads[0].egress[0].port.protocol");
+    let msg = e[0].to_string();
+    assert!(msg.contains("port 9200 is not declared by the tenant, so its catch-all (tenants[0].egress[0]) serves it to TCP"), "{msg}");
+    assert!(msg.contains("Omit the protocol"), "{msg}");
+    // TCP-capable protocols, or none, keep what the catch-all gave.
+    for proto in [json!("TCP"), json!("TLS"), json!("HTTPS"), json!("MONGO")] {
+        validate_value(with_exception(
+            tenant.clone(),
+            json!([{"port": {"number": 9200, "protocol": proto}, "hosts": ["logging/*"]}]),
+        ))
+        .unwrap();
+    }
+    // Without a tenant catch-all the port served nothing: any protocol adds.
+    validate_value(with_exception(
+        json!([{"port": {"number": 80, "protocol": "HTTP"}, "hosts": ["./*"]}]),
+        json!([{"port": {"number": 9200, "protocol": "HTTP"}, "hosts": ["logging/*"]}]),
+    ))
+    .unwrap();
+}
+
+#[test]
+fn exclusions_in_an_exception_are_refused() {
+    let e = errors(with_exception(
+        json!([{"hosts": ["./*", "*/*.example.com"]}]),
+        json!([{"hosts": ["x/*", "~/secret.example.com"]}]),
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "tenants[0].workloads[0].egress[0].hosts[1]");
+    assert!(
+        e[0].to_string().contains("a workload exception only adds"),
+        "{}",
+        e[0]
+    );
+    // In the tenant's egress an exclusion is fine.
+    validate_value(with_exception(
+        json!([{"hosts": ["./*", "*/*.example.com", "~/secret.example.com"]}]),
+        json!([{"hosts": ["x/*"]}]),
+    ))
+    .unwrap();
+}
+
+#[test]
+fn protocols_are_typed_and_http_proxy_is_refused() {
+    let e = errors(tenant(json!([
+        {"port": {"number": 80, "protocol": "HTTP_PROXY"}, "hosts": ["./*"]},
+        {"port": {"number": 81, "protocol": "http"}, "hosts": ["./*"]},
+        {"port": {"number": 82, "protocol": 7}, "hosts": ["./*"]}
+    ])));
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    // A wrongly typed protocol stops the later passes (like every type error).
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(text[0]
+        .starts_with("tenants[0].egress[1].port.protocol: protocol \"http\" is not one of HTTP"));
+    assert_eq!(
+        text[1],
+        "tenants[0].egress[2].port.protocol: expected a string, found an integer"
+    );
+    let e = errors(tenant(json!([
+        {"port": {"number": 80, "protocol": "HTTP_PROXY"}, "hosts": ["./*"]},
+        {"port": {"number": 81, "protocol": "QUIC"}, "hosts": ["nonsense"]}
+    ])));
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 3, "{text:?}");
+    assert!(text[0].starts_with("tenants[0].egress[1].port.protocol: protocol \"QUIC\""));
+    assert!(text[1].starts_with(
+        "tenants[0].egress[0].port.protocol: protocol HTTP_PROXY is Istio's explicit HTTP proxy"
+    ));
+    assert!(text[2].starts_with("tenants[0].egress[1].hosts[0]: \"nonsense\""));
+}
+
+#[test]
+fn own_namespace_covers_as_istio_says_for_one_namespace_only() {
+    let doc = |namespaces: Value, hosts: Value| {
+        json!({"apiVersion": "tenant-egress/v1",
+               "tenants": [{"name": "bar", "namespaces": namespaces, "egress": [{"hosts": hosts}]}]})
+    };
+    let w = warnings(doc(json!(["bar"]), json!(["./*", "bar/a.com"])));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(
+        w[0].to_string(),
+        "tenants[0].egress[0].hosts[1]: \"bar/a.com\" is already covered by \"./*\" (tenants[0].egress[0].hosts[0])"
+    );
+    // `./*` and `bar/*` are the same for this tenant: the later one is reported, once.
+    let w = warnings(doc(json!(["bar"]), json!(["./*", "bar/*"])));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "tenants[0].egress[0].hosts[1]");
+    let w = warnings(doc(json!(["bar"]), json!(["bar/a.com", "./*"])));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "tenants[0].egress[0].hosts[0]");
+    // For a tenant with several namespaces `.` is a different one in each: nothing is covered
+    // in every namespace.
+    assert!(warnings(doc(json!(["bar", "baz"]), json!(["./*", "bar/a.com"]))).is_empty());
+    assert!(warnings(doc(json!(["bar", "baz"]), json!(["./*", "bar/*"]))).is_empty());
+    // `*/...` covers in every namespace.
+    let w = warnings(doc(
+        json!(["bar", "baz"]),
+        json!(["*/*.a.com", "./x.a.com"]),
+    ));
+    assert_eq!(w.len(), 1, "{w:?}");
+}
+
+#[test]
+fn the_port_warning_appears_only_when_a_host_is_lost() {
+    // Everything the catch-all reaches is repeated on the port: nothing to say.
+    assert!(warnings(tenant(json!([
+        {"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./*", "istio-system/*", "*/db.shared.svc.cluster.local"]},
+        {"hosts": ["./*", "istio-system/*"]},
+    ])))
+    .is_empty());
+    // Covered, not repeated literally: `*/*.example.com` covers `*/api.example.com`.
+    assert!(warnings(tenant(json!([
+        {"port": {"number": 443, "protocol": "TLS"}, "hosts": ["*/*.example.com", "t/*"]},
+        {"hosts": ["*/api.example.com", "./*"]},
+    ])))
+    .is_empty());
+    // Lost: only the lost hosts are named.
+    let w = warnings(tenant(json!([
+        {"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./*"]},
+        {"hosts": ["./*", "istio-system/*", "~/evil.example.com"]},
+    ])));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "tenants[0].egress[0]");
+    assert!(
+        w[0].message
+            .contains("so \"istio-system/*\" cannot be reached on port 26257"),
+        "{}",
+        w[0]
+    );
+    // In an exception, the tenant's hosts on the port count, and the tenant's own loss is
+    // reported once, on the tenant.
+    let w = warnings(with_exception(
+        json!([{"port": {"number": 9090}, "hosts": ["./*"]}, {"hosts": ["./*", "istio-system/*"]}]),
+        json!([{"port": {"number": 9090}, "hosts": ["monitoring/*"]}, {"hosts": ["logs/*", "./*"]}]),
+    ));
+    // (Leaving out the destination end's note on a label-only exception.)
+    let text: Vec<String> = w
+        .iter()
+        .filter(|w| !w.message.contains("by labels only"))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(text[0].starts_with("tenants[0].egress[0]: on port 9090 only this entry's hosts apply"));
+    assert!(
+        text[0].contains("so \"istio-system/*\" cannot"),
+        "{}",
+        text[0]
+    );
+    assert!(text[1].starts_with("tenants[0].workloads[0].egress[0]: on port 9090 only this entry's hosts (and the tenant's for port 9090) apply"));
+    assert!(text[1].contains("so \"logs/*\" cannot"), "{}", text[1]);
+}
+
+#[test]
+fn exception_errors_come_in_document_order() {
+    let e = errors(with_exception(
+        json!([{"port": {"number": 26257, "protocol": "TCP"}, "hosts": ["./*"]}, {"hosts": ["./*"]}]),
+        json!([
+            {"port": {"number": 26257, "protocol": "HTTP"}, "hosts": ["x/*"]},
+            {"port": {"number": 9200, "protocol": "GRPC"}, "hosts": ["~/y.example.com"]},
+        ]),
+    ));
+    let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "tenants[0].workloads[0].egress[0].port",
+            "tenants[0].workloads[0].egress[1].port.protocol",
+            "tenants[0].workloads[0].egress[1].hosts[0]",
+        ]
+    );
 }

@@ -3,18 +3,24 @@
 //!
 //! Exit codes: 0 success, 1 the policy is invalid (or a decision input is), 2 usage or I/O
 //! error.
+//!
+//! This file is the command line only: clap definitions and dispatch. Loading lives in
+//! [`tenant_egress_config::load`], the manifests in [`tenant_egress_config::manifest`], the
+//! decision and its report in [`tenant_egress_core::explain`].
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use tenant_egress_config::load::{self, Input, LoadError, Loaded};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, AuditSidecars, Doc, DocKind, FailStrategy, GenerateError, Options,
-    Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    self, graph::GraphFormat, AuditSidecars, Doc, DocKind, FailStrategy, Format, GenerateError,
+    Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
-use tenant_egress_core::explain::{Report, RequestSpec, SourceSpec};
-use tenant_egress_core::{InvalidPolicy, Policy, PolicySpec, Protocol, Warning};
+use tenant_egress_core::explain::{RequestSpec, SourceSpec};
+use tenant_egress_core::{Protocol, Warning};
 
 #[derive(Parser)]
 #[command(
@@ -99,10 +105,10 @@ struct GenerateArgs {
     /// Emit only these documents (default: Sidecars and the WasmPlugin; the EnvoyFilter only when
     /// asked for, instead of the WasmPlugin).
     #[arg(long, value_enum)]
-    only: Option<OnlyArg>,
+    only: Option<Selection>,
     /// YAML (multi-document) or JSON (one `v1` `List`, which `kubectl apply -f` accepts).
-    #[arg(long, value_enum, default_value_t = FormatArg::Yaml)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    format: Format,
     /// Istio's config root namespace (meshConfig.rootNamespace).
     #[arg(long, value_name = "NS", default_value = DEFAULT_ROOT_NAMESPACE)]
     root_namespace: String,
@@ -129,49 +135,14 @@ struct GenerateArgs {
     #[arg(long, value_parser = ["IfNotPresent", "Always"])]
     image_pull_policy: Option<String>,
     /// What happens to requests while the filter cannot run.
-    #[arg(long, value_enum, default_value_t = FailArg::Close)]
-    fail_strategy: FailArg,
+    #[arg(long, value_enum, default_value_t = FailStrategy::FailClose)]
+    fail_strategy: FailStrategy,
     /// One WasmPlugin/EnvoyFilter in the root namespace (mesh), or one per tenant namespace.
-    #[arg(long, value_enum, default_value_t = ScopeArg::Mesh)]
-    wasm_scope: ScopeArg,
+    #[arg(long, value_enum, default_value_t = WasmScope::Mesh)]
+    wasm_scope: WasmScope,
     /// Sidecars of tenants in audit mode: `open` (`*/*`, nothing blocked) or `scoped` (as enforced).
-    #[arg(long, value_enum, default_value_t = AuditArg::Open)]
-    audit_sidecars: AuditArg,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OnlyArg {
-    Sidecars,
-    Wasmplugin,
-    Envoyfilter,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum FormatArg {
-    Yaml,
-    Json,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum FailArg {
-    #[value(name = "FAIL_CLOSE")]
-    Close,
-    #[value(name = "FAIL_OPEN")]
-    Open,
-    #[value(name = "FAIL_RELOAD")]
-    Reload,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ScopeArg {
-    Mesh,
-    Namespace,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum AuditArg {
-    Open,
-    Scoped,
+    #[arg(long, value_enum, default_value_t = AuditSidecars::Open)]
+    audit_sidecars: AuditSidecars,
 }
 
 #[derive(Args)]
@@ -224,18 +195,8 @@ struct GraphArgs {
     /// Policy document (YAML or JSON; `-` for stdin).
     policy: PathBuf,
     /// Mermaid flowchart or Graphviz digraph.
-    #[arg(long, value_enum, default_value_t = GraphFormatArg::Mermaid)]
-    format: GraphFormatArg,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum GraphFormatArg {
-    Mermaid,
-    Dot,
-}
-
-fn parse_sha256(s: &str) -> Result<String, String> {
-    manifest::check_sha256(s).map(|()| s.to_owned())
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    format: GraphFormat,
 }
 
 #[derive(Args)]
@@ -271,8 +232,8 @@ struct ExplainArgs {
     destination_address: Option<String>,
     /// Decide a TCP/TLS connection (the network filter) instead of an HTTP request; the
     /// --authority is then the TLS SNI, if any.
-    #[arg(long, value_enum, default_value = "http")]
-    protocol: ProtocolArg,
+    #[arg(long, default_value_t = Protocol::Http, value_parser = protocol_parser())]
+    protocol: Protocol,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -281,16 +242,20 @@ struct ExplainArgs {
     batch: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ProtocolArg {
-    Http,
-    Tcp,
-}
-
 fn parse_label(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// `--protocol`: the core's own names, parsed by the core (no mirror of the enum here).
+fn protocol_parser() -> impl TypedValueParser<Value = Protocol> {
+    PossibleValuesParser::new(Protocol::ALL.map(Protocol::as_str))
+        .try_map(|s| s.parse::<Protocol>())
+}
+
+fn parse_sha256(s: &str) -> Result<String, String> {
+    manifest::check_sha256(s).map(|()| s.to_owned())
 }
 
 /// A failure that ends the command with an exit code and a message.
@@ -302,9 +267,14 @@ impl From<std::io::Error> for Fail {
     }
 }
 
+impl From<LoadError> for Fail {
+    fn from(e: LoadError) -> Self {
+        Fail(if e.is_io() { 2 } else { 1 }, e.to_string())
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
         Command::Validate { policy, quiet } => validate(&policy, quiet),
         Command::Explain(args) => explain(&args),
         Command::Generate(args) => generate(&args),
@@ -322,28 +292,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_input(path: &Path) -> Result<String, Fail> {
-    if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| Fail(2, format!("error: cannot read {}: {e}", path.display())))
-    }
-}
-
-/// Reads a policy as JSON or YAML (JSON is YAML, but JSON errors read better from the JSON
-/// parser, so JSON-looking input goes there).
-fn load_value(path: &Path) -> Result<serde_json::Value, Fail> {
-    let text = read_input(path)?;
-    let trimmed = text.trim_start();
-    let result = if trimmed.starts_with('{') {
-        serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}"))
-    } else {
-        serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML: {e}"))
-    };
-    result.map_err(|e| Fail(1, format!("error: {}: {e}", path.display())))
+/// Loads the policy and prints its warnings.
+fn load_policy(path: &Path) -> Result<Loaded, Fail> {
+    let loaded = load::load_policy(path)?;
+    print_warnings(path, &loaded.warnings);
+    Ok(loaded)
 }
 
 fn print_warnings(path: &Path, warnings: &[Warning]) {
@@ -352,58 +305,33 @@ fn print_warnings(path: &Path, warnings: &[Warning]) {
     }
 }
 
-fn load_policy(path: &Path) -> Result<(PolicySpec, Policy, Vec<Warning>), Fail> {
-    let value = load_value(path)?;
-    match tenant_egress_core::validate::validate_value(value) {
-        Ok((spec, warnings)) => {
-            let policy = Policy::from_spec(&spec)
-                .map_err(|e| Fail(1, format!("error: {}: {e}", path.display())))?;
-            Ok((spec, policy, warnings))
-        }
-        Err(invalid) => Err(Fail(1, render_invalid(path, &invalid))),
-    }
-}
-
-fn render_invalid(path: &Path, invalid: &InvalidPolicy) -> String {
-    let mut out = String::new();
-    for e in &invalid.errors {
-        out.push_str(&format!("error: {}: {e}\n", path.display()));
-    }
-    for w in &invalid.warnings {
-        out.push_str(&format!("warning: {}: {w}\n", path.display()));
-    }
-    let n = invalid.errors.len();
-    out.push_str(&format!(
-        "{}: invalid ({n} error{})",
-        path.display(),
-        if n == 1 { "" } else { "s" }
-    ));
-    out
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn validate(path: &Path, quiet: bool) -> Result<(), Fail> {
-    let (_, policy, warnings) = load_policy(path)?;
-    print_warnings(path, &warnings);
+    let loaded = load_policy(path)?;
     if !quiet {
+        let warnings = match loaded.warnings.len() {
+            0 => String::new(),
+            n => format!(", {}", plural(n, "warning")),
+        };
         println!(
-            "{}: valid ({}{})",
+            "{}: valid ({}{warnings})",
             path.display(),
-            policy.summary(),
-            match warnings.len() {
-                0 => String::new(),
-                n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
-            }
+            loaded.policy.summary()
         );
     }
     Ok(())
 }
 
 fn explain(args: &ExplainArgs) -> Result<(), Fail> {
-    let (_, policy, warnings) = load_policy(&args.policy)?;
     if let Some(batch) = &args.batch {
-        return explain_batch(&policy, batch);
+        // Batch output is JSON Lines only: the warnings would be noise on every run.
+        let loaded = load::load_policy(&args.policy)?;
+        return explain_batch(&loaded, batch);
     }
-    print_warnings(&args.policy, &warnings);
+    let loaded = load_policy(&args.policy)?;
     let req = RequestSpec {
         source: SourceSpec {
             namespace: args.source_namespace.clone(),
@@ -415,87 +343,40 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         cluster: args.cluster.clone(),
         destination_namespace: args.destination_namespace.clone(),
         destination_address: args.destination_address.clone(),
-        protocol: match args.protocol {
-            ProtocolArg::Http => Protocol::Http,
-            ProtocolArg::Tcp => Protocol::Tcp,
-        },
+        protocol: args.protocol,
         ..RequestSpec::default()
     };
-    let report = report_for(&policy, &req);
+    let (_, report) = req.report(&loaded.policy);
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| Fail(2, e.to_string()))?;
         println!("{text}");
     } else {
-        print!("{}", render_report(&report, &req));
+        print!("{}", report.to_text(req.source.namespace.as_deref()));
     }
     Ok(())
 }
 
-fn report_for(policy: &Policy, req: &RequestSpec) -> Report {
-    req.report(policy).1
-}
-
-fn render_report(r: &Report, req: &RequestSpec) -> String {
-    let verdict = match (r.decision.as_str(), r.enforced) {
-        ("deny", false) => "DENY (audit: would be denied, let through)".to_owned(),
-        (d, _) => d.to_uppercase(),
+fn explain_batch(loaded: &Loaded, path: &Path) -> Result<(), Fail> {
+    let reader: Box<dyn BufRead> = match Input::from_path(path) {
+        Input::Stdin => Box::new(std::io::stdin().lock()),
+        Input::File(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(&p)
+                .map_err(|e| Fail(2, format!("error: cannot read {}: {e}", p.display())))?,
+        )),
     };
-    let source = format!(
-        "namespace {}{}{}",
-        req.source.namespace.as_deref().unwrap_or("(none)"),
-        r.tenant
-            .as_ref()
-            .map(|t| format!(", tenant {t}"))
-            .unwrap_or_default(),
-        r.workload
-            .as_ref()
-            .map(|w| format!(", workload exception {w}"))
-            .unwrap_or_default(),
-    );
-    let d = &r.destination;
-    let destination = format!(
-        "{}{} (namespace {})",
-        d.host.as_deref().unwrap_or("(unknown)"),
-        d.port.map(|p| format!(":{p}")).unwrap_or_default(),
-        d.namespace.as_deref().unwrap_or("unknown"),
-    );
-    let rule = r
-        .rule
-        .as_ref()
-        .map(|r| format!("{} \"{}\"", r.path, r.text))
-        .unwrap_or_else(|| "-".to_owned());
-    format!(
-        "decision:    {verdict}\nreason:      {}\nsource:      {source}\ndestination: {destination}\nrule:        {rule}\nwhy:         {}\n",
-        r.reason, r.explanation
-    )
-}
-
-fn explain_batch(policy: &Policy, path: &Path) -> Result<(), Fail> {
-    let reader: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let f = std::fs::File::open(path)
-            .map_err(|e| Fail(2, format!("error: cannot read {}: {e}", path.display())))?;
-        Box::new(std::io::BufReader::new(f))
-    };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut bad = 0usize;
     for (i, line) in reader.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let value = match serde_json::from_str::<RequestSpec>(&line) {
-            Ok(req) if req.source.namespace.is_none() => {
-                bad += 1;
-                serde_json::json!({"line": i + 1, "error": "source.namespace is required"})
-            }
-            Ok(req) => serde_json::to_value(report_for(policy, &req))
+        let value = match RequestSpec::from_batch_line(&line) {
+            Ok(req) => serde_json::to_value(req.report(&loaded.policy).1)
                 .map_err(|e| Fail(2, e.to_string()))?,
-            Err(e) => {
+            Err(error) => {
                 bad += 1;
-                serde_json::json!({"line": i + 1, "error": e.to_string()})
+                serde_json::json!({"line": i + 1, "error": error})
             }
         };
         serde_json::to_writer(&mut out, &value).map_err(|e| Fail(2, e.to_string()))?;
@@ -508,80 +389,10 @@ fn explain_batch(policy: &Policy, path: &Path) -> Result<(), Fail> {
     Ok(())
 }
 
-/// The name a generated file's header cites: the policy's file name, not its full path, so the
-/// output is the same wherever the command runs.
-fn source_label(path: &Path) -> String {
-    if path == Path::new("-") {
-        return "(stdin)".to_owned();
-    }
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
-}
-
-/// The command that regenerates the output: the options that differ from the defaults, in a
-/// fixed order.
-fn regenerate_command(args: &GenerateArgs, source: &str) -> String {
-    let mut cmd = if source == "(stdin)" {
-        "tenant-egress generate - < POLICY".to_owned()
-    } else {
-        format!("tenant-egress generate {source}")
-    };
-    if let Some(only) = args.only {
-        cmd.push_str(match only {
-            OnlyArg::Sidecars => " --only sidecars",
-            OnlyArg::Wasmplugin => " --only wasmplugin",
-            OnlyArg::Envoyfilter => " --only envoyfilter",
-        });
-    }
-    if args.format == FormatArg::Json {
-        cmd.push_str(" --format json");
-    }
-    if args.root_namespace != DEFAULT_ROOT_NAMESPACE {
-        cmd.push_str(&format!(" --root-namespace {}", args.root_namespace));
-    }
-    if args.emit_root_default {
-        cmd.push_str(" --emit-root-default");
-    }
-    if !args.shared_namespaces.is_empty() {
-        cmd.push_str(&format!(
-            " --shared-namespaces {}",
-            args.shared_namespaces.join(",")
-        ));
-    }
-    if args.url != manifest::default_wasm_url() {
-        cmd.push_str(&format!(" --url {}", args.url));
-    }
-    if let Some(sum) = &args.sha256 {
-        cmd.push_str(&format!(" --sha256 {sum}"));
-    }
-    if let Some(p) = &args.image_pull_policy {
-        cmd.push_str(&format!(" --image-pull-policy {p}"));
-    }
-    match args.fail_strategy {
-        FailArg::Close => {}
-        FailArg::Open => cmd.push_str(" --fail-strategy FAIL_OPEN"),
-        FailArg::Reload => cmd.push_str(" --fail-strategy FAIL_RELOAD"),
-    }
-    if args.wasm_scope == ScopeArg::Namespace {
-        cmd.push_str(" --wasm-scope namespace");
-    }
-    if args.audit_sidecars == AuditArg::Scoped {
-        cmd.push_str(" --audit-sidecars scoped");
-    }
-    cmd
-}
-
 fn generate(args: &GenerateArgs) -> Result<(), Fail> {
-    let (spec, _, warnings) = load_policy(&args.policy)?;
-    print_warnings(&args.policy, &warnings);
+    let loaded = load_policy(&args.policy)?;
     let opts = Options {
-        selection: match args.only {
-            None => Selection::Default,
-            Some(OnlyArg::Sidecars) => Selection::Sidecars,
-            Some(OnlyArg::Wasmplugin) => Selection::WasmPlugin,
-            Some(OnlyArg::Envoyfilter) => Selection::EnvoyFilter,
-        },
+        selection: args.only.unwrap_or(Selection::Default),
         root_namespace: args.root_namespace.clone(),
         emit_root_default: args.emit_root_default,
         shared_namespaces: args.shared_namespaces.clone(),
@@ -589,46 +400,30 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
             url: args.url.clone(),
             sha256: args.sha256.clone(),
             image_pull_policy: args.image_pull_policy.clone(),
-            fail_strategy: match args.fail_strategy {
-                FailArg::Close => FailStrategy::FailClose,
-                FailArg::Open => FailStrategy::FailOpen,
-                FailArg::Reload => FailStrategy::FailReload,
-            },
-            scope: match args.wasm_scope {
-                ScopeArg::Mesh => WasmScope::Mesh,
-                ScopeArg::Namespace => WasmScope::Namespace,
-            },
+            fail_strategy: args.fail_strategy,
+            scope: args.wasm_scope,
         },
-        audit_sidecars: match args.audit_sidecars {
-            AuditArg::Open => AuditSidecars::Open,
-            AuditArg::Scoped => AuditSidecars::Scoped,
-        },
+        audit_sidecars: args.audit_sidecars,
     };
-    let generated = manifest::generate(&spec, &opts).map_err(|e| match e {
+    let generated = manifest::generate(&loaded.spec, &opts).map_err(|e| match e {
         GenerateError::Option(m) => Fail(2, format!("error: {m}")),
         other => Fail(1, format!("error: {}: {other}", args.policy.display())),
     })?;
     for note in &generated.notes {
         eprintln!("note: {note}");
     }
-    let source = source_label(&args.policy);
-    let ext = match args.format {
-        FormatArg::Yaml => "yaml",
-        FormatArg::Json => "json",
-    };
-    let render = |docs: &[&Doc]| -> Result<String, Fail> {
-        let text = match args.format {
-            FormatArg::Yaml => manifest::render_yaml(
-                &manifest::header(&source, &regenerate_command(args, &source)),
-                docs,
-            ),
-            FormatArg::Json => manifest::render_json(docs),
-        };
-        text.map_err(|e| Fail(2, format!("error: {e}")))
+    let input = Input::from_path(&args.policy);
+    let header = manifest::header(
+        &input.label(),
+        &manifest::regenerate_command(&input, &opts, args.format),
+    );
+    let render = |docs: &[&Doc]| {
+        args.format
+            .render(&header, docs)
+            .map_err(|e| Fail(2, format!("error: {e}")))
     };
     if args.out == Path::new("-") {
-        let docs: Vec<&Doc> = generated.docs.iter().collect();
-        let text = render(&docs)?;
+        let text = render(&generated.docs.iter().collect::<Vec<_>>())?;
         std::io::stdout().lock().write_all(text.as_bytes())?;
         return Ok(());
     }
@@ -643,7 +438,9 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         if docs.is_empty() {
             continue;
         }
-        let path = args.out.join(format!("{}.{ext}", kind.file_stem()));
+        let path = args
+            .out
+            .join(format!("{}.{}", kind.file_stem(), args.format.extension()));
         std::fs::write(&path, render(&docs)?)
             .map_err(|e| Fail(2, format!("error: cannot write {}: {e}", path.display())))?;
         eprintln!("wrote {} ({} objects)", path.display(), docs.len());
@@ -654,7 +451,8 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
 fn import(args: &ImportArgs) -> Result<(), Fail> {
     let mut inputs = Vec::with_capacity(args.files.len());
     for f in &args.files {
-        inputs.push((source_label(f), read_input(f)?));
+        let input = Input::from_path(f);
+        inputs.push((input.label(), input.read()?));
     }
     let imported = manifest::import::import(&inputs, &args.root_namespace)
         .map_err(|e| Fail(1, format!("error: {e}")))?;
@@ -665,16 +463,10 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
     for w in &checks {
         eprintln!("warning: imported policy: {w}");
     }
-    let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-    let mut text = format!(
-        "# Imported by tenant-egress {} from {}: one tenant per namespace.\n\
-         # Review the warnings it printed, then: tenant-egress generate <this file>\n",
-        manifest::VERSION,
-        names.join(", ")
-    );
-    text.push_str(
-        &serde_yaml::to_string(&imported.spec).map_err(|e| Fail(2, format!("error: {e}")))?,
-    );
+    let names: Vec<String> = inputs.into_iter().map(|(name, _)| name).collect();
+    let text = imported
+        .to_yaml(&names)
+        .map_err(|e| Fail(2, format!("error: {e}")))?;
     if args.out == Path::new("-") {
         std::io::stdout().lock().write_all(text.as_bytes())?;
     } else {
@@ -697,13 +489,8 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
 }
 
 fn graph(args: &GraphArgs) -> Result<(), Fail> {
-    let (spec, _, warnings) = load_policy(&args.policy)?;
-    print_warnings(&args.policy, &warnings);
-    let format = match args.format {
-        GraphFormatArg::Mermaid => GraphFormat::Mermaid,
-        GraphFormatArg::Dot => GraphFormat::Dot,
-    };
-    let text = manifest::graph::render(&spec, format);
+    let loaded = load_policy(&args.policy)?;
+    let text = manifest::graph::render(&loaded.spec, args.format);
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }

@@ -1,0 +1,46 @@
+// Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`
+// here becomes a `#[wasm_bindgen_test]` there.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use serde_json::json;
+
+use crate::{Policy, Request, Source, Target};
+
+/// Large policies and deep names: the hash indexes and the suffix index's label bitmask
+/// (`u64`, capped at 63 labels) behave the same with a 32-bit `usize` (wasm32) as natively.
+#[test]
+fn large_policy_and_deep_names() {
+    let mut hosts: Vec<String> = (0..10_000)
+        .map(|i| format!("*/svc{i}.example.com"))
+        .collect();
+    hosts.push("*/*.deep.example".into());
+    let doc = json!({"apiVersion": "tenant-egress/v1",
+        "tenants": [{"name": "t", "namespaces": ["t"], "egress": [{"hosts": hosts}]}]});
+    let (policy, _) = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(policy.rule_count(), 10_001);
+    let decide = |authority: &str| {
+        policy.decide(&Request {
+            source: Source {
+                namespace: Some("t"),
+                labels: &[],
+            },
+            target: Target {
+                authority: Some(authority.as_bytes()),
+                ..Target::default()
+            },
+        })
+    };
+    assert!(decide("svc9999.example.com").allowed);
+    assert!(decide("SVC0.Example.Com.:443").allowed);
+    assert!(!decide("svc10000.example.com").allowed);
+    // 100 labels: more than the bitmask has bits.
+    let deep = format!("{}deep.example", "a.".repeat(100));
+    assert!(deep.len() <= 253);
+    assert!(decide(&deep).allowed, "{deep}");
+    assert_eq!(decide("deep.example").reason.as_str(), "not-allowed");
+    assert_eq!(
+        decide("svc1.example.com,evil.example").reason.as_str(),
+        "malformed-authority"
+    );
+}

@@ -1,0 +1,315 @@
+//! YAML in and out, in one place: the limits every input is read under, the multi-document
+//! reader, the writer, and the ordered [`Value`] the generated objects are built as.
+//!
+//! The parser is serde-saphyr: pure Rust, panic-free by design, and with a budget on what a
+//! document may cost (events, nodes, depth, anchors and alias replays). `import` reads whatever
+//! `kubectl get -o yaml` (or anyone) hands it, so an input is refused with an error that says
+//! which limit it broke, never allowed to exhaust memory (a "billion laughs" alias bomb is a
+//! few hundred bytes).
+//!
+//! Plain scalars resolve as Kubernetes' own YAML reader resolves them: unquoted `yes`, `on`,
+//! `off` are booleans, so a selector value `on` is refused by validation with "quote numbers and
+//! booleans" rather than meaning something else to kubectl. The writer quotes every string a
+//! reader could take for anything but a string.
+
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The largest input read, in bytes. A whole cluster's `kubectl get sidecars -A -o yaml`
+/// (managedFields included) is a few MiB; a policy far less.
+pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
+/// The deepest nesting of mappings and sequences. Kubernetes objects and policies nest about
+/// ten levels deep.
+pub const MAX_DEPTH: usize = 64;
+/// The most `*alias` references in one input. `kubectl` never writes anchors; a hand-written
+/// policy may reuse a list or two.
+pub const MAX_ALIASES: usize = 1_000;
+/// The most parser events that alias references may replay in one input, in total: what an
+/// alias bomb multiplies.
+pub const MAX_ALIAS_REPLAYED_EVENTS: usize = 100_000;
+/// The most nodes (scalars, mappings, sequences) in one input.
+pub const MAX_NODES: usize = 2_000_000;
+/// The most documents in one stream.
+pub const MAX_DOCUMENTS: usize = 100_000;
+
+/// Why a YAML input cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum YamlError {
+    /// Larger than [`MAX_INPUT_BYTES`].
+    #[error("the input is {size} bytes; the limit is {MAX_INPUT_BYTES} bytes")]
+    TooLarge {
+        /// The input's size.
+        size: usize,
+    },
+    /// Not YAML, or over a limit of the budget (the message says which, and where).
+    #[error("not valid YAML: {0}")]
+    Syntax(String),
+    /// Writing failed (a bug: every generated value is representable).
+    #[error("cannot write YAML: {0}")]
+    Write(String),
+}
+
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = MAX_NODES.saturating_mul(2);
+    budget.max_documents = MAX_DOCUMENTS;
+    budget.max_recorded_anchor_events = MAX_ALIAS_REPLAYED_EVENTS;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_REPLAYED_EVENTS;
+    options
+}
+
+/// The parser's message: where (line and column) and what, without its source snippet (the
+/// input can be a whole cluster's dump), and for a breached budget what the limits are for.
+fn syntax_error(e: &serde_saphyr::Error) -> YamlError {
+    let text = e.without_snippet().to_string();
+    let text = text.trim().trim_start_matches("error: ");
+    let text = text.lines().next().unwrap_or_default();
+    if text.contains("budget breached") {
+        YamlError::Syntax(format!(
+            "{text} (the input is over a limit on YAML input: at most {MAX_DEPTH} levels of \
+             nesting, {MAX_ALIASES} aliases, {MAX_ALIAS_REPLAYED_EVENTS} events replayed \
+             through aliases, {MAX_NODES} nodes, {MAX_DOCUMENTS} documents; anchors and aliases \
+             that multiply are how a few bytes of YAML can exhaust memory)"
+        ))
+    } else {
+        YamlError::Syntax(text.to_owned())
+    }
+}
+
+fn check_size(text: &str) -> Result<(), YamlError> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(YamlError::TooLarge { size: text.len() });
+    }
+    Ok(())
+}
+
+/// Reads one YAML document (JSON is YAML too) under the limits.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    check_size(text)?;
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| syntax_error(&e))
+}
+
+/// Reads every document of a `---`-separated stream under the limits (the budget covers the
+/// whole stream, not each document).
+pub fn from_str_multiple<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, YamlError> {
+    check_size(text)?;
+    serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| syntax_error(&e))
+}
+
+/// Writes one value as a YAML document (block style, two-space indentation).
+pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
+    serde_saphyr::to_string(value).map_err(|e| YamlError::Write(e.to_string()))
+}
+
+/// A JSON-shaped tree whose mappings keep their insertion order: the generated objects read
+/// `apiVersion`, `kind`, `metadata`, `spec` in that order, as Kubernetes writes them.
+/// (`serde_json::Value` sorts keys unless its `preserve_order` feature is on, and that feature
+/// would also change the core's validation order wherever both are built together.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(untagged)]
+pub enum Value {
+    /// `null`.
+    #[default]
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number.
+    Number(serde_json::Number),
+    /// A string.
+    String(String),
+    /// A sequence.
+    Sequence(Vec<Value>),
+    /// A mapping, in insertion order.
+    Mapping(IndexMap<String, Value>),
+}
+
+impl Value {
+    /// Any serializable value as an ordered tree (struct fields in declaration order).
+    pub fn from_serialize<T: Serialize>(v: &T) -> Result<Value, serde_json::Error> {
+        // Through JSON text: serde_json reads object members in document order, and an
+        // untagged enum keeps that order in the IndexMap.
+        serde_json::from_str(&serde_json::to_string(v)?)
+    }
+
+    /// The member `key` of a mapping.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Mapping(m) => m.get(key),
+            _ => None,
+        }
+    }
+
+    /// The same tree as a `serde_json::Value` (for inspection; key order is lost).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Number(n) => serde_json::Value::Number(n.clone()),
+            Value::String(s) => serde_json::Value::String(s.clone()),
+            Value::Sequence(items) => items.iter().map(Value::to_json).collect(),
+            Value::Mapping(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_keeps_field_order_and_round_trips() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Obj {
+            kind: &'static str,
+            api_version: &'static str,
+            zeta: Vec<u16>,
+            alpha: Option<bool>,
+        }
+        let v = Value::from_serialize(&Obj {
+            kind: "Sidecar",
+            api_version: "v1",
+            zeta: vec![80, 443],
+            alpha: None,
+        })
+        .unwrap();
+        let Value::Mapping(m) = &v else {
+            panic!("{v:?}")
+        };
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["kind", "apiVersion", "zeta", "alpha"]);
+        let text = to_string(&v).unwrap();
+        assert!(
+            text.starts_with("kind: Sidecar\napiVersion: v1\n"),
+            "{text}"
+        );
+        let back: Value = from_str(&text).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(
+            v.to_json(),
+            serde_json::json!({"kind": "Sidecar", "apiVersion": "v1", "zeta": [80, 443], "alpha": null})
+        );
+    }
+
+    /// Strings that YAML 1.1 readers (kubectl's) or 1.2 readers take for something else are
+    /// written quoted, so every string reads back as the same string.
+    #[test]
+    fn ambiguous_strings_are_quoted() {
+        let words = [
+            "yes",
+            "no",
+            "on",
+            "off",
+            "y",
+            "n",
+            "Yes",
+            "ON",
+            "true",
+            "False",
+            "null",
+            "~",
+            "",
+            "0777",
+            "0x1f",
+            "1e3",
+            "12",
+            "-1",
+            ".5",
+            ".inf",
+            "-.Inf",
+            ".nan",
+            "1_000",
+            "0o17",
+            "2001-12-14",
+            "*/*",
+            "./*",
+            "~/a.com",
+            "@x",
+            "a: b",
+            "a #b",
+            "- a",
+            "'q'",
+            "\"q\"",
+            "multi\nline",
+            " lead",
+            "trail ",
+            "%p",
+            "!tag",
+            "&a",
+            "*a",
+            "|",
+            ">",
+            "?",
+            ",",
+        ];
+        let map: IndexMap<String, Value> = words
+            .iter()
+            .map(|w| ((*w).to_owned(), Value::String((*w).to_owned())))
+            .collect();
+        let v = Value::Mapping(map);
+        let text = to_string(&v).unwrap();
+        let back: Value = from_str(&text).unwrap();
+        assert_eq!(back, v, "{text}");
+        // Not quoted where no reader could misread it (generated files stay readable).
+        assert_eq!(to_string(&"a.b-c/d").unwrap(), "a.b-c/d\n");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_by_the_budget() {
+        // "Billion laughs": nine levels of ten aliases each would expand to 10^9 strings.
+        let mut doc = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(doc.len() < 1_000);
+        let err = from_str::<serde_json::Value>(&doc).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, YamlError::Syntax(_)), "{msg}");
+        assert!(
+            msg.to_lowercase().contains("limit") || msg.contains("budget"),
+            "{msg}"
+        );
+        // A few honest aliases are fine.
+        let v: serde_json::Value = from_str("a: &x [1, 2]\nb: *x\n").unwrap();
+        assert_eq!(v, serde_json::json!({"a": [1, 2], "b": [1, 2]}));
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_inputs_are_refused() {
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 10),
+            "]".repeat(MAX_DEPTH + 10)
+        );
+        assert!(matches!(
+            from_str::<serde_json::Value>(&deep),
+            Err(YamlError::Syntax(_))
+        ));
+        let huge = " ".repeat(MAX_INPUT_BYTES + 1);
+        assert_eq!(
+            from_str::<serde_json::Value>(&huge),
+            Err(YamlError::TooLarge {
+                size: MAX_INPUT_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let err = from_str::<serde_json::Value>("a: 1\nb: [2\nc: 3\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("not valid YAML: "), "{msg}");
+        assert!(msg.contains("line"), "{msg}");
+    }
+}

@@ -1,0 +1,254 @@
+//! Renders the demo's files from `demo/policy.yaml` and the [topology](super::topology):
+//! `demo/sidecar-<name>.yaml` (one kit [`EnvoyConfig`](crate::EnvoyConfig) per source identity,
+//! rendered standalone), `demo/mesh.yaml`, `demo/docker-compose.yaml` and `demo/ports.env`.
+//!
+//! The YAML files are the kit's JSON bootstraps written as YAML under a comment header; the
+//! policy is embedded as JSON (the filter's configuration format), converted once from
+//! `demo/policy.yaml` here.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::topology::{sidecar_config, Ports, SIDECARS, WASM_RELATIVE};
+use crate::standalone::upstreams_bootstrap;
+
+/// The image docker compose runs (the same Envoy release `scripts/setup.sh` installs).
+pub const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.40-latest";
+
+/// The flags every demo Envoy runs with (natively and in compose). `--disable-hot-restart`:
+/// several Envoys share one network namespace, where their hot-restart sockets would collide.
+pub const ENVOY_FLAGS: [&str; 5] = ["--disable-hot-restart", "--concurrency", "1", "-l", "info"];
+
+/// `demo/` of the workspace.
+pub fn demo_dir() -> PathBuf {
+    crate::workspace_root().join("demo")
+}
+
+/// `demo/policy.yaml` as the filter's JSON configuration: the same keys, in the same order,
+/// with the same values. Refused if the core does not accept it (the filter would refuse it
+/// too and, failing closed, answer every request with an error).
+pub fn policy_json(policy_yaml: &str) -> Result<String, String> {
+    let doc: tenant_egress_config::yaml::Value = tenant_egress_config::yaml::from_str(policy_yaml)
+        .map_err(|e| format!("not valid YAML: {e}"))?;
+    let json = serde_json::to_string_pretty(&doc).map_err(|e| format!("not JSON data: {e}"))?;
+    tenant_egress_core::Policy::from_json(json.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(json)
+}
+
+/// Reads and converts `demo/policy.yaml` (see [`policy_json`]).
+pub fn read_policy(demo: &Path) -> Result<String, String> {
+    let path = demo.join("policy.yaml");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    policy_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Every generated file of `demo/` by name, for the given ports and filter file name (the
+/// committed files: [`Ports::fixed`] and [`WASM_RELATIVE`]).
+pub fn render(policy_json: &str, ports: &Ports, wasm: &str) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for sc in &SIDECARS {
+        let cfg = sidecar_config(sc, policy_json, wasm);
+        let sp = ports.sidecar(sc.name).unwrap_or_else(|| {
+            panic!(
+                "no ports for sidecar {}: Ports does not match SIDECARS",
+                sc.name
+            )
+        });
+        let bootstrap = cfg.render_standalone(&sp, &|r| ports.upstream_port(r));
+        let header = format!(
+            "{}\n\
+             #\n\
+             {about}\n\
+             #\n\
+             # An Envoy configured like the OUTBOUND side of an Istio sidecar (what istiod would\n\
+             # send over xDS, written down statically), rendered by the Envoy test kit\n\
+             # (tests/src/config.rs, tests/src/standalone.rs) as the integration tests' sidecars are:\n\
+             #   - node metadata NAMESPACE and LABELS: the source workload the filter enforces for;\n\
+             #   - virtual hosts with Istio's aliases (svc, svc.ns, svc.ns.svc, the FQDN, each also\n\
+             #     with :port; the bare svc only for services in the sidecar's own namespace) and the\n\
+             #     ALLOW_ANY catch-all (allow_any -> PassthroughCluster);\n\
+             #   - clusters outbound|PORT||HOST with Istio's istio.services metadata (the destination\n\
+             #     namespace the filter checks), PassthroughCluster and BlackHoleCluster;\n\
+             #   - the tenant-egress filter before the router, FAIL_CLOSED, with demo/policy.yaml\n\
+             #     (as JSON) as its configuration. Istio would deliver it with a WasmPlugin (ECDS).\n\
+             #\n\
+             # Where it differs from a real sidecar, because there is no Kubernetes and no iptables:\n\
+             #   - Istio has one listener per service port and iptables hands the application's\n\
+             #     connection to the one for the port it dialled. Here ONE listener on\n\
+             #     127.0.0.1:{listener} holds the virtual hosts of every port, so the port the\n\
+             #     application \"dialled\" is the one in its Host header.\n\
+             #   - Endpoints are static (Istio uses EDS): every service's \"pods\" are one listener\n\
+             #     of the mesh Envoy (demo/mesh.yaml).\n\
+             #   - PassthroughCluster takes the original destination from the\n\
+             #     x-envoy-original-dst-host header (no SO_ORIGINAL_DST without iptables); the\n\
+             #     catch-all route defaults it to \"the internet\", 127.0.0.1:{internet}.\n\
+             #\n\
+             # Ports: outbound listener 127.0.0.1:{listener}, admin 127.0.0.1:{admin} (demo/ports.env).\n\
+             # Run:   scripts/demo.sh (natively), or docker compose -f demo/docker-compose.yaml up.\n\
+             #        The filter's filename is relative: {wasm} in Envoy's working directory.\n\
+             # Try:   curl -si -H 'Host: cockroachdb.uat:26257' http://127.0.0.1:{listener}/\n\
+             #        curl -s 'http://127.0.0.1:{admin}/stats?filter=tenant_egress'\n",
+            generated_note(),
+            about = comment_wrap(&format!("Sidecar \"{}\": {}.", sc.name, sc.about)),
+            listener = sp.listener,
+            admin = sp.admin,
+            internet = ports.internet,
+        );
+        files.insert(
+            format!("sidecar-{}.yaml", sc.name),
+            header + &to_yaml(&bootstrap),
+        );
+    }
+
+    let mesh = upstreams_bootstrap("mesh", ports.mesh_admin, &ports.upstreams());
+    let header = format!(
+        "{}\n\
+         #\n\
+         # The mesh: one Envoy playing every upstream the demo's sidecars route to. Each service\n\
+         # (the pods behind it), the external ServiceEntry's hosts and \"the internet\" (where\n\
+         # PassthroughCluster sends what matches no service) are a listener on their own\n\
+         # 127.0.0.1 port that answers 200 with\n\
+         #   body     upstream=<label>\n\
+         #   headers  x-upstream: <label>                      (which upstream answered)\n\
+         #            x-upstream-authority, x-upstream-path    (what it received)\n\
+         # where <label> is <svc>.<ns>:<port>, *.example.com:80 or internet. No filter here: the\n\
+         # sidecars (demo/sidecar-*.yaml) are where the policy is enforced. Each listener has its\n\
+         # own stat_prefix, so /stats says which upstreams were reached:\n\
+         #   curl -s 'http://127.0.0.1:{}/stats?filter=downstream_rq_total'\n",
+        generated_note(),
+        ports.mesh_admin
+    );
+    files.insert("mesh.yaml".into(), header + &to_yaml(&mesh));
+
+    files.insert("docker-compose.yaml".into(), compose());
+    files.insert("ports.env".into(), ports.to_env());
+    files
+}
+
+/// The committed files' render: `demo/policy.yaml`, [`Ports::fixed`], [`WASM_RELATIVE`].
+pub fn render_committed(demo: &Path) -> Result<BTreeMap<String, String>, String> {
+    Ok(render(&read_policy(demo)?, &Ports::fixed(), WASM_RELATIVE))
+}
+
+/// Writes the committed files' render into `demo`; returns the names of the files it changed.
+pub fn write(demo: &Path) -> Result<Vec<String>, String> {
+    let mut changed = Vec::new();
+    for (name, text) in render_committed(demo)? {
+        let path = demo.join(&name);
+        if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            changed.push(name);
+        }
+    }
+    Ok(changed)
+}
+
+/// The drift check: for every generated file that differs from a fresh render (or is
+/// missing), its name and where it first differs. Empty when everything is up to date.
+pub fn check(demo: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut stale = Vec::new();
+    for (name, fresh) in render_committed(demo)? {
+        let path = demo.join(&name);
+        match fs::read_to_string(&path) {
+            Err(e) => stale.push((name, format!("cannot read it: {e}"))),
+            Ok(committed) if committed != fresh => {
+                stale.push((name, first_difference(&committed, &fresh)))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(stale)
+}
+
+fn first_difference(committed: &str, fresh: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (committed.lines().collect(), fresh.lines().collect());
+    let n = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    format!(
+        "line {}:\n  committed: {}\n  rendered:  {}",
+        n + 1,
+        a.get(n).copied().unwrap_or("(end of file)"),
+        b.get(n).copied().unwrap_or("(end of file)")
+    )
+}
+
+/// `text` as `# ` comment lines of at most 92 columns.
+fn comment_wrap(text: &str) -> String {
+    let mut lines = vec![String::from("#")];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().map(|l| (l.len(), l));
+        match last {
+            Some((len, l)) if len + 1 + word.len() <= 92 || len == 1 => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(format!("# {word}")),
+        }
+    }
+    lines.join("\n")
+}
+
+fn generated_note() -> &'static str {
+    "# GENERATED by `tenant-egress-demo render` (tests/src/bin/demo.rs) from demo/policy.yaml and\n\
+     # the demo's topology (tests/src/demo/topology.rs). Do not edit: edit those and run\n\
+     # `cargo run -p tenant-egress-tests --bin tenant-egress-demo -- render` (the tests fail when\n\
+     # this file differs from a fresh render)."
+}
+
+fn to_yaml(v: &Value) -> String {
+    // A serde_json::Value always serializes.
+    tenant_egress_config::yaml::to_string(v).unwrap_or_default()
+}
+
+/// `demo/docker-compose.yaml`: the same Envoys and files in containers.
+fn compose() -> String {
+    let mut services = serde_json::Map::new();
+    let names = std::iter::once("mesh".to_string())
+        .chain(SIDECARS.iter().map(|s| format!("sidecar-{}", s.name)));
+    for name in names {
+        let mut command = vec!["-c".to_string(), format!("/etc/envoy/{name}.yaml")];
+        command.extend(ENVOY_FLAGS.iter().map(|f| f.to_string()));
+        let mut svc = json!({
+            "image": ENVOY_IMAGE,
+            "entrypoint": "/usr/local/bin/envoy",
+            "network_mode": "host",
+            "working_dir": "/work",
+            "volumes": ["./:/etc/envoy:ro", "${TENANT_EGRESS_WASM_DIR:-../target/dist}:/work:ro"],
+            // No `restart`: compose's default is "no" (and an unquoted `no` is a boolean to
+            // YAML 1.1 readers such as docker-compose 1.x).
+            "command": command,
+        });
+        if name != "mesh" {
+            svc["depends_on"] = json!(["mesh"]);
+        }
+        services.insert(name, svc);
+    }
+    format!(
+        "{}\n\
+         #\n\
+         # The demo with the official Envoy image instead of the Envoy that scripts/setup.sh\n\
+         # installs into .venv. The containers run the SAME demo/*.yaml files scripts/demo.sh runs\n\
+         # natively.\n\
+         #\n\
+         #   scripts/setup.sh                                 # builds target/dist/tenant_egress_filter.wasm\n\
+         #   docker compose -f demo/docker-compose.yaml up -d\n\
+         #   scripts/demo.sh requests                         # the request table, against these containers\n\
+         #   docker compose -f demo/docker-compose.yaml logs -f sidecar-prod\n\
+         #   docker compose -f demo/docker-compose.yaml down\n\
+         #\n\
+         # network_mode: host puts the Envoys on this machine's 127.0.0.1, so every port is the same\n\
+         # as in the native demo (demo/ports.env). That needs Docker Engine on Linux, or Docker\n\
+         # Desktop >= 4.34 with host networking enabled. Stop a native demo first\n\
+         # (scripts/demo.sh stop): both cannot hold the ports at once.\n\
+         #\n\
+         # Mounts: demo/ at /etc/envoy (the configurations) and target/dist/ (where scripts/setup.sh\n\
+         # puts the filter) at /work, the working directory, where the sidecars' relative filename\n\
+         # {WASM_RELATIVE} finds the module. Built elsewhere (CARGO_TARGET_DIR)? Set\n\
+         # TENANT_EGRESS_WASM_DIR=/path/to/the/directory/holding/tenant_egress_filter.wasm.\n\
+         {}",
+        generated_note(),
+        to_yaml(&json!({ "services": services }))
+    )
+}
