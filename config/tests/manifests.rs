@@ -226,7 +226,8 @@ fn basics(doc: &Value) -> Result<(), String> {
     match (api, kind) {
         ("networking.istio.io/v1", "Sidecar")
         | ("extensions.istio.io/v1alpha1", "WasmPlugin")
-        | ("networking.istio.io/v1alpha3", "EnvoyFilter") => {}
+        | ("networking.istio.io/v1alpha3", "EnvoyFilter")
+        | ("security.istio.io/v1", "PeerAuthentication") => {}
         other => return Err(format!("unexpected apiVersion/kind {other:?}")),
     }
     let name = doc["metadata"]["name"].as_str().unwrap_or("");
@@ -865,10 +866,55 @@ fn generate_cli_outputs_and_options() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, vec!["sidecars.yaml", "wasmplugin.yaml"]);
+    assert_eq!(
+        files,
+        vec![
+            "peerauthentication.yaml",
+            "sidecars.yaml",
+            "wasmplugin.yaml"
+        ]
+    );
     let sidecars = std::fs::read_to_string(tmp.join("sidecars.yaml")).unwrap();
     assert!(sidecars.contains("kind: Sidecar") && !sidecars.contains("kind: WasmPlugin"));
+    // Both ends by default: the destination end's plugins (SERVER) and STRICT mTLS.
+    let plugins = std::fs::read_to_string(tmp.join("wasmplugin.yaml")).unwrap();
+    assert!(plugins.contains("mode: CLIENT") && plugins.contains("mode: SERVER"));
+    assert!(
+        plugins.contains("pluginName: tenant-egress-inbound\n"),
+        "{plugins}"
+    );
+    let pa = std::fs::read_to_string(tmp.join("peerauthentication.yaml")).unwrap();
+    assert!(
+        pa.contains("kind: PeerAuthentication") && pa.contains("mode: STRICT"),
+        "{pa}"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
+    // One end only, on purpose; and the PeerAuthentication opt-out.
+    let out = run_in(dir, &["generate", "policy.yaml", "--ends", "source"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("mode: CLIENT") && !s.contains("mode: SERVER"),
+        "{s}"
+    );
+    assert!(!s.contains("kind: PeerAuthentication"));
+    assert!(s.contains("# Regenerate with: tenant-egress generate policy.yaml --ends source\n"));
+    let out = run_in(
+        dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--ends",
+            "destination",
+            "--no-peer-authentication",
+        ],
+        None,
+    );
+    let s = text(&out.stdout);
+    assert!(
+        !s.contains("mode: CLIENT") && s.contains("mode: SERVER"),
+        "{s}"
+    );
+    assert!(!s.contains("kind: PeerAuthentication"));
     // Bad options are usage errors.
     let out = run_in(dir, &["generate", "policy.yaml", "--sha256", "ABC"], None);
     assert_eq!(out.status.code(), Some(2));

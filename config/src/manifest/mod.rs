@@ -13,6 +13,7 @@
 pub mod envoyfilter;
 pub mod graph;
 pub mod import;
+pub mod inbound;
 pub mod sidecar;
 pub mod wasmplugin;
 
@@ -70,6 +71,31 @@ pub enum Selection {
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
     #[value(name = "envoyfilter")]
     EnvoyFilter,
+}
+
+/// Which end(s) of a request the filter enforces at (`generate --ends`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Ends {
+    /// The caller's sidecar AND the destination's (the default: a tenant that switches off its
+    /// own sidecar is still refused where it cannot tamper).
+    #[default]
+    Both,
+    /// Only the caller's own sidecar (outbound).
+    Source,
+    /// Only the destination's sidecar (inbound, on the caller's mTLS identity).
+    Destination,
+}
+
+impl Ends {
+    /// Whether the caller's end is enforced.
+    pub fn source(self) -> bool {
+        matches!(self, Ends::Both | Ends::Source)
+    }
+
+    /// Whether the destination's end is enforced.
+    pub fn destination(self) -> bool {
+        matches!(self, Ends::Both | Ends::Destination)
+    }
 }
 
 /// Where the filter is installed (`generate --wasm-scope`).
@@ -168,6 +194,10 @@ pub struct Options {
     pub wasm: WasmOptions,
     /// Sidecars of tenants in audit mode.
     pub audit_sidecars: AuditSidecars,
+    /// Which end(s) enforce.
+    pub ends: Ends,
+    /// With the destination end: a STRICT PeerAuthentication per tenant namespace.
+    pub peer_authentication: bool,
 }
 
 impl Default for Options {
@@ -179,6 +209,8 @@ impl Default for Options {
             shared_namespaces: Vec::new(),
             wasm: WasmOptions::default(),
             audit_sidecars: AuditSidecars::Open,
+            ends: Ends::Both,
+            peer_authentication: true,
         }
     }
 }
@@ -192,6 +224,8 @@ pub enum DocKind {
     WasmPlugin,
     /// `networking.istio.io/v1alpha3` EnvoyFilter.
     EnvoyFilter,
+    /// `security.istio.io/v1` PeerAuthentication.
+    PeerAuthentication,
 }
 
 impl DocKind {
@@ -201,6 +235,7 @@ impl DocKind {
             DocKind::Sidecar => "sidecars",
             DocKind::WasmPlugin => "wasmplugin",
             DocKind::EnvoyFilter => "envoyfilter",
+            DocKind::PeerAuthentication => "peerauthentication",
         }
     }
 }
@@ -333,7 +368,12 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
         sidecar::generate(spec, opts, &mut out)?;
     }
     if wasm {
-        wasmplugin::generate(spec, opts, &mut out)?;
+        if opts.ends.source() {
+            wasmplugin::generate(spec, opts, &mut out)?;
+        }
+        if opts.ends.destination() {
+            inbound::generate(spec, opts, &mut out)?;
+        }
     }
     if envoy {
         envoyfilter::generate(spec, opts, &mut out)?;
@@ -425,6 +465,12 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     }
     if opts.audit_sidecars != defaults.audit_sidecars {
         push("audit-sidecars", &flag_value(&opts.audit_sidecars));
+    }
+    if opts.ends != defaults.ends {
+        push("ends", &flag_value(&opts.ends));
+    }
+    if !opts.peer_authentication {
+        push("no-peer-authentication", "");
     }
     cmd
 }
@@ -569,6 +615,7 @@ mod tests {
                 scope: WasmScope::Namespace,
             },
             audit_sidecars: AuditSidecars::Scoped,
+            ..Options::default()
         };
         assert_eq!(
             regenerate_command(&file, &all, Format::Json),

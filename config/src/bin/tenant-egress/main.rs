@@ -16,8 +16,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Input, LoadError, Loaded};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, AuditSidecars, Doc, DocKind, FailStrategy, Format, GenerateError,
-    Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    self, graph::GraphFormat, AuditSidecars, Doc, DocKind, Ends, FailStrategy, Format,
+    GenerateError, Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::explain::{RequestSpec, SourceSpec};
 use tenant_egress_core::{Protocol, Warning};
@@ -143,6 +143,13 @@ struct GenerateArgs {
     /// Sidecars of tenants in audit mode: `open` (`*/*`, nothing blocked) or `scoped` (as enforced).
     #[arg(long, value_enum, default_value_t = AuditSidecars::Open)]
     audit_sidecars: AuditSidecars,
+    /// Where the filter enforces: at both ends (the default: the caller's sidecar AND the
+    /// destination's, on the caller's mTLS identity), or at one end only, on purpose.
+    #[arg(long, value_enum, default_value_t = Ends::Both)]
+    ends: Ends,
+    /// With the destination end, do not emit the STRICT PeerAuthentication per tenant namespace.
+    #[arg(long)]
+    no_peer_authentication: bool,
 }
 
 #[derive(Args)]
@@ -404,6 +411,8 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
             scope: args.wasm_scope,
         },
         audit_sidecars: args.audit_sidecars,
+        ends: args.ends,
+        peer_authentication: !args.no_peer_authentication,
     };
     let generated = manifest::generate(&loaded.spec, &opts).map_err(|e| match e {
         GenerateError::Option(m) => Fail(2, format!("error: {m}")),
@@ -433,7 +442,12 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
             format!("error: cannot create directory {}: {e}", args.out.display()),
         )
     })?;
-    for kind in [DocKind::Sidecar, DocKind::WasmPlugin, DocKind::EnvoyFilter] {
+    for kind in [
+        DocKind::Sidecar,
+        DocKind::WasmPlugin,
+        DocKind::EnvoyFilter,
+        DocKind::PeerAuthentication,
+    ] {
         let docs: Vec<&Doc> = generated.docs.iter().filter(|d| d.kind == kind).collect();
         if docs.is_empty() {
             continue;
