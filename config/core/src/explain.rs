@@ -134,14 +134,22 @@ impl RequestSpec {
         (decision, report)
     }
 
-    /// Reads one line of `explain --batch` input (JSON). `source.namespace` is required there:
-    /// a batch line without it is a mistake in the batch, not a request to decide.
+    /// Reads one line of `explain --batch` input (JSON). `source.namespace` is required there
+    /// (at the destination, `destinationNamespace`): a batch line without it is a mistake in
+    /// the batch, not a request to decide.
     pub fn from_batch_line(line: &str) -> Result<RequestSpec, String> {
         let req: RequestSpec = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        if req.source.namespace.is_none() {
-            return Err("source.namespace is required".to_owned());
+        match req.at {
+            End::Source if req.source.namespace.is_none() => {
+                Err("source.namespace is required".to_owned())
+            }
+            // At the destination the caller may be absent (plaintext), the place may not.
+            End::Destination if req.destination_namespace.is_none() => Err(
+                "destinationNamespace (the called workload's namespace) is required at the destination"
+                    .to_owned(),
+            ),
+            _ => Ok(req),
         }
-        Ok(req)
     }
 
     /// Borrows this spec as a [`Request`]; `labels` must be built from `self.source.labels`.
