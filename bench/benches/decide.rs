@@ -2,6 +2,10 @@
 //! ([`Policy::decide_for`] with the source resolved once, as the filter does per
 //! configuration), for every case of [`tenant_egress_bench::cases`] at every policy size.
 //! `decide_with_source/<rules>`: [`Policy::decide`] including the source resolution.
+//! `decide_inbound/<case>/<rules>`: the same request decided at the DESTINATION end
+//! ([`Policy::decide_inbound`]: the caller's SPIFFE id, Istio's SNI for the case's cluster, the
+//! services of the inbound cluster), for every case that names a cluster; it must give the
+//! caller's answer, and cost about the same (it is the caller's decision plus two parses).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -9,6 +13,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tenant_egress_bench::{cases, generate_policy_bytes, DEFAULT_SEED, SIZES};
+use tenant_egress_bench::PROBE_NAMESPACE;
+use tenant_egress_core::authority::{parse_cluster, Cluster};
+use tenant_egress_core::inbound::{istio_sni_for_cluster, Inbound};
 use tenant_egress_core::Policy;
 
 fn policies() -> Vec<(usize, Policy)> {
@@ -39,6 +46,38 @@ fn decide(c: &mut Criterion) {
             assert_eq!(d.reason.as_str(), case.expect, "{} at {n}", case.name);
             g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
                 b.iter(|| policy.decide_for(black_box(&scope), black_box(&target)))
+            });
+        }
+        g.finish();
+    }
+
+    let caller = format!("spiffe://cluster.local/ns/{PROBE_NAMESPACE}/sa/default");
+    for case in &cases {
+        let req = &case.request;
+        let Some(cluster) = req.cluster.as_deref() else {
+            continue;
+        };
+        let Ok(Cluster::Outbound { host, .. }) = parse_cluster(cluster) else {
+            continue;
+        };
+        let sni = istio_sni_for_cluster(cluster).unwrap();
+        let services = [host.as_str()];
+        let inbound = Inbound {
+            namespace: Some(req.destination_namespace.as_deref().unwrap_or("tenant-1-a")),
+            peer: Some(caller.as_bytes()),
+            sni: Some(sni.as_bytes()),
+            authority: req.authority.as_deref().map(str::as_bytes),
+            authority_repeated: false,
+            services: &services,
+            protocol: req.protocol,
+        };
+        let mut g = c.benchmark_group(format!("decide_inbound/{}", case.name));
+        g.throughput(Throughput::Elements(1));
+        for (n, policy) in &policies {
+            let d = policy.decide_inbound(&inbound);
+            assert_eq!(d.reason.as_str(), case.expect, "{} at {n}, inbound", case.name);
+            g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
+                b.iter(|| policy.decide_inbound(black_box(&inbound)))
             });
         }
         g.finish();

@@ -166,7 +166,7 @@ impl Pki {
 /// `outbound_.<service port>_.<subset>_.<fqdn>` (an empty subset when no DestinationRule subset
 /// applies). `pilot/pkg/model/service.go: BuildDNSSrvSubsetKey`.
 pub fn istio_sni(port: u16, subset: &str, fqdn: &str) -> String {
-    format!("outbound_.{port}_.{subset}_.{fqdn}")
+    tenant_egress_core::inbound::istio_sni(port, subset, fqdn)
 }
 
 /// Envoy's `UpstreamTlsContext` for a caller presenting `w` with `sni`, trusting `ca`.

@@ -141,6 +141,25 @@ pub fn parse_istio_sni(raw: &[u8]) -> Option<IstioSni<'_>> {
     Some(IstioSni { port, subset, host })
 }
 
+/// The SNI Istio's client sidecar sets on mesh mTLS to the outbound cluster `outbound|P|S|H`:
+/// `outbound_.P_.S_.H` (`pilot/pkg/model/service.go: BuildDNSSrvSubsetKey`). `None` for any
+/// other cluster name. For tests, tools and benchmarks that play a caller.
+pub fn istio_sni_for_cluster(cluster: &str) -> Option<String> {
+    let rest = cluster.strip_prefix(crate::authority::OUTBOUND_PREFIX)?;
+    let mut parts = rest.splitn(3, '|');
+    let (port, subset, host) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(istio_sni(
+        crate::authority::parse_port(port.as_bytes()).ok()?,
+        subset,
+        host,
+    ))
+}
+
+/// `outbound_.<port>_.<subset>_.<host>`: the SNI of a service port (subset often empty).
+pub fn istio_sni(port: u16, subset: &str, host: &str) -> String {
+    format!("outbound_.{port}_.{subset}_.{host}")
+}
+
 /// The longest outbound cluster name an SNI can name: `outbound|` + port + `|` + subset + `|`
 /// + host (253).
 pub(crate) const CLUSTER_BUF: usize = 9 + 5 + 1 + 63 + 1 + 253;
@@ -269,7 +288,10 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        let sni = parse_istio_sni(b"outbound_.80_.v1_.api.prod.svc.cluster.local").unwrap();
+        let cluster = "outbound|80|v1|api.prod.svc.cluster.local";
+        let text = istio_sni_for_cluster(cluster).unwrap();
+        let sni = parse_istio_sni(text.as_bytes()).unwrap();
+        assert_eq!(istio_sni_for_cluster("PassthroughCluster"), None);
         let mut buf = [0u8; CLUSTER_BUF];
         assert_eq!(
             cluster_name(&sni, &mut buf),

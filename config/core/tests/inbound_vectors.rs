@@ -6,6 +6,7 @@
 
 use tenant_egress_core::authority::{parse_cluster, Cluster};
 use tenant_egress_core::explain::{End, RequestSpec};
+use tenant_egress_core::inbound::istio_sni_for_cluster;
 use tenant_egress_core::vectors;
 
 #[test]
@@ -27,7 +28,7 @@ fn every_inbound_vector_decides_as_expected() {
 /// service account `default`), Istio's SNI for the routed cluster, the destination's namespace.
 fn at_destination(req: &RequestSpec) -> Option<RequestSpec> {
     let cluster = req.cluster.as_deref()?;
-    let Ok(Cluster::Outbound { port, subset, host }) = parse_cluster(cluster) else {
+    let Ok(Cluster::Outbound { host, .. }) = parse_cluster(cluster) else {
         return None;
     };
     let ns = req.destination_namespace.clone().or_else(|| {
@@ -39,7 +40,7 @@ fn at_destination(req: &RequestSpec) -> Option<RequestSpec> {
     Some(RequestSpec {
         at: End::Destination,
         caller: Some(format!("spiffe://cluster.local/ns/{caller_ns}/sa/default")),
-        sni: Some(format!("outbound_.{port}_.{subset}_.{}", host.as_str())),
+        sni: istio_sni_for_cluster(cluster),
         authority: req.authority.clone(),
         authority_repeated: req.authority_repeated,
         destination_namespace: Some(ns),

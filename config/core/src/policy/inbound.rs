@@ -9,12 +9,11 @@
 //! pod directly).
 
 use super::{Policy, SourceScope, Workload};
-use crate::authority::{self, Cluster};
 use crate::decision::{
     Decision, Destination, DestinationKind, Detail, Reason, RuleId, RuleInfo, Target,
 };
 use crate::inbound::{self, BadIdentity, Inbound};
-use crate::name::NsName;
+use crate::name::{HostName, NsName};
 use crate::spec::{InboundSpec, Mode, PolicySpec, UnknownSource, DEFAULT_TRUST_DOMAIN};
 
 /// One compiled `inbound` entry of a tenant.
@@ -181,13 +180,14 @@ impl Policy {
         let Some(sni) = req.sni.and_then(inbound::parse_istio_sni) else {
             return d;
         };
-        let mut buf = [0u8; inbound::CLUSTER_BUF];
-        let parsed =
-            inbound::cluster_name(&sni, &mut buf).map(|c| (c, authority::parse_cluster(c)));
-        let Some((cluster, Ok(Cluster::Outbound { port, host, .. }))) = parsed else {
+        // Whether it lands here is checked on the SNI's host as is (Istio writes it lowercase);
+        // the caller's decision below parses and validates it, as the cluster name.
+        let raw_host = sni.host.strip_suffix('.').unwrap_or(sni.host);
+        let Some(host) = HostName::lower(raw_host.as_bytes()) else {
             d.reason = Reason::MalformedCluster;
             return d;
         };
+        let port = sni.port;
         let lands_here = if req.services.is_empty() {
             self.namespace_of_fqdn(host.as_bytes()).as_str() == local.as_str()
         } else {
@@ -196,6 +196,15 @@ impl Policy {
                     .unwrap_or(s)
                     .eq_ignore_ascii_case(host.as_str())
             })
+        };
+        let mut buf = [0u8; inbound::CLUSTER_BUF];
+        let cluster = match inbound::cluster_name(&sni, &mut buf) {
+            Some(c) if lands_here => c,
+            Some(_) => "",
+            None => {
+                d.reason = Reason::MalformedCluster;
+                return d;
+            }
         };
         if !lands_here {
             d.reason = Reason::SniMismatch;
