@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tenant_egress_bench::{cases, generate_policy_bytes, DEFAULT_SEED, SIZES};
 use tenant_egress_bench::PROBE_NAMESPACE;
+use tenant_egress_bench::{cases, generate_policy_bytes, DEFAULT_SEED, SIZES};
 use tenant_egress_core::authority::{parse_cluster, Cluster};
 use tenant_egress_core::inbound::{istio_sni_for_cluster, Inbound};
 use tenant_egress_core::Policy;
@@ -75,7 +75,12 @@ fn decide(c: &mut Criterion) {
         g.throughput(Throughput::Elements(1));
         for (n, policy) in &policies {
             let d = policy.decide_inbound(&inbound);
-            assert_eq!(d.reason.as_str(), case.expect, "{} at {n}, inbound", case.name);
+            assert_eq!(
+                d.reason.as_str(),
+                case.expect,
+                "{} at {n}, inbound",
+                case.name
+            );
             g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
                 b.iter(|| policy.decide_inbound(black_box(&inbound)))
             });

@@ -87,6 +87,9 @@ pub const CACHE_TICKS: u32 = 240;
 /// At most this many cluster names are cached; beyond, the cache starts over.
 const CACHE_MAX: usize = 4096;
 
+/// The service hosts an inbound cluster serves.
+type Services = Box<[Box<str>]>;
+
 /// Everything a request needs, shared by all contexts of one configuration.
 #[derive(Debug)]
 pub struct State {
@@ -104,7 +107,7 @@ pub struct State {
     cluster_namespaces: RefCell<FxHashMap<Box<str>, Option<Box<str>>>>,
     /// Inbound cluster name -> the service hosts it serves (destination end), read once per
     /// cluster like the namespaces.
-    cluster_services: RefCell<FxHashMap<Box<str>, Box<[Box<str>]>>>,
+    cluster_services: RefCell<FxHashMap<Box<str>, Services>>,
     /// Which end this configuration's filter runs at, learnt from Envoy with the filter kind.
     direction: Cell<Direction>,
 }

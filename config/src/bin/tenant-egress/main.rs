@@ -380,7 +380,6 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         destination_namespace: args.destination_namespace.clone(),
         destination_address: args.destination_address.clone(),
         protocol: args.protocol,
-        ..RequestSpec::default()
     };
     let (_, report) = req.report(&loaded.policy);
     if args.json {
