@@ -7,13 +7,16 @@
 //! - the request header map (HTTP), or the TLS SNI (network); a new connection without SNI
 //!   stops here, since the cluster is not known yet;
 //! - `xds.cluster_name` (not at `on_new_connection`, where `tcp_proxy` has not picked it);
-//! - for an outbound cluster its namespace metadata, read once per cluster and cached; for
-//!   `PassthroughCluster` or no cluster the original destination (`destination.address`).
+//! - for an outbound cluster its namespace metadata, read once per cluster and cached (plus
+//!   the original destination when the authority is an IP literal: only the address the app
+//!   dialled can confirm that a ClusterIP Host names the routed service); for
+//!   `PassthroughCluster`, `AllowAnyDynamicDNSCluster` or no cluster the original destination
+//!   (`destination.address`).
 //!
 //! So an allowed request makes 2 calls; counters are batched in the VM and flushed on a timer.
 //! A denial adds the log line and the local reply or the two closes.
 
-use tenant_egress_core::authority::{OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
+use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
 use tenant_egress_core::inbound::Inbound;
 use tenant_egress_core::{Decision, Protocol, Target};
 
@@ -66,6 +69,11 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     let Some(state) = state else {
         return refuse_without_policy(host, at);
     };
+    if state.stand_aside {
+        // A gateway proxy under `gateways: passthrough`: not a tenant's egress; no host call.
+        state.counters.gateway_passthrough();
+        return Outcome::Allow;
+    }
     if state.direction() == Direction::Inbound {
         return enforce_inbound(host, state, at);
     }
@@ -114,6 +122,11 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     let address;
     match target.cluster {
         Some(name) if name.starts_with(OUTBOUND_PREFIX) => {
+            if target.authority.is_some_and(maybe_ip_authority) {
+                address = host.property(state.paths.destination_address);
+                target.destination_address =
+                    address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
+            }
             return state.cluster_namespace(host, name, |ns| {
                 let target = Target {
                     destination_namespace: ns,
@@ -122,7 +135,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
                 act(host, state, at, &target)
             });
         }
-        Some(PASSTHROUGH_CLUSTER) | None => {
+        Some(PASSTHROUGH_CLUSTER | DYNAMIC_DNS_CLUSTER) | None => {
             address = host.property(state.paths.destination_address);
             target.destination_address =
                 address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
@@ -130,6 +143,13 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         Some(_) => {}
     }
     act(host, state, at, &target)
+}
+
+/// Whether an authority may be an IP literal (`10.98.24.100:3333`, `[fd00::1]:80`): a cheap
+/// first-byte test that keeps the extra host call off the common named-service path. DNS
+/// labels may start with a digit too; the core decides exactly.
+fn maybe_ip_authority(a: &[u8]) -> bool {
+    a.first().is_some_and(|c| c.is_ascii_digit() || *c == b'[')
 }
 
 /// Decides, counts, logs, and for a blocked request or connection acts.
@@ -480,6 +500,21 @@ pub(crate) mod tests {
                 "send_local_reply"
             ]
         );
+    }
+
+    #[test]
+    fn a_gateway_standing_aside_reads_nothing_and_allows() {
+        // A source that would be denied (no NAMESPACE) in a gateway under `gateways:
+        // passthrough`: nothing is read or sent, each request and connection is counted.
+        let mut st = state(None);
+        st.stand_aside = true;
+        let host = FakeHost::default();
+        for at in [At::RequestHeaders, At::NewConnection, At::FirstData] {
+            assert_eq!(enforce(&host, Some(&st), at), Outcome::Allow, "{at:?}");
+        }
+        assert!(host.take_calls().is_empty());
+        assert_eq!(st.counters.pending(), (0, 0, 0));
+        assert_eq!(st.counters.pending_gateway_passthrough(), 3);
     }
 
     #[test]

@@ -44,6 +44,7 @@ struct CounterIds {
     allowed: Option<u32>,
     denied: Option<u32>,
     audit_denied: Option<u32>,
+    gateway_passthrough: Option<u32>,
     denied_by: [Option<u32>; REASONS],
     audit_by: [Option<u32>; REASONS],
 }
@@ -51,6 +52,7 @@ struct CounterIds {
 #[derive(Debug, Default)]
 struct Pending {
     allowed: u64,
+    gateway_passthrough: u64,
     denied_by: [u64; REASONS],
     audit_by: [u64; REASONS],
 }
@@ -94,6 +96,7 @@ impl Counters {
             allowed: host::define_counter(&name("allowed", None)),
             denied: host::define_counter(&name("denied", None)),
             audit_denied: host::define_counter(&name("audit_denied", None)),
+            gateway_passthrough: host::define_counter(&name("gateway_passthrough", None)),
             denied_by: per_reason("denied"),
             audit_by: per_reason("audit_denied"),
         });
@@ -103,6 +106,14 @@ impl Counters {
     pub fn allowed(&self) {
         if let Ok(mut p) = self.pending.try_borrow_mut() {
             p.allowed += 1;
+        }
+    }
+
+    /// A request or connection let through undecided in a gateway proxy
+    /// (`gateways: passthrough`).
+    pub fn gateway_passthrough(&self) {
+        if let Ok(mut p) = self.pending.try_borrow_mut() {
+            p.gateway_passthrough += 1;
         }
     }
 
@@ -135,6 +146,7 @@ impl Counters {
         };
         let p = std::mem::take(&mut *p);
         host::add(ids.allowed, p.allowed);
+        host::add(ids.gateway_passthrough, p.gateway_passthrough);
         host::add(ids.denied, p.denied_by.iter().sum());
         host::add(ids.audit_denied, p.audit_by.iter().sum());
         for (id, n) in ids.denied_by.iter().zip(p.denied_by) {
@@ -153,6 +165,10 @@ impl Counters {
     pub(crate) fn pending(&self) -> (u64, u64, u64) {
         let p = self.pending.borrow();
         (p.allowed, p.denied_by.iter().sum(), p.audit_by.iter().sum())
+    }
+
+    pub(crate) fn pending_gateway_passthrough(&self) -> u64 {
+        self.pending.borrow().gateway_passthrough
     }
 
     pub(crate) fn pending_denied(&self, reason: Reason) -> u64 {

@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
+use tenant_egress_core::spec::Gateways;
 use tenant_egress_core::{Policy, Source, SourceScope};
 
 use crate::host::{self, Direction, FilterKind, Proxy};
@@ -113,7 +114,9 @@ impl RootContext for Root {
         if let Some(kind) = self.kind.get() {
             counters.define(kind, self.direction.get());
         }
-        let state = State::new(policy, source, paths, counters);
+        let stand_aside = stands_aside(&policy);
+        let mut state = State::new(policy, source, paths, counters);
+        state.stand_aside = stand_aside;
         state.set_direction(self.direction.get());
         self.state = Some(Rc::new(state));
         host::set_tick_period(FLUSH_PERIOD);
@@ -187,6 +190,39 @@ impl Root {
         };
         log::error!("refusing the policy ({keeping}): {why}");
         false
+    }
+}
+
+/// Whether this proxy is an Istio gateway and the policy leaves gateways alone. Reads only the
+/// node id (`xds.node.id`, else the pre-1.33 `node.id`), never the whole node (about 60 KB).
+///
+/// Why: a root-namespace `CLIENT` WasmPlugin without a selector reaches gateway listeners too,
+/// and WasmPlugin selectors cannot exclude them. A gateway's traffic is ingress (or egress
+/// through a shared gateway), not a tenant's sidecar egress, and its namespace belongs to no
+/// tenant: with `unknownSource: deny` enforcing would answer every ingress request with a 403.
+fn stands_aside(policy: &Policy) -> bool {
+    let id = host::property(&["xds", "node", "id"])
+        .or_else(|| host::property(&["node", "id"]))
+        .unwrap_or_default();
+    if !tenant_egress_core::spec::is_gateway_node_id(&id) {
+        return false;
+    }
+    let shown = String::from_utf8_lossy(&id);
+    match policy.gateways() {
+        Gateways::Passthrough => {
+            log::info!(
+                "gateway proxy (node id {shown:?}): standing aside as the policy says (gateways: \
+                 passthrough); every request and connection passes, counted as {}",
+                metrics::stat_name("gateway_passthrough", None)
+            );
+            true
+        }
+        Gateways::Enforce => {
+            log::info!(
+                "gateway proxy (node id {shown:?}): enforcing as the policy says (gateways: enforce)"
+            );
+            false
+        }
     }
 }
 

@@ -101,6 +101,9 @@ pub struct State {
     pub paths: &'static Paths,
     /// Batched counters.
     pub counters: Counters,
+    /// True in an Istio gateway proxy under `gateways: passthrough`: every request and
+    /// connection passes undecided (`root.rs` reads the node id once per configuration).
+    pub stand_aside: bool,
     /// Cluster name -> destination namespace from its `istio.services` metadata. Cluster
     /// metadata is part of the cluster's configuration, not of the request, so it is read once
     /// per cluster instead of once per request.
@@ -125,6 +128,7 @@ impl State {
             source,
             paths,
             counters,
+            stand_aside: false,
             cluster_namespaces: RefCell::new(FxHashMap::default()),
             cluster_services: RefCell::new(FxHashMap::default()),
             direction: Cell::new(Direction::Outbound),

@@ -158,7 +158,8 @@ pub fn check_authority(raw: &[u8]) {
 /// `cluster` target: an arbitrary string as `xds.cluster_name`.
 ///
 /// - no panic;
-/// - only Istio's names are recognized: `PassthroughCluster`, `BlackHoleCluster` exactly,
+/// - only Istio's names are recognized: `PassthroughCluster`, `AllowAnyDynamicDNSCluster`,
+///   `BlackHoleCluster` exactly,
 ///   `inbound|...` / `InboundPassthroughCluster...` by prefix, `outbound|...` parsed;
 /// - an outbound cluster has port >= 1, a lowercase host without trailing dot that the policy
 ///   grammar accepts (a DNS name, or a `*.` wildcard), a subset without `|`; formatting it
@@ -166,7 +167,10 @@ pub fn check_authority(raw: &[u8]) {
 pub fn check_cluster(name: &str) {
     let parsed = authority::parse_cluster(name);
     match parsed {
-        Ok(Cluster::Passthrough) => assert_eq!(name, "PassthroughCluster"),
+        Ok(Cluster::Passthrough) => assert!(
+            matches!(name, "PassthroughCluster" | "AllowAnyDynamicDNSCluster"),
+            "{name:?} taken as passthrough"
+        ),
         Ok(Cluster::BlackHole) => assert_eq!(name, "BlackHoleCluster"),
         Ok(Cluster::Inbound) => assert!(
             name.starts_with("inbound|") || name.starts_with("InboundPassthroughCluster"),

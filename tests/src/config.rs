@@ -9,11 +9,17 @@
 //!   `cluster: <app>.<ns>`, `metadata: {NAMESPACE, LABELS}` (both optional).
 //! - one outbound listener per service port `P` (Istio's `0.0.0.0_P`,
 //!   `traffic_direction: OUTBOUND`, HCM `stat_prefix: outbound_0.0.0.0_P`,
-//!   codec AUTO, route config named `"P"`), with one virtual host
-//!   `<fqdn>:P` per service having port `P` (domains: [`istio_domains`]), one
-//!   `<host>:P` per [`ServiceEntry`] host (domains: [`service_entry_domains`]),
-//!   and the catch-all `allow_any` (→ `PassthroughCluster`) or `block_all`
-//!   (direct 502) virtual host. Its local port is [`Topology::listeners`].
+//!   codec AUTO, route config named `"P"` with `ignore_port_in_host_matching`),
+//!   with one virtual host `<fqdn>:P` per service having port `P` (domains:
+//!   [`route_domains`], no `:port` variants), one `<host>:P` per
+//!   [`ServiceEntry`] host, and the catch-all `allow_any` (→ `PassthroughCluster`)
+//!   or `block_all` (direct 502) virtual host; HTTP filters: the
+//!   metadata-exchange stand-in ([`metadata_exchange_stand_in`]), the filter
+//!   right after it, the router. These are Istio 1.22's shapes, held to the
+//!   real 1.22.3 dump by `tests/tests/istiod_dumps.rs`. Its local port is
+//!   [`Topology::listeners`]. (The standalone sidecars of [`crate::standalone`]
+//!   hold every port in ONE listener, so they keep the pre-1.20 `:port` domain
+//!   variants that tell the ports apart.)
 //! - clusters `outbound|P||<fqdn>` (STATIC → the service's upstream listener)
 //!   carrying Istio's `filter_metadata.istio.services` metadata,
 //!   `PassthroughCluster` (ORIGINAL_DST) and `BlackHoleCluster`.
@@ -135,12 +141,15 @@ impl RegistryPort {
         }
     }
 
-    /// The virtual host's domains as seen from a sidecar in namespace `src`.
-    pub fn domains(&self, src: Option<&str>) -> Vec<String> {
-        if self.service_entry {
-            service_entry_domains(&self.host, self.port)
-        } else {
-            istio_domains(&self.name, &self.namespace, self.port, src)
+    /// The virtual host's domains as seen from a sidecar in namespace `src`: with `:port`
+    /// variants (Istio up to 1.19, and a listener holding several ports), or without them
+    /// (Istio 1.20+, whose route tables are per port and ignore the port).
+    pub fn domains(&self, src: Option<&str>, port_variants: bool) -> Vec<String> {
+        match (self.service_entry, port_variants) {
+            (true, true) => service_entry_domains(&self.host, self.port),
+            (true, false) => vec![self.host.clone()],
+            (false, true) => istio_domains(&self.name, &self.namespace, self.port, src),
+            (false, false) => route_domains(&self.name, &self.namespace, src),
         }
     }
 }
@@ -490,6 +499,7 @@ impl EnvoyConfig {
                 &format!("0.0.0.0_{svc_port}"),
                 local,
                 &svc_port.to_string(),
+                true,
                 vhosts,
                 self.http_filters(dir),
                 file_access_log(&access_log, &stat_prefix),
@@ -596,8 +606,10 @@ impl EnvoyConfig {
             if port.is_some_and(|p| p != r.port) {
                 continue;
             }
+            // A per-port route table (Istio 1.20+) lists no `:port` variants; a listener that
+            // holds every port needs them to tell the ports apart.
             let domains: Vec<String> = r
-                .domains(Some(&self.namespace))
+                .domains(Some(&self.namespace), port.is_none())
                 .into_iter()
                 .filter(|d| used.insert(d.clone()))
                 .collect();
@@ -669,10 +681,11 @@ impl EnvoyConfig {
         }
     }
 
-    /// The outbound HTTP filters: the configured filter (inline, or through ECDS from a file
-    /// in `dir`), then the router.
+    /// The outbound HTTP filters, as Istio 1.22+ orders them: the metadata exchange (a
+    /// stand-in), the configured filter right after it (phase AUTHZ; inline, or through ECDS
+    /// from a file in `dir`), then the router.
     pub(crate) fn http_filters(&self, dir: &Path) -> Vec<Value> {
-        let mut http_filters = Vec::new();
+        let mut http_filters = vec![metadata_exchange_stand_in()];
         match (&self.filter, self.uses_ecds()) {
             (FilterMode::None, _) => {}
             (_, false) => http_filters.push(json!({
@@ -739,10 +752,11 @@ pub fn ecds_path(dir: &Path) -> PathBuf {
     dir.join("xds").join("ecds.json")
 }
 
-/// The domains Istio puts on the virtual host of service `svc.ns` port `port`
-/// in the route table of a sidecar in namespace `src`: the FQDN, `svc.ns.svc`
-/// and `svc.ns`, each bare and with `:port`, and (only when `src == ns`) the
-/// short name `svc` and `svc:port`.
+/// Every Host a client in namespace `src` may send for service `svc.ns` port `port` that
+/// Istio routes to it: the FQDN, `svc.ns.svc` and `svc.ns`, each bare and with `:port`, and
+/// (only when `src == ns`) the short name `svc` and `svc:port`. Istio up to 1.19 listed exactly
+/// these as domains; from 1.20 the route lists the bare ones ([`route_domains`]) and ignores
+/// the port, which routes the same Hosts.
 pub fn istio_domains(svc: &str, ns: &str, port: u16, src: Option<&str>) -> Vec<String> {
     let mut names = vec![
         format!("{svc}.{ns}.svc.cluster.local"),
@@ -797,11 +811,14 @@ pub fn wasm_typed_config(wasm: &Path, policy_json: &str, failure_policy: &str) -
 
 /// An outbound listener on 127.0.0.1:`local` (`traffic_direction: OUTBOUND`) whose HTTP
 /// connection manager, like Istio's outbound one, has codec AUTO, WebSocket upgrades and the
-/// route table `route_name` with `vhosts`.
+/// route table `route_name` with `vhosts`; `ignore_port`: Istio 1.20+'s
+/// `ignore_port_in_host_matching` (per-port route tables without `:port` domains).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn outbound_listener(
     name: &str,
     local: u16,
     route_name: &str,
+    ignore_port: bool,
     vhosts: Vec<Value>,
     http_filters: Vec<Value>,
     access_log: Value,
@@ -824,6 +841,7 @@ pub(crate) fn outbound_listener(
                 "route_config": {
                     "name": route_name,
                     "validate_clusters": false,
+                    "ignore_port_in_host_matching": ignore_port,
                     "virtual_hosts": vhosts,
                 },
                 "http_filters": http_filters,
@@ -860,6 +878,46 @@ pub(crate) fn blackhole_cluster() -> Value {
         "name": "BlackHoleCluster",
         "type": "STATIC",
         "connect_timeout": "2s",
+    })
+}
+
+/// The domains of the virtual host of service `svc.ns` in the route table of a sidecar in
+/// namespace `src`, as Istio 1.22 writes them (see the 1.22.3 dump): the FQDN, `svc.ns` and
+/// `svc.ns.svc`, and the short name `svc` only when `src == ns`; no `:port` variants, since the
+/// route configuration sets `ignore_port_in_host_matching`. (Istio also lists the ClusterIP;
+/// this harness has none: the dump replays in `tests/tests/istiod_dumps.rs` cover it.)
+pub fn route_domains(svc: &str, ns: &str, src: Option<&str>) -> Vec<String> {
+    let mut names = vec![
+        format!("{svc}.{ns}.svc.cluster.local"),
+        format!("{svc}.{ns}"),
+        format!("{svc}.{ns}.svc"),
+    ];
+    if src == Some(ns) {
+        names.push(svc.to_string());
+    }
+    names
+}
+
+/// Name of Istio's HTTP metadata-exchange filter, which the harness keeps as a stand-in.
+pub const METADATA_EXCHANGE: &str = "istio.metadata_exchange";
+
+/// The request header the metadata-exchange stand-in sets.
+pub const METADATA_EXCHANGE_STAND_IN: &str = "x-istio-metadata-exchange-stand-in";
+
+/// A pass-through stand-in for Istio's `istio.metadata_exchange` HTTP filter (Istio's
+/// `peer_metadata` filter, not in upstream Envoy): Envoy's `header_mutation` setting
+/// [`METADATA_EXCHANGE_STAND_IN`]` = 1` on the request, so the chain has Istio's shape and a test
+/// can see that it ran.
+pub fn metadata_exchange_stand_in() -> Value {
+    json!({
+        "name": METADATA_EXCHANGE,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"append": {
+                "header": {"key": METADATA_EXCHANGE_STAND_IN, "value": "1"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }}]},
+        },
     })
 }
 

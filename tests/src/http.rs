@@ -55,7 +55,11 @@ pub struct Http1Conn {
 impl Http1Conn {
     /// Connects to 127.0.0.1:`port` with [`IO_TIMEOUT`] on connect, read and write.
     pub fn connect(port: u16) -> io::Result<Self> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        Self::connect_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    /// Connects to `addr` (e.g. a ClusterIP inside a private network namespace), same timeouts.
+    pub fn connect_addr(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;

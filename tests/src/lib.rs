@@ -30,6 +30,10 @@
 //! - [`loadbench`]: the same sidecar for the Envoy load benchmark (upstream in a separate
 //!   process, no access log).
 //! - [`mtls`]: SPIFFE workload certificates and Istio's mTLS contexts and SNI.
+//!   logs, ECDS policy updates, diagnostics on failure).
+//! - [`istiod`]: replays real istiod sidecar config dumps (`../shared/reference/
+//!   istio-config-dumps/`) in Envoy 1.40 with the filter, inside a private
+//!   network namespace ([`istiod::Replay`], [`istiod::in_private_netns`]).
 //!
 //! Prerequisite: `scripts/setup.sh` (Envoy in `.venv`, the filter built).
 //!
@@ -63,6 +67,7 @@ pub mod demo;
 pub mod envoy;
 pub mod h2;
 pub mod http;
+pub mod istiod;
 pub mod loadbench;
 pub mod mtls;
 pub mod standalone;
@@ -73,9 +78,10 @@ use std::path::{Path, PathBuf};
 
 pub use assertions::{assert_counter, assert_denied, DENIAL_MARKER, WAIT};
 pub use config::{
-    ecds_path, istio_domains, service_entry_domains, upstream_stat_prefix, wasm_typed_config,
-    EnvoyConfig, FilterMode, OutboundPolicy, RegistryPort, Service, ServiceEntry, Topology,
-    ECDS_FILTER_NAME, WASM_TYPE_URL,
+    ecds_path, istio_domains, metadata_exchange_stand_in, route_domains, service_entry_domains,
+    upstream_stat_prefix, wasm_typed_config, EnvoyConfig, FilterMode, OutboundPolicy, RegistryPort,
+    Service, ServiceEntry, Topology, ECDS_FILTER_NAME, METADATA_EXCHANGE,
+    METADATA_EXCHANGE_STAND_IN, WASM_TYPE_URL,
 };
 pub use envoy::{
     admin_stats, ecds_discovery_response, parse_stats, stat, write_atomically, EcdsCounts,
@@ -84,7 +90,7 @@ pub use envoy::{
 pub use h2::{h2_get, h2_request, H2Value};
 pub use http::{get, get_with_headers, raw_http1, try_raw_http1, Http1Conn, Response};
 pub use standalone::{upstreams_bootstrap, StandalonePorts, Upstream, STANDALONE_LISTENER};
-pub use tcp::{network_wasm_filter, tcp_exchange, tcp_proxy_filter};
+pub use tcp::{network_wasm_filter, tcp_exchange, tcp_exchange_at, tcp_proxy_filter};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {

@@ -56,6 +56,8 @@ impl EnvoyConfig {
             STANDALONE_LISTENER,
             ports.listener,
             STANDALONE_LISTENER,
+            // One listener for every port: the `:port` domains tell the ports apart.
+            false,
             vhosts,
             // ECDS (if configured) would read ./xds/ecds.json relative to Envoy's working
             // directory.
@@ -80,9 +82,20 @@ impl EnvoyConfig {
     ///
     /// Envoy's virtual host selection, for the domains Istio generates: an exact domain
     /// (case-insensitive, port included) first, then the longest `*.suffix` wildcard that
-    /// leaves at least one character for the `*`.
+    /// leaves at least one character for the `*`. A per-port listener's route table ignores
+    /// the port (`ignore_port_in_host_matching`, Istio 1.20+): the Host's `:port` is dropped
+    /// before matching, as Envoy does.
     pub fn route(&self, port: Option<u16>, authority: &str) -> Option<RegistryPort> {
-        let host = authority.to_ascii_lowercase();
+        let mut host = authority.to_ascii_lowercase();
+        if port.is_some() {
+            // `name:port` or `[v6]:port`; a bare IPv6 literal's colons are not a port.
+            if let Some((h, p)) = host.rsplit_once(':') {
+                let bracketed_or_named = h.ends_with(']') || !h.contains(':');
+                if bracketed_or_named && p.bytes().all(|b| b.is_ascii_digit()) {
+                    host = h.to_owned();
+                }
+            }
+        }
         let mut used = BTreeSet::new();
         let mut best: Option<(usize, RegistryPort)> = None;
         for r in self.registry() {
@@ -92,7 +105,7 @@ impl EnvoyConfig {
             // The same de-duplication as the rendered route table: a domain belongs to the
             // first entry that claims it.
             let domains: Vec<String> = r
-                .domains(Some(self.namespace()))
+                .domains(Some(self.namespace()), port.is_none())
                 .into_iter()
                 .filter(|d| used.insert(d.clone()))
                 .collect();
@@ -209,7 +222,9 @@ mod tests {
                 "allow_any"
             ]
         );
-        let filter = &hcm["http_filters"][0]["typed_config"]["config"];
+        // After the metadata-exchange stand-in, as Istio orders them.
+        assert_eq!(hcm["http_filters"][0]["name"], crate::METADATA_EXCHANGE);
+        let filter = &hcm["http_filters"][1]["typed_config"]["config"];
         assert_eq!(filter["vm_config"]["code"]["local"]["filename"], "./f.wasm");
         let clusters = v["static_resources"]["clusters"].as_array().unwrap();
         let entry = clusters

@@ -51,7 +51,14 @@ pub fn tcp_proxy_filter(cluster: &str) -> Value {
 /// Connects to 127.0.0.1:`port`, writes `payload`, and reads what comes back until EOF, the
 /// echo is complete, or a 2 s timeout. Empty when the connection was closed on us.
 pub fn tcp_exchange(port: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp_exchange_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), payload)
+}
+
+/// [`tcp_exchange`] with any address (a VIP inside a private network namespace, say).
+pub fn tcp_exchange_at(addr: impl Into<std::net::SocketAddr>, payload: &[u8]) -> Vec<u8> {
+    let addr = addr.into();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("set_read_timeout");
     if s.write_all(payload).is_err() {
@@ -62,7 +69,7 @@ pub fn tcp_exchange(port: u16, payload: &[u8]) -> Vec<u8> {
     while got.len() < payload.len() {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
         }
     }
     got

@@ -76,8 +76,14 @@ fn committed_demo_files_equal_a_fresh_render() {
     );
     let prod = fs::read_to_string(demo_dir().join("sidecar-prod.yaml")).unwrap();
     let embedded: serde_json::Value = tenant_egress_config::yaml::from_str(&prod).unwrap();
-    let filter = &embedded["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+    let filters = embedded["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap();
+    let filter = &filters
+        .iter()
+        .find(|f| f["name"] == ECDS_FILTER_NAME)
+        .expect("the sidecar has the tenant-egress filter")["typed_config"]["config"];
     assert_eq!(filter["configuration"]["value"], json.as_str());
 }
 

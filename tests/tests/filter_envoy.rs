@@ -230,10 +230,21 @@ fn scenario4_spoofed_and_duplicate_hosts_are_denied() {
     let pol = crdb_policy("enforce");
     let envoy = crdb_mesh("prod").wasm_filter(&pol).start();
     let port = envoy.listener_port(26257);
-    // An allowed service's name on a port its route table does not have: Envoy finds no route
-    // and passes the request through to whatever address was dialled (here: the canary).
+    // Routes ignore the Host's port (Istio 1.20+, `ignore_port_in_host_matching`): an allowed
+    // service's name with another port reaches that service on this listener's port, which is
+    // where the bytes go, so it is allowed.
     let r = get(port, "cockroachdb.prod.svc.cluster.local:8080", "/");
-    assert_denied(&r, "authority-mismatch", "allowed name, passthrough");
+    assert_allowed(
+        &r,
+        "cockroachdb",
+        "prod",
+        26257,
+        "allowed name, port ignored",
+    );
+    // A mesh service that has no route on this port: Envoy finds none and passes the request
+    // through to whatever address was dialled (here: the canary).
+    let r = get(port, "istiod.istio-system.svc.cluster.local:26257", "/");
+    assert_denied(&r, "authority-mismatch", "service name, passthrough");
     assert!(r.body.contains("via PassthroughCluster"), "{}", r.body);
     // An unknown host through passthrough under REGISTRY_ONLY.
     let r = get(port, "downloads.example.org", "/");

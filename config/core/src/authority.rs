@@ -262,7 +262,8 @@ pub enum Cluster<'a> {
         /// The service host, lowercase; may be a wildcard ServiceEntry host (`*.wikipedia.org`).
         host: HostName,
     },
-    /// Istio's `PassthroughCluster`: ORIGINAL_DST, the address the application dialled.
+    /// Istio's `PassthroughCluster`: ORIGINAL_DST, the address the application dialled; also
+    /// [`DYNAMIC_DNS_CLUSTER`].
     Passthrough,
     /// Istio's `BlackHoleCluster`: nowhere (REGISTRY_ONLY's catch-all).
     BlackHole,
@@ -286,13 +287,21 @@ pub enum BadCluster {
 /// Istio's ORIGINAL_DST catch-all cluster.
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 
+/// The catch-all cluster of `outboundTrafficPolicy: ALLOW_ANY_DYNAMIC_DNS` (Istio 1.31, from its
+/// release notes; not replayed from a real dump): virtual host `allow_any_dynamic_dns`, a
+/// dynamic forward proxy that resolves the Host and connects there. Decided as
+/// [`Cluster::Passthrough`]: an unknown destination outside the registry, allowed only for
+/// ALLOW_ANY tenants, and a Host naming a mesh service (which Istio would have routed to the
+/// service's own cluster, had the Sidecar imported it) is `authority-mismatch`.
+pub const DYNAMIC_DNS_CLUSTER: &str = "AllowAnyDynamicDNSCluster";
+
 /// Prefix of Istio's outbound service clusters.
 pub const OUTBOUND_PREFIX: &str = "outbound|";
 
 /// Parses an Istio cluster name (`pilot/pkg/model/service.go: BuildSubsetKey`).
 pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
     match name {
-        PASSTHROUGH_CLUSTER => return Ok(Cluster::Passthrough),
+        PASSTHROUGH_CLUSTER | DYNAMIC_DNS_CLUSTER => return Ok(Cluster::Passthrough),
         "BlackHoleCluster" => return Ok(Cluster::BlackHole),
         _ => {}
     }
@@ -458,6 +467,10 @@ mod tests {
         ));
         assert_eq!(
             parse_cluster("PassthroughCluster"),
+            Ok(Cluster::Passthrough)
+        );
+        assert_eq!(
+            parse_cluster("AllowAnyDynamicDNSCluster"),
             Ok(Cluster::Passthrough)
         );
         assert_eq!(parse_cluster("BlackHoleCluster"), Ok(Cluster::BlackHole));

@@ -10,6 +10,7 @@ use crate::decision::{Decision, Detail, Protocol, Reason, Request, Source, Targe
 pub use crate::inbound::End;
 use crate::inbound::{parse_spiffe, Inbound};
 use crate::policy::Policy;
+use crate::spec::Gateways;
 
 /// One request as JSON: the `explain --batch` input line and the test-vector request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +281,10 @@ impl Report {
     }
 }
 
+fn is_ip(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// One or two sentences on why, and what to change. Used for `explain` and the denial body.
 pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String {
     let mut s = String::new();
@@ -302,8 +307,17 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         ),
         Reason::NoTenant => write!(
             s,
-            "namespace {src} belongs to no tenant (unknownSource: {}); add it to a tenant's namespaces",
-            if d.allowed { "allow" } else { "deny" }
+            "namespace {src} belongs to no tenant (unknownSource: {}); add it to a tenant's namespaces. {}",
+            if d.allowed { "allow" } else { "deny" },
+            match policy.gateways() {
+                Gateways::Passthrough => format!(
+                    "This holds for sidecars in {src}: Istio gateway proxies (ingress/egress gateways, \
+                     node id router~...) are not enforced in any namespace (gateways: passthrough)"
+                ),
+                Gateways::Enforce => format!(
+                    "Gateway proxies in {src} are decided the same way (gateways: enforce)"
+                ),
+            }
         ),
         Reason::MalformedAuthority => match d.detail {
             Some(Detail::Authority(e)) => write!(s, "the :authority is malformed ({e})"),
@@ -313,6 +327,15 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         Reason::UnsupportedCluster => write!(
             s,
             "the request was routed to a cluster this filter does not enforce on (inbound, or not an Istio outbound cluster)"
+        ),
+        Reason::AuthorityMismatch if dest.host().is_some_and(is_ip) => write!(
+            s,
+            "the :authority names a mesh service, but Envoy passed the request through to {dest} \
+             (PassthroughCluster), so the Host header cannot vouch for where it goes. Under ALLOW_ANY \
+             Istio lets this out today: tenant {tenant}'s Sidecar does not import that service, so its \
+             address falls through to PassthroughCluster unchecked (the leak the filter closes). To keep \
+             it working, import the service the :authority names in tenant {tenant}'s egress; Envoy then \
+             routes it to the service's own cluster"
         ),
         Reason::AuthorityMismatch => write!(
             s,

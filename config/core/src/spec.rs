@@ -38,6 +38,11 @@ pub struct PolicySpec {
     /// HTTP status of the local reply sent for a denied request (400..=599).
     #[serde(default = "default_deny_status")]
     pub deny_status: u16,
+    /// What the filter does in an Istio gateway proxy (node id `router~...`). A mesh-wide
+    /// `CLIENT` WasmPlugin also reaches gateway listeners, and a gateway's namespace belongs to
+    /// no tenant: with `unknownSource: deny` enforcing there would deny all ingress traffic.
+    #[serde(default, skip_serializing_if = "Gateways::is_default")]
+    pub gateways: Gateways,
     /// The tenants; each owns one or more source namespaces.
     pub tenants: Vec<TenantSpec>,
     /// SPIFFE trust domains whose identities the destination end accepts
@@ -159,6 +164,34 @@ pub enum UnknownSource {
     Deny,
     /// Let such namespaces through unchecked (for gradual adoption).
     Allow,
+}
+
+/// `gateways:` in the policy: whether the filter decides in Istio gateway proxies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gateways {
+    /// Stand aside in a gateway: every request and connection passes, counted as
+    /// `tenant_egress.gateway_passthrough` (the default).
+    #[default]
+    Passthrough,
+    /// Decide in gateways too, with the gateway's namespace as the source (a tenant's, or
+    /// `unknownSource`).
+    Enforce,
+}
+
+impl Gateways {
+    fn is_default(&self) -> bool {
+        *self == Gateways::Passthrough
+    }
+}
+
+/// Istio's node id prefix of gateway proxies (`router~IP~POD.NS~NS.svc.cluster.local`;
+/// sidecars are `sidecar~...`): `istio/pkg/model/proxy.go`, `NodeType` `router`.
+pub const GATEWAY_NODE_ID_PREFIX: &str = "router~";
+
+/// Whether an Envoy node id is an Istio gateway's.
+pub fn is_gateway_node_id(id: &[u8]) -> bool {
+    id.starts_with(GATEWAY_NODE_ID_PREFIX.as_bytes())
 }
 
 /// Istio's `OutboundTrafficPolicy.Mode` as a Sidecar spells it.

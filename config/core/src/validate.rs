@@ -258,6 +258,7 @@ static POLICY: Obj = Obj(&[
     ("clusterDomain", Kind::Str, false),
     ("unknownSource", Kind::Enum(&["deny", "allow"]), false),
     ("denyStatus", Kind::Int(0, 65535), false),
+    ("gateways", Kind::Enum(&["passthrough", "enforce"]), false),
     ("tenants", Kind::List(&TENANT), true),
     ("trustDomains", Kind::StrList, false),
 ]);

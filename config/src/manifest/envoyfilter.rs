@@ -30,6 +30,11 @@ pub(crate) fn generate(
         check_sha256(sum).map_err(GenerateError::Option)?;
     }
     check_url(&w.url, w.sha256.as_deref()).map_err(GenerateError::Option)?;
+    if matches!(url_scheme(&w.url), "http" | "https") {
+        // An oci:// module is read from a file in the proxy image here (below): nothing to pin.
+        super::check_pinned(w)?;
+    }
+    super::note_fail_close_in_audit(spec, opts, out);
     let code = match url_scheme(&w.url) {
         "http" | "https" => {
             let mut remote = json!({"http_uri": {"uri": w.url, "timeout": "30s"}});
@@ -54,14 +59,7 @@ pub(crate) fn generate(
     };
     let configuration =
         serde_json::to_string_pretty(spec).map_err(|e| GenerateError::Serialize(e.to_string()))?;
-    let namespaces: Vec<&str> = match w.scope {
-        WasmScope::Mesh => vec![opts.root_namespace.as_str()],
-        WasmScope::Namespace => spec
-            .tenants
-            .iter()
-            .flat_map(|t| t.namespaces.iter().map(String::as_str))
-            .collect(),
-    };
+    let namespaces = super::plugin_namespaces(spec, opts)?;
     for (i, ns) in namespaces.iter().enumerate() {
         // Qualified with the namespace, as Istio recommends for names that must not collide.
         let filter_name = format!("{ns}/{PLUGIN_NAME}");

@@ -26,8 +26,8 @@ use super::sidecar::{HostListener, Listeners};
 use tenant_egress_core::listeners::opens_tcp;
 use tenant_egress_core::pattern::{HostEntry, NsSelector};
 use tenant_egress_core::spec::{
-    Mode, OutboundTrafficPolicy, PolicySpec, PortProtocol, PortSpec, TenantSpec, UnknownSource,
-    WorkloadSpec, API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
+    Gateways, Mode, OutboundTrafficPolicy, PolicySpec, PortProtocol, PortSpec, TenantSpec,
+    UnknownSource, WorkloadSpec, API_VERSION, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
 };
 
 /// A YAML input could not be read.
@@ -53,8 +53,15 @@ impl Imported {
     /// The policy as `import` writes it: a header naming the inputs, then the YAML document.
     pub fn to_yaml(&self, input_names: &[String]) -> Result<String, crate::yaml::YamlError> {
         let mut text = format!(
-            "# Imported by tenant-egress {} from {}: one tenant per namespace.\n\
-             # Review the warnings it printed, then: tenant-egress generate <this file>\n",
+            "# Imported by tenant-egress {} from {}: one tenant per namespace, in audit mode.\n\
+             # Audit changes nothing: the generated Sidecars scope every namespace as its Sidecars do\n\
+             # today, and the filter blocks nothing; it counts what enforcement would block\n\
+             # (tenant_egress.audit_denied.<reason>). Next steps (README, \"Rollout on a live mesh\"):\n\
+             #   1. review the warnings import printed; tenant-egress validate <this file>\n\
+             #   2. tenant-egress generate <this file> --url oci://REPO@sha256:<d> --sha256 <d> --out manifests/\n\
+             #      kubectl apply -f manifests/ (with --prune, see the README)\n\
+             #   3. when a tenant's audit_denied counts only what you mean to block, give it\n\
+             #      `mode: enforce` here, regenerate and apply; one tenant at a time.\n",
             super::VERSION,
             input_names.join(", ")
         );
@@ -693,6 +700,18 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
                 defaults.first().map(|d| d.name.as_str()).unwrap_or("")
             ));
         }
+        if let Some(d) = defaults.first() {
+            if d.name != super::DEFAULT_SIDECAR_NAME {
+                warnings.push(format!(
+                    "{}: the generated namespace default is named \"{}\"; delete this one when you apply \
+                     the generated Sidecars (two selector-less Sidecars in one namespace: Istio uses \
+                     one of them, which is undefined): kubectl -n {ns} delete sidecar {}",
+                    d.origin,
+                    super::DEFAULT_SIDECAR_NAME,
+                    d.name
+                ));
+            }
+        }
         let (base, outbound) = match defaults.first().or(root_default.as_ref()) {
             Some(d) => {
                 if defaults.is_empty() {
@@ -752,8 +771,10 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             let name = workload_name(&w.name, &taken);
             if name != w.name {
                 warnings.push(format!(
-                    "{}: exception named \"{name}\" (a workload name is a DNS-1123 label, not \"default\")",
-                    w.origin
+                    "{}: exception named \"{name}\" (a workload name is a DNS-1123 label, not \"default\"); \
+                     delete this Sidecar when you apply the generated one (two Sidecars selecting the \
+                     same pods: Istio uses one of them, which is undefined): kubectl -n {ns} delete sidecar {}",
+                    w.origin, w.name
                 ));
             }
             taken.insert(name.clone());
@@ -777,10 +798,14 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
     Ok(Imported {
         spec: PolicySpec {
             api_version: API_VERSION.to_owned(),
-            mode: Mode::Enforce,
+            // Audit: applying the import changes nothing today's Sidecars do (the generated
+            // ones scope the same) and the filter only reports. Tenants are then enforced one
+            // at a time with their own `mode`.
+            mode: Mode::Audit,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             unknown_source: UnknownSource::Allow,
             deny_status: DEFAULT_DENY_STATUS,
+            gateways: Gateways::Passthrough,
             tenants,
             trust_domains: Vec::new(),
         },

@@ -10,10 +10,12 @@
 //! order) out; the CLI does the I/O. Output is deterministic: tenants and namespaces in document
 //! order, listeners port-scoped by port then the catch-all, fixed names.
 
+pub mod coverage;
 pub mod envoyfilter;
 pub mod graph;
 pub mod import;
 pub mod inbound;
+pub mod output;
 pub mod sidecar;
 pub mod wasmplugin;
 
@@ -142,13 +144,19 @@ impl FailStrategy {
 }
 
 /// What the Sidecars of a tenant in `audit` mode look like (`generate --audit-sidecars`).
+///
+/// The default is `scoped`: the Sidecars of an audit tenant are the ones enforcement would
+/// generate, so a migration that starts from today's Sidecars (`import`) keeps exactly their
+/// scoping while the filter only reports. `open` would silently widen what Istio scopes today
+/// (a REGISTRY_ONLY namespace would reach the whole mesh), so it must be asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuditSidecars {
-    /// `*/*`: Istio blocks nothing new, so audit mode really lets everything through while the
-    /// filter reports what enforcement would deny (the safe roll-out default).
-    Open,
-    /// The same scoped Sidecars as in enforce mode (Istio then already blocks what they hide).
+    /// The same scoped Sidecars as in enforce mode: what Istio scopes does not change when a
+    /// tenant goes from audit to enforce, only the filter starts blocking (the default).
     Scoped,
+    /// `*/*`: Istio hides nothing from audit tenants while the filter reports what enforcement
+    /// would deny. Wider than any scoped Sidecar: never the default.
+    Open,
 }
 
 /// How to load the filter.
@@ -164,6 +172,11 @@ pub struct WasmOptions {
     pub fail_strategy: FailStrategy,
     /// Mesh-wide or per namespace.
     pub scope: WasmScope,
+    /// With [`WasmScope::Namespace`]: only these tenant namespaces (a staged rollout); empty is
+    /// every tenant namespace.
+    pub namespaces: Vec<String>,
+    /// Accept a remote module without a digest under `FAIL_CLOSE` ([`check_pinned`]).
+    pub allow_unpinned: bool,
 }
 
 impl Default for WasmOptions {
@@ -174,6 +187,8 @@ impl Default for WasmOptions {
             image_pull_policy: None,
             fail_strategy: FailStrategy::FailClose,
             scope: WasmScope::Mesh,
+            namespaces: Vec::new(),
+            allow_unpinned: false,
         }
     }
 }
@@ -208,7 +223,7 @@ impl Default for Options {
             emit_root_default: false,
             shared_namespaces: Vec::new(),
             wasm: WasmOptions::default(),
-            audit_sidecars: AuditSidecars::Open,
+            audit_sidecars: AuditSidecars::Scoped,
             ends: Ends::Both,
             peer_authentication: true,
         }
@@ -463,6 +478,12 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     if w.scope != dw.scope {
         push("wasm-scope", &flag_value(&w.scope));
     }
+    if !w.namespaces.is_empty() {
+        push("wasm-namespaces", &w.namespaces.join(","));
+    }
+    if w.allow_unpinned {
+        push("allow-unpinned", "");
+    }
     if opts.audit_sidecars != defaults.audit_sidecars {
         push("audit-sidecars", &flag_value(&opts.audit_sidecars));
     }
@@ -584,6 +605,88 @@ pub fn check_url(url: &str, sha256: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses a `FAIL_CLOSE` plugin whose module is fetched from a registry or web server by a
+/// mutable reference (a tag, a URL) with no digest, unless `--allow-unpinned`.
+///
+/// Why: Istio fetches the module on every proxy. If the tag moves to a module this policy does
+/// not fit, or the pull fails, a `FAIL_CLOSE` plugin turns every outbound request of every
+/// sidecar it matches into `RBAC: access denied`. A digest makes the fetch reproducible (and
+/// Istio checks it). A `file://` module is part of the proxy image and needs none.
+pub fn check_pinned(w: &WasmOptions) -> Result<(), GenerateError> {
+    let remote = matches!(url_scheme(&w.url), "oci" | "http" | "https");
+    let pinned = w.sha256.is_some() || w.url.contains("@sha256:");
+    if !remote || pinned || w.fail_strategy != FailStrategy::FailClose || w.allow_unpinned {
+        return Ok(());
+    }
+    let repo = match w.url.strip_prefix("oci://") {
+        Some(r) => format!(
+            "oci://{}",
+            r.rsplit_once(':')
+                .filter(|(_, tag)| !tag.contains('/'))
+                .map_or(r, |(repo, _)| repo)
+        ),
+        None => w.url.clone(),
+    };
+    Err(GenerateError::Option(format!(
+        "refusing a FAIL_CLOSE plugin loaded from \"{}\" without a digest: if that tag moves or its \
+         pull fails, every outbound request of every matched sidecar fails (\"RBAC: access denied\"). \
+         Pin the module: --url {repo}@sha256:<digest> --sha256 <digest> (istio/wasm-image/build.sh \
+         push prints both), or load it from the proxy image with --url file:///..., or accept the \
+         risk explicitly with --allow-unpinned (a demo), or --fail-strategy FAIL_OPEN (requests \
+         then bypass the filter while it cannot run)",
+        w.url
+    )))
+}
+
+/// Notes a `FAIL_CLOSE` plugin for a policy that enforces nothing (every tenant in audit
+/// mode): a module that cannot be fetched or run would then fail requests although the policy
+/// only reports, which is not "audit changes nothing".
+pub(crate) fn note_fail_close_in_audit(spec: &PolicySpec, opts: &Options, out: &mut Generated) {
+    let all_audit = (0..spec.tenants.len()).all(|t| tenant_mode(spec, t) == Mode::Audit);
+    if all_audit && opts.wasm.fail_strategy == FailStrategy::FailClose {
+        out.notes.push(
+            "every tenant is in audit mode but the plugin is FAIL_CLOSE: if a proxy cannot fetch or \
+             run the module, its requests fail although nothing is enforced; --fail-strategy \
+             FAIL_OPEN until the first tenant is enforced"
+                .to_owned(),
+        );
+    }
+}
+
+/// The namespaces the WasmPlugin / EnvoyFilter objects go into: the root namespace (mesh), or
+/// the tenant namespaces (all, or the `--wasm-namespaces` subset of a staged rollout).
+pub(crate) fn plugin_namespaces<'a>(
+    spec: &'a PolicySpec,
+    opts: &'a Options,
+) -> Result<Vec<&'a str>, GenerateError> {
+    let w = &opts.wasm;
+    let tenant_ns = || {
+        spec.tenants
+            .iter()
+            .flat_map(|t| t.namespaces.iter().map(String::as_str))
+    };
+    match w.scope {
+        WasmScope::Mesh if !w.namespaces.is_empty() => Err(GenerateError::Option(
+            "--wasm-namespaces picks namespaces of a namespace-scoped plugin; add --wasm-scope namespace"
+                .into(),
+        )),
+        WasmScope::Mesh => Ok(vec![opts.root_namespace.as_str()]),
+        WasmScope::Namespace if w.namespaces.is_empty() => Ok(tenant_ns().collect()),
+        WasmScope::Namespace => {
+            for ns in &w.namespaces {
+                if !tenant_ns().any(|t| t == ns) {
+                    return Err(GenerateError::Option(format!(
+                        "--wasm-namespaces: \"{ns}\" is not a namespace of any tenant; the filter only \
+                         decides for tenant namespaces"
+                    )));
+                }
+            }
+            // Document order, whatever the order on the command line.
+            Ok(tenant_ns().filter(|t| w.namespaces.iter().any(|n| n == t)).collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -613,8 +716,10 @@ mod tests {
                 image_pull_policy: Some("Always".into()),
                 fail_strategy: FailStrategy::FailReload,
                 scope: WasmScope::Namespace,
+                namespaces: vec!["p".into()],
+                allow_unpinned: true,
             },
-            audit_sidecars: AuditSidecars::Scoped,
+            audit_sidecars: AuditSidecars::Open,
             ..Options::default()
         };
         assert_eq!(
@@ -622,7 +727,8 @@ mod tests {
             "tenant-egress generate policy.yaml --only envoyfilter --format json \
              --root-namespace mesh-root --emit-root-default --shared-namespaces a,b \
              --url file:///x.wasm --sha256 ab --image-pull-policy Always \
-             --fail-strategy FAIL_RELOAD --wasm-scope namespace --audit-sidecars scoped"
+             --fail-strategy FAIL_RELOAD --wasm-scope namespace --wasm-namespaces p \
+             --allow-unpinned --audit-sidecars open"
         );
     }
 

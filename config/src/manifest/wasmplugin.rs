@@ -9,8 +9,9 @@ use crate::yaml::Value;
 use serde::Serialize;
 
 use super::{
-    check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options,
-    WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME, STATS_PREFIX,
+    check_pinned, check_sha256, check_url, plugin_namespaces, to_value, Doc, DocKind,
+    GenerateError, Generated, Metadata, Options, WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME,
+    STATS_PREFIX,
 };
 use tenant_egress_core::spec::{PolicySpec, PortProtocol};
 
@@ -155,15 +156,10 @@ pub(crate) fn generate(
             )));
         }
     }
+    check_pinned(w)?;
+    super::note_fail_close_in_audit(spec, opts, out);
     let config = plugin_config(spec)?;
-    let namespaces: Vec<&str> = match w.scope {
-        WasmScope::Mesh => vec![opts.root_namespace.as_str()],
-        WasmScope::Namespace => spec
-            .tenants
-            .iter()
-            .flat_map(|t| t.namespaces.iter().map(String::as_str))
-            .collect(),
-    };
+    let namespaces = plugin_namespaces(spec, opts)?;
     for (i, ns) in namespaces.iter().enumerate() {
         let doc = plugin(PLUGIN_NAME, "HTTP", "CLIENT", ns, &[], opts, &config);
         let mut comment = Vec::new();
@@ -172,11 +168,20 @@ pub(crate) fn generate(
                 WasmScope::Mesh => format!(
                     "The filter, mesh-wide (no selector in the root namespace {ns}): outbound HTTP of every sidecar."
                 ),
-                WasmScope::Namespace => {
-                    "The filter, per tenant namespace: outbound HTTP of every sidecar there.".to_owned()
-                }
+                WasmScope::Namespace => format!(
+                    "The filter, per namespace ({}): outbound HTTP of every sidecar there.",
+                    namespaces.join(", ")
+                ),
             });
             comment.push("pluginConfig is the policy document itself.".to_owned());
+            comment.push(
+                "Istio applies CLIENT plugins to gateway proxies too (a selector cannot exclude them): the filter"
+                    .to_owned(),
+            );
+            comment.push(
+                "stands aside in a gateway (node id router~...) unless the policy says `gateways: enforce`."
+                    .to_owned(),
+            );
             comment.push(String::new());
             comment.extend(stats_comment());
         }

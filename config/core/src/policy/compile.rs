@@ -139,6 +139,7 @@ impl Policy {
         Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,
+            gateways: spec.gateways,
             deny_status: spec.deny_status,
             svc_suffix: format!(".svc.{cluster_domain}").into(),
             cluster_domain: cluster_domain.into(),

@@ -28,7 +28,7 @@ use crate::decision::{
     Decision, Destination, Detail, Protocol, Reason, Request, RuleId, RuleInfo, Source, Target,
 };
 use crate::name::NsName;
-use crate::spec::{Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
+use crate::spec::{Gateways, Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
 use crate::validate::{self, InvalidPolicy, Warning};
 use index::{Bucket, HostSet};
 
@@ -99,6 +99,7 @@ impl SourceScope {
 #[derive(Debug)]
 pub struct Policy {
     mode: Mode,
+    gateways: Gateways,
     unknown_source: UnknownSource,
     deny_status: u16,
     cluster_domain: Box<str>,
@@ -147,6 +148,11 @@ impl Policy {
     /// The document-wide mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Whether the filter decides in Istio gateway proxies (`gateways:`).
+    pub fn gateways(&self) -> Gateways {
+        self.gateways
     }
 
     /// HTTP status for denials.

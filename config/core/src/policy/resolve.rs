@@ -47,7 +47,7 @@ impl Policy {
                 dest.host = host;
                 dest.port = Some(port);
                 if let Some(a) = &authority {
-                    match self.consistent(src_ns, a, &dest.host) {
+                    match self.consistent(src_ns, a, &dest.host, address) {
                         Some(Matched::Cluster) => {}
                         Some(Matched::Authority) => dest.host = a.host,
                         None => return fail(d, Reason::AuthorityMismatch, None),
@@ -154,12 +154,24 @@ impl Policy {
 
     /// Checks that the authority names the cluster's service, and says which host to match:
     /// the cluster's FQDN, or for a wildcard cluster (`*.wikipedia.org`) the authority's host.
+    /// An IP authority names the routed service only when it is the address the app dialled
+    /// (`address`, Envoy's `destination.address`: the ClusterIP before iptables redirected the
+    /// connection): Istio lists the ClusterIP among a service's route domains
+    /// (`httproute.go: generateVirtualHostDomains`) and routes a VIP listener's traffic to its
+    /// service whatever the Host, so a client that uses the VIP as its Host is consistent, while an
+    /// IP authority that differs from where the bytes went is spoofed.
     fn consistent(
         &self,
         src_ns: &[u8],
         a: &authority::Authority,
         cluster_host: &HostName,
+        address: Option<std::net::SocketAddr>,
     ) -> Option<Matched> {
+        if a.kind == HostKind::Ip {
+            return address
+                .filter(|addr| ip_authority_is(a, addr))
+                .map(|_| Matched::Cluster);
+        }
         if a.kind != HostKind::Dns {
             return None;
         }
@@ -176,8 +188,26 @@ impl Policy {
         let (svc, ns) = rsplit_dot(rest)?;
         let alias_ok = ah == rest
             || ah.strip_suffix(b".svc").is_some_and(|r| r == rest)
-            || (ah == svc && ns == src_ns);
+            || (ah == svc && ns == src_ns)
+            || self.is_truncated_fqdn(ah, rest);
         alias_ok.then_some(Matched::Cluster)
+    }
+}
+
+impl Policy {
+    /// `svc.ns.svc.<leading labels of the cluster domain>`, e.g. `web.prod.svc.cluster` for
+    /// `cluster.local`: older Istio (1.9 in the replayed dumps) listed every truncation of the
+    /// FQDN's shared DNS suffix among a service's route domains, this one included.
+    fn is_truncated_fqdn(&self, ah: &[u8], svc_ns: &[u8]) -> bool {
+        let domain = self.cluster_domain.as_bytes();
+        ah.strip_prefix(svc_ns)
+            .and_then(|r| r.strip_prefix(b".svc."))
+            .is_some_and(|p| {
+                !p.is_empty()
+                    && domain.len() > p.len()
+                    && domain.starts_with(p)
+                    && domain.get(p.len()) == Some(&b'.')
+            })
     }
 }
 
@@ -186,6 +216,15 @@ impl Policy {
 enum Matched {
     Cluster,
     Authority,
+}
+
+/// Whether IP authority `a` is the dialled `addr`: the same IP and, when the authority has a
+/// port, the same port. A portless IP is accepted on any port, as Istio routes it: it lists the
+/// bare ClusterIP among the domains of every port's virtual host and matches hosts with
+/// `ignore_port_in_host_matching` (1.18 and later), so the IP alone names the service.
+fn ip_authority_is(a: &authority::Authority, addr: &std::net::SocketAddr) -> bool {
+    a.host.as_str().parse::<std::net::IpAddr>().ok() == Some(addr.ip())
+        && a.port.is_none_or(|p| p == addr.port())
 }
 
 /// `a.b.c` -> (`a`, `b.c`).

@@ -16,8 +16,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Input, LoadError, Loaded};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, AuditSidecars, Doc, DocKind, Ends, FailStrategy, Format,
-    GenerateError, Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    self, graph::GraphFormat, AuditSidecars, Ends, FailStrategy, Format, GenerateError, Options,
+    Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::explain::{End, RequestSpec, SourceSpec};
 use tenant_egress_core::inbound::parse_spiffe;
@@ -38,7 +38,7 @@ tenant-egress validate policy.yaml\n  \
 tenant-egress explain policy.yaml --source-namespace prod --authority cockroachdb.uat:26257 \\\n      \
 --cluster 'outbound|26257||cockroachdb.uat.svc.cluster.local'\n  \
 tenant-egress explain policy.yaml --batch requests.jsonl\n  \
-tenant-egress generate policy.yaml | kubectl apply -f -\n  \
+tenant-egress generate policy.yaml --sha256 $DIGEST --url oci://...@sha256:$DIGEST | kubectl apply -f -\n  \
 kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress graph policy.yaml --format mermaid"
 )]
@@ -82,11 +82,17 @@ listing only the exception would drop the isolation for those pods);\n  \
 mesh-wide in the root namespace or, with --wasm-scope namespace, one per\n    \
 tenant namespace. With --only envoyfilter, the EnvoyFilter equivalent instead\n    \
 (never both). Its comment says how to export the tenant_egress.* counters.\n\n\
-Tenants in audit mode get open Sidecars (`*/*`) unless --audit-sidecars scoped:\n\
-a scoped Sidecar would already block in Istio what the filter only reports.\n\n\
+Tenants in audit mode get the same scoped Sidecars as enforced ones, so that\n\
+audit never widens what Istio scopes today (--audit-sidecars open: `*/*`).\n\
+FAIL_CLOSE (the default) needs a pinned remote module: --sha256 or an\n\
+@sha256: URL, else generate refuses (or --allow-unpinned). Gateways: the\n\
+filter stands aside in gateway proxies unless the policy says\n\
+`gateways: enforce`. --out DIR always holds exactly this run's files.\n\n\
 Examples:\n  \
-tenant-egress generate policy.yaml | kubectl apply -f -\n  \
-tenant-egress generate policy.yaml --out manifests/\n  \
+tenant-egress generate policy.yaml --allow-unpinned | kubectl apply -f -\n  \
+tenant-egress generate policy.yaml --sha256 $DIGEST \\\n      \
+--url oci://registry.example.com/tenant-egress-filter@sha256:$DIGEST --out manifests/\n  \
+tenant-egress generate policy.yaml --wasm-scope namespace --wasm-namespaces prod ...\n  \
 tenant-egress generate policy.yaml --format json | kubectl apply -f -\n  \
 tenant-egress generate policy.yaml --only sidecars --emit-root-default \\\n      \
 --shared-namespaces istio-system,monitoring\n  \
@@ -99,9 +105,12 @@ tenant-egress generate policy.yaml --only envoyfilter \\\n      \
 struct GenerateArgs {
     /// Policy document (YAML or JSON; `-` for stdin).
     policy: PathBuf,
-    /// `-` for stdout, or a directory to write one file per kind into (sidecars.yaml, wasmplugin.yaml,
-    /// envoyfilter.yaml; .json with --format json).
-    #[arg(long, value_name = "DIR|-", default_value = "-")]
+    /// `-` for stdout; a FILE ending in .yaml/.yml/.json for every object in one file; or a
+    /// directory for one file per kind (sidecars.yaml, wasmplugin.yaml, envoyfilter.yaml; .json
+    /// with --format json). A directory always holds exactly this run's output: files an earlier
+    /// run wrote that this one does not are removed (so `kubectl apply -f DIR` never applies a
+    /// stale WasmPlugin next to an EnvoyFilter).
+    #[arg(long, value_name = "DIR|FILE|-", default_value = "-")]
     out: PathBuf,
     /// Emit only these documents (default: Sidecars and the WasmPlugin; the EnvoyFilter only when
     /// asked for, instead of the WasmPlugin).
@@ -141,8 +150,16 @@ struct GenerateArgs {
     /// One WasmPlugin/EnvoyFilter in the root namespace (mesh), or one per tenant namespace.
     #[arg(long, value_enum, default_value_t = WasmScope::Mesh)]
     wasm_scope: WasmScope,
-    /// Sidecars of tenants in audit mode: `open` (`*/*`, nothing blocked) or `scoped` (as enforced).
-    #[arg(long, value_enum, default_value_t = AuditSidecars::Open)]
+    /// With --wasm-scope namespace: only these tenant namespaces (a staged rollout: one
+    /// namespace first, then more, then mesh-wide).
+    #[arg(long, value_name = "NS,...", value_delimiter = ',')]
+    wasm_namespaces: Vec<String>,
+    /// Accept a remote module with no digest under FAIL_CLOSE (a demo; see --sha256).
+    #[arg(long)]
+    allow_unpinned: bool,
+    /// Sidecars of tenants in audit mode: `scoped` (as enforced: today's scoping kept) or `open`
+    /// (`*/*`: wider than any scoped Sidecar).
+    #[arg(long, value_enum, default_value_t = AuditSidecars::Scoped)]
     audit_sidecars: AuditSidecars,
     /// Where the filter enforces: at both ends (the default: the caller's sidecar AND the
     /// destination's, on the caller's mTLS identity), or at one end only, on purpose.
@@ -166,7 +183,10 @@ drops something the default has, an exception cannot say so (exceptions only\n  
 add): a warning says how the result widens;\n  \
 - the root namespace's selector-less Sidecar is the mesh default: reported (with\n    \
 the generate flags that recreate it), not made a tenant;\n  \
-- unknownSource: allow, so namespaces without a Sidecar stay as they are.\n\
+- unknownSource: allow, so namespaces without a Sidecar stay as they are;\n  \
+- mode: audit: generating and applying it changes nothing today's Sidecars do\n    \
+(same names, same scoping) and the filter only reports; then enforce one\n    \
+tenant at a time (README, \"Rollout on a live mesh\").\n\
 Warnings (stderr, `warning: ...`) also flag what looks accidental: a workload\n\
 Sidecar with no egress (Istio widens it to */*), a root-namespace Sidecar with a\n\
 selector (it applies to root-namespace pods only), ingress/bind/captureMode that\n\
@@ -255,7 +275,8 @@ struct ExplainArgs {
     /// Destination namespace from the cluster's `istio.services` metadata.
     #[arg(long)]
     destination_namespace: Option<String>,
-    /// Original destination `IP:PORT` (used for PassthroughCluster).
+    /// Original destination `IP:PORT` (used for PassthroughCluster, and to confirm an IP
+    /// authority such as a ClusterIP Host).
     #[arg(long)]
     destination_address: Option<String>,
     /// Decide a TCP/TLS connection (the network filter) instead of an HTTP request; the
@@ -337,10 +358,20 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Prints the TCP traffic no filter decides (`manifest::coverage::tcp_gaps`); returns how many.
+fn print_tcp_gaps(path: &Path, loaded: &Loaded) -> usize {
+    let gaps = manifest::coverage::tcp_gaps(&loaded.spec);
+    for g in &gaps {
+        eprintln!("warning: {}: {g}", path.display());
+    }
+    gaps.len()
+}
+
 fn validate(path: &Path, quiet: bool) -> Result<(), Fail> {
     let loaded = load_policy(path)?;
+    let gaps = print_tcp_gaps(path, &loaded);
     if !quiet {
-        let warnings = match loaded.warnings.len() {
+        let warnings = match loaded.warnings.len() + gaps {
             0 => String::new(),
             n => format!(", {}", plural(n, "warning")),
         };
@@ -382,8 +413,11 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         protocol: args.protocol,
     };
     let (_, report) = req.report(&loaded.policy);
+    let enforcement = manifest::coverage::enforcement_point(&loaded.spec, &req);
     if args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Fail(2, e.to_string()))?;
+        let mut value = serde_json::to_value(&report).map_err(|e| Fail(2, e.to_string()))?;
+        value["enforcedBy"] = serde_json::json!(enforcement);
+        let text = serde_json::to_string_pretty(&value).map_err(|e| Fail(2, e.to_string()))?;
         println!("{text}");
     } else {
         if req.at == End::Destination {
@@ -401,6 +435,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         } else {
             print!("{}", report.to_text(req.source.namespace.as_deref()));
         }
+        println!("enforced by: {}", enforcement.detail);
     }
     Ok(())
 }
@@ -440,6 +475,7 @@ fn explain_batch(loaded: &Loaded, path: &Path) -> Result<(), Fail> {
 
 fn generate(args: &GenerateArgs) -> Result<(), Fail> {
     let loaded = load_policy(&args.policy)?;
+    print_tcp_gaps(&args.policy, &loaded);
     let opts = Options {
         selection: args.only.unwrap_or(Selection::Default),
         root_namespace: args.root_namespace.clone(),
@@ -451,6 +487,8 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
             image_pull_policy: args.image_pull_policy.clone(),
             fail_strategy: args.fail_strategy,
             scope: args.wasm_scope,
+            namespaces: args.wasm_namespaces.clone(),
+            allow_unpinned: args.allow_unpinned,
         },
         audit_sidecars: args.audit_sidecars,
         ends: args.ends,
@@ -468,38 +506,15 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         &input.label(),
         &manifest::regenerate_command(&input, &opts, args.format),
     );
-    let render = |docs: &[&Doc]| {
+    let target = manifest::output::Target::of(&args.out);
+    let said = manifest::output::write(&target, args.format, &generated.docs, |docs| {
         args.format
             .render(&header, docs)
-            .map_err(|e| Fail(2, format!("error: {e}")))
-    };
-    if args.out == Path::new("-") {
-        let text = render(&generated.docs.iter().collect::<Vec<_>>())?;
-        std::io::stdout().lock().write_all(text.as_bytes())?;
-        return Ok(());
-    }
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        Fail(
-            2,
-            format!("error: cannot create directory {}: {e}", args.out.display()),
-        )
-    })?;
-    for kind in [
-        DocKind::Sidecar,
-        DocKind::WasmPlugin,
-        DocKind::EnvoyFilter,
-        DocKind::PeerAuthentication,
-    ] {
-        let docs: Vec<&Doc> = generated.docs.iter().filter(|d| d.kind == kind).collect();
-        if docs.is_empty() {
-            continue;
-        }
-        let path = args
-            .out
-            .join(format!("{}.{}", kind.file_stem(), args.format.extension()));
-        std::fs::write(&path, render(&docs)?)
-            .map_err(|e| Fail(2, format!("error: cannot write {}: {e}", path.display())))?;
-        eprintln!("wrote {} ({} objects)", path.display(), docs.len());
+            .map_err(|e| manifest::output::OutputError::Usage(e.to_string()))
+    })
+    .map_err(|e| Fail(2, format!("error: {e}")))?;
+    for line in said {
+        eprintln!("{line}");
     }
     Ok(())
 }
