@@ -134,6 +134,11 @@ pub fn parse_istio_sni(raw: &[u8]) -> Option<IstioSni<'_>> {
     let rest = s.strip_prefix("outbound_.")?;
     let (port, rest) = rest.split_once("_.")?;
     let (subset, host) = rest.split_once("_.")?;
+    // Istio writes the port with `%d`: a leading zero is not its SNI (and would name the same
+    // cluster under two spellings).
+    if port.starts_with('0') {
+        return None;
+    }
     let port = crate::authority::parse_port(port.as_bytes()).ok()?;
     if host.is_empty() || subset.contains('|') || host.contains('|') {
         return None;
@@ -276,6 +281,7 @@ mod tests {
             &b"cockroachdb.prod.svc.cluster.local"[..],
             b"inbound_.80_._.a.b",
             b"outbound_.0_._.a.b",
+            b"outbound_.0240_._.a.b",
             b"outbound_.x_._.a.b",
             b"outbound_.80_._.",
             b"outbound_.80_.a.b",
