@@ -180,6 +180,20 @@ mod tests {
         );
     }
 
+    /// The destination end's vectors, native and in wasm alike.
+    #[test]
+    fn every_inbound_vector_decides_as_expected() {
+        let file = load_inbound().expect("inbound-vectors.json parses");
+        let policies = compile_policies(&file).expect("vector policies compile");
+        let failures: Vec<String> = file
+            .cases
+            .iter()
+            .filter_map(|c| check(&policies, c).err())
+            .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(file.cases.len() >= 15, "the corpus shrank");
+    }
+
     #[test]
     fn vector_names_are_unique_and_noted() {
         let file = load().expect("vectors.json parses");

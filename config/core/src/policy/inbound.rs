@@ -249,6 +249,9 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use crate::decision::Protocol;
     use crate::inbound::Inbound;
     use crate::{Policy, Reason};
