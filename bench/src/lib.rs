@@ -310,6 +310,8 @@ pub fn generate_policy(rules: usize, seed: u64) -> Value {
     json!({
         "apiVersion": "tenant-egress/v1",
         "mode": "enforce",
+        // As a real cluster declares them (some tenants are ALLOW_ANY).
+        "clusterNetworks": ["10.96.0.0/12", "10.244.0.0/16"],
         "tenants": tenants,
     })
 }

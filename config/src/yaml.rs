@@ -102,9 +102,19 @@ pub fn from_str_multiple<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, Yaml
     serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| syntax_error(&e))
 }
 
-/// Writes one value as a YAML document (block style, two-space indentation).
+/// Writes one value as a YAML document (block style, two-space indentation). A single-line
+/// string stays one plain or quoted scalar however long, never a folded (`>`) block: a digest
+/// URL must be greppable and read as written. A multi-line string (an embedded JSON policy)
+/// is a literal block (`|`), which keeps its lines as they are.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
-    serde_saphyr::to_string(value).map_err(|e| YamlError::Write(e.to_string()))
+    let options = serde_saphyr::ser_options! {
+        // Folding starts above this many characters: never, for any value we write.
+        folded_wrap_chars: usize::MAX / 2,
+    };
+    let mut out = String::new();
+    serde_saphyr::to_fmt_writer_with_options(&mut out, value, options)
+        .map_err(|e| YamlError::Write(e.to_string()))?;
+    Ok(out)
 }
 
 /// A JSON-shaped tree whose mappings keep their insertion order: the generated objects read
@@ -163,6 +173,30 @@ impl Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_single_line_strings_stay_on_one_line_and_multi_line_ones_are_literal() {
+        let url = format!(
+            "oci://registry.example.com:5000/tenant-egress-filter@sha256:{}",
+            "a".repeat(64)
+        );
+        let doc = Value::Mapping(
+            [
+                ("url".to_owned(), Value::String(url.clone())),
+                (
+                    "json".to_owned(),
+                    Value::String("{\n  \"a\": 1\n}".to_owned()),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let text = to_string(&doc).unwrap();
+        assert!(text.contains(&format!("url: {url}\n")), "{text}");
+        assert!(text.contains("json: |-\n"), "{text}");
+        let back: Value = from_str(&text).unwrap();
+        assert_eq!(back, doc);
+    }
 
     #[test]
     fn value_keeps_field_order_and_round_trips() {

@@ -296,6 +296,17 @@ fn all_variants() -> Vec<(String, Vec<Value>)> {
                 },
             ),
             (
+                "both ends: the destination plugins and PeerAuthentications",
+                Options {
+                    ends: manifest::Ends::Both,
+                    wasm: manifest::WasmOptions {
+                        allow_unpinned: true,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
                 "wasmplugin file://",
                 Options {
                     selection: Selection::WasmPlugin,
@@ -890,6 +901,8 @@ fn generate_cli_outputs_and_options() {
             "generate",
             "policy.yaml",
             "--allow-unpinned",
+            "--ends",
+            "both",
             "--out",
             tmp.to_str().unwrap(),
         ],
@@ -911,7 +924,7 @@ fn generate_cli_outputs_and_options() {
     );
     let sidecars = std::fs::read_to_string(tmp.join("sidecars.yaml")).unwrap();
     assert!(sidecars.contains("kind: Sidecar") && !sidecars.contains("kind: WasmPlugin"));
-    // Both ends by default: the destination end's plugins (SERVER) and STRICT mTLS.
+    // Both ends: the destination end's plugins (SERVER) and STRICT mTLS.
     let plugins = std::fs::read_to_string(tmp.join("wasmplugin.yaml")).unwrap();
     assert!(plugins.contains("mode: CLIENT") && plugins.contains("mode: SERVER"));
     assert!(
@@ -924,28 +937,15 @@ fn generate_cli_outputs_and_options() {
         "{pa}"
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    // One end only, on purpose; and the PeerAuthentication opt-out.
-    let out = run_in(
-        dir,
-        &[
-            "generate",
-            "policy.yaml",
-            "--allow-unpinned",
-            "--ends",
-            "source",
-        ],
-        None,
-    );
+    // The caller's end only (the default for now); the destination's only, on purpose; and
+    // the PeerAuthentication opt-out.
+    let out = run_in(dir, &["generate", "policy.yaml", "--allow-unpinned"], None);
     let s = text(&out.stdout);
     assert!(
         s.contains("mode: CLIENT") && !s.contains("mode: SERVER"),
         "{s}"
     );
     assert!(!s.contains("kind: PeerAuthentication"));
-    assert!(
-        s.contains("--ends source\n"),
-        "the header's command keeps the choice: {s}"
-    );
     let out = run_in(
         dir,
         &[
@@ -962,6 +962,10 @@ fn generate_cli_outputs_and_options() {
     assert!(
         !s.contains("mode: CLIENT") && s.contains("mode: SERVER"),
         "{s}"
+    );
+    assert!(
+        s.contains("--ends destination --no-peer-authentication\n"),
+        "the header's command keeps the choice: {s}"
     );
     assert!(!s.contains("kind: PeerAuthentication"));
     // Bad options are usage errors.

@@ -476,10 +476,13 @@ pub fn plan_plugins(which: IstioDump, policy_json: &str, wasm: &Path) -> Vec<Plu
     use tenant_egress_config::manifest::{self, DocKind, Options, Selection};
     let (spec, _warnings) = tenant_egress_core::validate::validate_json(policy_json.as_bytes())
         .unwrap_or_else(|e| panic!("test policy is invalid: {e}\n{policy_json}"));
-    let opts = Options {
+    // The module as the agent hands it to Envoy: a local file (so pinning by digest, which
+    // `generate` requires of a remote FAIL_CLOSE module, is moot here).
+    let mut opts = Options {
         selection: Selection::WasmPlugin,
         ..Options::default()
     };
+    opts.wasm.url = format!("file://{}", wasm.display());
     let generated = manifest::generate(&spec, &opts)
         .unwrap_or_else(|e| panic!("tenant-egress generate refused the test policy: {e}"));
     generated

@@ -3,10 +3,26 @@
 //!
 //! Everything here fails closed: anything that is not plainly well formed is an error, and the
 //! decision turns every error into a denial. The authority rules follow RFC 3986 §3.2.2 and
-//! RFC 9110 §7.2 narrowed to what a mesh destination can be: a DNS name (RFC 1035 letters,
-//! digits, hyphens) or an IP literal, and an optional port. Userinfo (`user@host`, deprecated by
-//! RFC 9110 §4.2.4), percent-encoding, control bytes (CVE-2019-9900's NUL) and a comma (Envoy
-//! joins repeated `Host` headers with one) never reach the matcher.
+//! RFC 9110 §7.2 narrowed to what a destination can be: a DNS name or an IP literal, and an
+//! optional port. Userinfo (`user@host`, deprecated by RFC 9110 §4.2.4), percent-encoding,
+//! control bytes (CVE-2019-9900's NUL) and a comma (Envoy joins repeated `Host` headers with one)
+//! never reach the matcher.
+//!
+//! The grammar, decided against what Envoy routes:
+//! - **Labels** are letters, digits, hyphens and underscores. Envoy routes a `Host` with an
+//!   underscore (`foo_bar.example.org`) like any other, and under `ALLOW_ANY` it passes through
+//!   to wherever the application connected; refusing it would only deny reachable names. No
+//!   policy host can contain `_` (Istio's Sidecar grammar is DNS-1123), so accepting it cannot
+//!   make a name match, or miss, an entry it otherwise would not.
+//! - **Single labels** (`intranet`, `localhost`) are names like any other. Whether one is a
+//!   Kubernetes short name is Envoy's route table's call, never a guess from the name's shape.
+//! - **Ports**: Envoy never reads the `Host` port as a number when it routes. Its route table
+//!   compares `host:port` literally, or, with `ignore_port_in_host_matching` (which Istio sets),
+//!   drops everything after the last `:` (`HeaderUtility::getPortStart`). So `:00080` is not
+//!   port 80 to Envoy, and the decision never takes its port from the `Host` when the routed
+//!   cluster or the original destination says where the bytes go. The parser accepts only the
+//!   canonical spelling: 1 to 5 digits, no leading zero, 1..=65535; anything else is
+//!   `malformed-authority`. The host is what precedes the port's `:`, as in Envoy.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -31,6 +47,8 @@ pub struct Authority {
     pub kind: HostKind,
     /// The port, when the authority carried one.
     pub port: Option<u16>,
+    /// The address, when the host is an IP literal.
+    pub ip: Option<IpAddr>,
 }
 
 /// Why an authority was refused. Every variant denies with reason `malformed-authority`; the
@@ -48,7 +66,7 @@ pub enum MalformedAuthority {
     /// Not valid UTF-8 / not ASCII.
     #[error("non-ASCII bytes")]
     NonAscii,
-    /// A byte outside the DNS/IP alphabet: whitespace, control bytes, `@`, `%`, `,`, `_`...
+    /// A byte outside the DNS/IP alphabet: whitespace, control bytes, `@`, `%`, `,`...
     #[error("forbidden byte 0x{0:02x}")]
     ForbiddenByte(u8),
     /// Over 253 characters, or a label over 63.
@@ -66,7 +84,7 @@ pub enum MalformedAuthority {
     /// More than one ':' outside brackets.
     #[error("extra ':'")]
     ExtraColon,
-    /// Port empty, not decimal, 0, or over 65535.
+    /// Port empty, not decimal, with a leading zero, 0, or over 65535.
     #[error("bad port")]
     BadPort,
 }
@@ -93,17 +111,29 @@ pub fn parse_authority(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
             (h, Some(parse_port(port)?))
         }
     };
-    let (host, kind) = parse_reg_name(host)?;
-    Ok(Authority { host, kind, port })
+    let (host, ip) = parse_reg_name(host)?;
+    let kind = if ip.is_some() {
+        HostKind::Ip
+    } else {
+        HostKind::Dns
+    };
+    Ok(Authority {
+        host,
+        kind,
+        port,
+        ip,
+    })
 }
 
 fn memchr_colon(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b':')
 }
 
-/// A decimal port 1..=65535 with at most 5 digits (no sign, no spaces).
+/// A canonical decimal port 1..=65535: at most 5 digits, no sign, no spaces, no leading zero
+/// (`00080` is not port 80 to Envoy's route table; see the module docs).
 pub fn parse_port(s: &[u8]) -> Result<u16, MalformedAuthority> {
-    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 5 || s.first() == Some(&b'0') || !s.iter().all(u8::is_ascii_digit)
+    {
         return Err(MalformedAuthority::BadPort);
     }
     let mut v: u32 = 0;
@@ -142,6 +172,7 @@ fn parse_bracketed(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
         host: ip_text(IpAddr::V6(ip))?,
         kind: HostKind::Ip,
         port,
+        ip: Some(IpAddr::V6(ip)),
     })
 }
 
@@ -155,19 +186,19 @@ fn ip_text(ip: IpAddr) -> Result<HostName, MalformedAuthority> {
     HostName::lower(buf.get(..len).unwrap_or(&[])).ok_or(MalformedAuthority::TooLong)
 }
 
-/// Bytes allowed in a DNS label: ASCII letters, digits and '-'.
+/// Bytes allowed in a label: ASCII letters, digits, '-' and '_' (see the module docs).
 static LABEL_BYTE: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'-';
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
         b += 1;
     }
     t
 };
 
-/// Checks one DNS name (labels of letters, digits, hyphens; 1..=63 per label; <= 253; the
+/// Checks one DNS name (labels of letters, digits, hyphens, underscores; 1..=63 per label; <= 253; the
 /// trailing dot already removed by the caller) and returns whether the last label is all
 /// digits. One branch-light pass accepts every good name; only a bad one takes the label-by-label
 /// path that names the first error (empty or hyphen-edged label, then too long, then the first
@@ -225,9 +256,10 @@ fn reg_name_error(host: &[u8]) -> Result<bool, MalformedAuthority> {
     Ok(last.iter().all(u8::is_ascii_digit))
 }
 
-/// A DNS name (letters, digits, hyphens; 1..=63 per label; <= 253; one trailing dot) or a
+/// A DNS name (letters, digits, hyphens, underscores; 1..=63 per label; <= 253; one trailing
+/// dot) or a
 /// dotted-quad IPv4 literal. Folds to lowercase.
-fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthority> {
+fn parse_reg_name(host: &[u8]) -> Result<(HostName, Option<IpAddr>), MalformedAuthority> {
     let had_dot = host.last() == Some(&b'.');
     let host = host.strip_suffix(b".").unwrap_or(host);
     if check_reg_name(host)? {
@@ -240,10 +272,10 @@ fn parse_reg_name(host: &[u8]) -> Result<(HostName, HostKind), MalformedAuthorit
         }
         let text = std::str::from_utf8(host).map_err(|_| MalformedAuthority::BadIpv4)?;
         let ip: Ipv4Addr = text.parse().map_err(|_| MalformedAuthority::BadIpv4)?;
-        return Ok((ip_text(IpAddr::V4(ip))?, HostKind::Ip));
+        return Ok((ip_text(IpAddr::V4(ip))?, Some(IpAddr::V4(ip))));
     }
     let name = HostName::lower(host).ok_or(MalformedAuthority::TooLong)?;
-    Ok((name, HostKind::Dns))
+    Ok((name, None))
 }
 
 // === Cluster names ===
@@ -391,6 +423,20 @@ mod tests {
             ("2001:db8::1".into(), HostKind::Ip, None)
         );
         assert_eq!(ok("a-b.c1"), ("a-b.c1".into(), HostKind::Dns, None));
+        // Underscores and single labels: Envoy routes them (see the module docs).
+        assert_eq!(
+            ok("Foo_Bar.example.org"),
+            ("foo_bar.example.org".into(), HostKind::Dns, None)
+        );
+        assert_eq!(
+            ok("_dmarc.x.org"),
+            ("_dmarc.x.org".into(), HostKind::Dns, None)
+        );
+        assert_eq!(
+            ok("localhost:8080"),
+            ("localhost".into(), HostKind::Dns, Some(8080))
+        );
+        assert_eq!(ok("a:10"), ("a".into(), HostKind::Dns, Some(10)));
         let max = [
             "a".repeat(63),
             "b".repeat(63),
@@ -416,7 +462,7 @@ mod tests {
         assert_eq!(bad(b"a\0b.com"), M::ForbiddenByte(0));
         assert_eq!(bad(b"a.com\r\n"), M::ForbiddenByte(b'\r'));
         assert_eq!(bad(b"a.example,b.example"), M::ForbiddenByte(b','));
-        assert_eq!(bad(b"under_score.com"), M::ForbiddenByte(b'_'));
+        assert_eq!(bad(b"a.example/x"), M::ForbiddenByte(b'/'));
         assert_eq!(bad("b\u{fc}cher.de".as_bytes()), M::NonAscii);
         assert_eq!(bad(b"a..b"), M::BadLabel);
         assert_eq!(bad(b"a.com.."), M::BadLabel);
@@ -444,6 +490,11 @@ mod tests {
         assert_eq!(bad(b"a:+80"), M::BadPort);
         assert_eq!(bad(b"a:080080"), M::BadPort);
         assert_eq!(bad(b"a: 80"), M::BadPort);
+        // Envoy never reads `00080` as port 80 when it routes; neither do we.
+        assert_eq!(bad(b"a:00080"), M::BadPort);
+        assert_eq!(bad(b"a:080"), M::BadPort);
+        assert_eq!(bad(b"a:00"), M::BadPort);
+        assert_eq!(bad(b"[::1]:0443"), M::BadPort);
     }
 
     #[test]
@@ -487,6 +538,7 @@ mod tests {
             "outbound|80||a b.c",
             "outbound|80||10.0.0.1",
             "outbound|http||a.b",
+            "outbound|080||a.b",
         ] {
             assert_eq!(parse_cluster(bad), Err(BadCluster::Malformed), "{bad}");
         }

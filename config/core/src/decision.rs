@@ -1,6 +1,7 @@
 //! Request-time inputs and outputs of [`crate::Policy::decide`].
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use crate::authority::{BadCluster, MalformedAuthority};
 use crate::name::{HostName, NsName};
@@ -230,6 +231,10 @@ pub struct Destination {
     pub namespace: NsName,
     /// Destination port, when known.
     pub port: Option<u16>,
+    /// The original destination (`destination.address`) when the decision used it and the
+    /// host above is a name: a passthrough goes where the application connected, whatever the
+    /// name says.
+    pub address: Option<SocketAddr>,
 }
 
 impl Destination {
@@ -238,6 +243,7 @@ impl Destination {
         host: HostName::empty(),
         namespace: NsName::empty(),
         port: None,
+        address: None,
     };
 
     /// The host, or `None` when unknown.
@@ -261,6 +267,16 @@ impl fmt::Display for Destination {
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
+        match self.address {
+            // IpAddr's Display, which the filter links anyway (SocketAddr's costs wasm bytes).
+            Some(SocketAddr::V4(a)) => {
+                write!(f, " (original destination {}:{})", a.ip(), a.port())?
+            }
+            Some(SocketAddr::V6(a)) => {
+                write!(f, " (original destination [{}]:{})", a.ip(), a.port())?
+            }
+            None => {}
+        }
         Ok(())
     }
 }
@@ -278,6 +294,19 @@ pub enum Detail {
     HttpOnlyPort(u16),
     /// Why the caller's identity was refused (destination end).
     Identity(crate::inbound::BadIdentity),
+    /// A passthrough to an in-cluster destination: its original destination lies in the
+    /// policy's `clusterNetworks`, or its name is a pod's DNS name. No name the policy can verify
+    /// says which namespace it is in, so only an entry importing every namespace (`*/*`) can
+    /// allow it.
+    InCluster,
+    /// Like [`Detail::InCluster`], because the name is a pod's DNS name (`*.pod.<domain>`).
+    InClusterPodName,
+    /// Like [`Detail::InCluster`], and the listener also excludes something in the cluster
+    /// (a `~ns/...` entry, or an in-cluster name), which an unnamed address might be.
+    InClusterExcluded,
+    /// A passthrough whose original destination is unknown while the policy declares
+    /// `clusterNetworks`: it may be in-cluster, so it is decided as such (fail closed).
+    NoOriginalDestination,
 }
 
 /// The outcome of one decision. Never allocates; names the rule that decided.

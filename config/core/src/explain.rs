@@ -212,6 +212,9 @@ pub struct DestinationReport {
     pub host: Option<String>,
     /// Destination port, when known.
     pub port: Option<u16>,
+    /// The original destination (`ip:port`) of a passthrough named by its `Host`/SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl Report {
@@ -239,6 +242,7 @@ impl Report {
                 namespace: d.destination.namespace().map(str::to_owned),
                 host: d.destination.host().map(str::to_owned),
                 port: d.destination.port,
+                address: d.destination.address.map(|a| a.to_string()),
             },
             explanation: explain(policy, d, source.namespace),
         }
@@ -281,6 +285,18 @@ impl Report {
     }
 }
 
+fn in_cluster(detail: Option<Detail>) -> bool {
+    matches!(
+        detail,
+        Some(
+            Detail::InCluster
+                | Detail::InClusterPodName
+                | Detail::InClusterExcluded
+                | Detail::NoOriginalDestination
+        )
+    )
+}
+
 fn is_ip(host: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_ok()
 }
@@ -299,7 +315,12 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         },
         Reason::AllowAny => write!(
             s,
-            "{dest} is outside the service registry and tenant {tenant} uses ALLOW_ANY"
+            "{dest} is outside the service registry{} and tenant {tenant} uses ALLOW_ANY",
+            if policy.cluster_networks().is_empty() {
+                ""
+            } else {
+                " and the cluster's networks"
+            }
         ),
         Reason::UnknownSource => write!(
             s,
@@ -355,6 +376,46 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
             ),
             None => write!(s, "{dest} is excluded"),
         },
+        Reason::NotAllowed if in_cluster(d.detail) => {
+            let list = match d.detail {
+                Some(Detail::NoOriginalDestination) => {
+                    s.push_str("the original destination of this passthrough is unknown, so it may lie in the cluster's networks");
+                    true
+                }
+                Some(Detail::InClusterPodName) => {
+                    let _ = write!(
+                        s,
+                        "{dest} is in-cluster: the request names a pod (*.pod.{})",
+                        policy.cluster_domain()
+                    );
+                    false
+                }
+                _ => {
+                    let _ = write!(s, "{dest} is inside the cluster's networks");
+                    true
+                }
+            };
+            if list {
+                for (i, c) in policy.cluster_networks().iter().enumerate() {
+                    let _ = write!(s, "{}{c}", if i == 0 { " (" } else { ", " });
+                }
+                s.push(')');
+            }
+            s.push_str(" and Envoy sent it to PassthroughCluster, so no name the policy can check says which service or namespace it is; ");
+            match (d.detail, rule) {
+                (Some(Detail::InClusterExcluded), Some(r)) => {
+                    let _ = write!(s, "{} imports every namespace, but it also excludes something in the cluster, which an address alone could be", r.path);
+                }
+                _ => {
+                    let _ = write!(s, "only an entry importing every namespace (\"*/*\") allows an in-cluster address for tenant {tenant}");
+                }
+            }
+            write!(
+                s,
+                ". Call the service by its name (svc.ns.svc.{}) and import that",
+                policy.cluster_domain()
+            )
+        }
         Reason::NotAllowed => {
             let suggestion = match (dest.namespace(), dest.host()) {
                 (Some(ns), Some(h)) => format!("\"{ns}/{h}\""),

@@ -43,6 +43,7 @@ pub mod explain;
 pub mod inbound;
 pub mod listeners;
 pub mod name;
+pub mod network;
 pub mod pattern;
 pub mod policy;
 pub mod spec;

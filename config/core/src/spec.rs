@@ -38,6 +38,13 @@ pub struct PolicySpec {
     /// HTTP status of the local reply sent for a denied request (400..=599).
     #[serde(default = "default_deny_status")]
     pub deny_status: u16,
+    /// The cluster's own address ranges: its Service CIDRs (`kube-apiserver
+    /// --service-cluster-ip-range`) and pod CIDRs (`--cluster-cidr`, the nodes' `spec.podCIDRs`).
+    /// A passthrough (`ALLOW_ANY`) whose original destination lies inside them is in-cluster
+    /// traffic and needs an import; without them an `ALLOW_ANY` tenant can reach any ClusterIP
+    /// or pod IP by address. One flat list: both kinds mean "in the cluster" to the decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_networks: Vec<String>,
     /// What the filter does in an Istio gateway proxy (node id `router~...`). A mesh-wide
     /// `CLIENT` WasmPlugin also reaches gateway listeners, and a gateway's namespace belongs to
     /// no tenant: with `unknownSource: deny` enforcing there would deny all ingress traffic.

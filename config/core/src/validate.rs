@@ -19,8 +19,9 @@ use serde_json::Value;
 
 use crate::listeners::{self, Conflict, PortProtocol, UnknownProtocol};
 use crate::name::{self, NameError};
+use crate::network::{Cidr, CidrError};
 use crate::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
-use crate::spec::{EgressSpec, PolicySpec, WorkloadSpec, API_VERSION};
+use crate::spec::{EgressSpec, OutboundTrafficPolicy, PolicySpec, WorkloadSpec, API_VERSION};
 
 mod identity;
 
@@ -149,6 +150,9 @@ pub enum ErrorKind {
     /// A bad `clusterDomain`.
     #[error("clusterDomain \"{0}\" is not a DNS name: {1}")]
     ClusterDomain(String, NameError),
+    /// A bad CIDR in `clusterNetworks`.
+    #[error("\"{0}\" {1}")]
+    Cidr(String, CidrError),
     /// The document is not UTF-8 JSON at all.
     #[error("{0}")]
     Syntax(String),
@@ -256,6 +260,7 @@ static POLICY: Obj = Obj(&[
     ("apiVersion", Kind::Str, true),
     ("mode", Kind::Enum(MODES), false),
     ("clusterDomain", Kind::Str, false),
+    ("clusterNetworks", Kind::StrList, false),
     ("unknownSource", Kind::Enum(&["deny", "allow"]), false),
     ("denyStatus", Kind::Int(0, 65535), false),
     ("gateways", Kind::Enum(&["passthrough", "enforce"]), false),
@@ -505,6 +510,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
     if !(400..=599).contains(&spec.deny_status) {
         c.err("denyStatus", ErrorKind::DenyStatus(spec.deny_status));
     }
+    check_cluster_networks(&mut c, spec);
     if spec.tenants.is_empty() {
         c.warn(
             "tenants",
@@ -611,6 +617,38 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
     }
     identity::check_document(&mut c, spec);
     (c.errors, c.warnings)
+}
+
+/// `clusterNetworks`: every CIDR parses, and ALLOW_ANY tenants are warned about when the policy
+/// declares none (their passthroughs can then reach any ClusterIP or pod IP by address).
+fn check_cluster_networks(c: &mut Checker, spec: &PolicySpec) {
+    for (i, cidr) in spec.cluster_networks.iter().enumerate() {
+        if let Err(e) = cidr.parse::<Cidr>() {
+            c.err(
+                format!("clusterNetworks[{i}]"),
+                ErrorKind::Cidr(cidr.clone(), e),
+            );
+        }
+    }
+    let mut allow_any = String::new();
+    for t in &spec.tenants {
+        if t.outbound_traffic_policy == OutboundTrafficPolicy::AllowAny {
+            if !allow_any.is_empty() {
+                allow_any.push_str(", ");
+            }
+            allow_any.push_str(&t.name);
+        }
+    }
+    if spec.cluster_networks.is_empty() && !allow_any.is_empty() {
+        c.warn(
+            "clusterNetworks",
+            format!(
+                "not set, and tenant(s) {allow_any} use ALLOW_ANY: their passthroughs reach any \
+                 ClusterIP or pod IP. List the Service and pod CIDRs (kubectl cluster-info dump | \
+                 grep -Eo -- '--(service-cluster-ip-range|cluster-cidr)=[^\"]*' | sort -u)"
+            ),
+        );
+    }
 }
 
 fn fmt_labels(l: &BTreeMap<String, String>) -> String {

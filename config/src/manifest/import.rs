@@ -805,6 +805,9 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             unknown_source: UnknownSource::Allow,
             deny_status: DEFAULT_DENY_STATUS,
+            // Sidecars do not say which addresses are the cluster's: `import --service-cidr
+            // --pod-cidr` (or the validate warning) fills them in.
+            cluster_networks: Vec::new(),
             gateways: Gateways::Passthrough,
             tenants,
             trust_domains: Vec::new(),

@@ -76,13 +76,17 @@ pub enum Selection {
 }
 
 /// Which end(s) of a request the filter enforces at (`generate --ends`).
+///
+/// The default is still the caller's end only: the staged rollout (`--wasm-namespaces`, the
+/// FAIL_OPEN audit steps, the prune allow-list) does not place the destination end's plugins
+/// and PeerAuthentications yet, so `both` is asked for explicitly until it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Ends {
-    /// The caller's sidecar AND the destination's (the default: a tenant that switches off its
-    /// own sidecar is still refused where it cannot tamper).
-    #[default]
+    /// The caller's sidecar AND the destination's: a tenant that switches off its own sidecar
+    /// is still refused where it cannot tamper.
     Both,
     /// Only the caller's own sidecar (outbound).
+    #[default]
     Source,
     /// Only the destination's sidecar (inbound, on the caller's mTLS identity).
     Destination,
@@ -224,7 +228,7 @@ impl Default for Options {
             shared_namespaces: Vec::new(),
             wasm: WasmOptions::default(),
             audit_sidecars: AuditSidecars::Scoped,
-            ends: Ends::Both,
+            ends: Ends::Source,
             peer_authentication: true,
         }
     }

@@ -136,11 +136,19 @@ impl Policy {
             .strip_suffix('.')
             .unwrap_or(&spec.cluster_domain)
             .to_ascii_lowercase();
+        let domain_suffix = format!(".{cluster_domain}");
+        let mut excludes_in_cluster = Vec::with_capacity(b.sets.len());
+        for set in &b.sets {
+            excludes_in_cluster.push(set.exclude.may_select_in_cluster(domain_suffix.as_bytes()));
+        }
         Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,
             gateways: spec.gateways,
             deny_status: spec.deny_status,
+            networks: super::networks_of(spec),
+            excludes_in_cluster,
+            pod_suffix: format!(".pod.{cluster_domain}").into(),
             svc_suffix: format!(".svc.{cluster_domain}").into(),
             cluster_domain: cluster_domain.into(),
             tenants,

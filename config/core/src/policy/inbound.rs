@@ -213,6 +213,7 @@ impl Policy {
                 host,
                 namespace: self.namespace_of_fqdn(host.as_bytes()),
                 port: Some(port),
+                address: None,
             };
             return d;
         }

@@ -37,6 +37,12 @@ pub(super) struct Bucket {
 }
 
 impl Bucket {
+    /// A destination whose namespace is unknown: only `*` entries select it.
+    pub(super) const UNKNOWN: Bucket = Bucket {
+        ns: None,
+        own: false,
+    };
+
     /// Whether `key` is the destination's own namespace bucket (not `*`).
     fn specific(self, key: NsKey) -> bool {
         match key {
@@ -50,6 +56,22 @@ impl Bucket {
 impl Patterns {
     pub(super) fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.suffix.is_empty() && self.all.is_empty()
+    }
+
+    /// Whether any rule here could select something inside the cluster whose namespace is
+    /// not known: a namespace-wide entry (`~ns/*`, `~*/*`), any entry scoped to a namespace, or
+    /// a host at or under the cluster domain (`domain_suffix` is `.<clusterDomain>`). Computed
+    /// once per listener at compile time.
+    pub(super) fn may_select_in_cluster(&self, domain_suffix: &[u8]) -> bool {
+        let scoped = |rules: &NsRules| rules.iter().any(|(k, _)| *k != NsKey::Any);
+        !self.all.is_empty()
+            || self
+                .exact
+                .iter()
+                .any(|(h, r)| scoped(r) || h.ends_with(domain_suffix))
+            || self.suffix.iter().any(|(sfx, r)| {
+                scoped(r) || sfx.ends_with(domain_suffix) || domain_suffix.ends_with(sfx)
+            })
     }
 
     /// Best rule among those naming this host: the destination's own bucket beats `*`; rules

@@ -25,12 +25,15 @@ mod resolve;
 use rustc_hash::FxHashMap;
 
 use crate::decision::{
-    Decision, Destination, Detail, Protocol, Reason, Request, RuleId, RuleInfo, Source, Target,
+    Decision, Destination, DestinationKind, Detail, Protocol, Reason, Request, RuleId, RuleInfo,
+    Source, Target,
 };
 use crate::name::NsName;
+use crate::network::{Cidr, ClusterNetworks};
 use crate::spec::{Gateways, Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
 use crate::validate::{self, InvalidPolicy, Warning};
 use index::{Bucket, HostSet};
+use resolve::{ip_destination, Passthrough, Route};
 
 pub use compile::opens_tcp;
 
@@ -105,6 +108,13 @@ pub struct Policy {
     cluster_domain: Box<str>,
     /// `.svc.<clusterDomain>`
     svc_suffix: Box<str>,
+    /// `.pod.<clusterDomain>`
+    pod_suffix: Box<str>,
+    /// The cluster's Service and pod CIDRs (`clusterNetworks`).
+    networks: ClusterNetworks,
+    /// Per listener set: whether its exclusions may select an in-cluster destination whose
+    /// namespace is unknown (see [`index::Patterns::may_select_in_cluster`]).
+    excludes_in_cluster: Vec<bool>,
     tenants: Vec<Tenant>,
     tenant_of_ns: FxHashMap<Box<str>, u32>,
     /// Every namespace the policy names (tenants' and hosts'), for short-name resolution.
@@ -163,6 +173,11 @@ impl Policy {
     /// The cluster domain (`cluster.local`).
     pub fn cluster_domain(&self) -> &str {
         &self.cluster_domain
+    }
+
+    /// The cluster's Service and pod CIDRs, as declared in `clusterNetworks`.
+    pub fn cluster_networks(&self) -> &[Cidr] {
+        self.networks.cidrs()
     }
 
     /// Number of tenants.
@@ -278,7 +293,7 @@ impl Policy {
             return d;
         }
         let src_ns = src.namespace.as_bytes();
-        let Some(outside_registry) = self.resolve(src_ns, target, &mut d) else {
+        let Some(route) = self.resolve(src_ns, target, &mut d) else {
             return d;
         };
         let Some(tenant) = tenant else {
@@ -286,34 +301,59 @@ impl Policy {
             d.allowed = self.unknown_source == UnknownSource::Allow;
             return d;
         };
-        if outside_registry {
-            if tenant.outbound == OutboundTrafficPolicy::AllowAny {
-                d.allowed = true;
-                d.reason = Reason::AllowAny;
-            } else {
-                d.reason = Reason::NotInRegistry;
+        match route {
+            Route::Registry { fallback } => {
+                let host = d.destination.host;
+                self.decide_import(tenant, src, target, host.as_bytes(), &mut d);
+                // Without a routed cluster, a name no entry imports is one the tenant's Sidecar
+                // has no route for: under ALLOW_ANY Envoy would pass it through, so it is
+                // decided as that passthrough. A short name is never denied only because its
+                // last label happens to be a namespace.
+                if let Some(p) = fallback {
+                    if !d.allowed && tenant.outbound == OutboundTrafficPolicy::AllowAny {
+                        self.decide_passthrough(tenant, src, target, &p, &mut d);
+                    }
+                }
             }
-            return d;
+            Route::Passthrough(p) => self.decide_passthrough(tenant, src, target, &p, &mut d),
         }
+        d
+    }
+
+    /// The import check of one listener: exclusions win, then imports, for `host` in the
+    /// destination's namespace bucket. Not inlined: one copy serves both callers (the shipped
+    /// .wasm has a size budget).
+    #[inline(never)]
+    fn decide_import(
+        &self,
+        tenant: &Tenant,
+        src: &SourceScope,
+        target: &Target<'_>,
+        host: &[u8],
+        d: &mut Decision,
+    ) {
+        d.allowed = false;
+        d.rule = None;
         let Some(view) = tenant.views.get(src.view as usize) else {
             d.reason = Reason::NotAllowed;
-            return d;
+            return;
         };
         let Some(listener) = view.on_port(d.destination.port) else {
             d.reason = Reason::NotAllowed;
             d.detail = Some(Detail::NoListenerForPort(d.destination.port));
-            return d;
+            return;
         };
         if target.protocol == Protocol::Tcp && !listener.tcp {
             d.reason = Reason::NotAllowed;
             d.rule = Some(listener.rule);
             d.detail = d.destination.port.map(Detail::HttpOnlyPort);
-            return d;
+            return;
         }
         let Some(set) = self.sets.get(listener.set as usize) else {
             d.reason = Reason::NotAllowed;
-            return d;
+            return;
         };
+        let src_ns = src.namespace.as_bytes();
         let dest_ns = d.destination.namespace.as_bytes();
         let bucket = Bucket {
             ns: if dest_ns.is_empty() {
@@ -323,12 +363,11 @@ impl Policy {
             },
             own: !dest_ns.is_empty() && dest_ns == src_ns,
         };
-        let host = d.destination.host.as_bytes();
         if !set.exclude.is_empty() {
             if let Some(rule) = set.exclude.find(host, bucket) {
                 d.reason = Reason::Excluded;
                 d.rule = Some(rule);
-                return d;
+                return;
             }
         }
         match set.import.find(host, bucket) {
@@ -342,8 +381,112 @@ impl Policy {
                 d.rule = Some(listener.rule);
             }
         }
-        d
     }
+
+    /// A request or connection Envoy sent to `PassthroughCluster` (or that no cluster names):
+    /// it goes to the original destination, whatever its name says. HTTP and TLS alike:
+    /// 1. an exclusion of the listener for the destination port holds on the name (the `Host`
+    ///    or the SNI, already folded to one spelling: case, trailing dot, port);
+    /// 2. `REGISTRY_ONLY`: nothing outside the registry passes;
+    /// 3. in-cluster (the original destination lies in `clusterNetworks`, or the name is a
+    ///    pod's DNS name): mesh traffic, so it needs an import. Nothing verifiable says which
+    ///    namespace it is in, so only `*/*` can allow it, and not when the listener excludes
+    ///    something in the cluster. Unknown original destination with networks declared: the
+    ///    same (fail closed);
+    /// 4. otherwise external: allowed under `ALLOW_ANY`.
+    fn decide_passthrough(
+        &self,
+        tenant: &Tenant,
+        src: &SourceScope,
+        target: &Target<'_>,
+        p: &Passthrough,
+        d: &mut Decision,
+    ) {
+        d.allowed = false;
+        d.rule = None;
+        d.detail = None;
+        d.destination = match (p.name, p.ip) {
+            (Some(name), _) => Destination {
+                kind: DestinationKind::Host,
+                host: name,
+                namespace: NsName::empty(),
+                port: p.port,
+                address: p.address,
+            },
+            (None, Some(ip)) => ip_destination(ip, p.port),
+            (None, None) => Destination {
+                port: p.port,
+                ..Destination::UNKNOWN
+            },
+        };
+        let listener = tenant
+            .views
+            .get(src.view as usize)
+            .and_then(|v| v.on_port(p.port));
+        if let Some(name) = p.name {
+            let set = listener.and_then(|l| self.sets.get(l.set as usize));
+            if let Some(set) = set.filter(|s| !s.exclude.is_empty()) {
+                if let Some(rule) = set.exclude.find(name.as_bytes(), Bucket::UNKNOWN) {
+                    d.reason = Reason::Excluded;
+                    d.rule = Some(rule);
+                    return;
+                }
+            }
+        }
+        if tenant.outbound == OutboundTrafficPolicy::RegistryOnly {
+            d.reason = Reason::NotInRegistry;
+            return;
+        }
+        let in_cluster = p.pod_name || p.ip.is_some_and(|ip| self.networks.contains(ip));
+        let unknown = p.ip.is_none() && self.networks.is_declared();
+        if !in_cluster && !unknown {
+            d.allowed = true;
+            d.reason = Reason::AllowAny;
+            return;
+        }
+        // Decided on the address (the name is only a claim): only `*/*` selects it.
+        if let Some(ip) = p.ip {
+            d.destination = ip_destination(ip, p.port);
+        }
+        let host = if p.ip.is_some() {
+            d.destination.host
+        } else {
+            crate::name::HostName::empty()
+        };
+        self.decide_import(tenant, src, target, host.as_bytes(), d);
+        if d.detail.is_some() {
+            return;
+        }
+        let excluding = listener
+            .and_then(|l| self.excludes_in_cluster.get(l.set as usize))
+            .copied()
+            .unwrap_or(true);
+        d.detail = Some(if !in_cluster {
+            Detail::NoOriginalDestination
+        } else if d.allowed && excluding {
+            Detail::InClusterExcluded
+        } else if p.pod_name {
+            Detail::InClusterPodName
+        } else {
+            Detail::InCluster
+        });
+        if d.allowed && excluding {
+            d.allowed = false;
+            d.reason = Reason::NotAllowed;
+        }
+    }
+}
+
+/// The cluster networks a spec declares (validation has refused unparsable CIDRs).
+pub(super) fn networks_of(spec: &PolicySpec) -> ClusterNetworks {
+    // Plain loops: iterator adapters here cost the shipped .wasm more than they read better.
+    let mut cidrs = Vec::new();
+    for c in &spec.cluster_networks {
+        if let Ok(c) = c.parse::<Cidr>() {
+            cidrs.push(c);
+        }
+    }
+    ClusterNetworks::new(cidrs)
 }
 
 #[cfg(test)]

@@ -1,15 +1,42 @@
 //! Destination resolution: what a request or connection is going to, from the routed cluster,
 //! the `:authority` (or SNI) and the original destination address, with Istio's route aliases.
 
+use std::net::{IpAddr, SocketAddr};
+
 use super::Policy;
-use crate::authority::{self, Cluster, HostKind};
+use crate::authority::{self, Authority, Cluster, HostKind};
 use crate::decision::{Decision, Destination, DestinationKind, Detail, Reason, Target};
 use crate::name::{HostName, NsName};
 
+/// How the destination is to be decided.
+pub(super) enum Route {
+    /// A service or ServiceEntry host, in `d.destination`: decided by the imports. `fallback`
+    /// is the passthrough the same request would be if no entry imports it (a name with no
+    /// routed cluster, which under ALLOW_ANY Envoy passes through when it has no route).
+    Registry { fallback: Option<Passthrough> },
+    /// Where the application connected: `PassthroughCluster`, an IP literal, an address alone.
+    Passthrough(Passthrough),
+}
+
+/// What is known about a passthrough.
+#[derive(Clone, Copy)]
+pub(super) struct Passthrough {
+    /// The `Host`/SNI when it is a DNS name, in its one normalized spelling.
+    pub(super) name: Option<HostName>,
+    /// The original destination's IP (else an IP-literal authority's).
+    pub(super) ip: Option<IpAddr>,
+    /// The original destination's port (else the authority's).
+    pub(super) port: Option<u16>,
+    /// The original destination, shown next to a name.
+    pub(super) address: Option<SocketAddr>,
+    /// The name is a pod's DNS name (`*.pod.<clusterDomain>`): in-cluster whatever the address.
+    pub(super) pod_name: bool,
+}
+
 impl Policy {
-    /// Resolves what the request is going to into `d.destination`. Returns whether it lies
-    /// outside the service registry, or `None` after setting the deny reason.
-    pub(super) fn resolve(&self, src_ns: &[u8], t: &Target<'_>, d: &mut Decision) -> Option<bool> {
+    /// Resolves what the request is going to into `d.destination` and says how to decide it,
+    /// or `None` after setting the deny reason.
+    pub(super) fn resolve(&self, src_ns: &[u8], t: &Target<'_>, d: &mut Decision) -> Option<Route> {
         let fail = |d: &mut Decision, reason: Reason, detail: Option<Detail>| {
             d.reason = reason;
             d.detail = detail;
@@ -56,48 +83,70 @@ impl Policy {
                 // Without an authority, a wildcard ServiceEntry cluster (`*.wikipedia.org`) is
                 // matched as the pattern itself: only an entry at least as wide can allow it.
                 dest.namespace = self.destination_namespace(t, dest.host.as_bytes());
-                Some(false)
+                Some(Route::Registry { fallback: None })
             }
             Some(Cluster::Passthrough) => {
-                if let Some(addr) = address {
-                    *dest = ip_destination(addr.ip(), Some(addr.port()));
-                }
-                // Under ALLOW_ANY Istio sends unknown hosts to the address the app dialled. An
-                // authority that names a mesh service while Envoy found no route for it means the
-                // Host header is lying about where the bytes go (or the Sidecar does not import
-                // it): never let a passthrough masquerade as a registry service.
-                if let Some(a) = &authority {
-                    if a.kind == HostKind::Dns && self.names_mesh_service(src_ns, a.host.as_bytes())
-                    {
-                        return fail(d, Reason::AuthorityMismatch, None);
+                // A service FQDN that Envoy found no route for: the Host is lying about where
+                // the bytes go (or the Sidecar does not import it). Never let a passthrough
+                // masquerade as a registry service. Only the unambiguous FQDN counts: a short
+                // name (`go.dev`, `intranet`) is decided by where it goes, not by its shape.
+                if authority.as_ref().is_some_and(|a| self.is_service_fqdn(a)) {
+                    if let Some(addr) = address {
+                        *dest = ip_destination(addr.ip(), Some(addr.port()));
                     }
+                    return fail(d, Reason::AuthorityMismatch, None);
                 }
-                Some(true)
+                Some(Route::Passthrough(
+                    self.passthrough(authority.as_ref(), address),
+                ))
             }
             Some(Cluster::BlackHole) => fail(d, Reason::Blackhole, None),
             Some(Cluster::Inbound) => fail(d, Reason::UnsupportedCluster, None),
             None => {
                 let Some(a) = authority else {
                     return match address {
-                        Some(addr) => {
-                            *dest = ip_destination(addr.ip(), Some(addr.port()));
-                            Some(true)
-                        }
+                        Some(_) => Some(Route::Passthrough(self.passthrough(None, address))),
                         None => fail(d, Reason::UnknownDestination, None),
                     };
                 };
-                dest.port = a.port.or(address.map(|s| s.port()));
-                if a.kind == HostKind::Ip {
-                    dest.kind = DestinationKind::Ip;
-                    dest.host = a.host;
-                    return Some(true);
+                let p = self.passthrough(Some(&a), address);
+                if a.kind == HostKind::Ip || p.pod_name {
+                    return Some(Route::Passthrough(p));
                 }
+                // Where the bytes go, when known; the authority's port is only a claim.
+                dest.port = address.map(|s| s.port()).or(a.port);
                 dest.kind = DestinationKind::Host;
+                let fqdn = self.is_service_fqdn(&a);
                 dest.host = self.expand_alias(src_ns, &a.host).unwrap_or(a.host);
                 dest.namespace = self.destination_namespace(t, dest.host.as_bytes());
-                Some(false)
+                Some(Route::Registry {
+                    fallback: (!fqdn).then_some(p),
+                })
             }
         }
+    }
+
+    /// What a passthrough to `address` named by `authority` is.
+    fn passthrough(
+        &self,
+        authority: Option<&Authority>,
+        address: Option<SocketAddr>,
+    ) -> Passthrough {
+        let name = authority
+            .filter(|a| a.kind == HostKind::Dns)
+            .map(|a| a.host);
+        Passthrough {
+            name,
+            ip: address.map(|s| s.ip()).or(authority.and_then(|a| a.ip)),
+            port: address.map(|s| s.port()).or(authority.and_then(|a| a.port)),
+            address: address.filter(|_| name.is_some()),
+            pod_name: name.is_some_and(|n| n.as_bytes().ends_with(self.pod_suffix.as_bytes())),
+        }
+    }
+
+    /// Whether the authority is a Kubernetes service FQDN (`*.svc.<clusterDomain>`).
+    fn is_service_fqdn(&self, a: &Authority) -> bool {
+        a.kind == HostKind::Dns && a.host.as_bytes().ends_with(self.svc_suffix.as_bytes())
     }
 
     /// The namespace from cluster metadata when the proxy has it, else from the FQDN.
@@ -139,17 +188,6 @@ impl Policy {
             }
             _ => None,
         }
-    }
-
-    /// Whether `host` names a Kubernetes service of this cluster: an FQDN under
-    /// `.svc.<clusterDomain>` or one of its short aliases.
-    fn names_mesh_service(&self, src_ns: &[u8], host: &[u8]) -> bool {
-        if host.ends_with(self.svc_suffix.as_bytes()) {
-            return true;
-        }
-        HostName::lower(host)
-            .and_then(|h| self.expand_alias(src_ns, &h))
-            .is_some()
     }
 
     /// Checks that the authority names the cluster's service, and says which host to match:
@@ -223,8 +261,7 @@ enum Matched {
 /// bare ClusterIP among the domains of every port's virtual host and matches hosts with
 /// `ignore_port_in_host_matching` (1.18 and later), so the IP alone names the service.
 fn ip_authority_is(a: &authority::Authority, addr: &std::net::SocketAddr) -> bool {
-    a.host.as_str().parse::<std::net::IpAddr>().ok() == Some(addr.ip())
-        && a.port.is_none_or(|p| p == addr.port())
+    a.ip == Some(addr.ip()) && a.port.is_none_or(|p| p == addr.port())
 }
 
 /// `a.b.c` -> (`a`, `b.c`).
@@ -239,12 +276,15 @@ fn rsplit_dot(s: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
-fn ip_destination(ip: std::net::IpAddr, port: Option<u16>) -> Destination {
+/// An address as a destination (the IP in canonical text form).
+#[inline(never)]
+pub(super) fn ip_destination(ip: IpAddr, port: Option<u16>) -> Destination {
     let text = ip.to_string();
     Destination {
         kind: DestinationKind::Ip,
         host: HostName::lower(text.as_bytes()).unwrap_or(HostName::empty()),
         namespace: NsName::empty(),
         port,
+        address: None,
     }
 }

@@ -161,9 +161,10 @@ struct GenerateArgs {
     /// (`*/*`: wider than any scoped Sidecar).
     #[arg(long, value_enum, default_value_t = AuditSidecars::Scoped)]
     audit_sidecars: AuditSidecars,
-    /// Where the filter enforces: at both ends (the default: the caller's sidecar AND the
-    /// destination's, on the caller's mTLS identity), or at one end only, on purpose.
-    #[arg(long, value_enum, default_value_t = Ends::Both)]
+    /// Where the filter enforces: `both` (the caller's sidecar AND the destination's, on the
+    /// caller's mTLS identity), `source` (the default for now: the staged rollout does not
+    /// place the destination end yet) or `destination`.
+    #[arg(long, value_enum, default_value_t = Ends::Source)]
     ends: Ends,
     /// With the destination end, do not emit the STRICT PeerAuthentication per tenant namespace.
     #[arg(long)]
@@ -194,6 +195,7 @@ cannot be carried over, illegal hosts.\n\n\
 Examples:\n  \
 kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress import prod-sidecars.yaml uat-sidecars.yaml --out policy.yaml\n  \
+tenant-egress import sidecars.yaml --service-cidr 10.96.0.0/12 --pod-cidr 10.244.0.0/16\n  \
 tenant-egress generate policy.yaml --only sidecars | kubectl diff -f -"
 )]
 struct ImportArgs {
@@ -206,6 +208,14 @@ struct ImportArgs {
     /// Istio's config root namespace (its selector-less Sidecar is the mesh default).
     #[arg(long, value_name = "NS", default_value = DEFAULT_ROOT_NAMESPACE)]
     root_namespace: String,
+    /// The cluster's Service CIDR (repeatable), for `clusterNetworks`:
+    /// `kubectl cluster-info dump | grep -m1 service-cluster-ip-range`.
+    #[arg(long = "service-cidr", value_name = "CIDR")]
+    service_cidrs: Vec<String>,
+    /// The cluster's pod CIDR (repeatable), for `clusterNetworks`:
+    /// `kubectl cluster-info dump | grep -m1 cluster-cidr`, or the nodes' `spec.podCIDRs`.
+    #[arg(long = "pod-cidr", value_name = "CIDR")]
+    pod_cidrs: Vec<String>,
 }
 
 #[derive(Args)]
@@ -525,8 +535,14 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
         let input = Input::from_path(f);
         inputs.push((input.label(), input.read()?));
     }
-    let imported = manifest::import::import(&inputs, &args.root_namespace)
+    let mut imported = manifest::import::import(&inputs, &args.root_namespace)
         .map_err(|e| Fail(1, format!("error: {e}")))?;
+    imported.spec.cluster_networks = args
+        .service_cidrs
+        .iter()
+        .chain(&args.pod_cidrs)
+        .cloned()
+        .collect();
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
