@@ -17,6 +17,9 @@
 //! - its own namespace (node metadata) and the services its inbound cluster serves
 //!   (`istio.services` metadata of `inbound|<target port>||`).
 //!
+//! An IP-literal `:authority` (a ClusterIP) is checked against the dialled address at the
+//! caller's end only; the destination never sees that address, and the SNI names the service.
+//!
 //! It does not see the caller's pod labels: only the namespace and the service account. So a
 //! label-only workload exception is applied at the destination to every service account of the
 //! tenant's namespaces (the destination must never deny what the caller's end allowed), and

@@ -70,7 +70,18 @@ fn every_caller_side_vector_gets_the_same_verdict_at_the_destination() {
         compared += 1;
         // Labels are invisible at the destination: a label-only exception may admit more there,
         // never less.
-        let same = if case.request.source.labels.is_empty() {
+        // An IP-literal :authority (a ClusterIP) is checked against the dialled address at the
+        // caller's end only: the destination never sees that address, and there the SNI alone
+        // names the service (the request lands on it whatever the Host says).
+        let ip_authority = case
+            .request
+            .authority
+            .as_deref()
+            .and_then(|a| tenant_egress_core::authority::parse_authority(a.as_bytes()).ok())
+            .is_some_and(|a| a.kind == tenant_egress_core::authority::HostKind::Ip);
+        let same = if ip_authority && src.reason == tenant_egress_core::Reason::AuthorityMismatch {
+            true
+        } else if case.request.source.labels.is_empty() {
             (src.allowed, src.enforced) == (dst.allowed, dst.enforced)
         } else {
             !src.allowed || dst.allowed

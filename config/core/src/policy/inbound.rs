@@ -9,6 +9,7 @@
 //! pod directly).
 
 use super::{Policy, SourceScope, Workload};
+use crate::authority::{self, HostKind};
 use crate::decision::{
     Decision, Destination, DestinationKind, Detail, Reason, RuleId, RuleInfo, Target,
 };
@@ -217,8 +218,15 @@ impl Policy {
             };
             return d;
         }
+        // An IP-literal :authority (a ClusterIP the caller dialled) is confirmed at the caller's
+        // end by the original destination, which this end does not see (here it is the pod's
+        // address): it cannot name another service than the SNI, so the SNI decides alone.
+        let ip_authority = req
+            .authority
+            .and_then(|a| authority::parse_authority(a).ok())
+            .is_some_and(|a| a.kind == HostKind::Ip);
         let target = Target {
-            authority: req.authority,
+            authority: if ip_authority { None } else { req.authority },
             authority_repeated: req.authority_repeated,
             cluster: Some(cluster),
             destination_namespace: Some(local.as_str()),
