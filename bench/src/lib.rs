@@ -382,6 +382,7 @@ fn request(authority: Option<&str>, cluster: Option<&str>, dest_ns: Option<&str>
         source: SourceSpec {
             namespace: Some(PROBE_NAMESPACE.to_owned()),
             labels: BTreeMap::new(),
+            ..SourceSpec::default()
         },
         authority: authority.map(str::to_owned),
         cluster: cluster.map(str::to_owned),

@@ -16,11 +16,19 @@
 //!
 //! So an allowed request makes 3 calls (two headers, the cluster name); counters are batched in the VM and flushed on a timer.
 //! A denial adds the log line and the local reply or the two closes.
+//!
+//! At the destination end (an inbound listener, learnt once per root context) the gather step
+//! differs and the rest is the same: the caller's certificate URI SAN (nothing at
+//! `on_new_connection`, before the TLS handshake; a plaintext caller stops here), the header
+//! map (HTTP), the SNI, `xds.cluster_name` and, once per inbound cluster, the services it
+//! serves. So an allowed inbound request makes 4 calls. The outbound path's calls are unchanged
+//! (the direction is a field of the shared state, not a host call).
 
 use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
-use tenant_egress_core::{Protocol, RoutedCluster, Target};
+use tenant_egress_core::inbound::Inbound;
+use tenant_egress_core::{Decision, Protocol, RoutedCluster, Target};
 
-use crate::host::Host;
+use crate::host::{Direction, Host};
 use crate::reply::{self, LocalReply, DENIED_HEADER};
 use crate::state::State;
 
@@ -34,13 +42,17 @@ pub enum At {
     NewConnection,
     /// A connection's first bytes, in either direction: the cluster is known.
     FirstData,
+    /// At the destination end, the first bytes from the application (a server-first protocol)
+    /// before any from the caller: the TLS handshake may still be running, so the caller's
+    /// identity may not be known yet.
+    FirstUpstreamData,
 }
 
 impl At {
     fn protocol(self) -> Protocol {
         match self {
             At::RequestHeaders => Protocol::Http,
-            At::NewConnection | At::FirstData => Protocol::Tcp,
+            At::NewConnection | At::FirstData | At::FirstUpstreamData => Protocol::Tcp,
         }
     }
 }
@@ -52,8 +64,10 @@ pub enum Outcome {
     Allow,
     /// Blocked: the local reply was sent, or the connection closed.
     Deny,
-    /// Nothing final yet: a new connection the policy allows so far, or that has no SNI.
-    /// Decide again with the first bytes. Only [`At::NewConnection`] returns it.
+    /// Nothing final yet: a new connection the policy allows so far, or that has no SNI, or
+    /// at the destination end a connection whose caller identity is not known yet. Decide
+    /// again with the (next) bytes. Only [`At::NewConnection`] and [`At::FirstUpstreamData`]
+    /// return it.
     Undecided,
 }
 
@@ -67,6 +81,9 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         // A gateway proxy under `gateways: passthrough`: not a tenant's egress; no host call.
         state.counters.gateway_passthrough();
         return Outcome::Allow;
+    }
+    if state.direction() == Direction::Inbound {
+        return enforce_inbound(host, state, at);
     }
     let mut target = Target {
         protocol: at.protocol(),
@@ -103,7 +120,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
                 target.authority_repeated = repeated;
             }
         }
-        At::NewConnection | At::FirstData => {
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => {
             sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
             target.authority = sni.as_deref();
             if at == At::NewConnection && target.authority.is_none() {
@@ -114,7 +131,9 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     }
     let cluster = match at {
         At::NewConnection => None,
-        At::RequestHeaders | At::FirstData => host.property(state.paths.cluster_name),
+        At::RequestHeaders | At::FirstData | At::FirstUpstreamData => {
+            host.property(state.paths.cluster_name)
+        }
     };
     // A non-UTF-8 cluster name cannot be Istio's: pass a name that fails closed.
     target.cluster = cluster
@@ -171,9 +190,97 @@ fn act<H: Host>(
         Some(routed) => policy.decide_routed(&state.source, target, routed),
         None => policy.decide_for(&state.source, target),
     };
+    finish(
+        host,
+        state,
+        at,
+        &d,
+        |verb| reply::log_line(verb, policy, &d, &state.source, target.cluster),
+        || reply::deny_reply(policy, &d, &state.source, target.cluster),
+    )
+}
+
+/// The destination end's gather step (`crate::tcp`'s connection or an inbound HTTP request):
+/// the caller's verified identity, the SNI, the `:authority` (HTTP), and the services the
+/// inbound cluster serves (read once per cluster). Then the same count/log/act as the caller's
+/// end. Host calls: the peer identity, the SNI, the header map (HTTP), `xds.cluster_name`.
+fn enforce_inbound<H: Host>(host: &H, state: &State, at: At) -> Outcome {
+    if at == At::NewConnection {
+        // The TLS handshake has not finished: no client certificate to decide on yet.
+        return Outcome::Undecided;
+    }
+    let peer = host
+        .property(state.paths.peer_uri)
+        .filter(|p| !p.is_empty());
+    if peer.is_none() && at == At::FirstUpstreamData {
+        // A server-first application greeted before the caller's handshake completed: hold
+        // its bytes, decide with the caller's first bytes.
+        return Outcome::Undecided;
+    }
+    let mut req = Inbound {
+        namespace: state.source.namespace(),
+        peer: peer.as_deref(),
+        protocol: at.protocol(),
+        ..Inbound::default()
+    };
+    if req.peer.is_none() {
+        // Plaintext: denied whatever is called; read nothing more.
+        return act_inbound(host, state, at, &req, None);
+    }
+    let headers;
+    if at == At::RequestHeaders {
+        headers = host.request_headers();
+        let (authority, repeated) = find_authority(&headers);
+        req.authority = authority;
+        req.authority_repeated = repeated;
+    }
+    let sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
+    req.sni = sni.as_deref();
+    let cluster = host.property(state.paths.cluster_name);
+    match cluster.as_deref().and_then(|c| std::str::from_utf8(c).ok()) {
+        Some(name) if name.starts_with("inbound|") => {
+            state.cluster_services(host, name, |services| {
+                let req = Inbound { services, ..req };
+                act_inbound(host, state, at, &req, Some(name))
+            })
+        }
+        name => act_inbound(host, state, at, &req, name),
+    }
+}
+
+fn act_inbound<H: Host>(
+    host: &H,
+    state: &State,
+    at: At,
+    req: &Inbound<'_>,
+    cluster: Option<&str>,
+) -> Outcome {
+    let policy = &state.policy;
+    let d = policy.decide_inbound(req);
+    finish(
+        host,
+        state,
+        at,
+        &d,
+        |verb| reply::inbound_log_line(verb, policy, &d, &state.source, req.peer, cluster),
+        || reply::inbound_deny_reply(policy, &d, &state.source, req.peer, cluster),
+    )
+}
+
+/// Counts, logs, and for a blocked request or connection acts: the one tail of both ends.
+fn finish<H: Host>(
+    host: &H,
+    state: &State,
+    at: At,
+    d: &Decision,
+    log_line: impl Fn(&str) -> String,
+    deny_reply: impl FnOnce() -> LocalReply,
+) -> Outcome {
     let (denied, audit_denied) = match at {
         At::RequestHeaders => ("denied", "audit-denied"),
-        At::NewConnection | At::FirstData => ("denied connection", "audit-denied connection"),
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => {
+            ("denied connection", "audit-denied connection")
+        }
     };
     if d.allowed {
         if at == At::NewConnection {
@@ -185,23 +292,14 @@ fn act<H: Host>(
     }
     if !d.enforced {
         state.counters.audit_denied(d.reason);
-        log::info!(
-            "{}",
-            reply::log_line(audit_denied, policy, &d, &state.source, target.cluster)
-        );
+        log::info!("{}", log_line(audit_denied));
         return Outcome::Allow;
     }
     state.counters.denied(d.reason);
-    log::info!(
-        "{}",
-        reply::log_line(denied, policy, &d, &state.source, target.cluster)
-    );
+    log::info!("{}", log_line(denied));
     match at {
-        At::RequestHeaders => send(
-            host,
-            &reply::deny_reply(policy, &d, &state.source, target.cluster),
-        ),
-        At::NewConnection | At::FirstData => close(host),
+        At::RequestHeaders => send(host, &deny_reply()),
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => close(host),
     }
     Outcome::Deny
 }
@@ -210,7 +308,7 @@ fn act<H: Host>(
 fn refuse_without_policy<H: Host>(host: &H, at: At) -> Outcome {
     match at {
         At::RequestHeaders => send(host, &reply::no_policy_reply()),
-        At::NewConnection | At::FirstData => {
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => {
             log::warn!("closing a connection: no valid policy is loaded");
             close(host);
         }
@@ -573,5 +671,97 @@ pub(crate) mod tests {
         let (outcome, _, reason) = run(&[("host", prod), ("Host", uat)]);
         assert_eq!(outcome, Outcome::Deny);
         assert_eq!(reason.as_deref(), Some("malformed-authority"));
+    }
+
+    /// A destination sidecar in prod: the same policy, at the inbound end.
+    pub(crate) fn inbound_state() -> State {
+        let st = state(Some("prod"));
+        st.set_direction(Direction::Inbound);
+        st
+    }
+
+    const PEER: &str = "connection.uri_san_peer_certificate";
+    const SNI: &str = "connection.requested_server_name";
+    pub(crate) const SERVICE0: &str = "xds.cluster_metadata.filter_metadata.istio.services.0.host";
+    const SERVICE1: &str = "xds.cluster_metadata.filter_metadata.istio.services.1.host";
+
+    pub(crate) fn inbound_host(caller_ns: &str) -> FakeHost {
+        FakeHost::default()
+            .prop(
+                PEER,
+                &format!("spiffe://cluster.local/ns/{caller_ns}/sa/default"),
+            )
+            .prop(SNI, "outbound_.26257_._.cockroachdb.prod.svc.cluster.local")
+            .prop("xds.cluster_name", "inbound|26257||")
+            .prop(SERVICE0, "cockroachdb.prod.svc.cluster.local")
+    }
+
+    #[test]
+    fn inbound_request_decides_on_the_callers_identity() {
+        let st = inbound_state();
+        let host = inbound_host("prod").header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert_eq!(
+            host.take_calls(),
+            [
+                PEER,
+                "request_headers",
+                SNI,
+                "xds.cluster_name",
+                SERVICE0,
+                SERVICE1
+            ]
+        );
+        // The services are cached per inbound cluster.
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert_eq!(
+            host.take_calls(),
+            [PEER, "request_headers", SNI, "xds.cluster_name"]
+        );
+        let uat = inbound_host("audit-less").header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(enforce(&uat, Some(&st), At::RequestHeaders), Outcome::Deny);
+        let replies = uat.replies.borrow();
+        let (status, headers, body) = &replies[0];
+        assert_eq!(*status, 403);
+        assert!(
+            headers.contains(&(DENIED_HEADER.into(), "no-tenant".into())),
+            "{headers:?}"
+        );
+        assert!(body.starts_with(reply::BODY_MARKER), "{body}");
+        assert!(
+            body.contains("caller: spiffe://cluster.local/ns/audit-less/sa/default"),
+            "{body}"
+        );
+        assert!(body.contains("decided at the destination"), "{body}");
+        assert_eq!(st.counters.pending(), (2, 1, 0));
+    }
+
+    #[test]
+    fn inbound_plaintext_reads_nothing_more_and_denies() {
+        let st = inbound_state();
+        let host = FakeHost::default().header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(enforce(&host, Some(&st), At::RequestHeaders), Outcome::Deny);
+        assert_eq!(host.take_calls(), [PEER, "send_local_reply"]);
+        assert_eq!(st.counters.pending_denied(Reason::NoPeerIdentity), 1);
+    }
+
+    #[test]
+    fn inbound_audit_caller_passes_and_is_counted() {
+        let st = inbound_state();
+        // `audit` is a tenant in audit mode whose egress does not import prod.
+        let host = inbound_host("audit").header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert!(host.replies.borrow().is_empty());
+        assert_eq!(st.counters.pending(), (0, 0, 1));
+        assert_eq!(st.counters.pending_audit(Reason::NotAllowed), 1);
     }
 }

@@ -122,6 +122,43 @@ pub fn kind_of_stream(protocol: Option<&[u8]>) -> FilterKind {
     }
 }
 
+/// Which end of a request the filter runs at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// The caller's sidecar (outbound listeners): decides on the source's own metadata.
+    #[default]
+    Outbound,
+    /// The destination's sidecar (inbound listeners): decides on the caller's mTLS identity.
+    Inbound,
+}
+
+impl Direction {
+    /// `outbound` or `inbound`, for log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+/// Which end the current stream's listener is: `xds.listener_direction`, Envoy's
+/// `TrafficDirection` as an int64 (little-endian), 1 = INBOUND, which Istio sets on its inbound
+/// listeners (`virtualInbound`). Read once per root context, with [`context_kind`]: one filter
+/// configuration sits on listeners of one direction (generate gives the inbound plugins their
+/// own root ids).
+pub fn listener_direction() -> Direction {
+    direction_of(property(&["xds", "listener_direction"]).as_deref())
+}
+
+/// The direction from `xds.listener_direction`'s bytes: INBOUND (1) or anything else.
+pub fn direction_of(value: Option<&[u8]>) -> Direction {
+    match value.and_then(|v| <[u8; 8]>::try_from(v).ok()) {
+        Some(b) if i64::from_le_bytes(b) == 1 => Direction::Inbound,
+        _ => Direction::Outbound,
+    }
+}
+
 /// Adopts the proxy's current log level, so messages it would drop never cross the boundary.
 pub fn adopt_log_level() {
     proxy_wasm::set_log_level(hostcalls::get_log_level().unwrap_or(LogLevel::Info));
@@ -188,5 +225,14 @@ mod tests {
         }
         assert_eq!(kind_of_stream(None), FilterKind::Network);
         assert_eq!(kind_of_stream(Some(b"")), FilterKind::Network);
+    }
+
+    #[test]
+    fn only_traffic_direction_inbound_is_the_destination_end() {
+        assert_eq!(direction_of(Some(&1i64.to_le_bytes())), Direction::Inbound);
+        assert_eq!(direction_of(Some(&2i64.to_le_bytes())), Direction::Outbound);
+        assert_eq!(direction_of(Some(&0i64.to_le_bytes())), Direction::Outbound);
+        assert_eq!(direction_of(Some(b"\x01")), Direction::Outbound);
+        assert_eq!(direction_of(None), Direction::Outbound);
     }
 }

@@ -41,6 +41,7 @@ pub mod authority;
 pub mod cases;
 pub mod decision;
 pub mod explain;
+pub mod inbound;
 pub mod listeners;
 pub mod name;
 pub mod network;

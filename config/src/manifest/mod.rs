@@ -14,6 +14,7 @@ pub mod coverage;
 pub mod envoyfilter;
 pub mod graph;
 pub mod import;
+pub mod inbound;
 pub mod output;
 pub mod overview;
 pub mod sidecar;
@@ -73,6 +74,35 @@ pub enum Selection {
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
     #[value(name = "envoyfilter")]
     EnvoyFilter,
+}
+
+/// Which end(s) of a request the filter enforces at (`generate --ends`).
+///
+/// The default is still the caller's end only: the staged rollout (`--wasm-namespaces`, the
+/// FAIL_OPEN audit steps, the prune allow-list) does not place the destination end's plugins
+/// and PeerAuthentications yet, so `both` is asked for explicitly until it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Ends {
+    /// The caller's sidecar AND the destination's: a tenant that switches off its own sidecar
+    /// is still refused where it cannot tamper.
+    Both,
+    /// Only the caller's own sidecar (outbound).
+    #[default]
+    Source,
+    /// Only the destination's sidecar (inbound, on the caller's mTLS identity).
+    Destination,
+}
+
+impl Ends {
+    /// Whether the caller's end is enforced.
+    pub fn source(self) -> bool {
+        matches!(self, Ends::Both | Ends::Source)
+    }
+
+    /// Whether the destination's end is enforced.
+    pub fn destination(self) -> bool {
+        matches!(self, Ends::Both | Ends::Destination)
+    }
 }
 
 /// Where the filter is installed (`generate --wasm-scope`).
@@ -184,6 +214,10 @@ pub struct Options {
     pub wasm: WasmOptions,
     /// Sidecars of tenants in audit mode.
     pub audit_sidecars: AuditSidecars,
+    /// Which end(s) enforce.
+    pub ends: Ends,
+    /// With the destination end: a STRICT PeerAuthentication per tenant namespace.
+    pub peer_authentication: bool,
 }
 
 impl Default for Options {
@@ -195,6 +229,8 @@ impl Default for Options {
             shared_namespaces: Vec::new(),
             wasm: WasmOptions::default(),
             audit_sidecars: AuditSidecars::Scoped,
+            ends: Ends::Source,
+            peer_authentication: true,
         }
     }
 }
@@ -208,6 +244,8 @@ pub enum DocKind {
     WasmPlugin,
     /// `networking.istio.io/v1alpha3` EnvoyFilter.
     EnvoyFilter,
+    /// `security.istio.io/v1` PeerAuthentication.
+    PeerAuthentication,
 }
 
 impl DocKind {
@@ -217,6 +255,7 @@ impl DocKind {
             DocKind::Sidecar => "sidecars",
             DocKind::WasmPlugin => "wasmplugin",
             DocKind::EnvoyFilter => "envoyfilter",
+            DocKind::PeerAuthentication => "peerauthentication",
         }
     }
 }
@@ -349,7 +388,12 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
         sidecar::generate(spec, opts, &mut out)?;
     }
     if wasm {
-        wasmplugin::generate(spec, opts, &mut out)?;
+        if opts.ends.source() {
+            wasmplugin::generate(spec, opts, &mut out)?;
+        }
+        if opts.ends.destination() {
+            inbound::generate(spec, opts, &mut out)?;
+        }
     }
     if envoy {
         envoyfilter::generate(spec, opts, &mut out)?;
@@ -447,6 +491,12 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     }
     if opts.audit_sidecars != defaults.audit_sidecars {
         push("audit-sidecars", &flag_value(&opts.audit_sidecars));
+    }
+    if opts.ends != defaults.ends {
+        push("ends", &flag_value(&opts.ends));
+    }
+    if !opts.peer_authentication {
+        push("no-peer-authentication", "");
     }
     cmd
 }
@@ -675,6 +725,7 @@ mod tests {
                 allow_unpinned: true,
             },
             audit_sidecars: AuditSidecars::Open,
+            ..Options::default()
         };
         assert_eq!(
             regenerate_command(&file, &all, Format::Json),

@@ -20,7 +20,7 @@ pub const API_VERSION: &str = "extensions.istio.io/v1alpha1";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WasmPlugin {
+pub(super) struct WasmPlugin {
     api_version: &'static str,
     kind: &'static str,
     metadata: Metadata,
@@ -105,10 +105,12 @@ pub(crate) fn plugin_config(spec: &PolicySpec) -> Result<Value, GenerateError> {
     to_value(spec)
 }
 
-/// One WasmPlugin: the module, outbound only (`CLIENT`), on `ports` (all when empty).
-fn plugin(
+/// One WasmPlugin: the module, on the traffic `mode` selects (`CLIENT`: the sidecar's outbound;
+/// `SERVER`: its inbound), on `ports` (all when empty).
+pub(super) fn plugin(
     name: &'static str,
     kind: &'static str,
+    mode: &'static str,
     namespace: &str,
     ports: &[u16],
     opts: &Options,
@@ -127,7 +129,7 @@ fn plugin(
             fail_strategy: w.fail_strategy.wasm_plugin(),
             kind,
             matches: vec![Match {
-                mode: "CLIENT",
+                mode,
                 ports: ports.iter().map(|&number| PortMatch { number }).collect(),
             }],
             plugin_name: name,
@@ -159,7 +161,7 @@ pub(crate) fn generate(
     let config = plugin_config(spec)?;
     let namespaces = plugin_namespaces(spec, opts)?;
     for (i, ns) in namespaces.iter().enumerate() {
-        let doc = plugin(PLUGIN_NAME, "HTTP", ns, &[], opts, &config);
+        let doc = plugin(PLUGIN_NAME, "HTTP", "CLIENT", ns, &[], opts, &config);
         let mut comment = Vec::new();
         if i == 0 {
             comment.push(match w.scope {
@@ -196,7 +198,15 @@ pub(crate) fn generate(
     // The same module as a network filter for the TCP/TLS ports: an HTTP filter never sees a
     // database connection.
     for (i, ns) in namespaces.iter().enumerate() {
-        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", ns, &ports, opts, &config);
+        let doc = plugin(
+            NETWORK_PLUGIN_NAME,
+            "NETWORK",
+            "CLIENT",
+            ns,
+            &ports,
+            opts,
+            &config,
+        );
         let mut comment = Vec::new();
         if i == 0 {
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();

@@ -176,7 +176,7 @@ impl Policy {
     }
 
     /// `<...>.<ns>.svc.<clusterDomain>` -> `ns`.
-    fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
+    pub(super) fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
         crate::name::service_namespace(host, self.svc_suffix.as_bytes())
             .and_then(NsName::lower)
             .unwrap_or(NsName::empty())

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::listeners::PortProtocol;
 use crate::spec::{
-    DenyBody, EgressSpec, Gateways, Mode, OutboundTrafficPolicy, PolicySpec, PortSpec, TenantSpec,
-    UnknownSource, WorkloadSpec, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
+    DenyBody, EgressSpec, Gateways, InboundSpec, Mode, OutboundTrafficPolicy, PolicySpec, PortSpec,
+    TenantSpec, UnknownSource, WorkloadSpec, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DENY_STATUS,
 };
 
 fn object(v: Value) -> Option<Map<String, Value>> {
@@ -100,6 +100,10 @@ pub(super) fn policy(v: Value) -> Option<PolicySpec> {
                 ("enforce", Gateways::Enforce),
             ],
         )?,
+        trust_domains: match m.remove("trustDomains") {
+            None => Vec::new(),
+            Some(v) => strings(v)?,
+        },
         tenants: list(Some(m.remove("tenants")?), tenant)?,
     })
 }
@@ -122,6 +126,18 @@ fn tenant(v: Value) -> Option<TenantSpec> {
         )?,
         egress: list(m.remove("egress"), egress)?,
         workloads: list(m.remove("workloads"), workload)?,
+        inbound: list(m.remove("inbound"), inbound)?,
+    })
+}
+
+fn inbound(v: Value) -> Option<InboundSpec> {
+    let mut m = object(v)?;
+    Some(InboundSpec {
+        namespace: string(m.remove("namespace")?)?,
+        service_accounts: match m.remove("serviceAccounts") {
+            None => Vec::new(),
+            Some(v) => strings(v)?,
+        },
     })
 }
 
@@ -155,10 +171,17 @@ fn workload(v: Value) -> Option<WorkloadSpec> {
     let mut m = object(v)?;
     Some(WorkloadSpec {
         name: string(m.remove("name")?)?,
-        selector: object(m.remove("selector")?)?
-            .into_iter()
-            .map(|(k, v)| Some((k, string(v)?)))
-            .collect::<Option<_>>()?,
+        selector: match m.remove("selector") {
+            None => Default::default(),
+            Some(v) => object(v)?
+                .into_iter()
+                .map(|(k, v)| Some((k, string(v)?)))
+                .collect::<Option<_>>()?,
+        },
+        service_accounts: match m.remove("serviceAccounts") {
+            None => Vec::new(),
+            Some(v) => strings(v)?,
+        },
         egress: list(m.remove("egress"), egress)?,
     })
 }
