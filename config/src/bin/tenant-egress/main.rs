@@ -22,7 +22,7 @@ use tenant_egress_config::manifest::{
 use tenant_egress_core::cases::Case;
 use tenant_egress_core::explain::{End, RequestSpec, SourceSpec};
 use tenant_egress_core::inbound::parse_spiffe;
-use tenant_egress_core::{Protocol, Warning};
+use tenant_egress_core::Protocol;
 
 #[derive(Parser)]
 #[command(
