@@ -132,7 +132,7 @@ pub fn check_authority(raw: &[u8]) {
     assert!(host.len() <= name::MAX_NAME_LEN);
     assert!(
         host.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b)),
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:_".contains(&b)),
         "host not lowercase ASCII: {host:?}"
     );
     assert_ne!(a.port, Some(0));
