@@ -118,11 +118,7 @@ pub fn log_line(
     src: &SourceScope,
     cluster: Option<&str>,
 ) -> String {
-    let rule = d
-        .rule
-        .and_then(|r| policy.rule(r))
-        .map(|r| format!("{} \"{}\"", r.path, r.text))
-        .unwrap_or_else(|| "-".to_owned());
+    let rule = rule_text(policy, d);
     format!(
         "{verb} source={} tenant={} destination={} destination_namespace={} cluster={} reason={} rule={rule}",
         src.namespace().unwrap_or("-"),
@@ -184,11 +180,7 @@ pub fn inbound_log_line(
     peer: Option<&[u8]>,
     cluster: Option<&str>,
 ) -> String {
-    let rule = d
-        .rule
-        .and_then(|r| policy.rule(r))
-        .map(|r| format!("{} \"{}\"", r.path, r.text))
-        .unwrap_or_else(|| "-".to_owned());
+    let rule = rule_text(policy, d);
     format!(
         "{verb} at destination caller={} tenant={} destination={} destination_namespace={} workload_namespace={} cluster={} reason={} rule={rule}",
         peer.map_or_else(|| "-".into(), String::from_utf8_lossy),
@@ -199,6 +191,14 @@ pub fn inbound_log_line(
         cluster.unwrap_or("-"),
         d.reason.as_str(),
     )
+}
+
+/// The rule that decided, as the log lines name it: `<path> "<text>"`, or `-`.
+fn rule_text(policy: &Policy, d: &Decision) -> String {
+    d.rule
+        .and_then(|r| policy.rule(r))
+        .map(|r| format!("{} \"{}\"", r.path, r.text))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 #[cfg(test)]
