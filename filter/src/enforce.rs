@@ -263,7 +263,7 @@ fn act_inbound<H: Host>(
         at,
         &d,
         |verb| reply::inbound_log_line(verb, policy, &d, &state.source, req.peer, cluster),
-        || reply::inbound_deny_reply(policy, &d, &state.source, req.peer, cluster),
+        || reply::inbound_deny_reply(policy, &d, req, cluster),
     )
 }
 

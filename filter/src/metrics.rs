@@ -19,10 +19,14 @@ pub const FLUSH_PERIOD: Duration = Duration::from_millis(250);
 /// Counter name for an outcome and optional reason: `tenant_egress.denied.not_allowed`.
 /// Reason codes are kebab-case; stat names use `_` so Prometheus names read the same.
 pub fn stat_name(outcome: &str, reason: Option<Reason>) -> String {
-    match reason {
-        Some(r) => format!("{PREFIX}.{outcome}.{}", r.as_str().replace('-', "_")),
-        None => format!("{PREFIX}.{outcome}"),
+    let mut s = String::from(PREFIX);
+    s.push('.');
+    s.push_str(outcome);
+    if let Some(r) = reason {
+        s.push('.');
+        s.extend(r.as_str().chars().map(|c| if c == '-' { '_' } else { c }));
     }
+    s
 }
 
 /// Counters for one configuration, batched: a request only bumps a number in the VM's own
@@ -88,8 +92,12 @@ impl Counters {
         if self.ids.get().is_some() {
             return;
         }
-        let prefix = format!("{}{}", direction_prefix(direction), kind_prefix(kind));
-        let name = |outcome: &str, r: Option<Reason>| stat_name(&format!("{prefix}{outcome}"), r);
+        let name = |outcome: &str, r: Option<Reason>| {
+            let mut o = String::from(direction_prefix(direction));
+            o.push_str(kind_prefix(kind));
+            o.push_str(outcome);
+            stat_name(&o, r)
+        };
         let per_reason =
             |outcome: &str| Reason::ALL.map(|r| host::define_counter(&name(outcome, Some(r))));
         let _ = self.ids.set(CounterIds {

@@ -260,6 +260,15 @@ fn read_source(policy: &Policy) -> (SourceScope, &'static Paths, String) {
         },
         service_account.as_deref(),
     );
-    let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    (scope, paths, format!("{{{}}}", shown.join(",")))
+    let mut shown = String::from("{");
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            shown.push(',');
+        }
+        shown.push_str(k);
+        shown.push('=');
+        shown.push_str(v);
+    }
+    shown.push('}');
+    (scope, paths, shown)
 }

@@ -75,7 +75,16 @@ struct Ports {
 }
 
 fn bootstrap(pki: &Pki, prod: &Workload, callers: &[Caller], p: &Ports) -> String {
-    let policy = policy();
+    bootstrap_with(&policy(), pki, prod, callers, p)
+}
+
+fn bootstrap_with(
+    policy: &str,
+    pki: &Pki,
+    prod: &Workload,
+    callers: &[Caller],
+    p: &Ports,
+) -> String {
     let tls_inspector = json!({
         "name": "envoy.filters.listener.tls_inspector",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
@@ -89,7 +98,7 @@ fn bootstrap(pki: &Pki, prod: &Workload, callers: &[Caller], p: &Ports) -> Strin
             "listener_filters": [tls_inspector],
             "filter_chains": [{
                 "transport_socket": server_tls,
-                "filters": [network_wasm_filter("tenant-egress-inbound-tcp", &policy), tcp_proxy_filter(DB_CLUSTER)]
+                "filters": [network_wasm_filter("tenant-egress-inbound-tcp", policy), tcp_proxy_filter(DB_CLUSTER)]
             }]
         }),
         // prod's api port: HTTP, the filter in the inbound HTTP chain.
@@ -299,14 +308,23 @@ fn the_destination_refuses_a_bypassing_caller_on_its_identity() {
         r.header("x-tenant-egress-denied"),
         Some("authority-mismatch")
     );
-    assert!(r.body.starts_with(DENIAL_MARKER), "{}", r.body);
-    assert!(
-        r.body
-            .contains("caller: spiffe://cluster.local/ns/dev/sa/default (tenant dev)"),
-        "{}",
-        r.body
+    // The policy's denyBody is the default, terse: as at the caller's end, what the caller
+    // sent, the reason in words, and where the detail is (an explain command that replays it).
+    assert_eq!(
+        r.body,
+        format!(
+            "{DENIAL_MARKER} (authority-mismatch)\n\
+             caller: spiffe://cluster.local/ns/dev/sa/default (tenant dev)\n\
+             destination: api.prod.svc.cluster.local:8080 via {API_CLUSTER}, \
+             workload in namespace prod\n\
+             why: the :authority names a different destination than the cluster Envoy routed to \
+             (decided at the destination)\n\
+             detail: in the proxy log (\"denied at destination caller=...\"), or run: \
+             tenant-egress explain POLICY --at destination --destination-namespace prod \
+             --caller spiffe://cluster.local/ns/dev/sa/default --sni {api_sni} --service {API} \
+             --authority cockroachdb.prod:26257\n"
+        )
     );
-    assert!(r.body.contains("decided at the destination"), "{}", r.body);
     assert_eq!(
         envoy.wait_for_counter("tenant_egress.inbound.denied.authority_mismatch", 1, WAIT),
         Some(1)
@@ -485,4 +503,64 @@ fn an_exception_by_service_account_holds_at_both_ends() {
         )
         .is_some());
     assert_eq!(app_rx(&destination, DB_CLUSTER), payload.len() as u64);
+}
+
+/// `denyBody: full` at the destination: the body names the rule to change, as the caller's end
+/// does, and says where it was decided.
+#[test]
+fn a_full_deny_body_at_the_destination_names_the_rule() {
+    let mut doc: Value = serde_json::from_str(&policy()).unwrap();
+    doc["denyBody"] = json!("full");
+    let pki = Pki::new("cluster.local");
+    let prod = pki.workload("prod", "cockroachdb");
+    let api_sni = istio_sni(8080, "", API);
+    let callers = [Caller {
+        name: "uat-api",
+        who: pki.workload("uat", "default"),
+        ca: pki.ca_cert.clone(),
+        sni: api_sni,
+        to_api: true,
+    }];
+    let ports = free_ports(5);
+    let p = Ports {
+        db_inbound: ports[0],
+        api_inbound: ports[1],
+        db_app: ports[2],
+        api_app: ports[3],
+        callers: vec![ports[4]],
+    };
+    let envoy = Envoy::start(&bootstrap_with(&doc.to_string(), &pki, &prod, &callers, &p));
+    // uat's egress is ./* only: prod's api is not imported.
+    let r = http_get(ports[4], "api.prod:8080").expect("uat -> api");
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.header("x-tenant-egress-denied"), Some("not-allowed"));
+    assert_eq!(
+        r.body,
+        format!(
+            "{DENIAL_MARKER} (not-allowed)\n\
+             caller: spiffe://cluster.local/ns/uat/sa/default (tenant uat)\n\
+             destination: api.prod.svc.cluster.local:8080 (namespace prod) via {API_CLUSTER}, \
+             workload in namespace prod\n\
+             why: no host of tenants[1].egress[0] (all ports) imports \
+             api.prod.svc.cluster.local:8080 for tenant uat; add \
+             \"prod/api.prod.svc.cluster.local\" to tenants[1].egress[0].hosts \
+             (decided at the destination)\n"
+        )
+    );
+    assert_eq!(
+        envoy.wait_for_counter("tenant_egress.inbound.denied.not_allowed", 1, WAIT),
+        Some(1)
+    );
+    assert!(envoy.wait_for_log(
+        "denied at destination caller=spiffe://cluster.local/ns/uat/sa/default tenant=uat \
+         destination=api.prod.svc.cluster.local:8080",
+        WAIT
+    ));
+    assert_eq!(
+        envoy
+            .counter(&format!("cluster.{API_CLUSTER}.upstream_rq_total"))
+            .unwrap_or(0),
+        0,
+        "the denied request reached the api"
+    );
 }
