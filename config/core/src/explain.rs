@@ -184,8 +184,9 @@ impl RequestSpec {
     /// Without a `cluster`, the one this decision assumed Envoy routed to: `outbound|PORT||FQDN`
     /// for a service resolved from the authority, `PassthroughCluster` for a destination
     /// outside the registry. `None` when the request names its cluster (or nothing resolved).
+    /// At the destination nothing is assumed: the SNI names the caller's cluster.
     pub fn assumed_cluster(&self, d: &Decision) -> Option<String> {
-        if self.cluster.as_deref().is_some_and(|c| !c.is_empty()) {
+        if self.at == End::Destination || self.cluster.as_deref().is_some_and(|c| !c.is_empty()) {
             return None;
         }
         match (d.destination.host(), d.destination.port, d.destination.kind) {
