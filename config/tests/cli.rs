@@ -292,8 +292,9 @@ fn validate_warns_about_typos_with_lines_tenants_and_groups() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
-    // The three likely mistakes, and each tenant's TCP that only its Sidecar scopes.
-    assert_eq!(lines.len(), 6, "{err}");
+    // The three likely mistakes, each tenant's TCP that only its Sidecar scopes, and the
+    // tenants that would refuse their ingress gateway at the destination (placed by default).
+    assert_eq!(lines.len(), 7, "{err}");
     let line = |needle: &str| -> &str {
         lines
             .iter()
@@ -327,13 +328,20 @@ fn validate_warns_about_typos_with_lines_tenants_and_groups() {
         )),
         "{err}"
     );
+    assert!(
+        line("no inbound entry").starts_with(&format!(
+            "warning: {p}:4: tenants: tenant(s) prod, uat, dev have no inbound entry: enforced at \
+             the destination, they refuse every caller outside the tenants, their ingress gateway"
+        )),
+        "{err}"
+    );
     assert!(text(&out.stdout).contains("valid (mode=enforce tenants=3"));
-    assert!(text(&out.stdout).contains(", 6 warnings)"));
+    assert!(text(&out.stdout).contains(", 7 warnings)"));
 
     // --strict: warnings fail; -q: no warnings, no summary, only the verdict.
     let out = run(&["validate", "--strict", p], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("6 warnings (--strict: warnings fail)"));
+    assert!(text(&out.stderr).contains("7 warnings (--strict: warnings fail)"));
     let out = run(&["validate", "-q", p], None);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
@@ -353,7 +361,7 @@ fn validate_warns_about_typos_with_lines_tenants_and_groups() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], true);
-    assert_eq!(v["warnings"], 6);
+    assert_eq!(v["warnings"], 7);
     assert_eq!(v["errors"], 0);
     let d = v["diagnostics"]
         .as_array()

@@ -296,9 +296,9 @@ fn all_variants() -> Vec<(String, Vec<Value>)> {
                 },
             ),
             (
-                "both ends: the destination plugins and PeerAuthentications",
+                "the caller's end only",
                 Options {
-                    ends: manifest::Ends::Both,
+                    ends: manifest::Ends::Source,
                     wasm: manifest::WasmOptions {
                         allow_unpinned: true,
                         ..Default::default()
@@ -901,8 +901,6 @@ fn generate_cli_outputs_and_options() {
             "generate",
             "policy.yaml",
             "--allow-unpinned",
-            "--ends",
-            "both",
             "--out",
             tmp.to_str().unwrap(),
         ],
@@ -924,7 +922,20 @@ fn generate_cli_outputs_and_options() {
     );
     let sidecars = std::fs::read_to_string(tmp.join("sidecars.yaml")).unwrap();
     assert!(sidecars.contains("kind: Sidecar") && !sidecars.contains("kind: WasmPlugin"));
-    // Both ends: the destination end's plugins (SERVER) and STRICT mTLS.
+    // Both ends, the default, and no note about a gap: the destination end's plugins (SERVER)
+    // and STRICT mTLS.
+    assert!(
+        !text(&out.stderr).contains("only the"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The example admits no caller outside its tenants: enforced at the destination, its
+    // tenants refuse their ingress gateway, and generate says so.
+    assert!(
+        text(&out.stderr).contains("tenants: tenant(s) default, foo have no inbound entry"),
+        "{}",
+        text(&out.stderr)
+    );
     let plugins = std::fs::read_to_string(tmp.join("wasmplugin.yaml")).unwrap();
     assert!(plugins.contains("mode: CLIENT") && plugins.contains("mode: SERVER"));
     assert!(
@@ -937,15 +948,34 @@ fn generate_cli_outputs_and_options() {
         "{pa}"
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    // The caller's end only (the default for now); the destination's only, on purpose; and
-    // the PeerAuthentication opt-out.
-    let out = run_in(dir, &["generate", "policy.yaml", "--allow-unpinned"], None);
+    // The caller's end only, on purpose: said on stderr, in the output, and in the header's
+    // command; the destination's only, likewise; and the PeerAuthentication opt-out.
+    let out = run_in(
+        dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--allow-unpinned",
+            "--ends",
+            "source",
+        ],
+        None,
+    );
     let s = text(&out.stdout);
     assert!(
         s.contains("mode: CLIENT") && !s.contains("mode: SERVER"),
         "{s}"
     );
     assert!(!s.contains("kind: PeerAuthentication"));
+    let gap = "only the caller's end is enforced (--ends source): a pod whose tenant switches off its own sidecar";
+    assert!(
+        text(&out.stderr).contains(&format!("note: {gap}")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(s.contains(&format!("# NOTE: {gap}")), "{s}");
+    assert!(!text(&out.stderr).contains("no inbound entry"));
+    assert!(s.contains("# Regenerate with: tenant-egress generate policy.yaml --allow-unpinned --ends source\n"), "{s}");
     let out = run_in(
         dir,
         &[
@@ -968,6 +998,46 @@ fn generate_cli_outputs_and_options() {
         "the header's command keeps the choice: {s}"
     );
     assert!(!s.contains("kind: PeerAuthentication"));
+    assert!(
+        text(&out.stderr).contains("note: only the destination's end is enforced (--ends destination): destinations without a sidecar"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The EnvoyFilter form is the caller's end only: asked for with the destination's end
+    // alone it is refused; with both (the default) the output says what is missing.
+    let out = run_in(
+        dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--only",
+            "envoyfilter",
+            "--ends",
+            "destination",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--only wasmplugin"));
+    let out = run_in(
+        dir,
+        &["generate", "policy.yaml", "--only", "envoyfilter"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--only envoyfilter places the caller's end only"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The destination end alone still checks the module is pinned (FAIL_CLOSE).
+    let out = run_in(
+        dir,
+        &["generate", "policy.yaml", "--ends", "destination"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("refusing a FAIL_CLOSE plugin"));
     // Bad options are usage errors.
     let out = run_in(dir, &["generate", "policy.yaml", "--sha256", "ABC"], None);
     assert_eq!(out.status.code(), Some(2));

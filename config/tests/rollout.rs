@@ -243,6 +243,7 @@ fn replay(log: &Path, today: &[Value]) -> Vec<Step> {
                         "sidecars" => "Sidecar",
                         "wasmplugins" => "WasmPlugin",
                         "envoyfilters" => "EnvoyFilter",
+                        "peerauthentications" => "PeerAuthentication",
                         other => panic!("the replay does not model kind {other}"),
                     })
                     .collect();
@@ -323,6 +324,19 @@ fn plugins(step: &Step) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The PeerAuthentications of a step, with their mTLS mode.
+fn peer_authentications(step: &Step) -> Vec<((String, String), String)> {
+    of_kind(&step.cluster, "PeerAuthentication")
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                (k.1.clone(), k.2.clone()),
+                v["spec"]["mtls"]["mode"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() {
     let blocks = rollout_blocks();
@@ -391,62 +405,76 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
         "{:?}",
         steps.iter().map(|s| &s.args).collect::<Vec<_>>()
     );
-    let prod_plugin = vec![("prod".to_owned(), "tenant-egress".to_owned())];
-    let mesh_plugin = vec![("istio-system".to_owned(), "tenant-egress".to_owned())];
-    // Step 2: audit in prod only, then mesh-wide: today's Sidecars, nothing enforced.
-    for (step, want) in [(applies[0], &prod_plugin), (applies[1], &mesh_plugin)] {
+    let pair = |ns: &str, name: &str| (ns.to_owned(), name.to_owned());
+    // Both ends (the default): the caller's plugin, and the destination's in each tenant
+    // namespace the step places it in (today's policy declares no TCP port: no NETWORK ones).
+    let prod_plugins = vec![
+        pair("prod", "tenant-egress"),
+        pair("prod", "tenant-egress-inbound"),
+    ];
+    let mut mesh_plugins = vec![pair("istio-system", "tenant-egress")];
+    for ns in ["default", "dev", "foo", "prod", "uat"] {
+        mesh_plugins.push(pair(ns, "tenant-egress-inbound"));
+    }
+    mesh_plugins.sort();
+    // Step 2: audit in prod only, then mesh-wide: today's Sidecars, nothing enforced, and no
+    // PeerAuthentication (STRICT would refuse plaintext callers: a change audit must not make).
+    for (step, want) in [(applies[0], &prod_plugins), (applies[1], &mesh_plugins)] {
         assert_sidecars_are_todays(step, &today);
         assert_eq!(&plugins(step), want, "{:?}", step.args);
-        let (_, plugin) = of_kind(&step.cluster, "WasmPlugin")
-            .into_iter()
-            .next()
-            .unwrap();
-        let config = &plugin["spec"]["pluginConfig"];
-        assert_eq!(config["mode"], "audit");
-        assert!(config["tenants"]
+        assert!(peer_authentications(step).is_empty(), "{:?}", step.args);
+        for plugin in of_kind(&step.cluster, "WasmPlugin").into_values() {
+            let config = &plugin["spec"]["pluginConfig"];
+            assert_eq!(config["mode"], "audit");
+            assert!(config["tenants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t.get("mode").is_none()));
+            assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
+            // Nothing enforced: a module that cannot run must not fail requests either.
+            assert_eq!(plugin["spec"]["failStrategy"], "FAIL_OPEN", "{plugin}");
+        }
+    }
+    // Step 3: prod enforced at both ends; the Sidecars still today's; STRICT mTLS in prod's
+    // namespace only.
+    assert_sidecars_are_todays(applies[2], &today);
+    assert_eq!(plugins(applies[2]), mesh_plugins);
+    assert_eq!(
+        peer_authentications(applies[2]),
+        [(pair("prod", "tenant-egress-strict"), "STRICT".to_owned())]
+    );
+    for plugin in of_kind(&applies[2].cluster, "WasmPlugin").into_values() {
+        assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE", "{plugin}");
+        assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
+        let modes: Vec<(String, Option<String>)> = plugin["spec"]["pluginConfig"]["tenants"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|t| t.get("mode").is_none()));
-        assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
-        // Nothing enforced: a module that cannot run must not fail requests either.
-        assert_eq!(plugin["spec"]["failStrategy"], "FAIL_OPEN");
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_owned(),
+                    t.get("mode").and_then(Value::as_str).map(str::to_owned),
+                )
+            })
+            .collect();
+        for (name, mode) in &modes {
+            assert_eq!(
+                mode.as_deref(),
+                (name == "prod").then_some("enforce"),
+                "{modes:?}"
+            );
+        }
     }
-    // Step 3: prod enforced; the Sidecars still today's.
-    assert_sidecars_are_todays(applies[2], &today);
-    assert_eq!(plugins(applies[2]), mesh_plugin);
-    let (_, plugin) = of_kind(&applies[2].cluster, "WasmPlugin")
-        .into_iter()
-        .next()
-        .unwrap();
-    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE");
-    assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
-    let modes: Vec<(String, Option<String>)> = plugin["spec"]["pluginConfig"]["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["name"].as_str().unwrap().to_owned(),
-                t.get("mode").and_then(Value::as_str).map(str::to_owned),
-            )
-        })
-        .collect();
-    for (name, mode) in &modes {
-        assert_eq!(
-            mode.as_deref(),
-            (name == "prod").then_some("enforce"),
-            "{modes:?}"
-        );
-    }
-    // Step 4: rolled back: the plugins deleted, today's Sidecars.
+    // Step 4: rolled back: the plugins and the PeerAuthentication deleted, today's Sidecars.
     let last = steps.last().unwrap();
     assert_eq!(last.args[0], "apply");
-    assert!(steps
-        .iter()
-        .any(|s| s.args[0] == "delete" && plugins(s).is_empty()));
+    assert!(steps.iter().any(|s| s.args[0] == "delete"
+        && plugins(s).is_empty()
+        && peer_authentications(s).is_empty()));
     assert_sidecars_are_todays(last, &today);
     assert!(plugins(last).is_empty(), "{:?}", plugins(last));
+    assert!(peer_authentications(last).is_empty());
     for s in &steps {
         assert!(of_kind(&s.cluster, "EnvoyFilter").is_empty());
     }
@@ -553,7 +581,15 @@ fn out_dir_always_holds_exactly_the_last_output() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(files(&m), ["NOTES.txt", "sidecars.yaml", "wasmplugin.yaml"]);
+    assert_eq!(
+        files(&m),
+        [
+            "NOTES.txt",
+            "peerauthentication.yaml",
+            "sidecars.yaml",
+            "wasmplugin.yaml"
+        ]
+    );
     let all = read_objects(&m.join("sidecars.yaml"))
         .into_iter()
         .chain(read_objects(&m.join("wasmplugin.yaml")))
@@ -563,7 +599,15 @@ fn out_dir_always_holds_exactly_the_last_output() {
     // Another format replaces the files of the first.
     let out = gen(&["--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(files(&m), ["NOTES.txt", "sidecars.json", "wasmplugin.json"]);
+    assert_eq!(
+        files(&m),
+        [
+            "NOTES.txt",
+            "peerauthentication.json",
+            "sidecars.json",
+            "wasmplugin.json"
+        ]
+    );
     // A file of the same name that tenant-egress did not write stops the run, changing nothing.
     std::fs::write(m.join("wasmplugin.yaml"), "kind: Hand-written\n").unwrap();
     let out = gen(&[]);
@@ -577,6 +621,7 @@ fn out_dir_always_holds_exactly_the_last_output() {
         files(&m),
         [
             "NOTES.txt",
+            "peerauthentication.json",
             "sidecars.json",
             "wasmplugin.json",
             "wasmplugin.yaml"
@@ -774,11 +819,20 @@ fn staged_rollout_puts_the_plugin_in_the_chosen_namespaces_only() {
             })
             .collect();
         let want: BTreeSet<(String, String)> = match selection {
-            // The HTTP and the NETWORK plugin (the policy declares TCP port 26257) in each.
+            // Both ends (the default) in each chosen namespace, and no other: the caller's HTTP
+            // and NETWORK plugins (the policy declares TCP port 26257), the destination's, and
+            // (the example is enforced) the STRICT PeerAuthentication.
             Selection::WasmPlugin => ["prod", "uat"]
                 .iter()
                 .flat_map(|ns| {
-                    ["tenant-egress", "tenant-egress-tcp"].map(|n| ((*ns).to_owned(), n.to_owned()))
+                    [
+                        "tenant-egress",
+                        "tenant-egress-tcp",
+                        "tenant-egress-inbound",
+                        "tenant-egress-inbound-tcp",
+                        "tenant-egress-strict",
+                    ]
+                    .map(|n| ((*ns).to_owned(), n.to_owned()))
                 })
                 .collect(),
             _ => ["prod", "uat"]

@@ -480,6 +480,9 @@ pub fn plan_plugins(which: IstioDump, policy_json: &str, wasm: &Path) -> Vec<Plu
     // `generate` requires of a remote FAIL_CLOSE module, is moot here).
     let mut opts = Options {
         selection: Selection::WasmPlugin,
+        // The dumps' outbound listeners: the caller's end (the destination's is `--ends both`'s
+        // SERVER plugins, which these listeners never carry).
+        ends: manifest::Ends::Source,
         ..Options::default()
     };
     opts.wasm.url = format!("file://{}", wasm.display());

@@ -24,6 +24,7 @@ use crate::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
 use crate::spec::{EgressSpec, OutboundTrafficPolicy, PolicySpec, WorkloadSpec, API_VERSION};
 
 mod identity;
+pub use identity::refused_gateways;
 
 /// Where in the document something is (`tenants[1].egress[0].hosts[2]`).
 pub type Path = String;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tenant_egress_core::authority::{parse_cluster, parse_socket_addr, Cluster};
 use tenant_egress_core::explain::{End, RequestSpec};
 use tenant_egress_core::spec::{OutboundTrafficPolicy, PolicySpec};
+use tenant_egress_core::validate::{refused_gateways, Warning};
 use tenant_egress_core::Protocol;
 
 use super::inbound::{INBOUND_NETWORK_PLUGIN_NAME, INBOUND_PLUGIN_NAME};
@@ -161,6 +162,18 @@ fn network_ports(ports: &[u16]) -> String {
          TCP/TLS/HTTPS/MONGO ({})",
         v.join(", ")
     )
+}
+
+/// The destination end's warning that the policy's own validation gives only once the
+/// document configures that end (`validate::refused_gateways`): since `generate` places the
+/// destination end by default, the CLI gives it for every policy. `tenants: ...`, or `None`
+/// when no tenant refuses its ingress gateway or the validation already said so.
+pub fn gateway_gap(spec: &PolicySpec, warnings: &[Warning]) -> Option<String> {
+    let w = refused_gateways(spec)?;
+    if warnings.iter().any(|x| x.message == w) {
+        return None;
+    }
+    Some(format!("tenants: {w}"))
 }
 
 /// One warning per tenant whose TCP traffic the filter does not see: TCP on ports its egress

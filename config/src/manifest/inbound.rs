@@ -5,13 +5,31 @@
 //!
 //! Per tenant namespace, whatever `--wasm-scope`: a destination outside every tenant (istio-system,
 //! monitoring) is not the policy's to guard, and a mesh-wide SERVER plugin would refuse the
-//! callers such namespaces serve.
+//! callers such namespaces serve. A staged rollout (`--wasm-scope namespace --wasm-namespaces`)
+//! places the destination end in the chosen namespaces only, as the caller's end.
+//!
+//! The PeerAuthentication goes only to the namespaces of tenants in `mode: enforce`: STRICT
+//! refuses plaintext callers at once, which audit mode must not do (audit changes nothing); the
+//! audit-mode filter counts them instead (`tenant_egress.inbound.audit_denied.no_peer_identity`),
+//! so who would be refused is known before the tenant is enforced. Never PERMISSIVE: a
+//! namespace-wide PERMISSIVE would override a mesh-wide STRICT the operator already has.
 
 use serde::Serialize;
 
 use super::wasmplugin::{plugin, plugin_config, tcp_ports};
-use super::{to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options};
-use tenant_egress_core::spec::PolicySpec;
+use super::{
+    plugin_namespaces, tenant_mode, to_value, Doc, DocKind, GenerateError, Generated, Metadata,
+    Options, WasmScope,
+};
+use tenant_egress_core::spec::{Mode, PolicySpec};
+
+/// The mode of the tenant owning `ns` (a `--wasm-namespaces` entry, checked to be a tenant's).
+fn namespace_mode(spec: &PolicySpec, ns: &str) -> Mode {
+    spec.tenants
+        .iter()
+        .position(|t| t.namespaces.iter().any(|n| n == ns))
+        .map_or(spec.mode, |t| tenant_mode(spec, t))
+}
 
 /// Name (and root id) of the destination end's HTTP plugin. Not [`super::PLUGIN_NAME`]: Envoy
 /// gives filters with the same VM, root id and configuration one root context, and the filter
@@ -50,13 +68,24 @@ pub(crate) fn generate(
     out: &mut Generated,
 ) -> Result<(), GenerateError> {
     let config = plugin_config(spec)?;
-    let namespaces: Vec<&str> = spec
-        .tenants
-        .iter()
-        .flat_map(|t| t.namespaces.iter().map(String::as_str))
-        .collect();
+    let namespaces: Vec<(&str, Mode)> = match opts.wasm.scope {
+        WasmScope::Mesh => spec
+            .tenants
+            .iter()
+            .enumerate()
+            .flat_map(|(t, tenant)| {
+                let mode = tenant_mode(spec, t);
+                tenant.namespaces.iter().map(move |ns| (ns.as_str(), mode))
+            })
+            .collect(),
+        WasmScope::Namespace => plugin_namespaces(spec, opts)?
+            .into_iter()
+            .map(|ns| (ns, namespace_mode(spec, ns)))
+            .collect(),
+    };
     let ports = tcp_ports(spec);
-    for (i, ns) in namespaces.iter().enumerate() {
+    let mut strict_first = true;
+    for (i, &(ns, mode)) in namespaces.iter().enumerate() {
         let doc = plugin(
             INBOUND_PLUGIN_NAME,
             "HTTP",
@@ -109,7 +138,7 @@ pub(crate) fn generate(
                 value: to_value(&doc)?,
             });
         }
-        if opts.peer_authentication {
+        if opts.peer_authentication && mode == Mode::Enforce {
             let doc = PeerAuthentication {
                 api_version: PEER_AUTHENTICATION_API_VERSION,
                 kind: "PeerAuthentication",
@@ -118,10 +147,13 @@ pub(crate) fn generate(
                     mtls: Mtls { mode: "STRICT" },
                 },
             };
-            let comment = if i == 0 {
+            let comment = if strict_first {
+                strict_first = false;
                 vec![
-                    "STRICT mTLS in each tenant namespace: Istio refuses plaintext callers before the filter".to_owned(),
-                    "runs (--no-peer-authentication leaves mTLS to your own PeerAuthentications).".to_owned(),
+                    "STRICT mTLS in each namespace of an enforced tenant: Istio refuses plaintext callers before".to_owned(),
+                    "the filter runs (--no-peer-authentication leaves mTLS to your own PeerAuthentications).".to_owned(),
+                    "Tenants in audit mode get none: STRICT would refuse their plaintext callers at once; the".to_owned(),
+                    "filter counts them instead (tenant_egress.inbound.audit_denied.no_peer_identity).".to_owned(),
                 ]
             } else {
                 Vec::new()

@@ -78,16 +78,17 @@ pub enum Selection {
 
 /// Which end(s) of a request the filter enforces at (`generate --ends`).
 ///
-/// The default is still the caller's end only: the staged rollout (`--wasm-namespaces`, the
-/// FAIL_OPEN audit steps, the prune allow-list) does not place the destination end's plugins
-/// and PeerAuthentications yet, so `both` is asked for explicitly until it does.
+/// Both is the default (issue 12): the caller's end alone can be switched off by the caller's
+/// own tenant (`sidecar.istio.io/inject: "false"`, `excludeOutboundPorts`, `hostNetwork`), and
+/// the destination's end alone does not guard destinations without a sidecar. Either end alone
+/// is a choice made on purpose, and `generate` says what it leaves open ([`Ends::gap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Ends {
     /// The caller's sidecar AND the destination's: a tenant that switches off its own sidecar
     /// is still refused where it cannot tamper.
+    #[default]
     Both,
     /// Only the caller's own sidecar (outbound).
-    #[default]
     Source,
     /// Only the destination's sidecar (inbound, on the caller's mTLS identity).
     Destination,
@@ -102,6 +103,26 @@ impl Ends {
     /// Whether the destination's end is enforced.
     pub fn destination(self) -> bool {
         matches!(self, Ends::Both | Ends::Destination)
+    }
+
+    /// What enforcing at this end alone leaves open (`None` for both ends).
+    pub fn gap(self) -> Option<&'static str> {
+        match self {
+            Ends::Both => None,
+            Ends::Source => Some(
+                "only the caller's end is enforced (--ends source): a pod whose tenant switches off its own \
+                 sidecar or its capture (sidecar.istio.io/inject: \"false\", \
+                 traffic.sidecar.istio.io/excludeOutboundPorts or excludeOutboundIPRanges, hostNetwork) \
+                 reaches other tenants unchecked; --ends both (the default) also refuses it at the \
+                 destination, on its mTLS identity",
+            ),
+            Ends::Destination => Some(
+                "only the destination's end is enforced (--ends destination): destinations without a \
+                 sidecar (pods outside the mesh, external hosts) are not guarded, egress to them is \
+                 left to the Sidecars' scoping, and a denied request is refused only after it crossed \
+                 the network; --ends both (the default) also decides in the caller's own sidecar",
+            ),
+        }
     }
 }
 
@@ -229,7 +250,7 @@ impl Default for Options {
             shared_namespaces: Vec::new(),
             wasm: WasmOptions::default(),
             audit_sidecars: AuditSidecars::Scoped,
-            ends: Ends::Source,
+            ends: Ends::Both,
             peer_authentication: true,
         }
     }
@@ -388,6 +409,7 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
         sidecar::generate(spec, opts, &mut out)?;
     }
     if wasm {
+        wasmplugin::check(spec, opts, &mut out)?;
         if opts.ends.source() {
             wasmplugin::generate(spec, opts, &mut out)?;
         }
@@ -396,7 +418,37 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
         }
     }
     if envoy {
+        // The destination end is a SERVER-mode WasmPlugin; there is no EnvoyFilter form of it.
+        match opts.ends {
+            Ends::Destination => {
+                return Err(GenerateError::Option(
+                    "--only envoyfilter places the caller's end only; the destination end \
+                     (--ends destination) is generated as WasmPlugins: --only wasmplugin"
+                        .into(),
+                ))
+            }
+            Ends::Both => out.notes.push(
+                "--only envoyfilter places the caller's end only: generate the destination end's \
+                 WasmPlugins and PeerAuthentications with --only wasmplugin --ends destination"
+                    .to_owned(),
+            ),
+            Ends::Source => {}
+        }
         envoyfilter::generate(spec, opts, &mut out)?;
+    }
+    if wasm || envoy {
+        if let Some(gap) = opts.ends.gap() {
+            // Said on stderr and in the output itself, where a reviewer of the manifests sees it.
+            out.notes.push(gap.to_owned());
+            if let Some(first) = out.docs.iter_mut().find(|d| d.kind != DocKind::Sidecar) {
+                let mut comment = vec![format!("NOTE: {gap}.")];
+                if !first.comment.is_empty() {
+                    comment.push(String::new());
+                }
+                comment.append(&mut first.comment);
+                first.comment = comment;
+            }
+        }
     }
     Ok(out)
 }

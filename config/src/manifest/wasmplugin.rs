@@ -138,8 +138,9 @@ pub(super) fn plugin(
     }
 }
 
-/// Appends the WasmPlugin(s) to `out`.
-pub(crate) fn generate(
+/// Checks the module options (digest, URL, pinning) once for the plugins of either end, and
+/// notes a FAIL_CLOSE plugin while nothing is enforced.
+pub(crate) fn check(
     spec: &PolicySpec,
     opts: &Options,
     out: &mut Generated,
@@ -157,7 +158,18 @@ pub(crate) fn generate(
         }
     }
     check_pinned(w)?;
+    plugin_namespaces(spec, opts)?;
     super::note_fail_close_in_audit(spec, opts, out);
+    Ok(())
+}
+
+/// Appends the WasmPlugin(s) to `out` (the options are [`check`]ed).
+pub(crate) fn generate(
+    spec: &PolicySpec,
+    opts: &Options,
+    out: &mut Generated,
+) -> Result<(), GenerateError> {
+    let w = &opts.wasm;
     let config = plugin_config(spec)?;
     let namespaces = plugin_namespaces(spec, opts)?;
     for (i, ns) in namespaces.iter().enumerate() {

@@ -110,13 +110,26 @@ pub(super) fn check_document(c: &mut Checker, spec: &PolicySpec) {
         }
     }
     // Only once the document configures the destination end (trust domains, an inbound entry,
-    // an exception by service account): before that, every policy would carry this warning.
+    // an exception by service account): `validate` and `generate` in the CLI add it for every
+    // other policy (`generate` places the destination end by default), where the compiled
+    // policy's warnings (also logged by each proxy) would be noise.
     let engaged = !spec.trust_domains.is_empty()
         || spec.tenants.iter().any(|t| {
             !t.inbound.is_empty() || t.workloads.iter().any(|w| !w.service_accounts.is_empty())
         });
-    if spec.unknown_source == UnknownSource::Allow || !engaged {
-        return;
+    if engaged {
+        if let Some(w) = refused_gateways(spec) {
+            c.warn("tenants", w);
+        }
+    }
+}
+
+/// The warning for tenants that, enforced at the destination, refuse their ingress gateway
+/// and every other caller outside the tenants (`unknownSource: deny` and no `inbound` entry);
+/// `None` when there are none. Path: `tenants`.
+pub fn refused_gateways(spec: &PolicySpec) -> Option<String> {
+    if spec.unknown_source == UnknownSource::Allow {
+        return None;
     }
     let closed: Vec<&str> = spec
         .tenants
@@ -125,7 +138,7 @@ pub(super) fn check_document(c: &mut Checker, spec: &PolicySpec) {
         .map(|t| t.name.as_str())
         .collect();
     if closed.is_empty() {
-        return;
+        return None;
     }
     let shown = closed
         .iter()
@@ -138,12 +151,9 @@ pub(super) fn check_document(c: &mut Checker, spec: &PolicySpec) {
     } else {
         String::new()
     };
-    c.warn(
-        "tenants",
-        format!(
-            "tenant(s) {shown}{more} have no inbound entry: enforced at the destination, they refuse \
-             every caller outside the tenants, their ingress gateway and monitoring included; admit \
-             those with inbound: [{{namespace: istio-system, serviceAccounts: [istio-ingressgateway-service-account]}}]"
-        ),
-    );
+    Some(format!(
+        "tenant(s) {shown}{more} have no inbound entry: enforced at the destination, they refuse \
+         every caller outside the tenants, their ingress gateway and monitoring included; admit \
+         those with inbound: [{{namespace: istio-system, serviceAccounts: [istio-ingressgateway-service-account]}}]"
+    ))
 }

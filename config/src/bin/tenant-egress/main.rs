@@ -163,10 +163,16 @@ exception: the namespace default PLUS the exception (Istio does not inherit;\n  
 listing only the exception would drop the isolation for those pods);\n  \
 - with --emit-root-default, a selector-less Sidecar in the root namespace\n    \
 (`./*` plus --shared-namespaces, REGISTRY_ONLY) for namespaces no tenant owns;\n  \
-- a WasmPlugin (phase AUTHZ, outbound only, pluginConfig = the policy),\n    \
-mesh-wide in the root namespace or, with --wasm-scope namespace, one per\n    \
-tenant namespace. With --only envoyfilter, the EnvoyFilter equivalent instead\n    \
-(never both). Its comment says how to export the tenant_egress.* counters.\n\n\
+- a WasmPlugin (phase AUTHZ, outbound: the caller's end, pluginConfig = the\n    \
+policy), mesh-wide in the root namespace or, with --wasm-scope namespace, one\n    \
+per tenant namespace. With --only envoyfilter, the EnvoyFilter equivalent\n    \
+instead (never both; the caller's end only). Its comment says how to export\n    \
+the tenant_egress.* counters;\n  \
+- the destination's end (--ends both, the default): per tenant namespace a\n    \
+WasmPlugin on inbound traffic (match mode SERVER, phase AUTHZ) deciding on\n    \
+the caller's mTLS identity, its NETWORK twin for the policy's TCP ports, and\n    \
+for an enforced tenant a STRICT PeerAuthentication (Istio refuses plaintext\n    \
+callers; not for tenants in audit mode; --no-peer-authentication).\n\n\
 Tenants in audit mode get the same scoped Sidecars as enforced ones, so that\n\
 audit never widens what Istio scopes today (--audit-sidecars open: `*/*`).\n\
 FAIL_CLOSE (the default) needs a pinned remote module: --sha256 or an\n\
@@ -246,12 +252,16 @@ struct GenerateArgs {
     /// (`*/*`: wider than any scoped Sidecar).
     #[arg(long, value_enum, default_value_t = AuditSidecars::Scoped)]
     audit_sidecars: AuditSidecars,
-    /// Where the filter enforces: `both` (the caller's sidecar AND the destination's, on the
-    /// caller's mTLS identity), `source` (the default for now: the staged rollout does not
-    /// place the destination end yet) or `destination`.
-    #[arg(long, value_enum, default_value_t = Ends::Source)]
+    /// Where the filter enforces. `both` (the default): the caller's sidecar AND the
+    /// destination's, which decides on the caller's mTLS identity, so a tenant that switches off
+    /// its own sidecar is still refused. One end alone is a deliberate choice, and generate
+    /// says (stderr and the output) what it leaves open: `source` does not stop a caller that
+    /// bypasses its own sidecar; `destination` does not guard destinations without a sidecar
+    /// (outside the mesh) and refuses only after the request crossed the network.
+    #[arg(long, value_enum, default_value_t = Ends::Both)]
     ends: Ends,
-    /// With the destination end, do not emit the STRICT PeerAuthentication per tenant namespace.
+    /// With the destination end, do not emit the STRICT PeerAuthentication per namespace of an
+    /// enforced tenant (tenants in audit mode never get one).
     #[arg(long)]
     no_peer_authentication: bool,
 }
@@ -479,6 +489,9 @@ fn warnings_of(loaded: &Loaded) -> Vec<Diagnostic> {
     for gap in manifest::coverage::tcp_gaps(&loaded.spec) {
         all.push(loaded.extra_warning(&gap));
     }
+    if let Some(gap) = manifest::coverage::gateway_gap(&loaded.spec, &loaded.warnings) {
+        all.push(loaded.extra_warning(&gap));
+    }
     all
 }
 
@@ -547,7 +560,9 @@ fn validate(args: &ValidateArgs) -> Result<(), Fail> {
     let loaded = result?;
     // Counted as printed: the same warning in several places is one.
     let warnings = if args.quiet {
-        load::group_count(&loaded.warnings) + manifest::coverage::tcp_gaps(&loaded.spec).len()
+        load::group_count(&loaded.warnings)
+            + manifest::coverage::tcp_gaps(&loaded.spec).len()
+            + usize::from(manifest::coverage::gateway_gap(&loaded.spec, &loaded.warnings).is_some())
     } else {
         let all = warnings_of(&loaded);
         for d in &all {
@@ -807,6 +822,13 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         ends: args.ends,
         peer_authentication: !args.no_peer_authentication,
     };
+    if opts.ends.destination()
+        && matches!(opts.selection, Selection::Default | Selection::WasmPlugin)
+    {
+        if let Some(gap) = manifest::coverage::gateway_gap(&loaded.spec, &loaded.warnings) {
+            eprintln!("warning: {}: {gap}", args.policy.display());
+        }
+    }
     let generated = manifest::generate(&loaded.spec, &opts).map_err(|e| match e {
         GenerateError::Option(m) => Fail(2, format!("error: {m}")),
         other => Fail(1, format!("error: {}: {other}", args.policy.display())),
