@@ -1027,10 +1027,20 @@ fn explain_names_the_enforcement_point_and_validate_warns_about_uncovered_tcp() 
         "--cluster",
         "outbound|8080||api.uat.svc.cluster.local",
     ];
-    assert_eq!(
-        explain("no-tcp.json", &http)["enforcedBy"]["point"],
-        "http-plugin"
+    let v = explain("no-tcp.json", &http);
+    assert_eq!(v["enforcedBy"]["point"], "http-plugin");
+    // Both ends are generate's default: the verdict is decided again at the destination.
+    assert!(
+        v["enforcedBy"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the destination end decides it again, on the caller's mTLS identity"),
+        "{v}"
     );
+    assert!(!explain("tcp.json", &pass)["enforcedBy"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("again"));
     // The text output has the line too.
     let out = run_in(
         &dir,

@@ -67,6 +67,12 @@ fn is_passthrough(req: &RequestSpec) -> bool {
     }
 }
 
+/// The caller's end's verdict is decided a second time where `generate`'s default (both ends)
+/// places the destination end: in the tenant namespaces' sidecars.
+const AGAIN_AT_DESTINATION: &str = "; with generate's default (--ends both) the destination end \
+     decides it again, on the caller's mTLS identity, when the destination is a workload with a \
+     sidecar in a tenant namespace";
+
 /// Which enforcement point decides `req` under `generate`'s default output for `spec`.
 pub fn enforcement_point(spec: &PolicySpec, req: &RequestSpec) -> Enforcement {
     let ports = tcp_ports(spec);
@@ -101,7 +107,9 @@ pub fn enforcement_point(spec: &PolicySpec, req: &RequestSpec) -> Enforcement {
         },
         Protocol::Http => Enforcement {
             point: Point::HttpPlugin,
-            detail: format!("the filter's HTTP plugin ({PLUGIN_NAME}) decides this request"),
+            detail: format!(
+                "the filter's HTTP plugin ({PLUGIN_NAME}) decides this request{AGAIN_AT_DESTINATION}"
+            ),
         },
         Protocol::Tcp if is_passthrough(req) => {
             let allow_any = req.source.namespace.as_deref().is_some_and(|ns| {
@@ -131,7 +139,7 @@ pub fn enforcement_point(spec: &PolicySpec, req: &RequestSpec) -> Enforcement {
             Some(p) if ports.contains(&p) => Enforcement {
                 point: Point::NetworkPlugin,
                 detail: format!(
-                    "the filter's NETWORK plugin ({NETWORK_PLUGIN_NAME}) decides connections on port {p}"
+                    "the filter's NETWORK plugin ({NETWORK_PLUGIN_NAME}) decides connections on port {p}{AGAIN_AT_DESTINATION}"
                 ),
             },
             Some(p) => sidecar_only(format!(
