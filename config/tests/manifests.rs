@@ -973,7 +973,13 @@ fn generate_cli_outputs_and_options() {
         "{}",
         text(&out.stderr)
     );
-    assert!(s.contains(&format!("# NOTE: {gap}")), "{s}");
+    assert!(
+        s.contains(
+            "# NOTE: only the caller's end is enforced (--ends source): a pod whose tenant switches \
+             off its own\n# sidecar or its capture"
+        ),
+        "{s}"
+    );
     assert!(!text(&out.stderr).contains("no inbound entry"));
     assert!(s.contains("# Regenerate with: tenant-egress generate policy.yaml --allow-unpinned --ends source\n"), "{s}");
     let out = run_in(

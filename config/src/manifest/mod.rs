@@ -63,12 +63,13 @@ pub fn default_wasm_url() -> String {
 /// Which documents to emit (`generate --only`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Selection {
-    /// Sidecars plus the WasmPlugin (the default: no `--only`).
+    /// Sidecars plus the WasmPlugins (and the destination end's PeerAuthentications): the
+    /// default, no `--only`.
     #[value(skip)]
     Default,
     /// Only the Sidecars.
     Sidecars,
-    /// Only the WasmPlugin(s).
+    /// Only the WasmPlugins (with the destination end, its PeerAuthentications too).
     #[value(name = "wasmplugin")]
     WasmPlugin,
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
@@ -441,7 +442,7 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
             // Said on stderr and in the output itself, where a reviewer of the manifests sees it.
             out.notes.push(gap.to_owned());
             if let Some(first) = out.docs.iter_mut().find(|d| d.kind != DocKind::Sidecar) {
-                let mut comment = vec![format!("NOTE: {gap}.")];
+                let mut comment = wrap(&format!("NOTE: {gap}."), 96);
                 if !first.comment.is_empty() {
                     comment.push(String::new());
                 }
@@ -451,6 +452,26 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
         }
     }
     Ok(out)
+}
+
+/// `text` as comment lines of at most `width` characters, broken at spaces (a longer word
+/// stands on its own line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// The output syntax of `generate` (`--format`).

@@ -61,7 +61,8 @@ enum Command {
     Reach(ReachArgs),
     /// Decide one request (or a JSON Lines batch) and say why.
     Explain(ExplainArgs),
-    /// Generate the Istio manifests: Sidecars plus the WasmPlugin (or the EnvoyFilter).
+    /// Generate the Istio manifests: Sidecars, the WasmPlugins of both ends and STRICT mTLS (or
+    /// the caller's end as an EnvoyFilter).
     Generate(GenerateArgs),
     /// Turn existing Istio Sidecars into a policy (one tenant per namespace).
     Import(ImportArgs),
@@ -197,13 +198,14 @@ struct GenerateArgs {
     /// Policy document (YAML or JSON; `-` for stdin).
     policy: PathBuf,
     /// `-` for stdout; a FILE ending in .yaml/.yml/.json for every object in one file; or a
-    /// directory for one file per kind (sidecars.yaml, wasmplugin.yaml, envoyfilter.yaml; .json
+    /// directory for one file per kind (sidecars.yaml, wasmplugin.yaml, envoyfilter.yaml,
+    /// peerauthentication.yaml; .json
     /// with --format json). A directory always holds exactly this run's output: files an earlier
     /// run wrote that this one does not are removed (so `kubectl apply -f DIR` never applies a
     /// stale WasmPlugin next to an EnvoyFilter).
     #[arg(long, value_name = "DIR|FILE|-", default_value = "-")]
     out: PathBuf,
-    /// Emit only these documents (default: Sidecars and the WasmPlugin; the EnvoyFilter only when
+    /// Emit only these documents (default: Sidecars and the WasmPlugins; the EnvoyFilter only when
     /// asked for, instead of the WasmPlugin).
     #[arg(long, value_enum)]
     only: Option<Selection>,
