@@ -102,10 +102,11 @@ fn arg(cmd: &mut String, flag: &str, value: Option<&str>, quote: &str) {
 
 /// A value the caller chose (its certificate's URI SAN, the SNI, the `:authority`) goes into
 /// the pasteable command only when it is made of the characters those names are made of:
-/// nothing a shell would interpret.
+/// nothing a shell would interpret (not even `[...]`, a glob: an IPv6 `:authority` is left out,
+/// which changes nothing, since the destination decides an IP-literal authority on the SNI).
 fn pasteable(v: &[u8]) -> Option<&str> {
     if v.iter()
-        .all(|b| b.is_ascii_alphanumeric() || b".-_:/[]%".contains(b))
+        .all(|b| b.is_ascii_alphanumeric() || b".-_:/%".contains(b))
     {
         std::str::from_utf8(v).ok()
     } else {
@@ -492,6 +493,14 @@ mod tests {
         let d = terse.decide_inbound(&odd);
         let body = inbound_deny_reply(&terse, &d, &odd, cluster).body;
         assert!(!body.contains(";id"), "{body}");
+        let v6 = Inbound {
+            authority: Some(b"[fd00::1]:26257"),
+            ..req
+        };
+        let d = terse.decide_inbound(&v6);
+        let body = inbound_deny_reply(&terse, &d, &v6, cluster).body;
+        assert!(!body.contains("--authority"), "{body}");
+        assert!(body.contains("--service cockroachdb.uat.svc.cluster.local\n"), "{body}");
         assert!(body.contains("--sni outbound_.26257_"), "{body}");
     }
 
