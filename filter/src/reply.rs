@@ -500,7 +500,10 @@ mod tests {
         let d = terse.decide_inbound(&v6);
         let body = inbound_deny_reply(&terse, &d, &v6, cluster).body;
         assert!(!body.contains("--authority"), "{body}");
-        assert!(body.contains("--service cockroachdb.uat.svc.cluster.local\n"), "{body}");
+        assert!(
+            body.contains("--service cockroachdb.uat.svc.cluster.local\n"),
+            "{body}"
+        );
         assert!(body.contains("--sni outbound_.26257_"), "{body}");
     }
 

@@ -55,13 +55,15 @@ impl Imported {
         let mut text = format!(
             "# Imported by tenant-egress {} from {}: one tenant per namespace, in audit mode.\n\
              # Audit changes nothing: the generated Sidecars scope every namespace as its Sidecars do\n\
-             # today, and the filter blocks nothing; it counts what enforcement would block\n\
-             # (tenant_egress.audit_denied.<reason>). Next steps (README, \"Rollout on a live mesh\"):\n\
+             # today, and the filter blocks nothing; it counts what enforcement would block, at the\n\
+             # caller's end (tenant_egress.audit_denied.<reason>) and at the destination's\n\
+             # (tenant_egress.inbound.audit_denied.<reason>). Next steps (README, \"Rollout on a live mesh\"):\n\
              #   1. review the warnings import printed; tenant-egress validate <this file>\n\
              #   2. tenant-egress generate <this file> --url oci://REPO@sha256:<d> --sha256 <d> --out manifests/\n\
              #      kubectl apply -f manifests/ (with --prune, see the README)\n\
              #   3. when a tenant's audit_denied counts only what you mean to block, give it\n\
-             #      `mode: enforce` here, regenerate and apply; one tenant at a time.\n",
+             #      `mode: enforce` here, regenerate and apply; one tenant at a time (its namespaces\n\
+             #      then get a STRICT PeerAuthentication: Istio refuses their plaintext callers).\n",
             super::VERSION,
             input_names.join(", ")
         );
