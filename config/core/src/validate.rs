@@ -471,6 +471,12 @@ pub fn validate_json(bytes: &[u8]) -> Result<(PolicySpec, Vec<Warning>), Invalid
 
 // === Pass 3: meaning ===
 
+/// Whether this build computes warnings. They are for the people writing a policy (the CLI
+/// prints them); they change no decision, so the filter builds the core without the
+/// `warnings` feature and every warning-only pass below compiles away, which keeps the
+/// shipped module under its size budget (tests/tests/artifact.rs). Errors are always checked.
+pub(crate) const WARNINGS: bool = cfg!(feature = "warnings");
+
 struct Checker {
     errors: Vec<ValidationError>,
     warnings: Vec<Warning>,
@@ -513,7 +519,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
         c.err("denyStatus", ErrorKind::DenyStatus(spec.deny_status));
     }
     check_cluster_networks(&mut c, spec);
-    if spec.tenants.is_empty() {
+    if WARNINGS && spec.tenants.is_empty() {
         c.warn(
             "tenants",
             "no tenants: every source namespace is unknown (unknownSource decides)",
@@ -555,7 +561,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             tenant: None,
         };
         check_listeners(&mut c, &tp, &tenant.egress, tenant_scope);
-        if tenant.egress.is_empty() {
+        if WARNINGS && tenant.egress.is_empty() {
             c.warn(
                 format!("{tp}.egress"),
                 "no egress entries: this tenant's namespaces can reach nothing",
@@ -609,7 +615,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                     tenant: Some((&tp, &tenant.egress)),
                 },
             );
-            if wl.egress.is_empty() {
+            if WARNINGS && wl.egress.is_empty() {
                 c.warn(
                     format!("{wp}.egress"),
                     "no egress entries: this exception adds nothing to the tenant's egress",
@@ -655,6 +661,8 @@ fn check_shared_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
         let path = format!("sharedNamespaces[{i}]");
         if let Err(e) = name::check_namespace(ns) {
             c.err(&path, ErrorKind::Namespace(ns.clone(), e));
+        } else if !WARNINGS {
+            continue;
         } else if let Some(prev) = seen.insert(ns, i) {
             c.warn(
                 path,
@@ -864,6 +872,9 @@ fn check_cluster_networks(c: &mut Checker, spec: &PolicySpec) {
             allow_any.push_str(&t.name);
         }
     }
+    if !WARNINGS {
+        return;
+    }
     if spec.cluster_networks.is_empty() && !allow_any.is_empty() {
         c.warn(
             "clusterNetworks",
@@ -1015,7 +1026,9 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: S
         }
         parsed.push(check_hosts(c, &ep, &entry.hosts, scope));
     }
-    warn_lost_on_ports(c, owner, egress, &parsed, scope);
+    if WARNINGS {
+        warn_lost_on_ports(c, owner, egress, &parsed, scope);
+    }
 }
 
 /// The errors of [`listeners::exception_conflicts`] for a workload exception's `egress`, each
@@ -1192,6 +1205,9 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String], scope: Scope<'_>) ->
             }
             Err(e) => c.err(format!("{ep}.hosts[{h}]"), ErrorKind::Host(raw.clone(), e)),
         }
+    }
+    if !WARNINGS {
+        return parsed.into_iter().map(|(_, e)| e).collect();
     }
     // Exact duplicates.
     let mut seen: HashMap<&HostEntry, usize> = HashMap::default();
