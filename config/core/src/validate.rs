@@ -21,7 +21,9 @@ use crate::listeners::{self, Conflict, PortProtocol, UnknownProtocol};
 use crate::name::{self, NameError};
 use crate::network::{Cidr, CidrError};
 use crate::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
-use crate::spec::{EgressSpec, OutboundTrafficPolicy, PolicySpec, WorkloadSpec, API_VERSION};
+use crate::spec::{
+    EgressSpec, OutboundTrafficPolicy, PolicySpec, TenantSpec, WorkloadSpec, API_VERSION,
+};
 
 mod identity;
 
@@ -702,6 +704,26 @@ pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
             }
         }
     };
+    for (_, path, _, parsed) in parsed_hosts(spec) {
+        if let NsSelector::Named(n) = &parsed.namespace {
+            add(n, &path);
+        }
+        // `*/db.shared.svc...` names `shared` by its FQDN alone. Under a prefix, a different
+        // FQDN namespace is the contradiction warned about on its own.
+        if parsed.namespace == NsSelector::Any {
+            if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
+                add(ns, &path);
+            }
+        }
+    }
+    out
+}
+
+/// Every host of the document's egress lists that parses, in document order, with its tenant
+/// and its path (`tenants[t].egress[e].hosts[h]`, `tenants[t].workloads[w].egress[e].hosts[h]`).
+/// Authoring-time walks only (it allocates a path per host).
+fn parsed_hosts(spec: &PolicySpec) -> Vec<(&TenantSpec, Path, &str, HostEntry)> {
+    let mut out = Vec::new();
     for (t, tenant) in spec.tenants.iter().enumerate() {
         let lists = std::iter::once((format!("tenants[{t}]"), &tenant.egress)).chain(
             tenant
@@ -713,19 +735,13 @@ pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
         for (owner, egress) in lists {
             for (e, entry) in egress.iter().enumerate() {
                 for (h, raw) in entry.hosts.iter().enumerate() {
-                    let Ok(parsed) = raw.parse::<HostEntry>() else {
-                        continue;
-                    };
-                    let path = format!("{owner}.egress[{e}].hosts[{h}]");
-                    if let NsSelector::Named(n) = &parsed.namespace {
-                        add(n, &path);
-                    }
-                    // `*/db.shared.svc...` names `shared` by its FQDN alone. Under a prefix,
-                    // a different FQDN namespace is the contradiction warned about on its own.
-                    if parsed.namespace == NsSelector::Any {
-                        if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
-                            add(ns, &path);
-                        }
+                    if let Ok(parsed) = raw.parse::<HostEntry>() {
+                        out.push((
+                            tenant,
+                            format!("{owner}.egress[{e}].hosts[{h}]"),
+                            raw.as_str(),
+                            parsed,
+                        ));
                     }
                 }
             }
@@ -780,46 +796,30 @@ fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
         );
     }
     let svc_suffix = format!(".svc.{}", spec.cluster_domain.to_ascii_lowercase());
-    for (t, tenant) in spec.tenants.iter().enumerate() {
-        let lists = std::iter::once((format!("tenants[{t}]"), &tenant.egress)).chain(
-            tenant
-                .workloads
-                .iter()
-                .enumerate()
-                .map(|(w, wl)| (format!("tenants[{t}].workloads[{w}]"), &wl.egress)),
-        );
-        for (owner, egress) in lists {
-            for (e, entry) in egress.iter().enumerate() {
-                for (h, raw) in entry.hosts.iter().enumerate() {
-                    let Ok(parsed) = raw.parse::<HostEntry>() else {
-                        continue;
-                    };
-                    let Some(fqdn_ns) = fqdn_namespace(&parsed, &svc_suffix) else {
-                        continue;
-                    };
-                    let selected: Vec<&str> = match &parsed.namespace {
-                        NsSelector::Any => continue,
-                        NsSelector::Named(n) => vec![n.as_str()],
-                        NsSelector::Own => tenant.namespaces.iter().map(String::as_str).collect(),
-                    };
-                    if selected.contains(&fqdn_ns) {
-                        continue;
-                    }
-                    c.warn(
-                        format!("{owner}.egress[{e}].hosts[{h}]"),
-                        format!(
-                            "\"{raw}\" names a service of namespace \"{fqdn_ns}\", but its prefix selects \
-                             {}: Istio looks the host up only there, so it never matches. One of the two is \
-                             a typo",
-                            match selected.as_slice() {
-                                [one] => format!("namespace \"{one}\""),
-                                many => format!("namespaces {}", many.join(", ")),
-                            }
-                        ),
-                    );
-                }
-            }
+    for (tenant, path, raw, parsed) in parsed_hosts(spec) {
+        let Some(fqdn_ns) = fqdn_namespace(&parsed, &svc_suffix) else {
+            continue;
+        };
+        let selected: Vec<&str> = match &parsed.namespace {
+            NsSelector::Any => continue,
+            NsSelector::Named(n) => vec![n.as_str()],
+            NsSelector::Own => tenant.namespaces.iter().map(String::as_str).collect(),
+        };
+        if selected.contains(&fqdn_ns) {
+            continue;
         }
+        c.warn(
+            path,
+            format!(
+                "\"{raw}\" names a service of namespace \"{fqdn_ns}\", but its prefix selects \
+                 {}: Istio looks the host up only there, so it never matches. One of the two is a \
+                 typo",
+                match selected.as_slice() {
+                    [one] => format!("namespace \"{one}\""),
+                    many => format!("namespaces {}", many.join(", ")),
+                }
+            ),
+        );
     }
 }
 
