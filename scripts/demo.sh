@@ -37,7 +37,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="$ROOT/target/demo"
-READY_TIMEOUT=30   # seconds for all Envoys to report LIVE
+READY_TIMEOUT=120  # seconds for all Envoys to report LIVE (ten Envoys, eight with V8, on a busy machine)
 STOP_TIMEOUT=5     # seconds for an Envoy to exit after SIGTERM
 ENVOY_FLAGS=(--disable-hot-restart --concurrency 1 -l info)
 

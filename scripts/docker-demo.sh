@@ -32,7 +32,7 @@ LOCAL_LABEL="dev.tenant-egress.local-build=1"
 COMPOSE_FILE="$ROOT/demo/docker-compose.yaml"
 PROJECT="tenant-egress-demo"
 DAEMON_TIMEOUT=60   # seconds for our dockerd to answer
-READY_TIMEOUT=60    # seconds for the containers' Envoys to report LIVE
+READY_TIMEOUT=180   # seconds for the containers' Envoys to report LIVE
 
 log() { printf '==> docker-demo: %s\n' "$*"; }
 die() { printf 'error: docker-demo: %s\n' "$*" >&2; exit 1; }
