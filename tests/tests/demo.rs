@@ -24,8 +24,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use tenant_egress_core::Policy;
-use tenant_egress_tests::demo::{self, Outcome, Ports, ENDS, SIDECARS};
 use tenant_egress_core::Reason;
+use tenant_egress_tests::demo::{self, Outcome, Ports, ENDS, SIDECARS};
 use tenant_egress_tests::*;
 
 fn demo_dir() -> PathBuf {
@@ -202,7 +202,11 @@ fn docker_compose_runs_the_same_files_with_the_official_image() {
     }
     // The sidecars find the module and the certificates where compose mounts them: /work is
     // their working directory.
-    for name in SIDECARS.iter().map(|s| s.name).chain(ENDS.iter().map(|e| e.name)) {
+    for name in SIDECARS
+        .iter()
+        .map(|s| s.name)
+        .chain(ENDS.iter().map(|e| e.name))
+    {
         let text = fs::read_to_string(demo_dir().join(format!("sidecar-{name}.yaml"))).unwrap();
         let filter = text.contains("filename: ./tenant_egress_filter.wasm");
         assert_eq!(filter, name != "uat-bypass", "sidecar-{name}");
@@ -296,9 +300,10 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
         .sidecar("nometa")
         .wait_for_log("no NAMESPACE node metadata", WAIT));
 
-    assert!(demo
-        .sidecar("prod-db")
-        .wait_for_log("loaded policy (root id \"tenant-egress-inbound-tcp\")", WAIT));
+    assert!(demo.sidecar("prod-db").wait_for_log(
+        "loaded policy (root id \"tenant-egress-inbound-tcp\")",
+        WAIT
+    ));
 
     // The tables: every row as expected, as the policy says, as the filters counted.
     let report = demo::run(&policy, &demo.ports).unwrap();
@@ -410,9 +415,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
             + report
                 .connections
                 .iter()
-                .filter(|c| {
-                    c.connection.reaches_database() && u.label == "cockroachdb.prod:26257"
-                })
+                .filter(|c| c.connection.reaches_database() && u.label == "cockroachdb.prod:26257")
                 .count();
         let got = demo
             .mesh

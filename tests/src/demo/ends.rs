@@ -24,7 +24,7 @@ use tenant_egress_core::inbound::{istio_sni_for_cluster, Inbound};
 use tenant_egress_core::{Policy, Reason, Request, Source, Target};
 
 use super::requests::{counted_since, filter_counters, Outcome, COUNTER_WAIT};
-use super::topology::{end, Ports, Role, DB_SERVICE, ENDS, TRUST_DOMAIN};
+use super::topology::{end, End, Ports, Role, DB_SERVICE, ENDS, TRUST_DOMAIN};
 use crate::envoy::{admin_stats, stat};
 use crate::mtls::{ca_file, downstream_tls, upstream_tls, workload_files};
 use crate::tcp::{network_wasm_filter_file, tcp_proxy_filter};
@@ -161,10 +161,7 @@ pub fn render_end(e: &End, policy_json: &str, ports: &Ports, wasm: &str, pki: &s
                 "traffic_direction": "OUTBOUND",
                 "filter_chains": [{"filters": filters}],
             });
-            let destination = ports
-                .end(DESTINATION)
-                .map(|(l, _)| l)
-                .unwrap_or_default();
+            let destination = ports.end(DESTINATION).map(|(l, _)| l).unwrap_or_default();
             let mut db = static_cluster(&cluster, destination);
             db["metadata"] = istio_services();
             db["transport_socket"] = upstream_tls(&me, &ca, &db_sni());
@@ -177,8 +174,6 @@ pub fn render_end(e: &End, policy_json: &str, ports: &Ports, wasm: &str, pki: &s
         "static_resources": {"listeners": listeners, "clusters": clusters},
     })
 }
-
-use super::topology::End;
 
 /// The [`ENDS`] entry of the destination.
 pub const DESTINATION: &str = "prod-db";
@@ -413,9 +408,7 @@ pub fn run(policy: &Policy, ports: &Ports) -> std::io::Result<Vec<ConnectionResu
         let bytes_before = app_bytes(db_admin)?;
         let reply = exchange(port)?;
         let counted_at_caller = match (caller_admin, &before_caller) {
-            (Some(admin), Some(before)) => {
-                Some(counted_since(before, admin, outbound_prefix)?.0)
-            }
+            (Some(admin), Some(before)) => Some(counted_since(before, admin, outbound_prefix)?.0),
             _ => None,
         };
         let counted_at_destination = if c.reaches_destination() {
@@ -578,7 +571,10 @@ pub fn format_connections(results: &[ConnectionResult]) -> String {
         "no filter"
     );
     let mut listed = Vec::new();
-    for r in results.iter().filter_map(|r| r.connection.at_destination.reason()) {
+    for r in results
+        .iter()
+        .filter_map(|r| r.connection.at_destination.reason())
+    {
         if !listed.contains(&r) {
             listed.push(r);
             out += &format!(

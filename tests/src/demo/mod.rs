@@ -20,7 +20,7 @@ pub mod render;
 pub mod requests;
 pub mod topology;
 
-pub use ends::{make_certs, ConnectionResult, Connection, CONNECTIONS};
+pub use ends::{make_certs, Connection, ConnectionResult, CONNECTIONS};
 pub use render::{check, demo_dir, policy_json, read_policy, render, render_committed, write};
 pub use requests::{format_report, format_table, run, Outcome, Report, Row, RowResult, TABLE};
 pub use topology::{

@@ -50,12 +50,7 @@ pub fn read_policy(demo: &Path) -> Result<String, String> {
 /// Every generated file of `demo/` by name, for the given ports, filter file name and
 /// certificates' directory (the committed files: [`Ports::fixed`], [`WASM_RELATIVE`] and
 /// [`PKI_RELATIVE`]).
-pub fn render(
-    policy_json: &str,
-    ports: &Ports,
-    wasm: &str,
-    pki: &str,
-) -> BTreeMap<String, String> {
+pub fn render(policy_json: &str, ports: &Ports, wasm: &str, pki: &str) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
     for sc in &SIDECARS {
         let cfg = sidecar_config(sc, policy_json, wasm);

@@ -318,12 +318,7 @@ pub(crate) fn counted_since(
         .map(|(k, v)| {
             (
                 k,
-                v.saturating_sub(
-                    before
-                        .get(&format!("{prefix}{k}"))
-                        .copied()
-                        .unwrap_or(0),
-                ),
+                v.saturating_sub(before.get(&format!("{prefix}{k}")).copied().unwrap_or(0)),
             )
         })
         .filter(|(_, d)| *d != 0)
