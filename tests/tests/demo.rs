@@ -40,11 +40,13 @@ fn policy() -> (String, Policy) {
 
 /// A directory holding `tenant_egress_filter.wasm` (a link to the built module) and `pki/` (the
 /// certificates), the working directory in which the committed sidecars' relative filenames
-/// find them.
+/// find them. One per test process: its certificates are made fresh.
 fn wasm_workdir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-workdir");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("demo-workdir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let link = dir.join(WASM_FILE);
         let tmp = dir.join(format!(".{WASM_FILE}.{}", std::process::id()));
@@ -151,6 +153,8 @@ fn every_demo_yaml_passes_envoy_validate() {
             "envoy --mode validate -c demo/{f}:\n{text}"
         );
     }
+    // (Validation reads the certificates: without ./pki/ it fails with "Invalid path".)
+    fs::remove_dir_all(wasm_workdir()).unwrap();
 }
 
 #[test]

@@ -24,7 +24,7 @@ use tenant_egress_core::inbound::{istio_sni_for_cluster, Inbound};
 use tenant_egress_core::{Policy, Reason, Request, Source, Target};
 
 use super::requests::{counted_since, filter_counters, Outcome, COUNTER_WAIT};
-use super::topology::{end, End, Ports, Role, DB_SERVICE, ENDS, TRUST_DOMAIN};
+use super::topology::{db_registry, end, End, Ports, Role, DB_SERVICE, ENDS, TRUST_DOMAIN};
 use crate::envoy::{admin_stats, stat};
 use crate::mtls::{ca_file, downstream_tls, upstream_tls, workload_files};
 use crate::tcp::{network_wasm_filter_file, tcp_proxy_filter};
@@ -36,23 +36,17 @@ pub fn inbound_cluster() -> String {
 
 /// The database's FQDN, as the SNI and `istio.services` name it.
 pub fn db_fqdn() -> String {
-    format!(
-        "{}.{}.svc.cluster.local",
-        DB_SERVICE.name, DB_SERVICE.namespace
-    )
+    db_registry().host
 }
 
 /// The outbound cluster a caller's sidecar routes the database's port to.
 pub fn db_outbound_cluster() -> String {
-    format!("outbound|{}||{}", DB_SERVICE.port, db_fqdn())
+    db_registry().cluster()
 }
 
 /// The database's label in the mesh (`x-upstream`, `upstream=<label>`).
 pub fn db_label() -> String {
-    format!(
-        "{}.{}:{}",
-        DB_SERVICE.name, DB_SERVICE.namespace, DB_SERVICE.port
-    )
+    db_registry().label()
 }
 
 /// The SNI Istio's client sidecar sets for the database's service port (the kit's, which is the

@@ -121,6 +121,21 @@ pub const TRUST_DOMAIN: &str = "cluster.local";
 /// The service behind the destination's sidecar ([`Role::Destination`]): prod's database.
 pub const DB_SERVICE: DemoService = SERVICES[0];
 
+/// [`DB_SERVICE`]'s port as the kit's registry has it: its FQDN (`host`), outbound cluster
+/// (`cluster()`) and mesh label (`label()`), named once, by the kit.
+pub fn db_registry() -> RegistryPort {
+    let registry = sidecar_config(&SIDECARS[0], "", WASM_RELATIVE).registry();
+    registry
+        .into_iter()
+        .find(|r| {
+            !r.service_entry
+                && r.name == DB_SERVICE.name
+                && r.namespace == DB_SERVICE.namespace
+                && r.port == DB_SERVICE.port
+        })
+        .unwrap_or_else(|| panic!("{DB_SERVICE:?} is not in the registry: SERVICES changed"))
+}
+
 /// What an Envoy of the both-ends part is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -360,14 +375,7 @@ impl Ports {
     /// The mesh port playing [`DB_SERVICE`]'s pods: the application behind the destination's
     /// sidecar.
     pub fn db_port(&self) -> u16 {
-        let label = format!(
-            "{}.{}:{}",
-            DB_SERVICE.name, DB_SERVICE.namespace, DB_SERVICE.port
-        );
-        self.upstreams()
-            .into_iter()
-            .find(|u| u.label == label)
-            .map_or(self.internet, |u| u.port)
+        self.upstream_port(&db_registry())
     }
 
     /// The mesh port playing registry entry `r`.
