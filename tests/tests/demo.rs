@@ -93,7 +93,16 @@ fn a_stale_file_is_reported() {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-stale-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    fs::copy(demo_dir().join("policy.yaml"), dir.join("policy.yaml")).unwrap();
+    // The policy directory: settings.yaml and tenants/*.yaml.
+    for rel in ["policy", "policy/tenants"] {
+        fs::create_dir_all(dir.join(rel)).unwrap();
+        for entry in fs::read_dir(demo_dir().join(rel)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                fs::copy(entry.path(), dir.join(rel).join(entry.file_name())).unwrap();
+            }
+        }
+    }
     assert_eq!(demo::write(&dir).unwrap().len(), SIDECARS.len() + 3);
     assert!(demo::check(&dir).unwrap().is_empty());
     let mesh = dir.join("mesh.yaml");
