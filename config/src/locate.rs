@@ -408,17 +408,15 @@ impl Origin {
                 .chars()
                 .next_back()
                 .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'));
-            let len = path_len(from);
+            // At least `tenants`: the loop always moves on.
+            let len = path_len(from).max("tenants".len());
             let path = from.get(..len).unwrap_or(from);
             if word_start && split_tenant(path).is_some() {
                 out.push_str(&self.find(path).reference());
             } else {
                 out.push_str(path);
             }
-            rest = from.get(len.max(1)..).unwrap_or("");
-            if len == 0 {
-                out.push_str(from.get(..1).unwrap_or(""));
-            }
+            rest = from.get(len..).unwrap_or("");
         }
         out.push_str(rest);
         out
@@ -498,6 +496,74 @@ tenants:
         let place = p.describe("tenants[0].egress[0].hosts[1]");
         assert_eq!(place.file_line("p.yaml"), "p.yaml:8");
         assert_eq!(place.tenant_suffix(), " (tenant prod)");
+    }
+
+    fn dir_origin() -> Origin {
+        Origin::Dir {
+            settings: SourceFile::new("p/settings.yaml", None, "apiVersion: x\nmode: audit\n"),
+            tenants_dir: "p/tenants".into(),
+            tenants: vec![
+                SourceFile::new(
+                    "p/tenants/dev.yaml",
+                    Some("dev".into()),
+                    "# dev\nnamespaces: [dev]\negress:\n  - hosts: [\"./*\"]\n",
+                ),
+                SourceFile::new(
+                    "p/tenants/prod.yaml",
+                    Some("prod".into()),
+                    "name: prod\nnamespaces:\n  - prod\n  - dev\n",
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_directory_maps_paths_to_files() {
+        let o = dir_origin();
+        let f = o.find("tenants[1].namespaces[1]");
+        assert_eq!(f.file.as_deref(), Some("p/tenants/prod.yaml"));
+        assert_eq!(f.path, "namespaces[1]");
+        assert_eq!(f.place.line, Some(4));
+        assert_eq!(f.place.tenant.as_deref(), Some("prod"));
+        assert_eq!(f.reference(), "namespaces[1] in p/tenants/prod.yaml:4");
+        let t = o.find("tenants[0]");
+        assert_eq!((t.path.as_str(), t.place.line), ("(document)", Some(2)));
+        let s = o.find("mode");
+        assert_eq!(s.file.as_deref(), Some("p/settings.yaml"));
+        assert_eq!((s.path.as_str(), s.place.line), ("mode", Some(2)));
+        assert_eq!(o.find("tenants").file.as_deref(), Some("p/tenants"));
+        // One file: paths stay the document's, and messages are not rewritten.
+        let one = Origin::File(SourceFile::new("p.yaml", None, "tenants: []\n"));
+        assert_eq!(one.find("tenants[0].name").file, None);
+        let m = "already claimed by tenants[0].namespaces[0].";
+        assert_eq!(one.rewrite(m), m);
+    }
+
+    #[test]
+    fn messages_name_the_files_of_the_paths_they_cite() {
+        let o = dir_origin();
+        assert_eq!(
+            o.rewrite("namespace \"dev\" is already claimed by tenants[0].namespaces[0]; a namespace"),
+            "namespace \"dev\" is already claimed by namespaces[0] in p/tenants/dev.yaml:2; a namespace"
+        );
+        // A sentence's full stop, quotes and parentheses end a path; several paths each.
+        assert_eq!(
+            o.rewrite("see tenants[0].egress[0].hosts[0]. (tenants[1]) \"tenants[1].name\""),
+            "see egress[0].hosts[0] in p/tenants/dev.yaml:4. ((document) in p/tenants/prod.yaml:1) \"name in p/tenants/prod.yaml:1\""
+        );
+        // Not a path of the document: left alone.
+        for m in [
+            "sub_tenants[0].x",
+            "tenants[x]",
+            "tenants[",
+            "no paths",
+            "tenants",
+        ] {
+            assert_eq!(o.rewrite(m), m);
+        }
+        assert_eq!(path_len("tenants[3].egress[0].hosts[2]: x"), 29);
+        assert_eq!(path_len("tenants[3]."), 10);
+        assert_eq!(path_len("tenants[]"), 7);
     }
 
     #[test]

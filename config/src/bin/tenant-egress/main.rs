@@ -681,7 +681,8 @@ fn reach(args: &ReachArgs) -> Result<(), Fail> {
     if args.json {
         println!("{}", json.map_err(|e| Fail(2, e.to_string()))?);
     } else {
-        print!("{text}");
+        // A policy directory's paths as file and path (identity for one file).
+        print!("{}", loaded.origin().rewrite(&text));
     }
     Ok(())
 }
@@ -749,9 +750,11 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
                 req.destination_namespace.as_deref().unwrap_or("(none)"),
                 req.caller.as_deref().unwrap_or("(no client certificate)")
             );
-            print!("{}", report.to_text(caller.map(|c| c.namespace)));
+            let text = report.to_text(caller.map(|c| c.namespace));
+            print!("{}", loaded.origin().rewrite(&text));
         } else {
-            print!("{}", report.to_text(req.source.namespace.as_deref()));
+            let text = report.to_text(req.source.namespace.as_deref());
+            print!("{}", loaded.origin().rewrite(&text));
         }
         println!("enforced by: {}", enforcement.detail);
         if let Some(c) = assumed {
