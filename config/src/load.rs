@@ -259,8 +259,8 @@ pub enum LoadError {
         input: String,
         /// The errors and the warnings found with them.
         invalid: InvalidPolicy,
-        /// Where each path is in the input.
-        origin: Origin,
+        /// Where each path is in the input (boxed: a directory's files make it large).
+        origin: Box<Origin>,
     },
     /// A policy directory's files cannot be merged: its layout is wrong, or a file is not
     /// YAML (every such problem, each naming its file).
@@ -402,7 +402,7 @@ fn load_value(input: &str, value: serde_json::Value, origin: Origin) -> Result<L
             return Err(LoadError::Invalid {
                 input: input.to_owned(),
                 invalid,
-                origin,
+                origin: Box::new(origin),
             })
         }
     };
