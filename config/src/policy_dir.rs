@@ -159,6 +159,9 @@ pub fn read(dir: &Path) -> Result<Merged, LoadError> {
     };
 
     let settings_text = Input::File(settings_path.clone()).read()?;
+    // The whole directory is read under one file's limit: the merged document is what the
+    // limit protects.
+    let mut total = settings_text.len();
     let settings_file = SourceFile::new(settings_path.display().to_string(), None, &settings_text);
     let mut document: IndexMap<String, Value> = IndexMap::new();
     match parse(&settings_file.name, &settings_text) {
@@ -221,6 +224,21 @@ pub fn read(dir: &Path) -> Result<Merged, LoadError> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let text = Input::File(path.clone()).read()?;
+            total = total.saturating_add(text.len());
+            if total > yaml::MAX_INPUT_BYTES {
+                return Err(LoadError::Files {
+                    input,
+                    errors: vec![layout(
+                        dir,
+                        "(directory)",
+                        None,
+                        format!(
+                            "the policy's files hold more than {} bytes, the limit of one policy",
+                            yaml::MAX_INPUT_BYTES
+                        ),
+                    )],
+                });
+            }
             let file = SourceFile::new(path.display().to_string(), Some(stem.clone()), &text);
             match parse(&file.name, &text) {
                 Ok(Value::Mapping(mut tenant)) => {
@@ -363,4 +381,82 @@ pub fn write_new(dir: &Path, files: &[(PathBuf, String)]) -> Result<(), WriteErr
         std::fs::write(&path, text).map_err(io(&path))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "apiVersion: tenant-egress/v1
+unknownSource: allow
+tenants:
+  - name: uat
+    namespaces: [uat]
+    egress: [{hosts: [\"./*\"]}]
+  - name: prod
+    namespaces: [prod, prod-2]
+    mode: audit
+    egress: [{hosts: [\"./*\", \"uat/*\"]}]
+";
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("policy-dir-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_spec_written_as_a_directory_reads_back_the_same() {
+        let spec = crate::load::parse_policy("p.yaml", POLICY).unwrap().spec;
+        let files = files(&spec, "# settings\n", |n| format!("# tenant {n}\n")).unwrap();
+        let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        assert_eq!(
+            names,
+            ["settings.yaml", "tenants/uat.yaml", "tenants/prod.yaml"]
+        );
+        assert!(files[0].1.starts_with("# settings\n") && !files[0].1.contains("tenants"));
+        let dir = temp("round-trip");
+        write_new(&dir, &files).unwrap();
+        let loaded = crate::load::load_policy(&dir).unwrap();
+        assert!(loaded.is_dir());
+        // File-name order: prod before uat; otherwise the same document.
+        let mut expected = spec.clone();
+        expected.tenants.reverse();
+        assert_eq!(loaded.spec, expected);
+        // Never over files that are there.
+        let e = write_new(&dir, &files).unwrap_err();
+        assert!(matches!(e, WriteError::NotEmpty(_)), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tenant_names_that_are_not_file_names_are_refused() {
+        let mut spec = crate::load::parse_policy("p.yaml", POLICY).unwrap().spec;
+        spec.tenants[0].name = "../etc".into();
+        let e = files(&spec, "", |_| String::new()).unwrap_err();
+        assert!(matches!(e, WriteError::TenantName(..)), "{e}");
+        spec.tenants[0].name = "prod".into();
+        let e = files(&spec, "", |_| String::new()).unwrap_err();
+        assert!(e.to_string().contains("two tenants have this name"), "{e}");
+    }
+
+    #[test]
+    fn the_merged_document_keeps_the_settings_order_then_the_tenants() {
+        let dir = temp("order");
+        std::fs::create_dir_all(dir.join(TENANTS)).unwrap();
+        std::fs::write(
+            dir.join("settings.yml"),
+            "unknownSource: allow\napiVersion: tenant-egress/v1\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("tenants/b.json"), "{\"namespaces\": [\"b\"]}").unwrap();
+        std::fs::write(dir.join("tenants/a.yaml"), "namespaces: [a]\nname: a\n").unwrap();
+        let merged = read(&dir).unwrap();
+        let json = serde_json::to_string(&merged.value).unwrap();
+        assert_eq!(
+            json,
+            r#"{"unknownSource":"allow","apiVersion":"tenant-egress/v1","tenants":[{"namespaces":["a"],"name":"a"},{"name":"b","namespaces":["b"]}]}"#
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
