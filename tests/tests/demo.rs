@@ -2,14 +2,14 @@
 //! demo module (`tenant_egress_tests::demo`) and its `tenant-egress-demo` binary.
 //!
 //! - The committed `demo/*.yaml` and `demo/ports.env` equal a fresh render of
-//!   `demo/policy.yaml` and the topology (`tenant-egress-demo check`), so the policy the sidecars
-//!   enforce is exactly `demo/policy.yaml`.
+//!   `demo/policy/` and the topology (`tenant-egress-demo check`), so the policy the sidecars
+//!   enforce is exactly `demo/policy/`.
 //! - Every demo YAML passes `envoy --mode validate`.
 //! - `demo/docker-compose.yaml` runs those same files with the official image.
 //! - The demo runs natively: rendered by the same code on free ports (tests must not use the
 //!   fixed ones; the drift check above ties that render to the committed files), the mesh and
 //!   every sidecar start, and the request table (what `scripts/demo.sh` prints) passes: each
-//!   row as the table expects, as the core decides for `demo/policy.yaml`, and as the filter
+//!   row as the table expects, as the core decides for `demo/policy/`, and as the filter
 //!   counted. The mesh saw exactly the requests the table let through, and the binary exits 0
 //!   on these Envoys and 1 when the requests go to the wrong sidecars.
 // Test code: a failed unwrap is a failed test, not a dead proxy.
@@ -261,7 +261,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
     let (json, policy) = policy();
     let demo = Demo::start(&json);
 
-    // Each sidecar loaded demo/policy.yaml for its own identity.
+    // Each sidecar loaded demo/policy/ for its own identity.
     assert!(demo
         .sidecar("prod")
         .wait_for_log("source namespace=prod tenant=prod workload=-", WAIT));
@@ -296,7 +296,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
         "{}",
         r.body
     );
-    // demo/policy.yaml keeps the default `denyBody: terse`: the body says where the detail is.
+    // demo/policy/ keeps the default `denyBody: terse`: the body says where the detail is.
     assert!(
         r.body.contains(
             "or run: tenant-egress explain POLICY --source-namespace prod --authority cockroachdb.uat.svc.cluster.local:26257"

@@ -1,6 +1,6 @@
 //! The local demo (`scripts/demo.sh`, `demo/`) on the test kit: six Envoys on 127.0.0.1 (the
 //! mesh playing every upstream, and one Istio-shaped sidecar per source identity enforcing
-//! `demo/policy.yaml`) and a table of requests.
+//! `demo/policy/`) and a table of requests.
 //!
 //! - [`topology`]: the services, the sidecars and every fixed port;
 //! - [`render`](mod@render): the files in `demo/` (sidecars, mesh, docker-compose, ports.env) and the drift
