@@ -74,11 +74,15 @@ enum Command {
 #[command(
     after_help = "Each error and warning names its line, path and tenant:\n  \
 error: policy.yaml:17: tenants[3].egress[0].hosts[2] (tenant prod): ...\n\
+A policy directory (settings.yaml + tenants/<name>.yaml) names the file and the\n\
+path inside it:\n  \
+error: policy/tenants/prod.yaml:5: egress[0].hosts[2] (tenant prod): ...\n\
 The same warning in several places is printed once, naming the others.\n\n\
 Exit codes: 0 valid, 1 invalid (or, with --strict, any warning), 2 unreadable.\n\n\
 Examples:\n  \
 tenant-egress validate policy.yaml\n  \
 tenant-egress validate --strict -q policy.yaml      # in CI\n  \
+tenant-egress validate policy/                      # a policy directory\n  \
 tenant-egress validate --json policy.yaml | jq '.diagnostics[]'"
 )]
 struct ValidateArgs {
