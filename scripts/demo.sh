@@ -17,7 +17,7 @@
 #   mesh          demo/mesh.yaml: every upstream service (cockroachdb.<ns>:26257, api.<ns>:8080,
 #                 logcatcher.logmonkey:80, *.example.com, "the internet")
 #   sidecar-<id>  demo/sidecar-<id>.yaml: an Istio-shaped sidecar of one source workload
-#                 with the filter and demo/policy.yaml (prod, prod-batman, uat, dev, nometa,
+#                 with the filter and demo/policy/ (prod, prod-batman, uat, dev, nometa,
 #                 staging)
 #   both ends     sidecar-prod-db: prod's database behind its own sidecar (inbound, mTLS), the
 #                 filter deciding on the caller's SPIFFE identity; sidecar-prod-tcp: prod's
@@ -189,14 +189,15 @@ Try:
   curl -si -H 'Host: en.wikipedia.org'       http://127.0.0.1:$dev/    # dev is ALLOW_ANY: passthrough, 200
   curl -s 'http://127.0.0.1:$(admin_port sidecar-prod)/stats?filter=tenant_egress'
   curl -s 'http://127.0.0.1:$(admin_port sidecar-prod-db)/stats?filter=tenant_egress.inbound'
-  $CLI_REL explain demo/policy.yaml --source-namespace prod \\
+  $CLI_REL explain demo/policy --source-namespace prod \\
       --authority cockroachdb.uat:26257 --cluster 'outbound|26257||cockroachdb.uat.svc.cluster.local'
-  $CLI_REL explain demo/policy.yaml --at destination --destination-namespace prod \\
+  $CLI_REL explain demo/policy --at destination --destination-namespace prod \\
       --protocol tcp --caller spiffe://cluster.local/ns/uat/sa/orders \\
       --sni outbound_.26257_._.cockroachdb.prod.svc.cluster.local
 
 Logs (Envoy log with the filter's "denied ..." lines, and the access log): target/demo/logs/
-Edit demo/policy.yaml, then: scripts/demo.sh stop && scripts/demo.sh (re-renders the sidecars;
+Edit demo/policy/ (settings.yaml, tenants/<name>.yaml), then:
+scripts/demo.sh stop && scripts/demo.sh (re-renders the sidecars;
 the table's expectations are those of the shipped policy: a row the new policy decides
 differently is reported as FAIL, with what the policy now says).
 Stop: scripts/demo.sh stop
@@ -257,14 +258,14 @@ $(printf '  %s\n' "${busy[@]}")
   log "building the CLI (tenant-egress)"
   (cd "$ROOT" && cargo build -q -p tenant-egress-config --bin tenant-egress --locked --target-dir "$target_dir")
 
-  log "validating demo/policy.yaml"
-  "$cli" validate "$ROOT/demo/policy.yaml"
+  log "validating demo/policy/"
+  "$cli" validate "$ROOT/demo/policy"
 
   log "building the demo's tooling (tenant-egress-demo)"
   local bin
   bin="$(demo_bin)"
   if ! "$bin" check >/dev/null; then
-    log "demo/policy.yaml (or the topology in tests/src/demo/topology.rs) changed: re-rendering the Envoy configurations"
+    log "demo/policy/ (or the topology in tests/src/demo/topology.rs) changed: re-rendering the Envoy configurations"
     "$bin" render
     # shellcheck source=../demo/ports.env
     source "$ROOT/demo/ports.env"

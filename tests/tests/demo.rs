@@ -2,14 +2,14 @@
 //! demo module (`tenant_egress_tests::demo`) and its `tenant-egress-demo` binary.
 //!
 //! - The committed `demo/*.yaml` and `demo/ports.env` equal a fresh render of
-//!   `demo/policy.yaml` and the topology (`tenant-egress-demo check`), so the policy the sidecars
-//!   enforce is exactly `demo/policy.yaml`.
+//!   `demo/policy/` and the topology (`tenant-egress-demo check`), so the policy the sidecars
+//!   enforce is exactly `demo/policy/`.
 //! - Every demo YAML passes `envoy --mode validate`.
 //! - `demo/docker-compose.yaml` runs those same files with the official image.
 //! - The demo runs natively: rendered by the same code on free ports (tests must not use the
 //!   fixed ones; the drift check above ties that render to the committed files), the mesh and
 //!   every sidecar start, and the request table (what `scripts/demo.sh` prints) passes: each
-//!   row as the table expects, as the core decides for `demo/policy.yaml`, and as the filter
+//!   row as the table expects, as the core decides for `demo/policy/`, and as the filter
 //!   counted. So do the both-ends connections (certificates made at test time): uat's bypass,
 //!   with a valid uat certificate and no filter of its own, and a plaintext caller are refused
 //!   by prod's database sidecar with not one byte reaching the database; prod's own caller is
@@ -101,7 +101,16 @@ fn a_stale_file_is_reported() {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-stale-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    fs::copy(demo_dir().join("policy.yaml"), dir.join("policy.yaml")).unwrap();
+    // The policy directory: settings.yaml and tenants/*.yaml.
+    for rel in ["policy", "policy/tenants"] {
+        fs::create_dir_all(dir.join(rel)).unwrap();
+        for entry in fs::read_dir(demo_dir().join(rel)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                fs::copy(entry.path(), dir.join(rel).join(entry.file_name())).unwrap();
+            }
+        }
+    }
     assert_eq!(
         demo::write(&dir).unwrap().len(),
         SIDECARS.len() + ENDS.len() + 3
@@ -293,7 +302,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
     let (json, policy) = policy();
     let demo = Demo::start(&json);
 
-    // Each sidecar loaded demo/policy.yaml for its own identity.
+    // Each sidecar loaded demo/policy/ for its own identity.
     assert!(demo
         .sidecar("prod")
         .wait_for_log("source namespace=prod tenant=prod workload=-", WAIT));
@@ -319,7 +328,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
     );
     assert!(report.ok(), "{table}");
     assert!(
-        table.contains("all 27 requests behaved as demo/policy.yaml says"),
+        table.contains("all 27 requests behaved as demo/policy/ says"),
         "{table}"
     );
     assert!(!table.contains("FAIL"), "{table}");
@@ -338,7 +347,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
         "{}",
         r.body
     );
-    // demo/policy.yaml keeps the default `denyBody: terse`: the body says where the detail is.
+    // demo/policy/ keeps the default `denyBody: terse`: the body says where the detail is.
     assert!(
         r.body.contains(
             "or run: tenant-egress explain POLICY --source-namespace prod --authority cockroachdb.uat.svc.cluster.local:26257"
@@ -443,7 +452,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}\n{stdout}");
     assert!(
-        stdout.contains("all 27 requests behaved as demo/policy.yaml says"),
+        stdout.contains("all 27 requests behaved as demo/policy/ says"),
         "{stdout}"
     );
     assert!(stdout.contains("Both ends:"), "{stdout}");

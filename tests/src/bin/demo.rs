@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! tenant-egress-demo render            write demo/*.yaml, demo/docker-compose.yaml and
-//!                                      demo/ports.env from demo/policy.yaml and the topology
+//!                                      demo/ports.env from demo/policy/ and the topology
 //! tenant-egress-demo check             exit 1 if a committed file differs from a fresh render
 //! tenant-egress-demo certs [DIR]       make the mesh CA and the both-ends Envoys' workload
 //!                                      certificates (fresh keys) in DIR (target/demo/pki)
 //! tenant-egress-demo requests [--ports FILE]
 //!                                      send the demo's requests and connections to the running
 //!                                      Envoys, print the tables; exit 1 if any did not behave as
-//!                                      demo/policy.yaml says, 2 if the demo is not running
+//!                                      demo/policy/ says, 2 if the demo is not running
 //! ```
 //!
 //! `requests` talks HTTP to 127.0.0.1 only, so it works against the native demo
@@ -103,7 +103,7 @@ fn requests(dir: &std::path::Path, ports_file: Option<PathBuf>) -> Outcome {
     };
     let json = demo::read_policy(dir).map_err(|e| (2, e))?;
     let (policy, _warnings) = tenant_egress_core::Policy::from_json(json.as_bytes())
-        .map_err(|e| (2, format!("demo/policy.yaml: {e}")))?;
+        .map_err(|e| (2, format!("demo/policy/: {e}")))?;
     let report = demo::run(&policy, &ports)
         .map_err(|e| (2, format!("{e} (is the demo running? scripts/demo.sh)")))?;
     print!("{}", demo::format_report(&report));

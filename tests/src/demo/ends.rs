@@ -434,14 +434,14 @@ fn problems(r: &ConnectionResult) -> Vec<String> {
     let mut problems = Vec::new();
     if r.policy_at_caller != c.at_caller {
         problems.push(format!(
-            "the table expects {:?} at the caller's end but demo/policy.yaml says {:?} \
+            "the table expects {:?} at the caller's end but demo/policy/ says {:?} \
              (tenant_egress_core)",
             c.at_caller, r.policy_at_caller
         ));
     }
     if c.reaches_destination() && r.policy_at_destination != c.at_destination {
         problems.push(format!(
-            "the table expects {} at prod's database sidecar but demo/policy.yaml says {} \
+            "the table expects {} at prod's database sidecar but demo/policy/ says {} \
              (tenant_egress_core)",
             c.at_destination, r.policy_at_destination
         ));

@@ -1,6 +1,6 @@
 //! The local demo (`scripts/demo.sh`, `demo/`) on the test kit: ten Envoys on 127.0.0.1 (the
 //! mesh playing every upstream, one Istio-shaped sidecar per source identity enforcing
-//! `demo/policy.yaml`, and the both-ends part: prod's database behind its own sidecar, deciding
+//! `demo/policy/`, and the both-ends part: prod's database behind its own sidecar, deciding
 //! on the caller's mTLS identity, with a caller of prod's and uat's bypass) and a table of
 //! requests and connections.
 //!

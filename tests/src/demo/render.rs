@@ -1,11 +1,12 @@
-//! Renders the demo's files from `demo/policy.yaml` and the [topology](super::topology):
+//! Renders the demo's files from `demo/policy/` and the [topology](super::topology):
 //! `demo/sidecar-<name>.yaml` (one kit [`EnvoyConfig`](crate::EnvoyConfig) per source identity,
 //! rendered standalone, and the both-ends Envoys of [`super::ends`]), `demo/mesh.yaml`,
 //! `demo/docker-compose.yaml` and `demo/ports.env`.
 //!
 //! The YAML files are the kit's JSON bootstraps written as YAML under a comment header; the
-//! policy is embedded as JSON (the filter's configuration format), converted once from
-//! `demo/policy.yaml` here.
+//! policy is embedded as JSON (the filter's configuration format), converted once here from
+//! `demo/policy/`, a policy directory (`settings.yaml`, `tenants/<name>.yaml`) that the config
+//! crate merges into the one document the filter receives.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,22 +30,28 @@ pub fn demo_dir() -> PathBuf {
     crate::workspace_root().join("demo")
 }
 
-/// `demo/policy.yaml` as the filter's JSON configuration: the same keys, in the same order,
-/// with the same values. Refused if the core does not accept it (the filter would refuse it
-/// too and, failing closed, answer every request with an error).
+/// A policy document (YAML) as the filter's JSON configuration: the same keys, in the same
+/// order, with the same values. Refused if the core does not accept it (the filter would refuse
+/// it too and, failing closed, answer every request with an error).
 pub fn policy_json(policy_yaml: &str) -> Result<String, String> {
     let doc: tenant_egress_config::yaml::Value = tenant_egress_config::yaml::from_str(policy_yaml)
         .map_err(|e| format!("not valid YAML: {e}"))?;
-    let json = serde_json::to_string_pretty(&doc).map_err(|e| format!("not JSON data: {e}"))?;
+    document_json(&doc)
+}
+
+fn document_json(doc: &tenant_egress_config::yaml::Value) -> Result<String, String> {
+    let json = serde_json::to_string_pretty(doc).map_err(|e| format!("not JSON data: {e}"))?;
     tenant_egress_core::Policy::from_json(json.as_bytes()).map_err(|e| e.to_string())?;
     Ok(json)
 }
 
-/// Reads and converts `demo/policy.yaml` (see [`policy_json`]).
+/// Reads `demo/policy/` (a policy directory) merged into one document, as the filter's JSON
+/// (see [`policy_json`]). The merge is the CLI's own (`tenant_egress_config::policy_dir`):
+/// what `tenant-egress validate demo/policy` checks is what the sidecars embed.
 pub fn read_policy(demo: &Path) -> Result<String, String> {
-    let path = demo.join("policy.yaml");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    policy_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let dir = demo.join("policy");
+    let merged = tenant_egress_config::policy_dir::read(&dir).map_err(|e| e.to_string())?;
+    document_json(&merged.value).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// Every generated file of `demo/` by name, for the given ports, filter file name and
@@ -75,8 +82,9 @@ pub fn render(policy_json: &str, ports: &Ports, wasm: &str, pki: &str) -> BTreeM
              #     ALLOW_ANY catch-all (allow_any -> PassthroughCluster);\n\
              #   - clusters outbound|PORT||HOST with Istio's istio.services metadata (the destination\n\
              #     namespace the filter checks), PassthroughCluster and BlackHoleCluster;\n\
-             #   - the tenant-egress filter before the router, FAIL_CLOSED, with demo/policy.yaml\n\
-             #     (as JSON) as its configuration. Istio would deliver it with a WasmPlugin (ECDS).\n\
+             #   - the tenant-egress filter before the router, FAIL_CLOSED, with demo/policy/\n\
+             #     (merged, as JSON) as its configuration. Istio would deliver it with a WasmPlugin\n\
+             #     (ECDS).\n\
              #\n\
              # Where it differs from a real sidecar, because there is no Kubernetes and no iptables:\n\
              #   - Istio has one listener per service port and iptables hands the application's\n\
@@ -119,7 +127,7 @@ pub fn render(policy_json: &str, ports: &Ports, wasm: &str, pki: &str) -> BTreeM
                  #     client certificate against the mesh CA ({pki}/ca.pem);\n\
                  #   - plaintext, left in so that the filter's own refusal of it shows (under STRICT, which\n\
                  #     `tenant-egress generate` emits, Istio has no plaintext chain at all);\n\
-                 # each with the tenant-egress NETWORK filter (FAIL_CLOSED, demo/policy.yaml as JSON) before\n\
+                 # each with the tenant-egress NETWORK filter (FAIL_CLOSED, demo/policy/ as JSON) before\n\
                  # tcp_proxy to inbound|26257|| (istio.services: cockroachdb.prod.svc.cluster.local), whose\n\
                  # endpoint is the database: the mesh's cockroachdb.prod:26257 listener, 127.0.0.1:{db}.\n\
                  # The filter decides on the caller's verified SPIFFE id (connection.uri_san_peer_certificate)\n\
@@ -192,7 +200,7 @@ pub fn render(policy_json: &str, ports: &Ports, wasm: &str, pki: &str) -> BTreeM
     files
 }
 
-/// The committed files' render: `demo/policy.yaml`, [`Ports::fixed`], [`WASM_RELATIVE`],
+/// The committed files' render: `demo/policy/`, [`Ports::fixed`], [`WASM_RELATIVE`],
 /// [`PKI_RELATIVE`].
 pub fn render_committed(demo: &Path) -> Result<BTreeMap<String, String>, String> {
     Ok(render(
@@ -261,7 +269,7 @@ fn comment_wrap(text: &str) -> String {
 }
 
 fn generated_note() -> &'static str {
-    "# GENERATED by `tenant-egress-demo render` (tests/src/bin/demo.rs) from demo/policy.yaml and\n\
+    "# GENERATED by `tenant-egress-demo render` (tests/src/bin/demo.rs) from demo/policy/ and\n\
      # the demo's topology (tests/src/demo/topology.rs). Do not edit: edit those and run\n\
      # `cargo run -p tenant-egress-tests --bin tenant-egress-demo -- render` (the tests fail when\n\
      # this file differs from a fresh render)."

@@ -1,4 +1,4 @@
-//! The demo's requests: what each source sends, what demo/policy.yaml says must happen, and
+//! The demo's requests: what each source sends, what demo/policy/ says must happen, and
 //! what did happen.
 //!
 //! Each row names a source sidecar, the `Host` header(s) and the expected outcome. Running a
@@ -7,7 +7,7 @@
 //! - the policy's own answer: the core's decision ([`tenant_egress_core::Policy::decide`]) for
 //!   the request as the filter sees it, with the cluster Envoy routes it to
 //!   ([`EnvoyConfig::route`](crate::EnvoyConfig::route)) — so the table cannot silently drift
-//!   from `demo/policy.yaml`;
+//!   from `demo/policy/`;
 //! - what the running Envoys did: the status, the `x-tenant-egress-denied` header and body,
 //!   which mesh upstream answered (`x-upstream`), and the filter's own verdict read from the
 //!   sidecar's counters (`tenant_egress.allowed`, `.denied.<reason>`, `.audit_denied.<reason>`).
@@ -90,7 +90,7 @@ pub struct Row {
     pub source: &'static str,
     /// Its `Host` header(s) (HTTP/1.1; more than one to show a repeated authority).
     pub hosts: &'static [&'static str],
-    /// What demo/policy.yaml says must happen.
+    /// What demo/policy/ says must happen.
     pub expect: Outcome,
 }
 
@@ -416,7 +416,7 @@ pub fn run_requests(policy: &Policy, ports: &Ports) -> std::io::Result<Vec<RowRe
         let mut problems = Vec::new();
         if policy_says != row.expect {
             problems.push(format!(
-                "the table expects {} but demo/policy.yaml says {policy_says} \
+                "the table expects {} but demo/policy/ says {policy_says} \
                  (tenant_egress_core); fix the table or the policy",
                 row.expect
             ));
@@ -482,7 +482,7 @@ pub fn format_report(report: &Report) -> String {
         + report.connections.iter().filter(|r| !r.ok()).count();
     if failed == 0 {
         out += &format!(
-            "\nall {} requests behaved as demo/policy.yaml says\n",
+            "\nall {} requests behaved as demo/policy/ says\n",
             report.len()
         );
     } else {

@@ -114,7 +114,7 @@ pub fn sidecar(name: &str) -> Option<&'static Sidecar> {
     SIDECARS.iter().find(|s| s.name == name)
 }
 
-/// The SPIFFE trust domain of the demo's mesh (Istio's default; `demo/policy.yaml` names no
+/// The SPIFFE trust domain of the demo's mesh (Istio's default; `demo/policy/` names no
 /// other, so the filter accepts this one only).
 pub const TRUST_DOMAIN: &str = "cluster.local";
 
