@@ -1244,7 +1244,7 @@ fn the_demo_policy_directory_validates_and_generates_as_one_file() {
     let out = run(&["validate", d], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("tenants=4 namespaces=4"),
+        text(&out.stdout).contains("tenants=5 namespaces=5"),
         "{}",
         text(&out.stdout)
     );
@@ -1256,7 +1256,7 @@ fn the_demo_policy_directory_validates_and_generates_as_one_file() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 4);
+    assert_eq!(files.len(), 5);
     for path in files {
         let mut first = true;
         for line in std::fs::read_to_string(path).unwrap().lines() {
