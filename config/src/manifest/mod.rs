@@ -18,7 +18,10 @@ pub mod inbound;
 pub mod output;
 pub mod overview;
 pub mod sidecar;
+pub mod trafficextension;
 pub mod wasmplugin;
+
+pub use trafficextension::PluginApi;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,7 +72,8 @@ pub enum Selection {
     Default,
     /// Only the Sidecars.
     Sidecars,
-    /// Only the WasmPlugins (with the destination end, its PeerAuthentications too).
+    /// Only the WasmPlugins (the TrafficExtensions with `--api trafficextension`; with the
+    /// destination end, its PeerAuthentications too).
     #[value(name = "wasmplugin")]
     WasmPlugin,
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
@@ -240,6 +244,8 @@ pub struct Options {
     pub ends: Ends,
     /// With the destination end: a STRICT PeerAuthentication per tenant namespace.
     pub peer_authentication: bool,
+    /// The Istio API of the plugins: WasmPlugin, or TrafficExtension (Istio 1.30+).
+    pub api: PluginApi,
 }
 
 impl Default for Options {
@@ -253,6 +259,7 @@ impl Default for Options {
             audit_sidecars: AuditSidecars::Scoped,
             ends: Ends::Both,
             peer_authentication: true,
+            api: PluginApi::WasmPlugin,
         }
     }
 }
@@ -268,6 +275,8 @@ pub enum DocKind {
     EnvoyFilter,
     /// `security.istio.io/v1` PeerAuthentication.
     PeerAuthentication,
+    /// `extensions.istio.io/v1alpha1` TrafficExtension (`--api trafficextension`).
+    TrafficExtension,
 }
 
 impl DocKind {
@@ -278,6 +287,7 @@ impl DocKind {
             DocKind::WasmPlugin => "wasmplugin",
             DocKind::EnvoyFilter => "envoyfilter",
             DocKind::PeerAuthentication => "peerauthentication",
+            DocKind::TrafficExtension => "trafficextension",
         }
     }
 }
@@ -437,6 +447,7 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
         }
         envoyfilter::generate(spec, opts, &mut out)?;
     }
+    trafficextension::render(opts, &mut out)?;
     if wasm || envoy {
         if let Some(gap) = opts.ends.gap() {
             // Said on stderr and in the output itself, where a reviewer of the manifests sees it.
@@ -570,6 +581,9 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     }
     if !opts.peer_authentication {
         push("no-peer-authentication", "");
+    }
+    if opts.api != defaults.api {
+        push("api", &flag_value(&opts.api));
     }
     cmd
 }
