@@ -29,7 +29,8 @@
 //! What is checked, without a change to the scenario's own code:
 //! - every request the caller's end denies (the filter's 403) is sent again, byte for byte, to
 //!   the bypass listener, and must be denied by the destination alone (its 403 and
-//!   `x-tenant-egress-denied`), or reach no mesh destination. One that reaches the application
+//!   `x-tenant-egress-denied`), or reach no mesh destination, or be refused by Envoy itself
+//!   before any upstream (a CONNECT, a codec error). One that reaches the application
 //!   fails the test, unless the caller's tenant has a label-only workload exception: the
 //!   destination cannot see pod labels and applies such an exception to every service account
 //!   (README, "What each end decides"), so it may let through what the caller's labels did not
@@ -107,8 +108,10 @@ pub fn through_both_ends<R>(f: impl FnOnce() -> R) -> R {
     // Every caller of `f` is gone: compare the ends over the whole run, then stop the
     // destinations (the last reference).
     let started = scope.all.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let tcp = scope.tcp_meshes.load(std::sync::atomic::Ordering::Relaxed);
+    let launched = scope.launched.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
-        started > 0,
+        launched + tcp > 0,
         "ran through both ends, but no caller started a destination sidecar (no wasm filter, \
          or no Kubernetes service)"
     );
@@ -116,7 +119,8 @@ pub fn through_both_ends<R>(f: impl FnOnce() -> R) -> R {
         panic!("the two ends disagree:\n{why}");
     }
     eprintln!(
-        "through both ends: {started} destination sidecars; probes of the caller's denials: {:?}",
+        "through both ends: {started} HTTP destination sidecars, {tcp} TCP meshes; probes of the \
+         caller's denials: {:?}",
         scope.tally()
     );
     out
@@ -222,6 +226,9 @@ pub struct Tally {
     /// Denied by the caller's end on its pod labels, let through by the destination, which
     /// applies a label-only exception to every service account (documented).
     pub label_gap: u64,
+    /// Denied by the caller's end; without the filter Envoy itself refuses it before any
+    /// upstream (a CONNECT no route matches: 404; a codec error: 400 or a reset stream).
+    pub refused_by_envoy: u64,
     /// Denied by the caller's end for a reason of its own proxy (`unknown-source`): no probe.
     pub not_comparable: u64,
 }
@@ -235,6 +242,10 @@ type RegistryKey = (String, String, String, u16);
 /// [`Ends::Both`] outside it), shared by the callers whose policy and services are the same,
 /// and the probes' tally. Checked when it ends.
 pub(crate) struct Scope {
+    /// [`TcpMesh`]es started in this scope (they check themselves: [`TcpMesh::check`]).
+    tcp_meshes: std::sync::atomic::AtomicUsize,
+    /// Destination sidecars launched, whether or not they came up (an invalid policy).
+    launched: std::sync::atomic::AtomicUsize,
     destinations: Mutex<BTreeMap<DestinationKey, Arc<Destination>>>,
     all: Mutex<Vec<Arc<Destination>>>,
     tally: Mutex<Tally>,
@@ -243,6 +254,8 @@ pub(crate) struct Scope {
 impl Scope {
     fn new() -> Arc<Scope> {
         Arc::new(Scope {
+            tcp_meshes: std::sync::atomic::AtomicUsize::new(0),
+            launched: std::sync::atomic::AtomicUsize::new(0),
             destinations: Mutex::new(BTreeMap::new()),
             all: Mutex::new(Vec::new()),
             tally: Mutex::new(Tally::default()),
@@ -377,6 +390,8 @@ pub(crate) fn after_response(port: u16, r: &Response, replay: &dyn Fn(u16) -> Re
         tally.destination_denied += 1;
     } else if b.header(NO_MESH_DESTINATION.0) == Some(NO_MESH_DESTINATION.1) {
         tally.caller_end_only += 1;
+    } else if matches!(b.status, 0 | 400 | 404) && b.header("x-upstream").is_none() {
+        tally.refused_by_envoy += 1;
     } else if probe.label_gap_possible && b.status == 200 && b.body.starts_with("upstream=") {
         tally.label_gap += 1;
         let label = b.header("x-upstream").unwrap_or_default().to_owned();
@@ -489,6 +504,9 @@ pub(crate) fn start(
         let d = match found {
             Some(d) => d,
             None => {
+                scope
+                    .launched
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let d = Arc::new(start_destination(
                     cfg,
                     &namespace,
@@ -758,6 +776,9 @@ fn destination_bootstrap(
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": stat_prefix,
                         "codec_type": "AUTO",
+                        // As Istio's inbound HCM: WebSocket upgrades pass through the filters
+                        // (without it Envoy itself answers an upgrade with a bare 403).
+                        "upgrade_configs": [{"upgrade_type": "websocket"}],
                         "route_config": {
                             "name": cluster,
                             "validate_clusters": false,
@@ -812,6 +833,320 @@ pub(crate) fn destination_filter_config(cfg: &EnvoyConfig) -> Value {
             crate::config::wasm_typed_config(&crate::wasm_path(), policy, cfg.failure_policy())
         }
         _ => Value::Null,
+    }
+}
+
+/// Destination sidecars for the network filter's hand-written bootstraps (`tests/tests/tcp.rs`):
+/// per namespace an Envoy with, per service port, an Istio-shaped inbound TCP listener
+/// (`traffic_direction: INBOUND`, `tls_inspector`, a DownstreamTlsContext requiring a client
+/// certificate, the network filter `tenant-egress-tcp` with the policy, `tcp_proxy` to an
+/// `inbound|<port>||` cluster with `istio.services` metadata) in front of an echo application;
+/// and per caller identity a filterless listener dialling it over mTLS with that identity's
+/// certificate (the bypass). The caller's bootstrap takes its clusters from
+/// [`TcpMesh::cluster`]; [`TcpMesh::probe`] makes every [`crate::tcp_exchange`] that the
+/// caller's end closes try the bypass, which the destination must close too.
+pub struct TcpMesh {
+    destinations: Vec<TcpDestination>,
+    probes: Vec<u16>,
+    denied_probes: Arc<Mutex<u64>>,
+}
+
+struct TcpDestination {
+    namespace: String,
+    /// (service, port) → inbound listener port.
+    inbound: BTreeMap<(String, u16), u16>,
+    /// (caller SPIFFE id, service, port) → bypass listener port.
+    bypass: BTreeMap<(String, String, u16), u16>,
+    envoy: Envoy,
+}
+
+/// A TCP probe: the bypass port and where to count the destination's closes.
+type TcpProbe = (u16, Arc<Mutex<u64>>, String);
+
+fn tcp_probes() -> &'static Mutex<BTreeMap<u16, TcpProbe>> {
+    static PROBES: OnceLock<Mutex<BTreeMap<u16, TcpProbe>>> = OnceLock::new();
+    PROBES.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+/// Called by [`crate::tcp_exchange`]: a connection to a probed caller listener that came back
+/// empty (closed by the caller's end) is tried again through the bypass.
+pub(crate) fn after_tcp_exchange(port: u16, payload: &[u8], got: &[u8]) {
+    if !got.is_empty() {
+        return;
+    }
+    let Some((bypass, denied, caller)) = tcp_probes()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&port)
+        .cloned()
+    else {
+        return;
+    };
+    let b = crate::tcp::tcp_exchange_at(
+        std::net::SocketAddr::from(([127, 0, 0, 1], bypass)),
+        payload,
+    );
+    assert!(
+        b.is_empty(),
+        "both ends disagree: the caller's end closed this connection, but called directly by \
+         {caller} without a filter of its own, the destination passed it: {b:?}"
+    );
+    *denied.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+}
+
+fn spiffe(caller: (&str, &str)) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}", caller.0, caller.1)
+}
+
+impl TcpMesh {
+    /// Starts a destination sidecar per namespace of `services` (`(name, namespace, port)`)
+    /// with `policy`, and bypass listeners for each of `callers` (`(namespace, service
+    /// account)`).
+    pub fn start(
+        policy: &str,
+        services: &[(&str, &str, u16)],
+        callers: &[(&str, &str)],
+    ) -> TcpMesh {
+        if let Some(scope) = SCOPE.with(|s| s.borrow().clone()) {
+            scope
+                .tcp_meshes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let ca = mesh().pki.ca_cert.clone();
+        let mut by_namespace: BTreeMap<&str, Vec<(&str, u16)>> = BTreeMap::new();
+        for &(svc, ns, port) in services {
+            by_namespace.entry(ns).or_default().push((svc, port));
+        }
+        let mut destinations = Vec::new();
+        for (ns, svcs) in by_namespace {
+            let server = workload(ns, "default");
+            let n = svcs.len();
+            let mut free = crate::free_ports(2 * n + n * callers.len()).into_iter();
+            let mut next = || free.next().unwrap_or_default();
+            let mut inbound = BTreeMap::new();
+            let mut bypass = BTreeMap::new();
+            let mut listeners = Vec::new();
+            let mut clusters = Vec::new();
+            let tls_inspector = json!({
+                "name": "envoy.filters.listener.tls_inspector",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+            });
+            for &(svc, port) in &svcs {
+                let fqdn = format!("{svc}.{ns}.svc.cluster.local");
+                let (listen, app) = (next(), next());
+                inbound.insert((svc.to_owned(), port), listen);
+                let shared = svcs.iter().filter(|(_, p)| *p == port).count() > 1;
+                let cluster = if shared {
+                    format!("inbound|{port}|{svc}|")
+                } else {
+                    format!("inbound|{port}||")
+                };
+                listeners.push(json!({
+                    "name": format!("virtualInbound_{svc}_{port}"),
+                    "address": socket(listen),
+                    "enable_reuse_port": false,
+                    "traffic_direction": "INBOUND",
+                    "listener_filters": [tls_inspector],
+                    "filter_chains": [{
+                        "transport_socket": downstream_tls(&server, &ca),
+                        "filters": [crate::tcp::network_wasm_filter("tenant-egress-tcp", policy), crate::tcp::tcp_proxy_filter(&cluster)],
+                    }],
+                }));
+                listeners.push(json!({
+                    "name": format!("app_{svc}_{port}"),
+                    "address": socket(app),
+                    "enable_reuse_port": false,
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.echo",
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo"},
+                    }]}],
+                }));
+                clusters.push(json!({
+                    "name": cluster, "type": "STATIC", "connect_timeout": "1s",
+                    "load_assignment": {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(app)}}]}]},
+                    "metadata": {"filter_metadata": {"istio": {"services": [{"host": fqdn, "name": svc, "namespace": ns}]}}},
+                }));
+                for &caller in callers {
+                    let who = workload(caller.0, caller.1);
+                    let port_b = next();
+                    let name = format!("bypass_{}_{}_{svc}_{port}", caller.0, caller.1);
+                    bypass.insert((who.spiffe_id.clone(), svc.to_owned(), port), port_b);
+                    listeners.push(json!({
+                        "name": name, "address": socket(port_b), "enable_reuse_port": false,
+                        "filter_chains": [{"filters": [crate::tcp::tcp_proxy_filter(&name)]}],
+                    }));
+                    clusters.push(json!({
+                        "name": name, "type": "STATIC", "connect_timeout": "1s",
+                        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(listen)}}]}]},
+                        "transport_socket": upstream_tls(&who, &ca, &istio_sni(port, "", &fqdn)),
+                    }));
+                }
+            }
+            let bootstrap = json!({
+                "node": {
+                    "id": format!("sidecar~127.0.0.1~{ns}-destination-0.{ns}~{ns}.svc.cluster.local"),
+                    "cluster": format!("destination.{ns}"),
+                    "metadata": {"NAMESPACE": ns, "SERVICE_ACCOUNT": "default"},
+                },
+                "admin": {"address": socket(0)},
+                "static_resources": {"listeners": listeners, "clusters": clusters},
+            });
+            destinations.push(TcpDestination {
+                namespace: ns.to_owned(),
+                inbound,
+                bypass,
+                envoy: Envoy::start(&bootstrap.to_string()),
+            });
+        }
+        TcpMesh {
+            destinations,
+            probes: Vec::new(),
+            denied_probes: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    fn find(&self, ns: &str) -> &TcpDestination {
+        match self.destinations.iter().find(|d| d.namespace == ns) {
+            Some(d) => d,
+            None => panic!("no destination sidecar for namespace {ns}"),
+        }
+    }
+
+    /// The destination sidecar of namespace `ns`.
+    pub fn destination(&self, ns: &str) -> &Envoy {
+        &self.find(ns).envoy
+    }
+
+    /// A caller sidecar's cluster `name` for `svc.ns:port`: mTLS as `caller` (namespace,
+    /// service account) with Istio's SNI to the destination, and `istio.services` metadata.
+    pub fn cluster(
+        &self,
+        name: &str,
+        caller: (&str, &str),
+        svc: &str,
+        ns: &str,
+        port: u16,
+    ) -> Value {
+        let fqdn = format!("{svc}.{ns}.svc.cluster.local");
+        let listen = self.find(ns).inbound[&(svc.to_owned(), port)];
+        json!({
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(listen)}}]}]},
+            "metadata": {"filter_metadata": {"istio": {"services": [{"host": fqdn, "name": svc, "namespace": ns}]}}},
+            "transport_socket": upstream_tls(&workload(caller.0, caller.1), &mesh().pki.ca_cert, &istio_sni(port, "", &fqdn)),
+        })
+    }
+
+    /// From now on a [`crate::tcp_exchange`] with the caller's listener `caller_port` (a chain
+    /// to `svc.ns:port`) that the caller's end closes is tried again through `caller`'s
+    /// bypass, and must be closed by the destination too.
+    pub fn probe(
+        &mut self,
+        caller_port: u16,
+        caller: (&str, &str),
+        svc: &str,
+        ns: &str,
+        port: u16,
+    ) {
+        let id = spiffe(caller);
+        let bypass = self.find(ns).bypass[&(id.clone(), svc.to_owned(), port)];
+        tcp_probes()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(caller_port, (bypass, Arc::clone(&self.denied_probes), id));
+        self.probes.push(caller_port);
+    }
+
+    /// Compares the ends after the scenario: the destinations let through (counted under
+    /// `tenant_egress.inbound.connections.allowed` and `audit_denied`) exactly the connections
+    /// the caller's end let through (every one of which went to a destination of this mesh),
+    /// closed every probe (`inbound.connections.denied`), and no byte reached an application
+    /// whose destination let nothing through.
+    #[track_caller]
+    pub fn check(&self, caller: &Envoy) {
+        const WAIT: Duration = Duration::from_secs(5);
+        let sum = |name: &str| -> u64 {
+            self.destinations
+                .iter()
+                .map(|d| d.envoy.counter(name).unwrap_or(0))
+                .sum()
+        };
+        let wait = |want: u64, get: &dyn Fn() -> u64| {
+            let deadline = Instant::now() + WAIT;
+            let mut got = get();
+            while got < want && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                got = get();
+            }
+            got
+        };
+        let at_caller = caller
+            .counter("tenant_egress.connections.allowed")
+            .unwrap_or(0)
+            + caller
+                .counter("tenant_egress.connections.audit_denied")
+                .unwrap_or(0);
+        let passed = wait(at_caller, &|| {
+            sum("tenant_egress.inbound.connections.allowed")
+                + sum("tenant_egress.inbound.connections.audit_denied")
+        });
+        assert_eq!(
+            passed, at_caller,
+            "connections let through at the destinations vs at the caller's end"
+        );
+        // Every probe is closed at a destination. A connection the caller's end closed may
+        // reach a destination too: `tcp_proxy` dials its upstream when the connection opens,
+        // before the caller's filter has seen a byte, and the TLS close that follows arrives
+        // as an empty stream, which the destination refuses as well. So each of the caller's
+        // closes adds at most one.
+        let probes = *self.denied_probes.lock().unwrap_or_else(|e| e.into_inner());
+        let denied = wait(probes, &|| sum("tenant_egress.inbound.connections.denied"));
+        let caller_denied = caller
+            .counter("tenant_egress.connections.denied")
+            .unwrap_or(0);
+        assert!(
+            probes <= denied && denied <= probes + caller_denied,
+            "the destinations closed {denied} connections: the {probes} probes of the caller's \
+             closes, and at most the caller's {caller_denied} closed connections"
+        );
+        // Nothing reached an application whose destination let nothing through.
+        for d in &self.destinations {
+            let passed = d
+                .envoy
+                .counter("tenant_egress.inbound.connections.allowed")
+                .unwrap_or(0)
+                + d.envoy
+                    .counter("tenant_egress.inbound.connections.audit_denied")
+                    .unwrap_or(0);
+            let bytes: u64 = d
+                .envoy
+                .stats()
+                .iter()
+                .filter(|(k, _)| {
+                    k.starts_with("cluster.inbound|") && k.ends_with(".upstream_cx_tx_bytes_total")
+                })
+                .map(|(_, v)| *v)
+                .sum();
+            assert!(
+                passed > 0 || bytes == 0,
+                "{bytes} bytes reached the application of {}, whose destination sidecar let no \
+                 connection through",
+                d.namespace
+            );
+        }
+        eprintln!(
+            "through both ends (TCP): {passed} connections let through at both ends, {probes} \
+             closed by the caller's end and by the destination alone"
+        );
+    }
+}
+
+impl Drop for TcpMesh {
+    fn drop(&mut self) {
+        let mut map = tcp_probes().lock().unwrap_or_else(|e| e.into_inner());
+        for p in &self.probes {
+            map.remove(p);
+        }
     }
 }
 

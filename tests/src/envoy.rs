@@ -693,6 +693,12 @@ impl Envoy {
         parse_stats(&body).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// [`stats`](Self::stats), or `None` when the admin does not answer (in time).
+    fn try_stats(&self) -> Option<BTreeMap<String, u64>> {
+        let r = self.admin("GET", "/stats?format=json").ok()?;
+        (r.status == 200).then(|| parse_stats(&r.body).ok())?
+    }
+
     /// Value of counter/gauge `name`; also tries `wasmcustom.<name>` (the
     /// namespace Envoy may give proxy-wasm metrics). `None` if absent.
     pub fn counter(&self, name: &str) -> Option<u64> {
@@ -827,7 +833,11 @@ impl Envoy {
         self.update_policy(policy_json);
         let outcome = self.wait_for_ecds(before, timeout);
         for (d, before) in self.destinations().iter().zip(before_destinations) {
-            let at_destination = d.envoy.wait_for_ecds(before, timeout);
+            // A deadline, not a wait: the destination compiles the module again as the caller
+            // did, on a machine the caller's wait may have found busy.
+            let at_destination = d
+                .envoy
+                .wait_for_ecds(before, timeout.max(Duration::from_secs(30)));
             assert_eq!(
                 at_destination, outcome,
                 "the destination sidecar of {} came to another verdict on the policy update",
@@ -847,7 +857,10 @@ impl Envoy {
     /// Current ECDS counters of the filter
     /// (`extension_config_discovery.http_filter.tenant-egress.*`).
     pub fn ecds_counts(&self) -> EcdsCounts {
-        let stats = self.stats();
+        self.ecds_counts_of(&self.stats())
+    }
+
+    fn ecds_counts_of(&self, stats: &BTreeMap<String, u64>) -> EcdsCounts {
         let get = |suffix: &str| {
             stats
                 .get(&format!(
@@ -870,7 +883,15 @@ impl Envoy {
     pub fn wait_for_ecds(&self, before: EcdsCounts, timeout: Duration) -> EcdsOutcome {
         let deadline = Instant::now() + timeout;
         loop {
-            let now = self.ecds_counts();
+            // While Envoy applies a new wasm configuration its main thread compiles the module
+            // and the admin may not answer: try again until the deadline.
+            let Some(now) = self.try_stats().map(|stats| self.ecds_counts_of(&stats)) else {
+                if Instant::now() >= deadline {
+                    return EcdsOutcome::TimedOut;
+                }
+                std::thread::sleep(POLL);
+                continue;
+            };
             if now.rejected + now.failure > before.rejected + before.failure {
                 return EcdsOutcome::Rejected;
             }

@@ -86,7 +86,7 @@ pub use config::{
     Service, ServiceEntry, Topology, ECDS_FILTER_NAME, METADATA_EXCHANGE,
     METADATA_EXCHANGE_STAND_IN, WASM_TYPE_URL,
 };
-pub use ends::{through_both_ends, Destination, Ends, Tally};
+pub use ends::{through_both_ends, Destination, Ends, Tally, TcpMesh};
 pub use envoy::{
     admin_stats, ecds_discovery_response, parse_stats, stat, write_atomically, EcdsCounts,
     EcdsOutcome, Envoy, StartError,
