@@ -13,13 +13,17 @@
 //!   verifies a client certificate, the SAME filter and policy as the caller (inline, or
 //!   through its own ECDS file when the caller uses ECDS; [`Envoy::update_policy`] updates
 //!   every end), then the router to an `inbound|<port>||` cluster carrying `istio.services`
-//!   metadata, whose endpoint is the caller's upstream listener for that service: the
-//!   application. So [`Envoy::upstream_hits`] still counts what reached the application, and
-//!   the scenario's own assertions read as before.
+//!   metadata, whose endpoint is the application (the kit's upstream listener, answering
+//!   `upstream=<svc>.<ns>:<port>`, in the destination's Envoy). [`Envoy::upstream_hits`] and
+//!   [`Envoy::upstream_port`] of the caller read that application (hits since the caller
+//!   started), so the scenario's own assertions read as before.
+//! - Within one [`through_both_ends`], callers with the same policy and services share the
+//!   destination sidecars (one set per test, not per caller or request); a destination fed
+//!   over ECDS is never shared (its caller may update its policy).
 //! - the caller's `outbound|<port>||<fqdn>` clusters of Kubernetes services originate Istio
 //!   mTLS to that listener: a client certificate with the caller's SPIFFE id
 //!   (`spiffe://cluster.local/ns/<namespace>/sa/<SERVICE_ACCOUNT or default>`) and Istio's SNI
-//!   `outbound_.<port>_._.<fqdn>` ([`crate::mtls`]).
+//!   `outbound_.<port>_._.<fqdn>` ([`crate::mtls`]; one CA per test process).
 //! - per outbound listener a **bypass** listener in the caller's Envoy: the same routes to the
 //!   same mTLS clusters (the same certificate), but no filter: a pod of the caller's namespace
 //!   that opted out of its own end. Its catch-all answers 404 with
@@ -27,22 +31,29 @@
 //!   sidecar to decide it (external hosts need an egress gateway).
 //!
 //! What is checked, without a change to the scenario's own code:
-//! - every request the caller's end denies (the filter's 403) is sent again, byte for byte, to
+//! - every request the caller's end denies (the filter's 403; sent with [`crate::raw_http1`],
+//!   [`crate::get`] and the like, or [`crate::h2_request`]) is sent again, byte for byte, to
 //!   the bypass listener, and must be denied by the destination alone (its 403 and
 //!   `x-tenant-egress-denied`), or reach no mesh destination, or be refused by Envoy itself
 //!   before any upstream (a CONNECT, a codec error). One that reaches the application
 //!   fails the test, unless the caller's tenant has a label-only workload exception: the
 //!   destination cannot see pod labels and applies such an exception to every service account
-//!   (README, "What each end decides"), so it may let through what the caller's labels did not
-//!   select; such probes are counted, not failed;
-//! - when the caller's [`Envoy`] is dropped: at each destination, `tenant_egress.inbound.allowed`
-//!   plus `inbound.audit_denied` equals the requests its applications received (every request
-//!   the caller let through was let through at the destination, counted there), and the
-//!   destinations' `inbound.denied` equals the probes they denied (the destination never denied
-//!   what the caller allowed).
+//!   (README, "Workload exceptions by service account"), so it may let through what the
+//!   caller's labels did not select; such probes are counted ([`Tally::label_gap`]), not
+//!   failed, and left out of [`Envoy::upstream_hits`];
+//! - when the run ends (the end of [`through_both_ends`], or the drop of a caller started with
+//!   [`Ends::Both`] outside it): at each destination, `tenant_egress.inbound.allowed` plus
+//!   `inbound.audit_denied` equals the requests its applications received (what a caller's end
+//!   let through was let through, and counted, at the destination), and the destinations'
+//!   `inbound.denied` equals the probes they denied (no destination denied what a caller's end
+//!   allowed).
 //!
 //! Not compared: a caller without `NAMESPACE` metadata (its end denies `unknown-source`, a fault
-//! of its own proxy that no identity at the destination reflects).
+//! of its own proxy that no identity at the destination reflects); requests sent over an
+//! [`crate::Http1Conn`] of the test's own (keep-alive sequences): they still pass both ends,
+//! and the counts above still hold, but a denial is not probed.
+//!
+//! [`TcpMesh`] does the same for the network filter's hand-written bootstraps.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -1055,6 +1066,28 @@ impl TcpMesh {
             .unwrap_or_else(|e| e.into_inner())
             .insert(caller_port, (bypass, Arc::clone(&self.denied_probes), id));
         self.probes.push(caller_port);
+    }
+
+    /// Sends `payload` as `caller` without a filter of its own (the bypass) to `svc.ns:port`
+    /// and returns what came back; a connection the destination closed (empty) counts as a
+    /// probe for [`check`](Self::check).
+    pub fn bypass_exchange(
+        &self,
+        caller: (&str, &str),
+        svc: &str,
+        ns: &str,
+        port: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let bypass = self.find(ns).bypass[&(spiffe(caller), svc.to_owned(), port)];
+        let got = crate::tcp::tcp_exchange_at(
+            std::net::SocketAddr::from(([127, 0, 0, 1], bypass)),
+            payload,
+        );
+        if got.is_empty() {
+            *self.denied_probes.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        }
+        got
     }
 
     /// Compares the ends after the scenario: the destinations let through (counted under

@@ -269,6 +269,15 @@ fn tls_sni_allowed_and_denied() {
     );
     let hello = client_hello(&fqdn("uat"));
     assert!(tcp_exchange(p.tls, &hello).is_empty(), "denied SNI");
+    if let Some(m) = &mesh {
+        // The TLS chain routes on SNI, so its listener is not probed: the same bytes from a
+        // caller without a filter, straight to uat's database sidecar, are closed there.
+        let got = m.bypass_exchange(CALLER, "cockroachdb", "uat", 26257, &hello);
+        assert!(
+            got.is_empty(),
+            "uat's destination passed prod's TLS: {got:?}"
+        );
+    }
     assert!(envoy.wait_for_log(
         &format!("availability at on_new_connection: xds.cluster_name=unset connection.requested_server_name={} destination.address=127.0.0.1:{}", fqdn("uat"), p.tls),
         WAIT
