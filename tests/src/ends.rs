@@ -1202,9 +1202,22 @@ mod tests {
     }
 
     #[test]
-    fn through_both_ends_sets_and_restores_the_default() {
+    fn through_both_ends_sets_the_default_restores_it_and_fails_when_nothing_ran() {
         assert_eq!(default_ends(), Ends::Caller);
-        through_both_ends(|| assert_eq!(EnvoyConfig::new("a").which_ends(), Ends::Both));
+        let ran = std::panic::catch_unwind(|| {
+            through_both_ends(|| assert_eq!(EnvoyConfig::new("a").which_ends(), Ends::Both))
+        });
+        let err = ran.expect_err("a scenario that starts no destination sidecar must fail");
+        let msg = err
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        assert!(
+            msg.contains("no caller started a destination sidecar"),
+            "{msg}"
+        );
         assert_eq!(default_ends(), Ends::Caller);
+        assert!(SCOPE.with(|s| s.borrow().is_none()));
     }
 }
