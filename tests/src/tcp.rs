@@ -13,6 +13,12 @@ use crate::wasm_path;
 /// `envoy.filters.network.wasm` loading the shipped filter with `policy_json`, named and
 /// rooted `root_id`, FAIL_CLOSED, in the VM `tenant-egress`.
 pub fn network_wasm_filter(root_id: &str, policy_json: &str) -> Value {
+    network_wasm_filter_file(root_id, policy_json, &wasm_path().to_string_lossy())
+}
+
+/// [`network_wasm_filter`] loading the module from `wasm` (for example a filename relative to
+/// Envoy's working directory, as the demo's files have it).
+pub fn network_wasm_filter_file(root_id: &str, policy_json: &str, wasm: &str) -> Value {
     json!({
         "name": root_id,
         "typed_config": {
@@ -24,7 +30,7 @@ pub fn network_wasm_filter(root_id: &str, policy_json: &str) -> Value {
                 "vm_config": {
                     "vm_id": "tenant-egress",
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_path().to_string_lossy()}}
+                    "code": {"local": {"filename": wasm}}
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
