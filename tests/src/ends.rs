@@ -457,9 +457,22 @@ fn label_only_exception(policy: &str, namespace: &str) -> bool {
         })
 }
 
+/// The policy of `cfg`'s filter: the wasm filter's, or a typed filter's that is the wasm
+/// filter configured by hand (another root id, say).
+fn policy_of(cfg: &EnvoyConfig) -> Option<String> {
+    match cfg.filter() {
+        FilterMode::Wasm { policy } => Some(policy.clone()),
+        FilterMode::Typed(v) if v["@type"] == WASM_TYPE_URL => v["config"]["configuration"]
+            ["value"]
+            .as_str()
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
 /// Whether `cfg` runs through both ends (asked for, and the filter is the wasm filter).
 pub(crate) fn wanted(cfg: &EnvoyConfig) -> bool {
-    cfg.which_ends() == Ends::Both && matches!(cfg.filter(), FilterMode::Wasm { .. })
+    cfg.which_ends() == Ends::Both && policy_of(cfg).is_some()
 }
 
 /// Finds or starts the destination sidecars of `cfg`, and rewrites the caller's `bootstrap`:
@@ -475,10 +488,7 @@ pub(crate) fn start(
     let (ns, sa) = caller_identity(cfg);
     let who = workload(&ns, &sa);
     let ca = mesh().pki.ca_cert.clone();
-    let policy = match cfg.filter() {
-        FilterMode::Wasm { policy } => policy.clone(),
-        _ => String::new(),
-    };
+    let policy = policy_of(cfg).unwrap_or_default();
     let (scope, own_scope) = match SCOPE.with(|s| s.borrow().clone()) {
         Some(s) => (s, false),
         None => (Scope::new(), true),
@@ -836,15 +846,11 @@ fn destination_bootstrap(
     })
 }
 
-/// The destination's filter: the shipped module (whatever module the caller loads) with the
-/// caller's policy and failure policy.
+/// The destination's filter: the shipped module (whatever module, root id or kind the caller
+/// loads) with the caller's policy and failure policy.
 pub(crate) fn destination_filter_config(cfg: &EnvoyConfig) -> Value {
-    match cfg.filter() {
-        FilterMode::Wasm { policy } => {
-            crate::config::wasm_typed_config(&crate::wasm_path(), policy, cfg.failure_policy())
-        }
-        _ => Value::Null,
-    }
+    let policy = policy_of(cfg).unwrap_or_default();
+    crate::config::wasm_typed_config(&crate::wasm_path(), &policy, cfg.failure_policy())
 }
 
 /// Destination sidecars for the network filter's hand-written bootstraps (`tests/tests/tcp.rs`):
