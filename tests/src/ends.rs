@@ -200,29 +200,26 @@ impl Destination {
     /// Requests its application for `key` received.
     fn app_hits(&self, key: &(String, String, u16)) -> u64 {
         let (svc, ns, port) = key;
-        self.envoy
-            .counter(&format!(
-                "http.{}.downstream_rq_total",
-                upstream_stat_prefix(svc, ns, *port)
-            ))
-            .unwrap_or(0)
+        self.counter(&format!(
+            "http.{}.downstream_rq_total",
+            upstream_stat_prefix(svc, ns, *port)
+        ))
+    }
+
+    /// A counter of this sidecar (0 when absent), read patiently: the kit's bookkeeping.
+    fn counter(&self, name: &str) -> u64 {
+        crate::envoy::stat(&self.envoy.stats_patiently(), name).unwrap_or(0)
     }
 
     /// Requests its filter let through: `tenant_egress.inbound.allowed` + `audit_denied`.
     fn passed(&self) -> u64 {
-        self.envoy
-            .counter("tenant_egress.inbound.allowed")
-            .unwrap_or(0)
-            + self
-                .envoy
-                .counter("tenant_egress.inbound.audit_denied")
-                .unwrap_or(0)
+        let stats = self.envoy.stats_patiently();
+        let get = |name: &str| crate::envoy::stat(&stats, name).unwrap_or(0);
+        get("tenant_egress.inbound.allowed") + get("tenant_egress.inbound.audit_denied")
     }
 
     fn denied(&self) -> u64 {
-        self.envoy
-            .counter("tenant_egress.inbound.denied")
-            .unwrap_or(0)
+        self.counter("tenant_egress.inbound.denied")
     }
 }
 
@@ -937,28 +934,31 @@ impl TcpMesh {
         let mut destinations = Vec::new();
         for (ns, svcs) in by_namespace {
             let server = workload(ns, "default");
-            let n = svcs.len();
-            let mut free = crate::free_ports(2 * n + n * callers.len()).into_iter();
-            let mut next = || free.next().unwrap_or_default();
-            let mut inbound = BTreeMap::new();
-            let mut bypass = BTreeMap::new();
-            let mut listeners = Vec::new();
-            let mut clusters = Vec::new();
-            let tls_inspector = json!({
-                "name": "envoy.filters.listener.tls_inspector",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
-            });
-            for &(svc, port) in &svcs {
-                let fqdn = format!("{svc}.{ns}.svc.cluster.local");
-                let (listen, app) = (next(), next());
-                inbound.insert((svc.to_owned(), port), listen);
-                let shared = svcs.iter().filter(|(_, p)| *p == port).count() > 1;
-                let cluster = if shared {
-                    format!("inbound|{port}|{svc}|")
-                } else {
-                    format!("inbound|{port}||")
-                };
-                listeners.push(json!({
+            // Ports are picked free and bound a moment later: retry with fresh ones when one
+            // was taken in between (as `EnvoyConfig::start` does).
+            for attempt in 0..3 {
+                let n = svcs.len();
+                let mut free = crate::free_ports(2 * n + n * callers.len()).into_iter();
+                let mut next = || free.next().unwrap_or_default();
+                let mut inbound = BTreeMap::new();
+                let mut bypass = BTreeMap::new();
+                let mut listeners = Vec::new();
+                let mut clusters = Vec::new();
+                let tls_inspector = json!({
+                    "name": "envoy.filters.listener.tls_inspector",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+                });
+                for &(svc, port) in &svcs {
+                    let fqdn = format!("{svc}.{ns}.svc.cluster.local");
+                    let (listen, app) = (next(), next());
+                    inbound.insert((svc.to_owned(), port), listen);
+                    let shared = svcs.iter().filter(|(_, p)| *p == port).count() > 1;
+                    let cluster = if shared {
+                        format!("inbound|{port}|{svc}|")
+                    } else {
+                        format!("inbound|{port}||")
+                    };
+                    listeners.push(json!({
                     "name": format!("virtualInbound_{svc}_{port}"),
                     "address": socket(listen),
                     "enable_reuse_port": false,
@@ -969,7 +969,7 @@ impl TcpMesh {
                         "filters": [crate::tcp::network_wasm_filter("tenant-egress-tcp", policy), crate::tcp::tcp_proxy_filter(&cluster)],
                     }],
                 }));
-                listeners.push(json!({
+                    listeners.push(json!({
                     "name": format!("app_{svc}_{port}"),
                     "address": socket(app),
                     "enable_reuse_port": false,
@@ -978,42 +978,49 @@ impl TcpMesh {
                         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo"},
                     }]}],
                 }));
-                clusters.push(json!({
+                    clusters.push(json!({
                     "name": cluster, "type": "STATIC", "connect_timeout": "1s",
                     "load_assignment": {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(app)}}]}]},
                     "metadata": {"filter_metadata": {"istio": {"services": [{"host": fqdn, "name": svc, "namespace": ns}]}}},
                 }));
-                for &caller in callers {
-                    let who = workload(caller.0, caller.1);
-                    let port_b = next();
-                    let name = format!("bypass_{}_{}_{svc}_{port}", caller.0, caller.1);
-                    bypass.insert((who.spiffe_id.clone(), svc.to_owned(), port), port_b);
-                    listeners.push(json!({
-                        "name": name, "address": socket(port_b), "enable_reuse_port": false,
-                        "filter_chains": [{"filters": [crate::tcp::tcp_proxy_filter(&name)]}],
-                    }));
-                    clusters.push(json!({
+                    for &caller in callers {
+                        let who = workload(caller.0, caller.1);
+                        let port_b = next();
+                        let name = format!("bypass_{}_{}_{svc}_{port}", caller.0, caller.1);
+                        bypass.insert((who.spiffe_id.clone(), svc.to_owned(), port), port_b);
+                        listeners.push(json!({
+                            "name": name, "address": socket(port_b), "enable_reuse_port": false,
+                            "filter_chains": [{"filters": [crate::tcp::tcp_proxy_filter(&name)]}],
+                        }));
+                        clusters.push(json!({
                         "name": name, "type": "STATIC", "connect_timeout": "1s",
                         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(listen)}}]}]},
                         "transport_socket": upstream_tls(&who, &ca, &istio_sni(port, "", &fqdn)),
                     }));
+                    }
                 }
+                let bootstrap = json!({
+                    "node": {
+                        "id": format!("sidecar~127.0.0.1~{ns}-destination-0.{ns}~{ns}.svc.cluster.local"),
+                        "cluster": format!("destination.{ns}"),
+                        "metadata": {"NAMESPACE": ns, "SERVICE_ACCOUNT": "default"},
+                    },
+                    "admin": {"address": socket(0)},
+                    "static_resources": {"listeners": listeners, "clusters": clusters},
+                });
+                let envoy = match Envoy::try_start(&bootstrap.to_string()) {
+                    Ok(e) => e,
+                    Err(e) if e.is_port_conflict() && attempt < 2 => continue,
+                    Err(e) => panic!("the destination sidecar of {ns} failed to start: {e}"),
+                };
+                destinations.push(TcpDestination {
+                    namespace: ns.to_owned(),
+                    inbound,
+                    bypass,
+                    envoy,
+                });
+                break;
             }
-            let bootstrap = json!({
-                "node": {
-                    "id": format!("sidecar~127.0.0.1~{ns}-destination-0.{ns}~{ns}.svc.cluster.local"),
-                    "cluster": format!("destination.{ns}"),
-                    "metadata": {"NAMESPACE": ns, "SERVICE_ACCOUNT": "default"},
-                },
-                "admin": {"address": socket(0)},
-                "static_resources": {"listeners": listeners, "clusters": clusters},
-            });
-            destinations.push(TcpDestination {
-                namespace: ns.to_owned(),
-                inbound,
-                bypass,
-                envoy: Envoy::start(&bootstrap.to_string()),
-            });
         }
         TcpMesh {
             destinations,

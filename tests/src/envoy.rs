@@ -693,6 +693,22 @@ impl Envoy {
         parse_stats(&body).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// [`stats`](Self::stats), asking again while the admin does not answer, for up to 30 s
+    /// (a deadline, not a wait: on a busy machine the admin shares its thread with wasm
+    /// compilation). For the kit's own bookkeeping, where a slow answer is not the test's point.
+    pub(crate) fn stats_patiently(&self) -> BTreeMap<String, u64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(stats) = self.try_stats() {
+                return stats;
+            }
+            if Instant::now() >= deadline {
+                return self.stats(); // panics with the admin's error
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// [`stats`](Self::stats), or `None` when the admin does not answer (in time).
     fn try_stats(&self) -> Option<BTreeMap<String, u64>> {
         let r = self.admin("GET", "/stats?format=json").ok()?;

@@ -95,10 +95,9 @@ fn assert_no_crash(envoy: &Envoy) {
 /// the VM survives them.
 #[test]
 fn network_filter_with_an_http_root_id_enforces() {
-    let ports = free_ports(4);
-    let (vip, echo) = ([ports[0], ports[1]], [ports[2], ports[3]]);
     // Inside `through_both_ends`: each database behind its destination sidecar, and what the
-    // caller's end closes tried again without its filter.
+    // caller's end closes tried again without its filter. (Started first: their listeners
+    // hold their ports before the caller's are picked.)
     let mut mesh = (tenant_egress_tests::ends::default_ends() == Ends::Both).then(|| {
         TcpMesh::start(
             &policy(),
@@ -109,6 +108,8 @@ fn network_filter_with_an_http_root_id_enforces() {
             &[CALLER],
         )
     });
+    let ports = free_ports(4);
+    let (vip, echo) = ([ports[0], ports[1]], [ports[2], ports[3]]);
     let envoy = Envoy::start(&network_bootstrap(
         "tenant-egress",
         vip,

@@ -134,6 +134,11 @@ fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports, mesh: Option<&Tcp
 /// The caller sidecar; inside [`through_both_ends`] also a destination sidecar per database
 /// (`TcpMesh`), whose connections the scenario's end checks with [`TcpMesh::check`].
 fn start(namespace: Option<&str>) -> (Envoy, Ports, Option<TcpMesh>) {
+    // The destinations first: their listeners hold their ports before the caller's are picked.
+    let mut mesh = (tenant_egress_tests::ends::default_ends() == Ends::Both).then(|| {
+        let services = NAMESPACES.map(|ns| ("cockroachdb", ns, 26257));
+        TcpMesh::start(&policy(), &services, &[CALLER])
+    });
     let ports = free_ports(8);
     let p = Ports {
         vip: ports[0..3].to_vec(),
@@ -141,10 +146,6 @@ fn start(namespace: Option<&str>) -> (Envoy, Ports, Option<TcpMesh>) {
         tls: ports[6],
         unknown: ports[7],
     };
-    let mut mesh = (tenant_egress_tests::ends::default_ends() == Ends::Both).then(|| {
-        let services = NAMESPACES.map(|ns| ("cockroachdb", ns, 26257));
-        TcpMesh::start(&policy(), &services, &[CALLER])
-    });
     let envoy = Envoy::start(&bootstrap(namespace, &policy(), &p, mesh.as_ref()));
     if let (Some(m), Some(_)) = (&mut mesh, namespace) {
         // A VIP chain names one database: a connection the caller's end closes is tried
