@@ -56,8 +56,13 @@ pub fn tcp_proxy_filter(cluster: &str) -> Value {
 
 /// Connects to 127.0.0.1:`port`, writes `payload`, and reads what comes back until EOF, the
 /// echo is complete, or a 2 s timeout. Empty when the connection was closed on us.
+///
+/// A listener probed by a [`crate::ends::TcpMesh`] that closes the connection has the same
+/// bytes sent through the bypass, which the destination must close too.
 pub fn tcp_exchange(port: u16, payload: &[u8]) -> Vec<u8> {
-    tcp_exchange_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), payload)
+    let got = tcp_exchange_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), payload);
+    crate::ends::after_tcp_exchange(port, payload, &got);
+    got
 }
 
 /// [`tcp_exchange`] with any address (a VIP inside a private network namespace, say).
