@@ -76,6 +76,9 @@ pub struct State {
     /// True in an Istio gateway proxy under `gateways: passthrough`: every request and
     /// connection passes undecided (`root.rs` reads the node id once per configuration).
     pub stand_aside: bool,
+    /// With `stand_aside`: the reason is `delegatedNamespaces` (a sharded fallback plugin in a
+    /// namespace whose own plugin decides), not a gateway.
+    pub delegated: bool,
     /// Cluster name -> destination namespace from its `istio.services` metadata. Cluster
     /// metadata is part of the cluster's configuration, not of the request, so it is read once
     /// per cluster instead of once per request.
@@ -96,6 +99,7 @@ impl State {
             paths,
             counters,
             stand_aside: false,
+            delegated: false,
             cluster_namespaces: RefCell::new(FxHashMap::default()),
         }
     }

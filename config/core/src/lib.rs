@@ -45,6 +45,7 @@ pub mod name;
 pub mod network;
 pub mod pattern;
 pub mod policy;
+pub mod shard;
 pub mod spec;
 pub mod validate;
 pub mod vectors;

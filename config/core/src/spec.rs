@@ -52,6 +52,15 @@ pub struct PolicySpec {
     pub gateways: Gateways,
     /// The tenants; each owns one or more source namespaces.
     pub tenants: Vec<TenantSpec>,
+    /// Sharded distribution only (`crate::shard`): in the mesh-wide fallback plugin, the tenant
+    /// namespaces whose own plugin decides. A proxy in one of them stands aside here
+    /// (`tenant_egress.fallback_skipped`), so no request is decided twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegated_namespaces: Vec<String>,
+    /// Sharded distribution only: the namespaces the whole policy names that this shard does
+    /// not, so Istio's short names (`svc.ns`) resolve exactly as under the whole policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_namespaces: Vec<String>,
 }
 
 /// One tenant: a set of namespaces that share one egress policy.

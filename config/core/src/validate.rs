@@ -76,6 +76,13 @@ pub enum ErrorKind {
         "namespace \"{0}\" is already claimed by {1}; a namespace belongs to at most one tenant"
     )]
     NamespaceClaimed(String, Path),
+    /// A delegated namespace (sharded fallback) that a tenant of the same document owns: the
+    /// proxy would stand aside where this very document decides.
+    #[error(
+        "namespace \"{0}\" is delegated to its own plugin but owned by {1} in this document; \
+         a fallback plugin's document lists no tenant of the namespaces it delegates"
+    )]
+    DelegatedOwned(String, Path),
     /// A tenant without namespaces.
     #[error("a tenant needs at least one namespace")]
     NoNamespaces,
@@ -248,6 +255,8 @@ static POLICY: Obj = Obj(&[
     ("denyStatus", Kind::Int(0, 65535), false),
     ("gateways", Kind::Enum(&["passthrough", "enforce"]), false),
     ("tenants", Kind::List(&TENANT), true),
+    ("delegatedNamespaces", Kind::StrList, false),
+    ("knownNamespaces", Kind::StrList, false),
 ]);
 
 fn type_name(v: &Value) -> &'static str {
@@ -493,7 +502,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
         c.err("denyStatus", ErrorKind::DenyStatus(spec.deny_status));
     }
     check_cluster_networks(&mut c, spec);
-    if spec.tenants.is_empty() {
+    if spec.tenants.is_empty() && spec.delegated_namespaces.is_empty() {
         c.warn(
             "tenants",
             "no tenants: every source namespace is unknown (unknownSource decides)",
@@ -600,7 +609,27 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             }
         }
     }
+    check_shard_fields(&mut c, spec, &claimed);
     (c.errors, c.warnings)
+}
+
+/// `delegatedNamespaces` and `knownNamespaces` (sharded distribution, `crate::shard`): names
+/// of namespaces, and no delegated namespace is one this document decides.
+fn check_shard_fields(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str, String>) {
+    let lists = [
+        ("delegatedNamespaces", &spec.delegated_namespaces),
+        ("knownNamespaces", &spec.known_namespaces),
+    ];
+    for (field, list) in lists {
+        for (i, ns) in list.iter().enumerate() {
+            let path = format!("{field}[{i}]");
+            if let Err(e) = name::check_namespace(ns) {
+                c.err(path, ErrorKind::Namespace(ns.clone(), e));
+            } else if let (Some(owner), "delegatedNamespaces") = (claimed.get(ns.as_str()), field) {
+                c.err(path, ErrorKind::DelegatedOwned(ns.clone(), owner.clone()));
+            }
+        }
+    }
 }
 
 /// `clusterNetworks`: every CIDR parses, and ALLOW_ANY tenants are warned about when the policy

@@ -808,6 +808,8 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             cluster_networks: Vec::new(),
             gateways: Gateways::Passthrough,
             tenants,
+            delegated_namespaces: Vec::new(),
+            known_namespaces: Vec::new(),
         },
         warnings,
     })

@@ -125,6 +125,9 @@ impl Policy {
                 workloads,
             });
         }
+        for ns in &spec.known_namespaces {
+            b.ns_id(ns);
+        }
         let cluster_domain = spec
             .cluster_domain
             .strip_suffix('.')
@@ -139,6 +142,11 @@ impl Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,
             gateways: spec.gateways,
+            delegated: spec
+                .delegated_namespaces
+                .iter()
+                .map(|ns| ns.as_str().into())
+                .collect(),
             deny_status: spec.deny_status,
             networks: super::networks_of(spec),
             excludes_in_cluster,

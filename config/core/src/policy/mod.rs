@@ -98,6 +98,8 @@ impl SourceScope {
 pub struct Policy {
     mode: Mode,
     gateways: Gateways,
+    /// `delegatedNamespaces` (sharded distribution's fallback plugin).
+    delegated: Box<[Box<str>]>,
     unknown_source: UnknownSource,
     deny_status: u16,
     cluster_domain: Box<str>,
@@ -156,6 +158,12 @@ impl Policy {
     /// Whether the filter decides in Istio gateway proxies (`gateways:`).
     pub fn gateways(&self) -> Gateways {
         self.gateways
+    }
+
+    /// Whether a proxy in `namespace` stands aside because its namespace's own plugin decides
+    /// (`delegatedNamespaces`). Asked once per configuration, never per request.
+    pub fn delegates(&self, namespace: &str) -> bool {
+        self.delegated.iter().any(|ns| &**ns == namespace)
     }
 
     /// HTTP status for denials.
