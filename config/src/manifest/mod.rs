@@ -15,6 +15,7 @@ pub mod envoyfilter;
 pub mod graph;
 pub mod import;
 pub mod output;
+pub mod shard;
 pub mod sidecar;
 pub mod wasmplugin;
 
@@ -26,6 +27,8 @@ use crate::yaml::{self, Value};
 use serde::Serialize;
 
 use tenant_egress_core::spec::{Mode, PolicySpec};
+
+pub use shard::Shard;
 
 /// This build's version (stamped into headers and the default image tag).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -151,6 +154,8 @@ pub struct WasmOptions {
     pub namespaces: Vec<String>,
     /// Accept a remote module without a digest under `FAIL_CLOSE` ([`check_pinned`]).
     pub allow_unpinned: bool,
+    /// One shard per tenant namespace (the default) or the whole policy per plugin.
+    pub shard: Shard,
 }
 
 impl Default for WasmOptions {
@@ -163,6 +168,7 @@ impl Default for WasmOptions {
             scope: WasmScope::Mesh,
             namespaces: Vec::new(),
             allow_unpinned: false,
+            shard: Shard::Namespace,
         }
     }
 }
@@ -183,6 +189,8 @@ pub struct Options {
     pub wasm: WasmOptions,
     /// Sidecars of tenants in audit mode.
     pub audit_sidecars: AuditSidecars,
+    /// No generated object may be larger (its JSON, in bytes).
+    pub max_object_bytes: usize,
 }
 
 impl Default for Options {
@@ -194,6 +202,7 @@ impl Default for Options {
             shared_namespaces: Vec::new(),
             wasm: WasmOptions::default(),
             audit_sidecars: AuditSidecars::Scoped,
+            max_object_bytes: shard::DEFAULT_MAX_OBJECT_BYTES,
         }
     }
 }
@@ -353,6 +362,7 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
     if envoy {
         envoyfilter::generate(spec, opts, &mut out)?;
     }
+    shard::check_sizes(&out.docs, opts.max_object_bytes)?;
     Ok(out)
 }
 
@@ -444,8 +454,14 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     if w.allow_unpinned {
         push("allow-unpinned", "");
     }
+    if w.shard != dw.shard {
+        push("shard", &flag_value(&w.shard));
+    }
     if opts.audit_sidecars != defaults.audit_sidecars {
         push("audit-sidecars", &flag_value(&opts.audit_sidecars));
+    }
+    if opts.max_object_bytes != defaults.max_object_bytes {
+        push("max-object-bytes", &opts.max_object_bytes.to_string());
     }
     cmd
 }
@@ -672,8 +688,10 @@ mod tests {
                 scope: WasmScope::Namespace,
                 namespaces: vec!["p".into()],
                 allow_unpinned: true,
+                shard: Shard::None,
             },
             audit_sidecars: AuditSidecars::Open,
+            max_object_bytes: 1000,
         };
         assert_eq!(
             regenerate_command(&file, &all, Format::Json),
@@ -681,7 +699,7 @@ mod tests {
              --root-namespace mesh-root --emit-root-default --shared-namespaces a,b \
              --url file:///x.wasm --sha256 ab --image-pull-policy Always \
              --fail-strategy FAIL_RELOAD --wasm-scope namespace --wasm-namespaces p \
-             --allow-unpinned --audit-sidecars open"
+             --allow-unpinned --shard none --audit-sidecars open --max-object-bytes 1000"
         );
     }
 

@@ -8,10 +8,10 @@
 use crate::yaml::Value;
 use serde::Serialize;
 
+use super::shard::{placements, Placement, Shard};
 use super::{
-    check_pinned, check_sha256, check_url, plugin_namespaces, to_value, Doc, DocKind,
-    GenerateError, Generated, Metadata, Options, WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME,
-    STATS_PREFIX,
+    check_pinned, check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated,
+    Metadata, Options, WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME, STATS_PREFIX,
 };
 use tenant_egress_core::spec::{PolicySpec, PortProtocol};
 
@@ -100,25 +100,30 @@ pub fn stats_comment() -> Vec<String> {
     ]
 }
 
-/// The policy as a plugin configuration value (field order kept).
-pub(crate) fn plugin_config(spec: &PolicySpec) -> Result<Value, GenerateError> {
-    to_value(spec)
+/// The comment above the sharded set's mesh-wide fallback plugin.
+fn fallback_comment(ns: &str) -> Vec<String> {
+    vec![
+        format!("The mesh-wide fallback (no selector in the root namespace {ns}): decides for namespaces no"),
+        "tenant owns (unknownSource). Every tenant namespace is listed in delegatedNamespaces: there".into(),
+        "its own plugin decides and this one stands aside (counted as tenant_egress.fallback_skipped),".into(),
+        "so no request is decided twice.".into(),
+    ]
 }
 
 /// One WasmPlugin: the module, outbound only (`CLIENT`), on `ports` (all when empty).
 fn plugin(
     name: &'static str,
     kind: &'static str,
-    namespace: &str,
+    at: &Placement,
     ports: &[u16],
     opts: &Options,
-    config: &Value,
 ) -> WasmPlugin {
     let w = &opts.wasm;
+    let labels: Vec<(&str, &str)> = at.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
     WasmPlugin {
         api_version: API_VERSION,
         kind: "WasmPlugin",
-        metadata: Metadata::new(name, namespace, &[]),
+        metadata: Metadata::new(name, &at.namespace, &labels),
         spec: WasmPluginSpec {
             url: w.url.clone(),
             sha256: w.sha256.clone(),
@@ -131,7 +136,7 @@ fn plugin(
                 ports: ports.iter().map(|&number| PortMatch { number }).collect(),
             }],
             plugin_name: name,
-            plugin_config: config.clone(),
+            plugin_config: at.config.clone(),
         },
     }
 }
@@ -156,12 +161,31 @@ pub(crate) fn generate(
     }
     check_pinned(w)?;
     super::note_fail_close_in_audit(spec, opts, out);
-    let config = plugin_config(spec)?;
-    let namespaces = plugin_namespaces(spec, opts)?;
-    for (i, ns) in namespaces.iter().enumerate() {
-        let doc = plugin(PLUGIN_NAME, "HTTP", ns, &[], opts, &config);
+    let placements = placements(spec, opts)?;
+    let namespaces: Vec<&str> = placements
+        .iter()
+        .filter(|p| !p.fallback)
+        .map(|p| p.namespace.as_str())
+        .collect();
+    let mut first_shard = true;
+    for (i, at) in placements.iter().enumerate() {
+        let ns = &at.namespace;
+        let doc = plugin(PLUGIN_NAME, "HTTP", at, &[], opts);
         let mut comment = Vec::new();
-        if i == 0 {
+        if at.fallback {
+            comment.extend(fallback_comment(ns));
+        } else if w.shard == Shard::Namespace && first_shard {
+            first_shard = false;
+            comment.push(format!(
+                "One plugin per tenant namespace ({} of them): pluginConfig is that namespace's shard",
+                namespaces.len()
+            ));
+            comment.push(
+                "of the policy (its tenant, the document-wide settings, the names of the other namespaces)."
+                    .to_owned(),
+            );
+        }
+        if i == 0 && w.shard == Shard::None {
             comment.push(match w.scope {
                 WasmScope::Mesh => format!(
                     "The filter, mesh-wide (no selector in the root namespace {ns}): outbound HTTP of every sidecar."
@@ -172,6 +196,8 @@ pub(crate) fn generate(
                 ),
             });
             comment.push("pluginConfig is the policy document itself.".to_owned());
+        }
+        if i == 0 {
             comment.push(
                 "Istio applies CLIENT plugins to gateway proxies too (a selector cannot exclude them): the filter"
                     .to_owned(),
@@ -195,8 +221,10 @@ pub(crate) fn generate(
     }
     // The same module as a network filter for the TCP/TLS ports: an HTTP filter never sees a
     // database connection.
-    for (i, ns) in namespaces.iter().enumerate() {
-        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", ns, &ports, opts, &config);
+    // Every plugin, shard or fallback, sits on the whole policy's TCP ports: a tenant that
+    // declares none is still decided there (by its catch-all), as under the whole policy.
+    for (i, at) in placements.iter().enumerate() {
+        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", at, &ports, opts);
         let mut comment = Vec::new();
         if i == 0 {
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();
