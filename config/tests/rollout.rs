@@ -392,7 +392,13 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
         steps.iter().map(|s| &s.args).collect::<Vec<_>>()
     );
     let prod_plugin = vec![("prod".to_owned(), "tenant-egress".to_owned())];
-    let mesh_plugin = vec![("istio-system".to_owned(), "tenant-egress".to_owned())];
+    // Mesh-wide, sharded (the default): the fallback in the root namespace and one shard per
+    // tenant namespace.
+    let mesh_plugin: Vec<(String, String)> =
+        ["default", "dev", "foo", "istio-system", "prod", "uat"]
+            .iter()
+            .map(|ns| ((*ns).to_owned(), "tenant-egress".to_owned()))
+            .collect();
     // Step 2: audit in prod only, then mesh-wide: today's Sidecars, nothing enforced.
     for (step, want) in [(applies[0], &prod_plugin), (applies[1], &mesh_plugin)] {
         assert_sidecars_are_todays(step, &today);
@@ -421,10 +427,15 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
         .unwrap();
     assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE");
     assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
-    let modes: Vec<(String, Option<String>)> = plugin["spec"]["pluginConfig"]["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
+    // Every shard's tenant (the fallback has none).
+    let modes: Vec<(String, Option<String>)> = of_kind(&applies[2].cluster, "WasmPlugin")
+        .into_iter()
+        .flat_map(|(_, p)| {
+            p["spec"]["pluginConfig"]["tenants"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
         .map(|t| {
             (
                 t["name"].as_str().unwrap().to_owned(),

@@ -63,6 +63,9 @@ pub(crate) fn placements(
             })
             .collect());
     }
+    // Refuses what it refuses unsharded (`--wasm-namespaces` without `--wasm-scope namespace`: a
+    // staged rollout must not start the mesh-wide fallback).
+    plugin_namespaces(spec, opts)?;
     // The shards go where a namespace-scoped plugin goes (all tenant namespaces, or the
     // `--wasm-namespaces` of a staged rollout).
     let mut per_ns = opts.clone();
