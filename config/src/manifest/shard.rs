@@ -119,9 +119,14 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
             .pointer("/metadata/labels")
             .and_then(|l| l.get(TENANT_LABEL))
             .and_then(|v| v.as_str());
-        let whose = match tenant {
-            Some(t) => format!("tenant \"{t}\" alone"),
-            None => "the whole policy (--shard none)".to_owned(),
+        let delegated = json
+            .pointer("/spec/pluginConfig/delegatedNamespaces")
+            .and_then(|d| d.as_array())
+            .map(Vec::len);
+        let whose = match (tenant, delegated) {
+            (Some(t), _) => format!("tenant \"{t}\" alone"),
+            (None, Some(n)) => format!("the mesh-wide fallback's list of {n} tenant namespaces"),
+            (None, None) => "the whole policy (--shard none)".to_owned(),
         };
         return Err(GenerateError::Policy(format!(
             "{} {}/{} is {size} bytes ({:.1} KiB), over the limit of {max} bytes: {whose} does not \
