@@ -307,9 +307,14 @@ pub fn generate_policy(rules: usize, seed: u64) -> Value {
         tenants.push(tenant);
     }
 
+    // The probe exception's `logs/*` is the one namespace named that no tenant owns: shared
+    // on purpose (validation would otherwise take it for a typo).
     json!({
         "apiVersion": "tenant-egress/v1",
         "mode": "enforce",
+        "sharedNamespaces": if probe_exception > 0 { vec!["logs"] } else { Vec::new() },
+        // As a real cluster declares them (some tenants are ALLOW_ANY).
+        "clusterNetworks": ["10.96.0.0/12", "10.244.0.0/16"],
         "tenants": tenants,
     })
 }

@@ -11,5 +11,6 @@
 #![deny(missing_docs)]
 
 pub mod load;
+pub mod locate;
 pub mod manifest;
 pub mod yaml;

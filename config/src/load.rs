@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tenant_egress_core::{InvalidPolicy, Policy, PolicyError, PolicySpec, Warning};
 
+use crate::locate::{Place, Places};
 use crate::yaml::{self, YamlError};
 
 /// Where an input comes from: a file, or stdin for `-`.
@@ -87,6 +88,129 @@ pub struct Loaded {
     pub policy: Policy,
     /// Validation warnings, in document order.
     pub warnings: Vec<Warning>,
+    /// The input's text, read again for the places of the warnings when they are printed.
+    text: String,
+    /// Where each path is in the input (line, tenant), read on first use ([`Loaded::places`]).
+    places: std::cell::OnceCell<Places>,
+}
+
+impl Loaded {
+    /// Where each path is in the input: the text is parsed for places on the first call only
+    /// (a 100,000-rule policy costs a second parse, which only printing warnings needs).
+    pub fn places(&self) -> &Places {
+        self.places.get_or_init(|| Places::parse(&self.text))
+    }
+
+    /// A warning found outside validation, written `PATH[ (tenant NAME)]: MESSAGE` (as
+    /// `manifest::coverage::tcp_gaps` writes them), as a diagnostic with its place.
+    pub fn extra_warning(&self, text: &str) -> Diagnostic {
+        let (head, message) = text.split_once(": ").unwrap_or(("(document)", text));
+        let path = head.split(" (").next().unwrap_or(head);
+        Diagnostic::new(Severity::Warning, path, message.to_owned(), self.places())
+    }
+
+    /// The warnings as diagnostics, repeated ones grouped ([`group`]).
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        if self.warnings.is_empty() {
+            return Vec::new();
+        }
+        let places = self.places();
+        group(
+            self.warnings
+                .iter()
+                .map(|w| Diagnostic::new(Severity::Warning, &w.path, w.message.clone(), places))
+                .collect(),
+        )
+    }
+}
+
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The policy is invalid.
+    Error,
+    /// Valid, but probably not what was meant (`validate --strict` fails on it).
+    Warning,
+}
+
+/// One error or warning with its place: path, line, tenant (`validate --json` prints these).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The place in the document (`tenants[3].egress[0].hosts[2]`).
+    pub path: String,
+    /// The line and tenant of `path`.
+    #[serde(flatten)]
+    pub place: Place,
+    /// What is wrong.
+    pub message: String,
+    /// Other places with the same message (grouped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+}
+
+impl Diagnostic {
+    fn new(severity: Severity, path: &str, message: String, places: &Places) -> Diagnostic {
+        Diagnostic {
+            severity,
+            path: path.to_owned(),
+            place: places.describe(path),
+            message,
+            also: Vec::new(),
+        }
+    }
+
+    /// `warning: policy.yaml:12: tenants[3].egress[0].hosts[2] (tenant prod): message`.
+    pub fn to_text(&self, input: &str) -> String {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut s = format!(
+            "{severity}: {}: {}{}: {}",
+            self.place.file_line(input),
+            self.path,
+            self.place.tenant_suffix(),
+            self.message
+        );
+        if !self.also.is_empty() {
+            const SHOWN: usize = 3;
+            let shown: Vec<&str> = self.also.iter().take(SHOWN).map(String::as_str).collect();
+            s.push_str(&format!(" (also at {}", shown.join(", ")));
+            if self.also.len() > SHOWN {
+                s.push_str(&format!(" and {} more", self.also.len() - SHOWN));
+            }
+            s.push(')');
+        }
+        s
+    }
+}
+
+/// How many warnings [`group`] leaves: the distinct messages (without reading places).
+pub fn group_count(warnings: &[Warning]) -> usize {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for w in warnings {
+        seen.insert(&w.message);
+    }
+    seen.len()
+}
+
+/// Groups diagnostics with the same severity and message (the same mistake in many places) into
+/// the first, which lists the other paths in `also`. Order is kept.
+pub fn group(all: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(all.len());
+    for d in all {
+        match out
+            .iter_mut()
+            .find(|o| o.severity == d.severity && o.message == d.message)
+        {
+            Some(first) => first.also.push(d.path),
+            None => out.push(d),
+        }
+    }
+    out
 }
 
 /// Why a policy cannot be read. The text names the input on every line and starts each with
@@ -111,12 +235,14 @@ pub enum LoadError {
         message: String,
     },
     /// The document is not a valid policy: every error, each at its path.
-    #[error("{}", invalid_text(input, invalid))]
+    #[error("{}", invalid_text(input, &self.diagnostics()))]
     Invalid {
         /// The input as named on the command line.
         input: String,
         /// The errors and the warnings found with them.
         invalid: InvalidPolicy,
+        /// Where each path is in the input.
+        places: Places,
     },
     /// The policy validates but does not compile (a limit of the matcher).
     #[error("error: {input}: {error}")]
@@ -135,18 +261,40 @@ impl LoadError {
     pub fn is_io(&self) -> bool {
         matches!(self, LoadError::Read { .. })
     }
+
+    /// For an invalid document, its errors then its warnings, each with its place (repeated
+    /// warnings grouped); empty for the other failures.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        let LoadError::Invalid {
+            invalid, places, ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let errors = invalid
+            .errors
+            .iter()
+            .map(|e| Diagnostic::new(Severity::Error, &e.path, e.kind.to_string(), places));
+        let warnings = invalid
+            .warnings
+            .iter()
+            .map(|w| Diagnostic::new(Severity::Warning, &w.path, w.message.clone(), places));
+        let mut out: Vec<Diagnostic> = errors.collect();
+        out.extend(group(warnings.collect()));
+        out
+    }
 }
 
 /// Every error and warning on a line of its own, then the count.
-fn invalid_text(input: &str, invalid: &InvalidPolicy) -> String {
+fn invalid_text(input: &str, diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
-    for e in &invalid.errors {
-        let _ = writeln!(out, "error: {input}: {e}");
+    for d in diagnostics {
+        let _ = writeln!(out, "{}", d.to_text(input));
     }
-    for w in &invalid.warnings {
-        let _ = writeln!(out, "warning: {input}: {w}");
-    }
-    let n = invalid.errors.len();
+    let n = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let _ = write!(
         out,
         "{input}: invalid ({n} error{})",
@@ -178,13 +326,18 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
             message: e.to_string(),
         })?
     };
-    let (spec, warnings) =
-        tenant_egress_core::validate::validate_value(value).map_err(|invalid| {
-            LoadError::Invalid {
+    let (spec, mut warnings) = match tenant_egress_core::validate::validate_value(value) {
+        Ok(ok) => ok,
+        Err(invalid) => {
+            return Err(LoadError::Invalid {
                 input: input.to_owned(),
                 invalid,
-            }
-        })?;
+                places: Places::parse(text),
+            })
+        }
+    };
+    // The likely typos: authoring-time only (the filter does not compute them).
+    warnings.extend(tenant_egress_core::validate::lint(&spec));
     let policy = Policy::from_spec(&spec).map_err(|error| LoadError::Compile {
         input: input.to_owned(),
         error,
@@ -193,6 +346,8 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
         spec,
         policy,
         warnings,
+        text: text.to_owned(),
+        places: std::cell::OnceCell::new(),
     })
 }
 
@@ -236,7 +391,7 @@ mod tests {
         .unwrap_err();
         let text = e.to_string();
         assert!(
-            text.starts_with("error: bad.yaml: tenants[0].name: "),
+            text.starts_with("error: bad.yaml:2: tenants[0].name (tenant Prod): "),
             "{text}"
         );
         assert!(text.ends_with("bad.yaml: invalid (1 error)"), "{text}");

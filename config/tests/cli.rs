@@ -9,6 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tenant-egress");
 
 const POLICY: &str = r#"
 apiVersion: tenant-egress/v1
+sharedNamespaces: [istio-system, logmonkey]
 tenants:
   - name: prod
     namespaces: [prod]
@@ -65,7 +66,9 @@ fn validate_valid_prints_summary_and_warnings() {
     let err = text(&out.stderr);
     assert!(
         err.contains("warning: ")
-            && err.contains("tenants[0].egress[0].hosts[2]: \"./*\" duplicates"),
+            && err.contains(
+                "valid.yaml:8: tenants[0].egress[0].hosts[2] (tenant prod): \"./*\" duplicates"
+            ),
         "{err}"
     );
 }
@@ -82,10 +85,10 @@ fn validate_invalid_lists_every_error_and_exits_1() {
     for needle in [
         "error: ",
         "apiVersion: apiVersion is \"tenant-egress/v0\"",
-        "tenants[0].egress[0].hosts[0]: \"foo\" is not of the form namespace/dnsName",
-        "tenants[0].egress[0].hosts[1]",
-        "tenants[0].egress[0].port.number: port 0 is outside 1..65535",
-        "tenants[1].namespaces[0]: namespace \"x\" is already claimed by tenants[0].namespaces[0]",
+        "invalid.json:1: tenants[0].egress[0].hosts[0] (tenant a): \"foo\" is not of the form namespace/dnsName",
+        "tenants[0].egress[0].hosts[1] (tenant a)",
+        "tenants[0].egress[0].port.number (tenant a): port 0 is outside 1..65535",
+        "tenants[1].namespaces[0] (tenant b): namespace \"x\" is already claimed by tenants[0].namespaces[0]",
         "invalid (5 errors)",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
@@ -254,4 +257,461 @@ fn explain_protocol_values_come_from_the_core() {
     let out = run(&args, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("[possible values: http, tcp]"));
+}
+
+/// A policy with likely typos, one port-scoped tenant, an ALLOW_ANY one and one in audit.
+const TYPOS: &str = r#"apiVersion: tenant-egress/v1
+sharedNamespaces: [istio-system, logmonkey]
+clusterNetworks: [10.96.0.0/12]
+tenants:
+  - name: prod
+    namespaces: [prod]
+    egress:
+      - port: {number: 26257, protocol: TCP}
+        hosts: ["uat/cockroachdb.uat.svc.cluster.local"]
+      - hosts:
+          - ./*
+          - istio-sytem/*
+          - logmonkey/logcatcher.logmonky.svc.cluster.local
+  - name: uat
+    namespaces: [uat]
+    egress:
+      - hosts: ["./*", "istio-sytem/*"]
+  - name: dev
+    namespaces: [dev]
+    mode: audit
+    outboundTrafficPolicy: ALLOW_ANY
+    egress: [{hosts: ["./*"]}]
+"#;
+
+#[test]
+fn validate_warns_about_typos_with_lines_tenants_and_groups() {
+    let p = write("typos.yaml", TYPOS);
+    let p = p.to_str().unwrap();
+    let out = run(&["validate", p], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    // The three likely mistakes, and each tenant's TCP that only its Sidecar scopes.
+    assert_eq!(lines.len(), 6, "{err}");
+    let line = |needle: &str| -> &str {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{err}"))
+    };
+    assert!(line("on port 26257 only").contains(":8: tenants[0].egress[0] (tenant prod): "));
+    // The same namespace in two tenants: one warning, at the first place, naming the other.
+    let typo = line("istio-sytem\" is owned");
+    assert!(
+        typo.starts_with(&format!(
+            "warning: {p}:12: tenants[0].egress[1].hosts[1] (tenant prod): namespace \"istio-sytem\" is \
+             owned by no tenant and not declared in sharedNamespaces: did you mean \"istio-system\"?"
+        )),
+        "{err}"
+    );
+    assert!(
+        typo.ends_with("also named at tenants[1].egress[0].hosts[1]"),
+        "{err}"
+    );
+    assert!(
+        line("names a service of namespace").starts_with(&format!(
+            "warning: {p}:13: tenants[0].egress[1].hosts[2] (tenant prod): \
+             \"logmonkey/logcatcher.logmonky.svc.cluster.local\" names a service of namespace \"logmonky\""
+        )),
+        "{err}"
+    );
+    assert!(
+        line("raw TCP").starts_with(&format!(
+            "warning: {p}:5: tenants[0] (tenant prod): raw TCP"
+        )),
+        "{err}"
+    );
+    assert!(text(&out.stdout).contains("valid (mode=enforce tenants=3"));
+    assert!(text(&out.stdout).contains(", 6 warnings)"));
+
+    // --strict: warnings fail; -q: no warnings, no summary, only the verdict.
+    let out = run(&["validate", "--strict", p], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("6 warnings (--strict: warnings fail)"));
+    let out = run(&["validate", "-q", p], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        (String::new(), String::new())
+    );
+    let out = run(&["validate", "-q", "--strict", p], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !text(&out.stderr).contains("warning:"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --json: one object with every diagnostic and its place.
+    let out = run(&["validate", "--json", p], None);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["warnings"], 6);
+    assert_eq!(v["errors"], 0);
+    let d = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "tenants[0].egress[1].hosts[1]")
+        .unwrap();
+    assert_eq!(d["severity"], "warning");
+    assert_eq!(d["line"], 12);
+    assert_eq!(d["tenant"], "prod");
+    assert_eq!(d["path"], "tenants[0].egress[1].hosts[1]");
+    let out = run(&["validate", "--json", "--strict", p], None);
+    assert_eq!(out.status.code(), Some(1));
+
+    // An invalid document in JSON: its errors with their lines.
+    let bad = write(
+        "bad.yaml",
+        "apiVersion: tenant-egress/v1\ntenants:\n  - name: prod\n    namespaces: [prod]\n    egress:\n      - hosts: [\"nope\"]\n",
+    );
+    let out = run(&["validate", "--json", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["severity"], "error");
+    assert_eq!(v["diagnostics"][0]["line"], 6);
+    assert_eq!(v["diagnostics"][0]["tenant"], "prod");
+    // Not YAML: one error for the document, the parser's message saying where.
+    let broken = write("broken-json.yaml", "apiVersion: [unclosed\n");
+    let out = run(&["validate", "--json", broken.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["valid"].clone(), v["errors"].clone()),
+        (false.into(), 1.into())
+    );
+    assert_eq!(v["diagnostics"][0]["path"], "(document)");
+    assert!(v["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("not valid YAML: "));
+    let out = run(&["validate", bad.to_str().unwrap()], None);
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "error: {}:6: tenants[0].egress[0].hosts[0] (tenant prod): \"nope\" is not of the form",
+            bad.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn test_runs_cases_and_fails_with_a_diff() {
+    let p = write("cases-policy.yaml", TYPOS);
+    let p = p.to_str().unwrap();
+    let good = write(
+        "good.jsonl",
+        concat!(
+            r#"{"name": "prod reaches the uat db", "expect": "allow", "source": {"namespace": "prod"}, "authority": "cockroachdb.uat:26257"}"#,
+            "\n# a comment, and a blank line\n\n",
+            r#"{"expect": {"decision": "deny", "reason": "not-allowed", "enforced": true, "rule": "tenants[0].egress[1]"}, "source": {"namespace": "prod"}, "authority": "web.uat:80"}"#,
+            "\n",
+            r#"{"expect": {"decision": "deny", "enforced": false, "tenant": "dev"}, "source": {"namespace": "dev"}, "authority": "web.uat.svc.cluster.local:80"}"#,
+            "\n"
+        ),
+    );
+    let out = run(&["test", p, good.to_str().unwrap()], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).ends_with("3 passed, 0 failed\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "");
+
+    let bad = write(
+        "bad.jsonl",
+        concat!(
+            r#"{"name": "uat must not reach prod", "expect": "deny", "source": {"namespace": "uat"}, "authority": "db.uat:5432"}"#,
+            "\n",
+            r#"{"expect": "allow", "source": {}}"#,
+            "\n"
+        ),
+    );
+    let out = run(&["test", p, bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let s = text(&out.stdout);
+    assert!(
+        s.starts_with(&format!(
+            "FAIL {}:1 (uat must not reach prod)\n  decision: expected deny, got allow\n",
+            bad.display()
+        )),
+        "{s}"
+    );
+    assert!(s.contains("    reason:      allowed\n"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "ERROR {}:2: source.namespace is required",
+            bad.display()
+        )),
+        "{s}"
+    );
+    assert!(
+        text(&out.stderr).contains("0 passed, 1 failed, 1 unreadable"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // JSON Lines: one result per case.
+    let out = run(&["test", "--json", p, good.to_str().unwrap()], None);
+    let results: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["passed"], true);
+    assert_eq!(results[0]["report"]["decision"], "allow");
+    assert_eq!(results[2]["line"], 5);
+}
+
+#[test]
+fn reach_answers_from_and_to() {
+    let p = write("reach.yaml", TYPOS);
+    let p = p.to_str().unwrap();
+    let out = run(&["reach", p, "--from", "prod"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "namespace prod: tenant prod, mode enforce, REGISTRY_ONLY\n  every pod:\n    \
+         port 26257/TCP: uat/cockroachdb.uat.svc.cluster.local\n    \
+         other ports: prod/*, istio-sytem/*, logmonkey/logcatcher.logmonky.svc.cluster.local\n  \
+         note: REGISTRY_ONLY: destinations outside the service registry are denied\n"
+    );
+    // With clusterNetworks, ALLOW_ANY opens only what is outside the cluster: dev is then no
+    // way into uat.
+    let fenced = text(&run(&["reach", p, "--to", "uat"], None).stdout);
+    assert!(!fenced.contains("ALLOW_ANY"), "{fenced}");
+    let open = write(
+        "reach-open.yaml",
+        &TYPOS.replace("clusterNetworks: [10.96.0.0/12]\n", ""),
+    );
+    let p = open.to_str().unwrap();
+    let out = run(&["reach", p, "--to", "uat"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.starts_with("namespace uat (tenant uat) is reachable from:\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("  prod: port 26257/TCP: uat/cockroachdb.uat.svc.cluster.local\n"),
+        "{s}"
+    );
+    assert!(s.contains("  uat: any port: uat/*\n"), "{s}");
+    assert!(
+        s.contains("  ALLOW_ANY (its pods by IP address, via PassthroughCluster): dev\n"),
+        "{s}"
+    );
+    assert!(s.contains("  audit mode (nothing blocked): dev\n"), "{s}");
+
+    let out = run(&["reach", p, "--to", "uat", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["owner"], "uat");
+    assert_eq!(v["paths"][0]["namespace"], "prod");
+    assert_eq!(v["paths"][0]["port"], 26257);
+    assert_eq!(v["paths"][0]["protocol"], "TCP");
+    assert_eq!(v["allowAny"][0]["namespace"], "dev");
+    assert_eq!(v["audit"][0]["tenant"], "dev");
+    let out = run(&["reach", p, "--from", "dev", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "audit");
+    assert_eq!(v["outboundTrafficPolicy"], "ALLOW_ANY");
+
+    let out = run(&["reach", p], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["reach", p, "--from", "Prod"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn explain_says_what_it_assumed_and_asks_for_a_missing_port() {
+    let p = write("assume.yaml", TYPOS);
+    let p = p.to_str().unwrap();
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--source-namespace",
+            "prod",
+            "--authority",
+            "cockroachdb.uat:26257",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "assumed:     cluster outbound|26257||cockroachdb.uat.svc.cluster.local (no --cluster given"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--source-namespace",
+            "prod",
+            "--authority",
+            "cockroachdb.uat:26257",
+            "--json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["assumedCluster"],
+        "outbound|26257||cockroachdb.uat.svc.cluster.local"
+    );
+    // With --cluster, nothing is assumed.
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--source-namespace",
+            "prod",
+            "--authority",
+            "cockroachdb.uat:26257",
+            "--cluster",
+            "outbound|26257||cockroachdb.uat.svc.cluster.local",
+        ],
+        None,
+    );
+    assert!(!text(&out.stdout).contains("assumed:"));
+    // prod's egress depends on the port: without one, explain asks for it.
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--source-namespace",
+            "prod",
+            "--authority",
+            "cockroachdb.uat",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\nerror: which port?"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "");
+    // uat's does not (one catch-all): decided.
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--source-namespace",
+            "uat",
+            "--authority",
+            "db.uat",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("decision:    ALLOW"));
+}
+
+#[test]
+fn import_declares_the_namespaces_its_sidecars_name_as_shared() {
+    let sidecars = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: prod}
+spec:
+  egress:
+    - hosts: [\"./*\", \"istio-system/*\", \"*/db.shared.svc.cluster.local\"]
+";
+    let out = run(&["import", "-"], Some(sidecars));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let policy = text(&out.stdout);
+    assert!(policy.contains("sharedNamespaces:"), "{policy}");
+    let p = write("imported.yaml", &policy);
+    let out = run(&["validate", "--json", p.to_str().unwrap()], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    let out = run(
+        &["reach", p.to_str().unwrap(), "--to", "shared", "--json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["shared"], true, "{v}");
+    assert_eq!(v["paths"][0]["hosts"][0], "*/db.shared.svc.cluster.local");
+}
+
+#[test]
+fn graph_views_namespace_and_whole() {
+    let fenced = write("graph-fenced.yaml", TYPOS);
+    let m = text(&run(&["graph", fenced.to_str().unwrap()], None).stdout);
+    assert!(
+        m.contains("{{\"outside the registry (not clusterNetworks)\"}}"),
+        "{m}"
+    );
+    let p = write(
+        "graph.yaml",
+        &TYPOS.replace("clusterNetworks: [10.96.0.0/12]\n", ""),
+    );
+    let p = p.to_str().unwrap();
+    let out = run(&["graph", p], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let m = text(&out.stdout);
+    // Tenants as nodes, audit marked, ALLOW_ANY drawn as a red edge out of the registry.
+    assert!(m.contains("  n2[\"dev [audit]\"]\n"), "{m}");
+    assert!(m.contains("-->|\"ALLOW_ANY\"|"), "{m}");
+    assert!(
+        m.contains("{{\"outside the registry: any IP, pods of every namespace\"}}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("-->|\"26257/TCP: cockroachdb.uat.svc.cluster.local\"| n1"),
+        "{m}"
+    );
+    let out = run(&["graph", p, "--whole"], None);
+    let w = text(&out.stdout);
+    assert!(w.contains("[\"prod (+ services of 2 more)\"]"), "{w}");
+    assert!(!w.contains("cockroachdb.uat.svc.cluster.local"), "{w}");
+
+    let out = run(&["graph", p, "--namespace", "uat", "--format", "dot"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d = text(&out.stdout);
+    assert!(d.starts_with("digraph tenant_egress {"), "{d}");
+    assert!(d.contains("[label=\"uat (tenant uat)\"]"), "{d}");
+    assert!(
+        d.contains("[label=\"26257/TCP: cockroachdb.uat.svc.cluster.local\"]"),
+        "{d}"
+    );
+    assert!(d.contains("[label=\"ALLOW_ANY\", color=red"), "{d}");
+    // uat's own egress is there; prod's other edges (logmonkey) are not uat's.
+    assert!(d.contains("n0 -> n1 [label=\"all ports\"];"), "{d}");
+    assert!(!d.contains("logmonkey"), "{d}");
+
+    let out = run(&["graph", p, "--view", "namespaces"], None);
+    assert!(text(&out.stdout).contains("subgraph t0[\"tenant prod\"]"));
+    assert_eq!(
+        run(&["graph", p, "--namespace", "uat", "--whole"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["graph", p, "--namespace", "Nope"], None)
+            .status
+            .code(),
+        Some(2)
+    );
 }

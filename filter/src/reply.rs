@@ -1,7 +1,8 @@
 //! Pure: what a denial looks like to the caller and in the log. No host calls, so it is unit
 //! tested natively.
 
-use tenant_egress_core::explain::explain;
+use tenant_egress_core::explain::{explain, terse_why};
+use tenant_egress_core::spec::DenyBody;
 use tenant_egress_core::{Decision, Policy, SourceScope};
 
 /// The response header naming the reason of a denial.
@@ -21,25 +22,51 @@ pub struct LocalReply {
     pub body: String,
 }
 
-/// Builds the reply for a blocked request: which source, which destination, why, and which
-/// rule to change.
+/// Builds the reply for a blocked request: which source, which destination, and why. With
+/// `denyBody: full`, why names the rule to change; `terse` (the default) says only what the
+/// caller's own request already told it, and where the full detail is: the proxy log line
+/// ([`log_line`]) and `tenant-egress explain`, whose `--cluster` is the `via` shown here.
 pub fn deny_reply(
     policy: &Policy,
     d: &Decision,
     src: &SourceScope,
     cluster: Option<&str>,
 ) -> LocalReply {
+    let head = format!(
+        "{BODY_MARKER} ({reason})\nsource: {source}\ndestination: {dest}\n",
+        reason = d.reason.as_str(),
+        source = describe_source(policy, src),
+        dest = describe_destination(d, cluster),
+    );
+    let body = match policy.deny_body() {
+        DenyBody::Full => format!("{head}why: {}\n", explain(policy, d, src.namespace())),
+        DenyBody::Terse => format!(
+            "{head}why: {}\ndetail: in the proxy log (\"denied source=...\"), or run: {}\n",
+            terse_why(d.reason),
+            explain_command(d, src, cluster)
+        ),
+    };
     LocalReply {
         status: policy.deny_status(),
         reason: d.reason.as_str(),
-        body: format!(
-            "{BODY_MARKER} ({reason})\nsource: {source}\ndestination: {dest}\nwhy: {why}\n",
-            reason = d.reason.as_str(),
-            source = describe_source(policy, src),
-            dest = describe_destination(d, cluster),
-            why = explain(policy, d, src.namespace()),
-        ),
+        body,
     }
+}
+
+/// `tenant-egress explain POLICY --source-namespace prod --authority host:port --cluster '...'`:
+/// the request as the filter saw it, ready to paste.
+fn explain_command(d: &Decision, src: &SourceScope, cluster: Option<&str>) -> String {
+    let mut s = "tenant-egress explain POLICY".to_owned();
+    if let Some(ns) = src.namespace() {
+        s.push_str(&format!(" --source-namespace {ns}"));
+    }
+    if d.destination.host().is_some() {
+        s.push_str(&format!(" --authority {}", d.destination));
+    }
+    if let Some(c) = cluster {
+        s.push_str(&format!(" --cluster '{c}'"));
+    }
+    s
 }
 
 /// The reply when no policy was ever loaded in this VM (fail closed).
@@ -112,15 +139,67 @@ mod tests {
     use tenant_egress_core::{Source, Target};
 
     fn policy() -> Policy {
-        Policy::from_json(
-            br#"{"apiVersion": "tenant-egress/v1", "denyStatus": 451,
-                 "tenants": [{"name": "prod", "namespaces": ["prod"],
-                              "egress": [{"hosts": ["./*"]}],
-                              "workloads": [{"name": "batman", "selector": {"app": "batman"},
-                                             "egress": [{"hosts": ["logs/*"]}]}]}]}"#,
-        )
-        .unwrap()
-        .0
+        policy_with("full")
+    }
+
+    fn policy_with(body: &str) -> Policy {
+        let doc = format!(
+            r#"{{"apiVersion": "tenant-egress/v1", "denyStatus": 451, "denyBody": "{body}",
+                 "sharedNamespaces": ["logs"],
+                 "tenants": [{{"name": "prod", "namespaces": ["prod"],
+                              "egress": [{{"hosts": ["./*", "~uat/secret.uat.svc.cluster.local"]}}],
+                              "workloads": [{{"name": "batman", "selector": {{"app": "batman"}},
+                                             "egress": [{{"hosts": ["logs/*"]}}]}}]}},
+                             {{"name": "uat", "namespaces": ["uat"], "egress": [{{"hosts": ["./*"]}}]}}]}}"#
+        );
+        Policy::from_json(doc.as_bytes()).unwrap().0
+    }
+
+    #[test]
+    fn a_terse_body_names_no_rule_no_path_no_other_namespace() {
+        let p = policy_with("terse");
+        let src = p.source(&Source {
+            namespace: Some("prod"),
+            labels: &[],
+        });
+        let cluster = "outbound|443||secret.uat.svc.cluster.local";
+        let d = p.decide_for(
+            &src,
+            &Target {
+                authority: Some(b"secret.uat:443"),
+                cluster: Some(cluster),
+                ..Target::default()
+            },
+        );
+        assert_eq!(d.reason.as_str(), "excluded");
+        let r = deny_reply(&p, &d, &src, Some(cluster));
+        assert_eq!(
+            r.body,
+            "tenant-egress: request denied (excluded)\n\
+             source: namespace prod (tenant prod)\n\
+             destination: secret.uat.svc.cluster.local:443 (namespace uat) via outbound|443||secret.uat.svc.cluster.local\n\
+             why: the egress policy of this namespace does not allow this destination\n\
+             detail: in the proxy log (\"denied source=...\"), or run: tenant-egress explain POLICY \
+             --source-namespace prod --authority secret.uat.svc.cluster.local:443 \
+             --cluster 'outbound|443||secret.uat.svc.cluster.local'\n"
+        );
+        // The full body (and the log) name the rule.
+        let full = policy_with("full");
+        let d = full.decide_for(
+            &src,
+            &Target {
+                authority: Some(b"secret.uat:443"),
+                cluster: Some(cluster),
+                ..Target::default()
+            },
+        );
+        let body = deny_reply(&full, &d, &src, Some(cluster)).body;
+        assert!(
+            body.contains("excluded by tenants[0].egress[0].hosts[1]"),
+            "{body}"
+        );
+        assert!(log_line("denied", &p, &d, &src, Some(cluster))
+            .contains("rule=tenants[0].egress[0].hosts[1]"));
     }
 
     #[test]

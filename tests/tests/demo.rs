@@ -287,9 +287,11 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
         "{}",
         r.body
     );
+    // demo/policy.yaml keeps the default `denyBody: terse`: the body says where the detail is.
     assert!(
-        r.body
-            .contains("add \"uat/cockroachdb.uat.svc.cluster.local\""),
+        r.body.contains(
+            "or run: tenant-egress explain POLICY --source-namespace prod --authority cockroachdb.uat.svc.cluster.local:26257"
+        ),
         "{}",
         r.body
     );

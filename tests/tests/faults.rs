@@ -172,3 +172,35 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// A freshly started proxy whose FIRST policy is refused, delivered as Istio delivers a
+/// WasmPlugin (ECDS, no default configuration): no request passes unchecked. The filter has
+/// no configuration at all, so Envoy answers every request itself (500, empty body) and
+/// nothing reaches an upstream; the refusal is logged. The first valid policy then takes over
+/// without a restart.
+#[test]
+fn first_policy_refused_over_ecds_fails_closed() {
+    let broken = r#"{"apiVersion": "tenant-egress/v1", "tenants": [{"name": "prod", "namespaces": ["prod"], "egress": [{"hosts": ["nonsense"]}]}]}"#;
+    let envoy = mesh().wasm_filter_ecds(broken).start();
+    assert!(envoy.wait_for_log("refusing the policy (no policy is loaded)", WAIT));
+    let port = envoy.listener_port(26257);
+    for host in [
+        "cockroachdb.prod.svc.cluster.local:26257",
+        "cockroachdb.uat.svc.cluster.local:26257",
+    ] {
+        // Envoy's own answer for a filter without configuration: 500, empty body.
+        let r = get(port, host, "/");
+        assert_eq!((r.status, r.body.as_str()), (500, ""), "{host}: {r:?}");
+        assert_eq!(r.header("x-tenant-egress-denied"), None, "{r:?}");
+    }
+    assert_eq!(envoy.upstream_hits("cockroachdb", "prod", 26257), 0);
+    assert_eq!(envoy.upstream_hits("cockroachdb", "uat", 26257), 0);
+    assert_eq!(
+        envoy.update_policy_and_wait(&crdb_policy(), WAIT),
+        EcdsOutcome::Accepted
+    );
+    let r = get(port, "cockroachdb.prod.svc.cluster.local:26257", "/");
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = get(port, "cockroachdb.uat.svc.cluster.local:26257", "/");
+    assert_eq!(r.status, 403, "{r:?}");
+}

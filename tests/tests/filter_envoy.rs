@@ -113,8 +113,84 @@ fn crdb_policy(mode: &str) -> String {
     policy(json!({
         "apiVersion": "tenant-egress/v1",
         "mode": mode,
+        // These scenarios check what the full body teaches (`add "..."`).
+        "denyBody": "full",
         "tenants": [tenant("prod"), tenant("uat"), tenant("dev")],
     }))
+}
+
+/// The deny body's detail is the policy's choice: `terse` (the default) names no rule, no path
+/// and no namespace but the caller's own and the one it asked for, and says where the detail
+/// is; `full` explains. The proxy log has the rule either way.
+#[test]
+fn deny_body_terse_by_default_full_on_request() {
+    let doc = |body: Option<&str>| {
+        let mut v = json!({
+            "apiVersion": "tenant-egress/v1",
+            "sharedNamespaces": ["istio-system"],
+            "tenants": [
+                {"name": "prod", "namespaces": ["prod"],
+                 "egress": [{"hosts": ["./*", "istio-system/*", "~dev/*"]}]},
+                {"name": "uat", "namespaces": ["uat"], "egress": [{"hosts": ["./*"]}]},
+                {"name": "dev", "namespaces": ["dev"], "egress": [{"hosts": ["./*"]}]}
+            ]
+        });
+        if let Some(b) = body {
+            v["denyBody"] = json!(b);
+        }
+        policy(v)
+    };
+    let cluster = |ns: &str| format!("outbound|26257||cockroachdb.{ns}.svc.cluster.local");
+
+    let envoy = crdb_mesh("prod").wasm_filter(&doc(None)).start();
+    let port = envoy.listener_port(26257);
+    let r = get(port, "cockroachdb.uat:26257", "/");
+    assert_denied(&r, "not-allowed", "terse, not-allowed");
+    assert_eq!(
+        r.body,
+        format!(
+            "tenant-egress: request denied (not-allowed)\n\
+             source: namespace prod (tenant prod)\n\
+             destination: cockroachdb.uat.svc.cluster.local:26257 (namespace uat) via {c}\n\
+             why: the egress policy of this namespace does not allow this destination\n\
+             detail: in the proxy log (\"denied source=...\"), or run: tenant-egress explain POLICY \
+             --source-namespace prod --authority cockroachdb.uat.svc.cluster.local:26257 --cluster '{c}'\n",
+            c = cluster("uat")
+        )
+    );
+    // An exclusion naming another tenant's namespace stays in the log.
+    let r = get(port, "cockroachdb.dev:26257", "/");
+    assert_denied(&r, "excluded", "terse, excluded");
+    for leak in ["tenants[", "~dev", "istio-system", "add \""] {
+        assert!(!r.body.contains(leak), "{leak:?} leaked: {}", r.body);
+    }
+    assert!(envoy.wait_for_log(
+        "denied source=prod tenant=prod destination=cockroachdb.dev.svc.cluster.local:26257",
+        WAIT
+    ));
+    assert!(envoy.wait_for_log(
+        "reason=excluded rule=tenants[0].egress[0].hosts[2] \"~dev/*\"",
+        WAIT
+    ));
+    assert_eq!(envoy.upstream_hits("cockroachdb", "uat", 26257), 0);
+    assert_eq!(envoy.upstream_hits("cockroachdb", "dev", 26257), 0);
+    assert_counter(&envoy, "denied", 2);
+    drop(envoy);
+
+    let envoy = crdb_mesh("prod").wasm_filter(&doc(Some("full"))).start();
+    let port = envoy.listener_port(26257);
+    let r = get(port, "cockroachdb.dev:26257", "/");
+    assert_denied(&r, "excluded", "full, excluded");
+    assert!(
+        r.body.ends_with(
+            "why: cockroachdb.dev.svc.cluster.local:26257 is excluded by tenants[0].egress[0].hosts[2] \
+             \"~dev/*\"; remove that exclusion to allow it\n"
+        ),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("detail:"), "{}", r.body);
+    assert_eq!(envoy.upstream_hits("cockroachdb", "dev", 26257), 0);
 }
 
 fn crdb_mesh(src: &str) -> EnvoyConfig {

@@ -18,6 +18,8 @@ fn policy(gateways: Option<&str>) -> String {
     let mut doc = json!({
         "apiVersion": "tenant-egress/v1",
         "unknownSource": "deny",
+        // The assertions read the explanation out of the body.
+        "denyBody": "full",
         "tenants": [{"name": "team-01", "namespaces": ["team-01"],
                      "egress": [{"hosts": ["./*"]}]}]
     });

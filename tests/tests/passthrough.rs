@@ -53,6 +53,8 @@ const API_DEV_PORT: u16 = 9102;
 fn policy() -> String {
     json!({
         "apiVersion": "tenant-egress/v1",
+        // The assertions read the rule that decided out of the body.
+        "denyBody": "full",
         "clusterNetworks": ["10.96.0.0/12", "10.244.0.0/16"],
         "tenants": [
             {"name": "dev", "namespaces": ["dev"], "outboundTrafficPolicy": "ALLOW_ANY",

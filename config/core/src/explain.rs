@@ -82,6 +82,48 @@ impl RequestSpec {
         Ok(req)
     }
 
+    /// Whether the port must be asked for: nothing in the request says which port it goes to
+    /// ([`Self::port_missing`]) while the source's listeners declare ports, so the answer
+    /// depends on it. `explain` asks rather than decide as if the port did not matter.
+    pub fn needs_port(&self, policy: &Policy) -> bool {
+        if !self.port_missing() {
+            return false;
+        }
+        let labels: Vec<(&str, &str)> = self
+            .source
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        policy.port_scoped(&policy.source(&self.as_request(&labels).source))
+    }
+
+    /// Whether nothing in the request says which port it goes to: no port in the authority,
+    /// no cluster, no destination address.
+    pub fn port_missing(&self) -> bool {
+        self.cluster.as_deref().is_none_or(str::is_empty)
+            && self.destination_address.is_none()
+            && self
+                .authority
+                .as_deref()
+                .and_then(|a| crate::authority::parse_authority(a.as_bytes()).ok())
+                .is_some_and(|a| a.port.is_none())
+    }
+
+    /// Without a `cluster`, the one this decision assumed Envoy routed to: `outbound|PORT||FQDN`
+    /// for a service resolved from the authority, `PassthroughCluster` for a destination
+    /// outside the registry. `None` when the request names its cluster (or nothing resolved).
+    pub fn assumed_cluster(&self, d: &Decision) -> Option<String> {
+        if self.cluster.as_deref().is_some_and(|c| !c.is_empty()) {
+            return None;
+        }
+        match (d.destination.host(), d.destination.port, d.destination.kind) {
+            (_, _, crate::decision::DestinationKind::Ip) => Some("PassthroughCluster".to_owned()),
+            (Some(h), Some(p), _) => Some(format!("outbound|{p}||{h}")),
+            _ => None,
+        }
+    }
+
     /// Borrows this spec as a [`Request`]; `labels` must be built from `self.source.labels`.
     pub fn as_request<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Request<'a> {
         Request {
@@ -211,6 +253,36 @@ impl Report {
              destination: {destination}\nrule:        {rule}\nwhy:         {}\n",
             self.reason, self.explanation
         )
+    }
+}
+
+/// What a terse denial body (`denyBody: terse`) says why: one sentence per reason that names
+/// nothing from the policy (no rule, no path, no other namespace), so a caller learns only
+/// what its own request already told it. The full sentence ([`explain`]) is in the proxy log
+/// and `tenant-egress explain`.
+pub fn terse_why(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Allowed | Reason::AllowAny => "allowed",
+        Reason::UnknownSource => {
+            "the proxy has no NAMESPACE node metadata, so the source is unknown (fail closed)"
+        }
+        Reason::NoTenant => "the source namespace belongs to no tenant",
+        Reason::MalformedAuthority => "the :authority is malformed",
+        Reason::MalformedCluster => "the upstream cluster name is malformed",
+        Reason::UnsupportedCluster => {
+            "the request was routed to a cluster this filter does not enforce on"
+        }
+        Reason::AuthorityMismatch => {
+            "the :authority names a different destination than the cluster Envoy routed to"
+        }
+        Reason::UnknownDestination => "nothing identifies the destination",
+        Reason::NotInRegistry => {
+            "the destination is outside the service registry and this namespace is REGISTRY_ONLY"
+        }
+        Reason::Blackhole => "Envoy routed the request to BlackHoleCluster",
+        Reason::Excluded | Reason::NotAllowed => {
+            "the egress policy of this namespace does not allow this destination"
+        }
     }
 }
 
@@ -362,10 +434,13 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
                     "no host of {} ({}) imports {dest} for tenant {tenant}; add {suggestion} to {}.hosts",
                     r.path, r.text, r.path
                 ),
-                (None, Some(Detail::NoListenerForPort(p))) => write!(
+                (None, Some(Detail::NoListenerForPort(Some(p)))) => write!(
                     s,
-                    "tenant {tenant} has no egress entry for port {} and no portless one; add an egress entry with {suggestion}",
-                    p.map_or_else(|| "(unknown)".to_owned(), |p| p.to_string())
+                    "tenant {tenant} has no egress entry for port {p} and no portless one; add an egress entry with {suggestion}"
+                ),
+                (None, Some(Detail::NoListenerForPort(None))) => write!(
+                    s,
+                    "the destination port is unknown (no port in the authority, no cluster, no destination address), and tenant {tenant} has only port-scoped egress entries: which port was it?"
                 ),
                 _ => write!(s, "no egress entry of tenant {tenant} imports {dest}"),
             }

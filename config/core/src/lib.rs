@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod authority;
+pub mod cases;
 pub mod decision;
 pub mod explain;
 pub mod listeners;
@@ -45,6 +46,7 @@ pub mod name;
 pub mod network;
 pub mod pattern;
 pub mod policy;
+pub mod reach;
 pub mod shard;
 pub mod spec;
 pub mod validate;

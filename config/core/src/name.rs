@@ -204,6 +204,18 @@ pub fn check_namespace(ns: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// The namespace of a Kubernetes service FQDN, `<svc>.<ns>.svc.<clusterDomain>` -> `ns`, given
+/// `svc_suffix` = `.svc.<clusterDomain>` (lowercase). THE reading of a service name: request
+/// time (the destination's namespace when the cluster carries no metadata) and validation (a
+/// host entry whose FQDN contradicts its `ns/` prefix) both use it. A wildcard `*.ns.svc...`
+/// names no one service: `None`.
+pub fn service_namespace<'a>(host: &'a [u8], svc_suffix: &[u8]) -> Option<&'a [u8]> {
+    let rest = host.strip_suffix(svc_suffix)?;
+    let i = rest.iter().rposition(|&c| c == b'.')?;
+    let (svc, ns) = (rest.get(..i)?, rest.get(i + 1..)?);
+    (!svc.is_empty() && svc.first() != Some(&b'*') && !ns.is_empty()).then_some(ns)
+}
+
 #[cfg(test)]
 mod tests {
     // Under wasm32 these run through wasm-bindgen-test (scripts/test-wasm.sh): every `#[test]`

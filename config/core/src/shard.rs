@@ -18,7 +18,8 @@ use crate::pattern::{HostEntry, NsSelector};
 use crate::spec::{EgressSpec, PolicySpec};
 
 /// Every namespace `spec` names, as compiling it records them (`policy/compile.rs`): its
-/// tenants', those its hosts name (`ns/...`) and its `knownNamespaces`; sorted.
+/// tenants', those its hosts name (`ns/...`), its `knownNamespaces` and
+/// `sharedNamespaces`; sorted.
 fn named_namespaces(spec: &PolicySpec) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for t in &spec.tenants {
@@ -30,6 +31,7 @@ fn named_namespaces(spec: &PolicySpec) -> BTreeSet<String> {
         out.extend(egress.flat_map(named_in));
     }
     out.extend(spec.known_namespaces.iter().cloned());
+    out.extend(spec.shared_namespaces.iter().cloned());
     out
 }
 
@@ -115,6 +117,8 @@ fn header(spec: &PolicySpec) -> PolicySpec {
         cluster_domain: spec.cluster_domain.clone(),
         unknown_source: spec.unknown_source,
         deny_status: spec.deny_status,
+        deny_body: spec.deny_body,
+        shared_namespaces: spec.shared_namespaces.clone(),
         cluster_networks: spec.cluster_networks.clone(),
         gateways: spec.gateways,
         tenants: Vec::new(),

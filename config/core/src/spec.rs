@@ -38,6 +38,15 @@ pub struct PolicySpec {
     /// HTTP status of the local reply sent for a denied request (400..=599).
     #[serde(default = "default_deny_status")]
     pub deny_status: u16,
+    /// How much the body of a denial tells the caller ([`DenyBody`]). The proxy log and
+    /// `tenant-egress explain` always have the full detail.
+    #[serde(default, skip_serializing_if = "DenyBody::is_default")]
+    pub deny_body: DenyBody,
+    /// Namespaces no tenant owns that hosts name on purpose (`istio-system`, a shared
+    /// `monitoring`): validation warns about any other unowned namespace a host names, as a
+    /// likely typo.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_namespaces: Vec<String>,
     /// The cluster's own address ranges: its Service CIDRs (`kube-apiserver
     /// --service-cluster-ip-range`) and pod CIDRs (`--cluster-cidr`, the nodes' `spec.podCIDRs`).
     /// A passthrough (`ALLOW_ANY`) whose original destination lies inside them is in-cluster
@@ -138,6 +147,37 @@ pub enum Mode {
     Enforce,
     /// Never block; log and count what would have been denied.
     Audit,
+}
+
+/// What the body of a denial says (`denyBody`).
+///
+/// On a cluster with one tenant per customer the full explanation is an information leak: it
+/// names the policy's paths and rules, and through them other tenants' namespaces. `terse`
+/// says only what the caller already knows (its own namespace, the destination it asked for,
+/// the cluster Envoy chose) and the reason code; the proxy log keeps the rule that decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyBody {
+    /// Reason, source, destination and a hint where the full detail is (the default).
+    #[default]
+    Terse,
+    /// Also why, naming the rule that decided and what to add to the policy.
+    Full,
+}
+
+impl DenyBody {
+    /// Whether this is the default (`terse`), which documents need not spell out.
+    pub fn is_default(&self) -> bool {
+        *self == DenyBody::default()
+    }
+
+    /// The name documents use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyBody::Terse => "terse",
+            DenyBody::Full => "full",
+        }
+    }
 }
 
 /// Policy for source namespaces owned by no tenant.

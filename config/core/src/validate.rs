@@ -253,6 +253,8 @@ static POLICY: Obj = Obj(&[
     ("clusterNetworks", Kind::StrList, false),
     ("unknownSource", Kind::Enum(&["deny", "allow"]), false),
     ("denyStatus", Kind::Int(0, 65535), false),
+    ("denyBody", Kind::Enum(&["terse", "full"]), false),
+    ("sharedNamespaces", Kind::StrList, false),
     ("gateways", Kind::Enum(&["passthrough", "enforce"]), false),
     ("tenants", Kind::List(&TENANT), true),
     ("delegatedNamespaces", Kind::StrList, false),
@@ -609,8 +611,231 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             }
         }
     }
+    check_shared_namespaces(&mut c, spec, &claimed);
     check_shard_fields(&mut c, spec, &claimed);
     (c.errors, c.warnings)
+}
+
+/// Authoring-time warnings on a valid document, on top of [`check_meaning`]'s: likely typos
+/// (a namespace no tenant owns and `sharedNamespaces` does not declare, grouped per namespace;
+/// a service FQDN in another namespace than its prefix selects). The CLI reports them with
+/// the rest; the filter does not compute them (they change no decision, and the module stays
+/// small).
+pub fn lint(spec: &PolicySpec) -> Vec<Warning> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let claimed: HashMap<&str, String> = spec
+        .tenants
+        .iter()
+        .enumerate()
+        .flat_map(|(t, tenant)| {
+            tenant
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(move |(n, ns)| (ns.as_str(), format!("tenants[{t}].namespaces[{n}]")))
+        })
+        .collect();
+    warn_unowned_namespaces(&mut c, spec, &claimed);
+    c.warnings
+}
+
+/// `sharedNamespaces`: valid names, each once, none owned by a tenant.
+fn check_shared_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str, String>) {
+    let mut seen: HashMap<&str, usize> = HashMap::default();
+    for (i, ns) in spec.shared_namespaces.iter().enumerate() {
+        let path = format!("sharedNamespaces[{i}]");
+        if let Err(e) = name::check_namespace(ns) {
+            c.err(&path, ErrorKind::Namespace(ns.clone(), e));
+        } else if let Some(prev) = seen.insert(ns, i) {
+            c.warn(
+                path,
+                format!("\"{ns}\" duplicates sharedNamespaces[{prev}]"),
+            );
+        } else if let Some(owner) = claimed.get(ns.as_str()) {
+            c.warn(
+                path,
+                format!(
+                    "namespace \"{ns}\" is owned by a tenant ({owner}); listing it as shared changes nothing"
+                ),
+            );
+        }
+    }
+}
+
+/// Every namespace the hosts name that no tenant owns and `sharedNamespaces` does not declare,
+/// with the places naming it, in document order. A host names a namespace by its `ns/` (or
+/// `~ns/`) prefix, and by the namespace label of a service FQDN (`db.ns.svc.<clusterDomain>`).
+///
+/// Validation warns about each (a likely typo: `istio-sytem/*`); `import` declares them shared
+/// (the Sidecars it reads name them on purpose).
+pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
+    let owned: std::collections::HashSet<&str> = spec
+        .tenants
+        .iter()
+        .flat_map(|t| t.namespaces.iter().map(String::as_str))
+        .chain(spec.shared_namespaces.iter().map(String::as_str))
+        .collect();
+    let svc_suffix = format!(".svc.{}", spec.cluster_domain.to_ascii_lowercase());
+    let mut out: BTreeMap<String, Vec<Path>> = BTreeMap::new();
+    let mut add = |ns: &str, path: &str| {
+        if !owned.contains(ns) {
+            let places = out.entry(ns.to_owned()).or_default();
+            if places.last().map(String::as_str) != Some(path) {
+                places.push(path.to_owned());
+            }
+        }
+    };
+    for (t, tenant) in spec.tenants.iter().enumerate() {
+        let lists = std::iter::once((format!("tenants[{t}]"), &tenant.egress)).chain(
+            tenant
+                .workloads
+                .iter()
+                .enumerate()
+                .map(|(w, wl)| (format!("tenants[{t}].workloads[{w}]"), &wl.egress)),
+        );
+        for (owner, egress) in lists {
+            for (e, entry) in egress.iter().enumerate() {
+                for (h, raw) in entry.hosts.iter().enumerate() {
+                    let Ok(parsed) = raw.parse::<HostEntry>() else {
+                        continue;
+                    };
+                    let path = format!("{owner}.egress[{e}].hosts[{h}]");
+                    if let NsSelector::Named(n) = &parsed.namespace {
+                        add(n, &path);
+                    }
+                    // `*/db.shared.svc...` names `shared` by its FQDN alone. Under a prefix,
+                    // a different FQDN namespace is the contradiction warned about on its own.
+                    if parsed.namespace == NsSelector::Any {
+                        if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
+                            add(ns, &path);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The namespace label of an entry's service FQDN, if its dnsName is one.
+fn fqdn_namespace<'a>(e: &'a HostEntry, svc_suffix: &str) -> Option<&'a str> {
+    let HostPattern::Exact(h) = &e.host else {
+        return None;
+    };
+    name::service_namespace(h.as_bytes(), svc_suffix.as_bytes())
+        .and_then(|ns| std::str::from_utf8(ns).ok())
+}
+
+/// The likely typos: one warning per unowned, undeclared namespace (however many hosts name
+/// it), and one per host whose service FQDN lies in another namespace than its prefix selects.
+fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str, String>) {
+    // Sorted, so that of two equally close names the guess is always the same.
+    let mut known: Vec<&str> = claimed
+        .keys()
+        .copied()
+        .chain(spec.shared_namespaces.iter().map(String::as_str))
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    for (ns, places) in unowned_namespaces(spec) {
+        let Some((first, rest)) = places.split_first() else {
+            continue;
+        };
+        let guess = closest(&ns, &known)
+            .map(|k| format!("did you mean \"{k}\"?"))
+            .unwrap_or_else(|| "a typo?".to_owned());
+        let also = match rest.len() {
+            0 => String::new(),
+            1..=3 => format!("; also named at {}", rest.join(", ")),
+            n => format!(
+                "; also named at {} and {} more place{}",
+                rest.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                n - 3,
+                if n - 3 == 1 { "" } else { "s" }
+            ),
+        };
+        c.warn(
+            first.clone(),
+            format!(
+                "namespace \"{ns}\" is owned by no tenant and not declared in sharedNamespaces: {guess} \
+                 If it is shared on purpose, add it to sharedNamespaces{also}"
+            ),
+        );
+    }
+    let svc_suffix = format!(".svc.{}", spec.cluster_domain.to_ascii_lowercase());
+    for (t, tenant) in spec.tenants.iter().enumerate() {
+        let lists = std::iter::once((format!("tenants[{t}]"), &tenant.egress)).chain(
+            tenant
+                .workloads
+                .iter()
+                .enumerate()
+                .map(|(w, wl)| (format!("tenants[{t}].workloads[{w}]"), &wl.egress)),
+        );
+        for (owner, egress) in lists {
+            for (e, entry) in egress.iter().enumerate() {
+                for (h, raw) in entry.hosts.iter().enumerate() {
+                    let Ok(parsed) = raw.parse::<HostEntry>() else {
+                        continue;
+                    };
+                    let Some(fqdn_ns) = fqdn_namespace(&parsed, &svc_suffix) else {
+                        continue;
+                    };
+                    let selected: Vec<&str> = match &parsed.namespace {
+                        NsSelector::Any => continue,
+                        NsSelector::Named(n) => vec![n.as_str()],
+                        NsSelector::Own => tenant.namespaces.iter().map(String::as_str).collect(),
+                    };
+                    if selected.contains(&fqdn_ns) {
+                        continue;
+                    }
+                    c.warn(
+                        format!("{owner}.egress[{e}].hosts[{h}]"),
+                        format!(
+                            "\"{raw}\" names a service of namespace \"{fqdn_ns}\", but its prefix selects \
+                             {}: Istio looks the host up only there, so it never matches. One of the two is \
+                             a typo",
+                            match selected.as_slice() {
+                                [one] => format!("namespace \"{one}\""),
+                                many => format!("namespaces {}", many.join(", ")),
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The known name a typo of `ns` could be (the nearest; the first of equals).
+fn closest<'a>(ns: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(ns, k), *k))
+        // One edit in a short name, two in a long one: `istio-sytem`, `logmonky`; not `ns` for `t`.
+        .filter(|(d, k)| *d > 0 && *d <= if k.len() >= 8 { 2 } else { 1 } && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over bytes (namespace names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
 }
 
 /// `delegatedNamespaces` and `knownNamespaces` (sharded distribution, `crate::shard`): names

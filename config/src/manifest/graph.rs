@@ -21,6 +21,15 @@ pub enum GraphFormat {
     Dot,
 }
 
+/// Which graph (`graph --view`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphView {
+    /// One node per tenant, external hosts collapsed ([`super::overview`]).
+    Tenants,
+    /// One node per namespace and per external host.
+    Namespaces,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EdgeKind {
     Allow,
@@ -217,8 +226,9 @@ fn dot_text(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Renders the graph of a validated policy.
-pub fn render(spec: &PolicySpec, format: GraphFormat) -> String {
+/// Renders the detailed graph of a validated policy (`--view namespaces`): one node per
+/// namespace and per host allowed from any namespace, one edge per destination.
+pub fn render_namespaces(spec: &PolicySpec, format: GraphFormat) -> String {
     let g = build(spec);
     let mut out = String::new();
     match format {
@@ -360,7 +370,7 @@ mod tests {
                 {"name": "uat", "namespaces": ["uat"], "egress": [{"hosts": ["*/*"]}]}
             ]
         }));
-        let m = render(&s, GraphFormat::Mermaid);
+        let m = render_namespaces(&s, GraphFormat::Mermaid);
         assert!(m.contains("subgraph t0[\"tenant prod\"]"), "{m}");
         assert!(
             m.contains("n0 -->|\"26257/TCP cockroachdb.prod.svc.cluster.local, other ports\"| n0"),
@@ -370,11 +380,11 @@ mod tests {
         assert!(m.contains("|\"batman only: other ports\"|"), "{m}");
         assert!(m.contains("((\"* (any namespace)\"))"), "{m}");
         assert!(m.contains("linkStyle"), "{m}");
-        let d = render(&s, GraphFormat::Dot);
+        let d = render_namespaces(&s, GraphFormat::Dot);
         assert!(d.starts_with("digraph tenant_egress {"), "{d}");
         assert!(d.contains("style=dashed, color=red"), "{d}");
         assert!(d.contains("style=dotted, color=blue"), "{d}");
         // Deterministic.
-        assert_eq!(render(&s, GraphFormat::Dot), d);
+        assert_eq!(render_namespaces(&s, GraphFormat::Dot), d);
     }
 }

@@ -793,26 +793,31 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             workloads: exceptions,
         });
     }
-    Ok(Imported {
-        spec: PolicySpec {
-            api_version: API_VERSION.to_owned(),
-            // Audit: applying the import changes nothing today's Sidecars do (the generated
-            // ones scope the same) and the filter only reports. Tenants are then enforced one
-            // at a time with their own `mode`.
-            mode: Mode::Audit,
-            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
-            unknown_source: UnknownSource::Allow,
-            deny_status: DEFAULT_DENY_STATUS,
-            // Sidecars do not say which addresses are the cluster's: `import --service-cidr
-            // --pod-cidr` (or the validate warning) fills them in.
-            cluster_networks: Vec::new(),
-            gateways: Gateways::Passthrough,
-            tenants,
-            delegated_namespaces: Vec::new(),
-            known_namespaces: Vec::new(),
-        },
-        warnings,
-    })
+    let mut spec = PolicySpec {
+        api_version: API_VERSION.to_owned(),
+        // Audit: applying the import changes nothing today's Sidecars do (the generated
+        // ones scope the same) and the filter only reports. Tenants are then enforced one
+        // at a time with their own `mode`.
+        mode: Mode::Audit,
+        cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+        unknown_source: UnknownSource::Allow,
+        deny_status: DEFAULT_DENY_STATUS,
+        deny_body: Default::default(),
+        shared_namespaces: Vec::new(),
+        // Sidecars do not say which addresses are the cluster's: `import --service-cidr
+        // --pod-cidr` (or the validate warning) fills them in.
+        cluster_networks: Vec::new(),
+        gateways: Gateways::Passthrough,
+        tenants,
+        delegated_namespaces: Vec::new(),
+        known_namespaces: Vec::new(),
+    };
+    // The Sidecars name these on purpose today (istio-system, a shared monitoring): declared
+    // shared, so that validation's typo warning is kept for what is new.
+    spec.shared_namespaces = tenant_egress_core::validate::unowned_namespaces(&spec)
+        .into_keys()
+        .collect();
+    Ok(Imported { spec, warnings })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod envoyfilter;
 pub mod graph;
 pub mod import;
 pub mod output;
+pub mod overview;
 pub mod shard;
 pub mod sidecar;
 pub mod wasmplugin;

@@ -148,6 +148,7 @@ impl Policy {
                 .map(|ns| ns.as_str().into())
                 .collect(),
             deny_status: spec.deny_status,
+            deny_body: spec.deny_body,
             networks: super::networks_of(spec),
             excludes_in_cluster,
             pod_suffix: format!(".pod.{cluster_domain}").into(),

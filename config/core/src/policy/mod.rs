@@ -29,7 +29,7 @@ use crate::decision::{
 };
 use crate::name::NsName;
 use crate::network::{Cidr, ClusterNetworks};
-use crate::spec::{Gateways, Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
+use crate::spec::{DenyBody, Gateways, Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
 use crate::validate::{self, InvalidPolicy, Warning};
 use index::{Bucket, HostSet};
 use resolve::{ip_destination, Passthrough, Route};
@@ -102,6 +102,7 @@ pub struct Policy {
     delegated: Box<[Box<str>]>,
     unknown_source: UnknownSource,
     deny_status: u16,
+    deny_body: DenyBody,
     cluster_domain: Box<str>,
     /// `.svc.<clusterDomain>`
     svc_suffix: Box<str>,
@@ -171,6 +172,11 @@ impl Policy {
         self.deny_status
     }
 
+    /// How much a denial's body says.
+    pub fn deny_body(&self) -> DenyBody {
+        self.deny_body
+    }
+
     /// The cluster domain (`cluster.local`).
     pub fn cluster_domain(&self) -> &str {
         &self.cluster_domain
@@ -231,6 +237,15 @@ impl Policy {
                 UnknownSource::Allow => "allow",
             },
         )
+    }
+
+    /// Whether a decision for this source can depend on the destination port: some listener
+    /// of its scope (tenant, or tenant plus workload exception) declares a port.
+    pub fn port_scoped(&self, src: &SourceScope) -> bool {
+        src.tenant
+            .and_then(|t| self.tenants.get(t as usize))
+            .and_then(|t| t.views.get(src.view as usize))
+            .is_some_and(|v| !v.ports.is_empty())
     }
 
     // === request time ===

@@ -159,10 +159,8 @@ impl Policy {
 
     /// `<...>.<ns>.svc.<clusterDomain>` -> `ns`.
     fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
-        host.strip_suffix(self.svc_suffix.as_bytes())
-            .and_then(rsplit_dot)
-            .filter(|(svc, _)| !svc.is_empty() && svc.first() != Some(&b'*'))
-            .and_then(|(_, ns)| NsName::lower(ns))
+        crate::name::service_namespace(host, self.svc_suffix.as_bytes())
+            .and_then(NsName::lower)
             .unwrap_or(NsName::empty())
     }
 

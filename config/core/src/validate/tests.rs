@@ -14,7 +14,15 @@ fn errors(v: Value) -> Vec<ValidationError> {
     }
 }
 
-fn warnings(v: Value) -> Vec<Warning> {
+/// The warnings of a document whose other namespaces are all declared shared: most tests here
+/// are about other warnings than the typo one ([`warn_unowned_namespaces`]).
+fn warnings(mut v: Value) -> Vec<Warning> {
+    if let Ok((spec, _)) = validate_value(v.clone()) {
+        let shared: Vec<String> = unowned_namespaces(&spec).into_keys().collect();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("sharedNamespaces".into(), json!(shared));
+        }
+    }
     match validate_value(v) {
         Ok((_, w)) => w,
         Err(e) => panic!("document unexpectedly invalid: {e}"),
@@ -259,6 +267,7 @@ fn port_listener_next_to_catch_all_warns() {
 fn non_overlapping_selectors_are_fine() {
     let (_, w) = validate_value(json!({
         "apiVersion": "tenant-egress/v1",
+        "sharedNamespaces": ["x", "y"],
         "tenants": [{"name": "t", "namespaces": ["t"], "egress": [{"hosts": ["./*"]}],
                      "workloads": [
                         {"name": "a", "selector": {"app": "a"}, "egress": [{"hosts": ["x/*"]}]},
@@ -529,5 +538,86 @@ fn exception_errors_come_in_document_order() {
             "tenants[0].workloads[0].egress[1].port.protocol",
             "tenants[0].workloads[0].egress[1].hosts[0]",
         ]
+    );
+}
+
+#[test]
+fn unowned_namespaces_are_likely_typos_grouped_per_namespace() {
+    let doc = |shared: Value| {
+        json!({"apiVersion": "tenant-egress/v1", "sharedNamespaces": shared,
+               "tenants": [
+                 {"name": "prod", "namespaces": ["prod"],
+                  "egress": [{"hosts": ["./*", "istio-sytem/*", "logmonkey/*"]}]},
+                 {"name": "uat", "namespaces": ["uat"],
+                  "egress": [{"hosts": ["./*", "istio-sytem/*", "*/db.logmonkey.svc.cluster.local"]}],
+                  "workloads": [{"name": "w", "selector": {"app": "w"},
+                                 "egress": [{"hosts": ["istio-sytem/x.istio-sytem.svc.cluster.local"]}]}]}]})
+    };
+    let (spec, w) = validate_value(doc(json!(["istio-system"]))).unwrap();
+    // Not among the warnings every load computes (the filter's): the CLI adds them.
+    assert!(
+        w.iter().all(|w| !w.message.contains("sharedNamespaces")),
+        "{w:?}"
+    );
+    let w = lint(&spec);
+    let texts: Vec<String> = w.iter().map(ToString::to_string).collect();
+    // One warning per namespace, at its first place, naming the others and the likely name.
+    assert_eq!(
+        texts,
+        [
+            "tenants[0].egress[0].hosts[1]: namespace \"istio-sytem\" is owned by no tenant and not declared \
+             in sharedNamespaces: did you mean \"istio-system\"? If it is shared on purpose, add it \
+             to sharedNamespaces; also named at tenants[1].egress[0].hosts[1], \
+             tenants[1].workloads[0].egress[0].hosts[0]",
+            "tenants[0].egress[0].hosts[2]: namespace \"logmonkey\" is owned by no tenant and not declared in \
+             sharedNamespaces: a typo? If it is shared on purpose, add it to sharedNamespaces; also named at \
+             tenants[1].egress[0].hosts[2]",
+        ],
+        "{texts:#?}"
+    );
+    // Declared shared: silent. A shared namespace a tenant owns is pointless; a bad one an error.
+    let (_, w) = validate_value(doc(json!([
+        "istio-system",
+        "istio-sytem",
+        "logmonkey",
+        "prod"
+    ])))
+    .unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "sharedNamespaces[3]");
+    assert!(w[0]
+        .message
+        .contains("owned by a tenant (tenants[0].namespaces[0])"));
+    let e = errors(doc(json!(["Istio"])));
+    assert_eq!(e[0].path, "sharedNamespaces[0]");
+}
+
+#[test]
+fn an_fqdn_in_another_namespace_than_its_prefix_never_matches() {
+    let (spec, _) = validate_value(json!({
+        "apiVersion": "tenant-egress/v1", "sharedNamespaces": ["logmonkey", "logmonky", "c"],
+        "tenants": [{"name": "a", "namespaces": ["a", "b"], "egress": [{"hosts": [
+            "logmonkey/logcatcher.logmonky.svc.cluster.local",
+            "logmonkey/logcatcher.logmonkey.svc.cluster.local",
+            "./db.c.svc.cluster.local",
+            "./db.b.svc.cluster.local",
+            "*/db.logmonky.svc.cluster.local",
+            "logmonkey/api.example.com"
+        ]}]}]
+    }))
+    .unwrap();
+    let w = lint(&spec);
+    let texts: Vec<String> = w.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        texts,
+        [
+            "tenants[0].egress[0].hosts[0]: \"logmonkey/logcatcher.logmonky.svc.cluster.local\" names a \
+             service of namespace \"logmonky\", but its prefix selects namespace \"logmonkey\": Istio looks \
+             the host up only there, so it never matches. One of the two is a typo",
+            "tenants[0].egress[0].hosts[2]: \"./db.c.svc.cluster.local\" names a service of namespace \"c\", \
+             but its prefix selects namespaces a, b: Istio looks the host up only there, so it never \
+             matches. One of the two is a typo",
+        ],
+        "{texts:#?}"
     );
 }

@@ -14,13 +14,14 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use tenant_egress_config::load::{self, Input, LoadError, Loaded};
+use tenant_egress_config::load::{self, Diagnostic, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, AuditSidecars, FailStrategy, Format, GenerateError, Options,
-    Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    self, graph::GraphFormat, graph::GraphView, AuditSidecars, FailStrategy, Format, GenerateError,
+    Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
+use tenant_egress_core::cases::Case;
 use tenant_egress_core::explain::{RequestSpec, SourceSpec};
-use tenant_egress_core::{Protocol, Warning};
+use tenant_egress_core::Protocol;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,8 @@ tenant-egress validate policy.yaml\n  \
 tenant-egress explain policy.yaml --source-namespace prod --authority cockroachdb.uat:26257 \\\n      \
 --cluster 'outbound|26257||cockroachdb.uat.svc.cluster.local'\n  \
 tenant-egress explain policy.yaml --batch requests.jsonl\n  \
+tenant-egress reach policy.yaml --to uat\n  \
+tenant-egress validate --strict policy.yaml && tenant-egress test policy.yaml cases.jsonl\n  \
 tenant-egress generate policy.yaml --sha256 $DIGEST --url oci://...@sha256:$DIGEST | kubectl apply -f -\n  \
 kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress graph policy.yaml --format mermaid"
@@ -48,14 +51,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a policy: every error with its place (exit 1), warnings printed as `warning: ...`.
-    Validate {
-        /// Policy document (YAML or JSON; `-` for stdin).
-        policy: PathBuf,
-        /// Print nothing on success.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    /// Check a policy: every error with its line, path and tenant (exit 1), then the warnings
+    /// (`--strict`: they fail too).
+    Validate(ValidateArgs),
+    /// Run policy tests: requests with the decision each must get (exit 1 on any mismatch).
+    Test(TestArgs),
+    /// What a namespace can reach (--from), or who can reach it (--to).
+    Reach(ReachArgs),
     /// Decide one request (or a JSON Lines batch) and say why.
     Explain(ExplainArgs),
     /// Generate the Istio manifests: Sidecars plus the WasmPlugin (or the EnvoyFilter).
@@ -64,6 +66,89 @@ enum Command {
     Import(ImportArgs),
     /// Draw which namespaces may reach which, on which ports (Mermaid or Graphviz).
     Graph(GraphArgs),
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Each error and warning names its line, path and tenant:\n  \
+error: policy.yaml:17: tenants[3].egress[0].hosts[2] (tenant prod): ...\n\
+The same warning in several places is printed once, naming the others.\n\n\
+Exit codes: 0 valid, 1 invalid (or, with --strict, any warning), 2 unreadable.\n\n\
+Examples:\n  \
+tenant-egress validate policy.yaml\n  \
+tenant-egress validate --strict -q policy.yaml      # in CI\n  \
+tenant-egress validate --json policy.yaml | jq '.diagnostics[]'"
+)]
+struct ValidateArgs {
+    /// Policy document (YAML or JSON; `-` for stdin).
+    policy: PathBuf,
+    /// Print no warnings and no summary: only errors.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Warnings fail too (exit 1).
+    #[arg(long)]
+    strict: bool,
+    /// Print one JSON object: {"input", "valid", "strict", "summary", "errors", "warnings",
+    /// "diagnostics": [{"severity", "path", "line", "tenant", "message", "also"}]}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "CASES is JSON Lines in the `explain --batch` format, plus `expect` (and an\n\
+optional `name`) on each line:\n  \
+{\"name\": \"prod keeps its db\", \"expect\": \"allow\",\n   \
+\"source\": {\"namespace\": \"prod\"}, \"authority\": \"cockroachdb.prod:26257\"}\n  \
+{\"expect\": {\"decision\": \"deny\", \"reason\": \"not-allowed\", \"enforced\": true},\n   \
+\"source\": {\"namespace\": \"prod\"}, \"authority\": \"cockroachdb.uat:26257\",\n   \
+\"cluster\": \"outbound|26257||cockroachdb.uat.svc.cluster.local\"}\n\
+`expect` is \"allow\", \"deny\", or any of decision, reason, enforced, tenant, rule (the\n\
+path of the deciding rule, e.g. tenants[0].egress[1]); what it leaves out is not checked.\n\
+Each failing case prints what was expected, what came instead, and the explanation.\n\n\
+Exit codes: 0 every case passed, 1 a case failed (or could not be read), 2 unreadable input.\n\n\
+Example (CI):\n  \
+tenant-egress validate --strict policy.yaml && tenant-egress test policy.yaml cases.jsonl"
+)]
+struct TestArgs {
+    /// Policy document (YAML or JSON; `-` for stdin).
+    policy: PathBuf,
+    /// Test cases (JSON Lines; `-` for stdin).
+    cases: PathBuf,
+    /// Print one JSON object per case (JSON Lines) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "--from NS: every listener of NS (port, protocol, hosts, exclusions), then each\n\
+workload exception's changes, the mode and the outboundTrafficPolicy.\n\
+--to NS: every source namespace (and workload exception) whose egress imports hosts\n\
+of NS, on which port; then who reaches it around the egress entries: tenants in\n\
+audit mode (nothing is blocked), ALLOW_ANY tenants (its pods by IP address, via\n\
+PassthroughCluster) and unknownSource: allow.\n\n\
+Examples:\n  \
+tenant-egress reach policy.yaml --from prod\n  \
+tenant-egress reach policy.yaml --to uat --json"
+)]
+struct ReachArgs {
+    /// Policy document (YAML or JSON; `-` for stdin).
+    policy: PathBuf,
+    /// What can this namespace reach?
+    #[arg(
+        long,
+        value_name = "NS",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
+    from: Option<String>,
+    /// Who can reach this namespace?
+    #[arg(long, value_name = "NS")]
+    to: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -219,22 +304,39 @@ struct ImportArgs {
 }
 
 #[derive(Args)]
-#[command(
-    after_help = "Nodes are namespaces grouped per tenant, plus namespaces no tenant owns, `*`\n\
-(any namespace) and hosts reachable from any namespace. Edges carry the ports\n\
-(`26257/TCP`; `all ports` for a catch-all, `other ports` next to port-scoped\n\
-listeners) and the host when it is not the whole namespace. Exclusions are red\n\
-`except` edges; workload exceptions are blue `<name> only` edges.\n\n\
+#[command(after_help = "Views:\n  \
+tenants (default): one node per tenant (its namespaces listed), namespaces no\n    \
+tenant owns, `*` (any namespace) and ONE `external hosts` node. One edge per\n    \
+source, destination and kind, labelled per port (`26257/TCP`; `all ports` for a\n    \
+catch-all, `other ports` next to port-scoped listeners), with the hosts when not\n    \
+the whole destination (counted beyond two). Readable at 50 namespaces.\n  \
+namespaces: the detailed graph, one node per namespace and per external host.\n  \
+--namespace NS: NS alone with its edges out (its egress) and in (every source\n    \
+whose egress reaches it), as `reach --from/--to` lists them.\n\
+Red edges go around the egress entries (ALLOW_ANY: outside the registry, pods by\n\
+IP address; unknownSource: allow); dashed red: exclusions; blue: workload\n\
+exceptions; a tenant in audit mode is dashed and says [audit] (nothing blocked).\n\n\
 Examples:\n  \
 tenant-egress graph policy.yaml > egress.mmd    # paste into a ```mermaid block\n  \
-tenant-egress graph policy.yaml --format dot | dot -Tsvg > egress.svg"
-)]
+tenant-egress graph policy.yaml --namespace uat --format dot | dot -Tsvg > uat.svg\n  \
+tenant-egress graph policy.yaml --whole    # 50 namespaces: whole destinations only\n  \
+tenant-egress graph policy.yaml --view namespaces")]
 struct GraphArgs {
     /// Policy document (YAML or JSON; `-` for stdin).
     policy: PathBuf,
     /// Mermaid flowchart or Graphviz digraph.
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
     format: GraphFormat,
+    /// One node per tenant (readable at scale), or per namespace and host (detailed).
+    #[arg(long, value_enum, default_value_t = GraphView::Tenants, conflicts_with = "namespace")]
+    view: GraphView,
+    /// Draw only this namespace with its edges in and out.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Tenants view: leave out edges that reach only single services of a tenant, counting
+    /// them in the source's label (who reaches whom as a whole).
+    #[arg(long, conflicts_with_all = ["namespace", "view"])]
+    whole: bool,
 }
 
 #[derive(Args)]
@@ -314,7 +416,9 @@ impl From<LoadError> for Fail {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Validate { policy, quiet } => validate(&policy, quiet),
+        Command::Validate(args) => validate(&args),
+        Command::Test(args) => test(&args),
+        Command::Reach(args) => reach(&args),
         Command::Explain(args) => explain(&args),
         Command::Generate(args) => generate(&args),
         Command::Import(args) => import(&args),
@@ -334,18 +438,28 @@ fn main() -> ExitCode {
 /// Loads the policy and prints its warnings.
 fn load_policy(path: &Path) -> Result<Loaded, Fail> {
     let loaded = load::load_policy(path)?;
-    print_warnings(path, &loaded.warnings);
+    print_warnings(path, &loaded);
     Ok(loaded)
 }
 
-fn print_warnings(path: &Path, warnings: &[Warning]) {
-    for w in warnings {
-        eprintln!("warning: {}: {w}", path.display());
+fn print_warnings(path: &Path, loaded: &Loaded) {
+    let input = Input::from_path(path).display();
+    for d in loaded.diagnostics() {
+        eprintln!("{}", d.to_text(&input));
     }
 }
 
 fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Validation's warnings, then the TCP traffic no filter decides, each with its place.
+fn warnings_of(loaded: &Loaded) -> Vec<Diagnostic> {
+    let mut all = loaded.diagnostics();
+    for gap in manifest::coverage::tcp_gaps(&loaded.spec) {
+        all.push(loaded.extra_warning(&gap));
+    }
+    all
 }
 
 /// Prints the TCP traffic no filter decides (`manifest::coverage::tcp_gaps`); returns how many.
@@ -357,19 +471,187 @@ fn print_tcp_gaps(path: &Path, loaded: &Loaded) -> usize {
     gaps.len()
 }
 
-fn validate(path: &Path, quiet: bool) -> Result<(), Fail> {
-    let loaded = load_policy(path)?;
-    let gaps = print_tcp_gaps(path, &loaded);
-    if !quiet {
-        let warnings = match loaded.warnings.len() + gaps {
+fn validate(args: &ValidateArgs) -> Result<(), Fail> {
+    let input = Input::from_path(&args.policy).display();
+    let result = match load::load_policy(&args.policy) {
+        Err(e) if e.is_io() => return Err(e.into()),
+        other => other,
+    };
+    if args.json {
+        let (diagnostics, summary) = match &result {
+            Ok(loaded) => (warnings_of(loaded), Some(loaded.policy.summary())),
+            // Not YAML at all (or over a limit): one error for the whole document; the
+            // parser's message says where.
+            Err(e @ (LoadError::Syntax { .. } | LoadError::Compile { .. })) => {
+                let message = match e {
+                    LoadError::Syntax { message, .. } => message.clone(),
+                    LoadError::Compile { error, .. } => error.to_string(),
+                    other => other.to_string(),
+                };
+                (
+                    vec![Diagnostic {
+                        severity: Severity::Error,
+                        path: "(document)".to_owned(),
+                        place: Default::default(),
+                        message,
+                        also: Vec::new(),
+                    }],
+                    None,
+                )
+            }
+            Err(e) => (e.diagnostics(), None),
+        };
+        let count = |sev| diagnostics.iter().filter(|d| d.severity == sev).count();
+        let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+        let valid = result.is_ok();
+        let out = serde_json::json!({
+            "input": input,
+            "valid": valid,
+            "strict": args.strict,
+            "summary": summary,
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": diagnostics,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| Fail(2, e.to_string()))?
+        );
+        let failed = !valid || (args.strict && warnings > 0);
+        return if failed {
+            Err(Fail(1, String::new()))
+        } else {
+            Ok(())
+        };
+    }
+    let loaded = result?;
+    // Counted as printed: the same warning in several places is one.
+    let warnings = if args.quiet {
+        load::group_count(&loaded.warnings) + manifest::coverage::tcp_gaps(&loaded.spec).len()
+    } else {
+        let all = warnings_of(&loaded);
+        for d in &all {
+            eprintln!("{}", d.to_text(&input));
+        }
+        all.len()
+    };
+    if args.strict && warnings > 0 {
+        let mut msg = format!(
+            "{input}: {} (--strict: warnings fail)",
+            plural(warnings, "warning")
+        );
+        if args.quiet {
+            msg.push_str("; run without -q to see them");
+        }
+        return Err(Fail(1, msg));
+    }
+    if !args.quiet {
+        let warnings = match warnings {
             0 => String::new(),
             n => format!(", {}", plural(n, "warning")),
         };
         println!(
             "{}: valid ({}{warnings})",
-            path.display(),
+            args.policy.display(),
             loaded.policy.summary()
         );
+    }
+    Ok(())
+}
+
+fn test(args: &TestArgs) -> Result<(), Fail> {
+    let loaded = load::load_policy(&args.policy)?;
+    let text = Input::from_path(&args.cases).read()?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut passed, mut failed, mut bad) = (0usize, 0usize, 0usize);
+    let cases_name = Input::from_path(&args.cases).display();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let case = match Case::parse(i + 1, line) {
+            Ok(c) => c,
+            Err(error) => {
+                bad += 1;
+                if args.json {
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({"line": i + 1, "error": error}),
+                    )
+                    .map_err(|e| Fail(2, e.to_string()))?;
+                    out.write_all(b"\n")?;
+                } else {
+                    writeln!(out, "ERROR {cases_name}:{}: {error}", i + 1)?;
+                }
+                continue;
+            }
+        };
+        let outcome = case.run(&loaded.policy);
+        if outcome.passed() {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+        if args.json {
+            let mut v = serde_json::to_value(&outcome).map_err(|e| Fail(2, e.to_string()))?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("passed".into(), outcome.passed().into());
+            }
+            serde_json::to_writer(&mut out, &v).map_err(|e| Fail(2, e.to_string()))?;
+            out.write_all(b"\n")?;
+        } else if !outcome.passed() {
+            let text = outcome.to_text(&cases_name, case.request.source.namespace.as_deref());
+            write!(out, "{text}")?;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    let summary = format!(
+        "{}: {passed} passed, {failed} failed{}",
+        cases_name,
+        if bad > 0 {
+            format!(", {bad} unreadable")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 || bad > 0 {
+        return Err(Fail(1, summary));
+    }
+    if passed == 0 {
+        return Err(Fail(1, format!("{cases_name}: no test cases")));
+    }
+    eprintln!("{summary}");
+    Ok(())
+}
+
+fn reach(args: &ReachArgs) -> Result<(), Fail> {
+    let loaded = load::load_policy(&args.policy)?;
+    let check = |ns: &str| {
+        tenant_egress_core::name::check_namespace(ns).map_err(|e| {
+            Fail(
+                2,
+                format!("error: namespace {ns:?} is not a namespace name: {e}"),
+            )
+        })
+    };
+    let (json, text) = match (&args.from, &args.to) {
+        (Some(ns), _) => {
+            check(ns)?;
+            let r = tenant_egress_core::reach::outgoing(&loaded.spec, ns);
+            (serde_json::to_string_pretty(&r), r.to_text())
+        }
+        (None, Some(ns)) => {
+            check(ns)?;
+            let r = tenant_egress_core::reach::incoming(&loaded.spec, ns);
+            (serde_json::to_string_pretty(&r), r.to_text())
+        }
+        (None, None) => return Err(Fail(2, "error: give --from NS or --to NS".to_owned())),
+    };
+    if args.json {
+        println!("{}", json.map_err(|e| Fail(2, e.to_string()))?);
+    } else {
+        print!("{text}");
     }
     Ok(())
 }
@@ -393,16 +675,37 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         destination_address: args.destination_address.clone(),
         protocol: args.protocol,
     };
-    let (_, report) = req.report(&loaded.policy);
+    if req.needs_port(&loaded.policy) {
+        return Err(Fail(
+            2,
+            format!(
+                "error: which port? --authority {} has none and there is no --cluster, and the \
+                 source's egress depends on the port: give \
+                 --authority HOST:PORT, or --cluster (the `via ...` of the 403 body, e.g. \
+                 'outbound|PORT||FQDN'), or --destination-address IP:PORT",
+                args.authority.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    let (decision, report) = req.report(&loaded.policy);
+    let assumed = req.assumed_cluster(&decision);
     let enforcement = manifest::coverage::enforcement_point(&loaded.spec, &req);
     if args.json {
         let mut value = serde_json::to_value(&report).map_err(|e| Fail(2, e.to_string()))?;
         value["enforcedBy"] = serde_json::json!(enforcement);
+        if let Some(c) = &assumed {
+            value["assumedCluster"] = serde_json::json!(c);
+        }
         let text = serde_json::to_string_pretty(&value).map_err(|e| Fail(2, e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", report.to_text(req.source.namespace.as_deref()));
         println!("enforced by: {}", enforcement.detail);
+        if let Some(c) = assumed {
+            println!(
+                "assumed:     cluster {c} (no --cluster given; pass the `via ...` of the 403 body to decide on the cluster Envoy chose)"
+            );
+        }
     }
     Ok(())
 }
@@ -503,7 +806,8 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
-    let (errors, checks) = tenant_egress_core::validate::check_meaning(&imported.spec);
+    let (errors, mut checks) = tenant_egress_core::validate::check_meaning(&imported.spec);
+    checks.extend(tenant_egress_core::validate::lint(&imported.spec));
     for w in &checks {
         eprintln!("warning: imported policy: {w}");
     }
@@ -534,7 +838,23 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
 
 fn graph(args: &GraphArgs) -> Result<(), Fail> {
     let loaded = load_policy(&args.policy)?;
-    let text = manifest::graph::render(&loaded.spec, args.format);
+    let text = match (&args.namespace, args.view) {
+        (Some(ns), _) => {
+            tenant_egress_core::name::check_namespace(ns).map_err(|e| {
+                Fail(
+                    2,
+                    format!("error: namespace {ns:?} is not a namespace name: {e}"),
+                )
+            })?;
+            manifest::overview::render_namespace(&loaded.spec, ns, args.format)
+        }
+        (None, GraphView::Tenants) => {
+            manifest::overview::render_tenants(&loaded.spec, args.format, args.whole)
+        }
+        (None, GraphView::Namespaces) => {
+            manifest::graph::render_namespaces(&loaded.spec, args.format)
+        }
+    };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
