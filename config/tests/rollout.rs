@@ -429,8 +429,8 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
     assert_eq!(plugin["spec"]["sha256"], "0123456789abcdef".repeat(4));
     // Every shard's tenant (the fallback has none).
     let modes: Vec<(String, Option<String>)> = of_kind(&applies[2].cluster, "WasmPlugin")
-        .into_iter()
-        .flat_map(|(_, p)| {
+        .into_values()
+        .flat_map(|p| {
             p["spec"]["pluginConfig"]["tenants"]
                 .as_array()
                 .unwrap()
