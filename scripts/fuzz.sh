@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the policy core with cargo-fuzz (libFuzzer): targets policy, authority, cluster, decide
+# Fuzzes the policy core with cargo-fuzz (libFuzzer): targets policy, authority, cluster, decide, inbound
 # (fuzz/README.md lists the invariants each asserts).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
@@ -29,7 +29,7 @@
 set -euo pipefail
 
 CARGO_FUZZ_VERSION="0.13.2"
-ALL_TARGETS=(policy authority cluster decide)
+ALL_TARGETS=(policy authority cluster decide inbound)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -113,8 +113,9 @@ else
   if [[ ! -f "$WASM" || "$BUILT" -nt "$WASM" ]]; then
     log "wasm-opt -Oz ($(wc -c <"$BUILT") bytes in)"
     # The input still has its target_features section, from which wasm-opt learns the
-    # features the module uses; the output drops names, DWARF and producers.
-    "$WASM_OPT" -Oz --strip-debug --strip-producers "$BUILT" -o "$WASM.tmp"
+    # features the module uses; the output drops names, DWARF and producers. --converge
+    # repeats -Oz until it stops shrinking (~0.9 KB more, ~20 s).
+    "$WASM_OPT" -Oz --converge --strip-debug --strip-producers "$BUILT" -o "$WASM.tmp"
     mv -f "$WASM.tmp" "$WASM"
   fi
   log "filter: $WASM ($(wc -c <"$WASM") bytes, sha256 $(sha256sum "$WASM" | cut -d' ' -f1))"

@@ -1,15 +1,26 @@
 //! `decide/<case>/<rules>`: one decision on the filter's per-request path
 //! ([`Policy::decide_for`] with the source resolved once, as the filter does per
 //! configuration), for every case of [`tenant_egress_bench::cases`] at every policy size.
+//! `decide_routed/<case>/<rules>`: the same with the cluster name parsed beforehand
+//! ([`Policy::decide_routed`]), as the filter does once per distinct cluster.
 //! `decide_with_source/<rules>`: [`Policy::decide`] including the source resolution.
+//! `decide_inbound/<case>/<rules>`: the same request decided at the DESTINATION end
+//! ([`Policy::decide_inbound`]: the caller's SPIFFE id, Istio's SNI for the case's cluster, the
+//! services of the inbound cluster), for every case whose destination is a mesh workload (its
+//! namespace known); it must give the caller's answer, and cost about the same (it is the
+//! caller's decision plus the identity and SNI parses).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tenant_egress_bench::PROBE_NAMESPACE;
 use tenant_egress_bench::{cases, generate_policy_bytes, DEFAULT_SEED, SIZES};
-use tenant_egress_core::Policy;
+use tenant_egress_core::authority::{parse_cluster, Cluster};
+use tenant_egress_core::explain::RequestSpec;
+use tenant_egress_core::inbound::{istio_sni_for_cluster, Inbound};
+use tenant_egress_core::{Policy, RoutedCluster};
 
 fn policies() -> Vec<(usize, Policy)> {
     SIZES
@@ -39,6 +50,86 @@ fn decide(c: &mut Criterion) {
             assert_eq!(d.reason.as_str(), case.expect, "{} at {n}", case.name);
             g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
                 b.iter(|| policy.decide_for(black_box(&scope), black_box(&target)))
+            });
+        }
+        g.finish();
+        // The filter's path for an outbound cluster: the name parsed once per distinct
+        // cluster (cached in the VM), only the authority per request.
+        let mut g = c.benchmark_group(format!("decide_routed/{}", case.name));
+        g.throughput(Throughput::Elements(1));
+        for (n, policy) in &policies {
+            let scope = policy.source(&req.source);
+            let target = req.target;
+            let routed = RoutedCluster::parse(target.cluster);
+            let d = policy.decide_routed(&scope, &target, &routed);
+            assert_eq!(
+                d,
+                policy.decide_for(&scope, &target),
+                "{} at {n}",
+                case.name
+            );
+            g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
+                b.iter(|| {
+                    policy.decide_routed(black_box(&scope), black_box(&target), black_box(&routed))
+                })
+            });
+        }
+        g.finish();
+    }
+
+    // The destination end: a destination is a mesh workload, so only requests whose caller-side
+    // decision knows the destination's namespace have one (not the external hosts of the other
+    // cases); plus a Kubernetes service in a namespace the probe tenant does not import.
+    let caller = format!("spiffe://cluster.local/ns/{PROBE_NAMESPACE}/sa/default");
+    let mut inbound_cases: Vec<(&str, RequestSpec)> =
+        cases.iter().map(|c| (c.name, c.request.clone())).collect();
+    inbound_cases.push((
+        "k8s_miss",
+        RequestSpec {
+            source: cases[0].request.source.clone(),
+            authority: Some("svc-0.elsewhere:8080".into()),
+            cluster: Some("outbound|8080||svc-0.elsewhere.svc.cluster.local".into()),
+            ..RequestSpec::default()
+        },
+    ));
+    for (name, req) in &inbound_cases {
+        let Some(cluster) = req.cluster.as_deref() else {
+            continue;
+        };
+        let Ok(Cluster::Outbound { host, .. }) = parse_cluster(cluster) else {
+            continue;
+        };
+        let sni = istio_sni_for_cluster(cluster).unwrap();
+        let services = [host.as_str()];
+        // (size, policy, the destination's namespace as the caller's end resolved it)
+        let cells: Vec<(usize, &Policy, String)> = policies
+            .iter()
+            .filter_map(|(n, policy)| {
+                let (at_source, _) = req.report(policy);
+                let ns = at_source.destination.namespace()?.to_owned();
+                Some((*n, policy, ns))
+            })
+            .collect();
+        if cells.is_empty() {
+            continue;
+        }
+        let mut g = c.benchmark_group(format!("decide_inbound/{name}"));
+        g.throughput(Throughput::Elements(1));
+        for (n, policy, ns) in &cells {
+            let inbound = Inbound {
+                namespace: Some(ns),
+                peer: Some(caller.as_bytes()),
+                sni: Some(sni.as_bytes()),
+                authority: req.authority.as_deref().map(str::as_bytes),
+                authority_repeated: false,
+                services: &services,
+                protocol: req.protocol,
+            };
+            let d = policy.decide_inbound(&inbound);
+            let (at_source, _) = req.report(policy);
+            assert_eq!(d.reason, at_source.reason, "{name} at {n}: both ends agree");
+            g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
+                b.iter(|| policy.decide_inbound(black_box(&inbound)))
             });
         }
         g.finish();

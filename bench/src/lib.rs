@@ -382,6 +382,7 @@ fn request(authority: Option<&str>, cluster: Option<&str>, dest_ns: Option<&str>
         source: SourceSpec {
             namespace: Some(PROBE_NAMESPACE.to_owned()),
             labels: BTreeMap::new(),
+            ..SourceSpec::default()
         },
         authority: authority.map(str::to_owned),
         cluster: cluster.map(str::to_owned),
@@ -494,9 +495,14 @@ mod tests {
             let bytes = serde_json::to_vec(&doc).unwrap();
             let (policy, warnings) = Policy::from_json(&bytes).unwrap();
             assert_eq!(policy.rule_count(), rules);
-            // Only the per-port-listener note is expected.
+            // Only the per-port-listener note and the label-only exception note (the
+            // generator's exceptions select by labels) are expected.
             for w in &warnings {
-                assert!(w.message.contains("only this entry's hosts apply"), "{w}");
+                assert!(
+                    w.message.contains("only this entry's hosts apply")
+                        || w.message.contains("an exception by labels only"),
+                    "{w}"
+                );
             }
             if rules >= 1_000 {
                 assert!(policy.tenant_count() >= rules / 300, "{}", policy.summary());

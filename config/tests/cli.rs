@@ -715,3 +715,60 @@ fn graph_views_namespace_and_whole() {
         Some(2)
     );
 }
+
+#[test]
+fn explain_at_the_destination_on_the_callers_identity() {
+    let policy = write("both-ends.yaml", POLICY);
+    let p = policy.to_str().unwrap();
+    let sni = "outbound_.26257_._.cockroachdb.prod.svc.cluster.local";
+    let out = run(
+        &[
+            "explain",
+            p,
+            "--at",
+            "destination",
+            "--caller",
+            "spiffe://cluster.local/ns/uat/sa/default",
+            "--sni",
+            sni,
+            "--destination-namespace",
+            "prod",
+            "--protocol",
+            "tcp",
+        ],
+        None,
+    );
+    let s = text(&out.stdout);
+    assert!(s.contains("at:          the destination (workload namespace prod), caller spiffe://cluster.local/ns/uat/sa/default"), "{s}");
+    assert!(
+        s.contains("decision:    DENY") && s.contains("tenant uat"),
+        "{s}"
+    );
+    let batch = format!(
+        "{{\"at\": \"destination\", \"caller\": \"spiffe://cluster.local/ns/prod/sa/default\", \"sni\": \"{sni}\", \"destinationNamespace\": \"prod\", \"protocol\": \"tcp\"}}\n\
+         {{\"at\": \"destination\", \"sni\": \"{sni}\", \"destinationNamespace\": \"prod\"}}\n\
+         {{\"at\": \"destination\", \"caller\": \"spiffe://other.example/ns/prod/sa/default\", \"destinationNamespace\": \"prod\"}}\n\
+         {{\"at\": \"destination\", \"caller\": \"spiffe://cluster.local/ns/prod/sa/default\"}}\n"
+    );
+    let out = run(&["explain", p, "--batch", "-"], Some(&batch));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{}", text(&out.stdout));
+    assert_eq!(
+        (lines[0]["decision"].as_str(), lines[0]["tenant"].as_str()),
+        (Some("allow"), Some("prod"))
+    );
+    assert_eq!(lines[1]["reason"], "no-peer-identity");
+    assert_eq!(lines[2]["reason"], "untrusted-peer");
+    assert!(
+        lines[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("destinationNamespace"),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

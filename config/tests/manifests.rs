@@ -230,7 +230,8 @@ fn basics(doc: &Value) -> Result<(), String> {
     match (api, kind) {
         ("networking.istio.io/v1", "Sidecar")
         | ("extensions.istio.io/v1alpha1", "WasmPlugin")
-        | ("networking.istio.io/v1alpha3", "EnvoyFilter") => {}
+        | ("networking.istio.io/v1alpha3", "EnvoyFilter")
+        | ("security.istio.io/v1", "PeerAuthentication") => {}
         other => return Err(format!("unexpected apiVersion/kind {other:?}")),
     }
     let name = doc["metadata"]["name"].as_str().unwrap_or("");
@@ -289,6 +290,17 @@ fn all_variants() -> Vec<(String, Vec<Value>)> {
                         sha256: Some(sum.clone()),
                         fail_strategy: FailStrategy::FailReload,
                         scope: WasmScope::Namespace,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "both ends: the destination plugins and PeerAuthentications",
+                Options {
+                    ends: manifest::Ends::Both,
+                    wasm: manifest::WasmOptions {
+                        allow_unpinned: true,
                         ..Default::default()
                     },
                     ..Default::default()
@@ -889,6 +901,8 @@ fn generate_cli_outputs_and_options() {
             "generate",
             "policy.yaml",
             "--allow-unpinned",
+            "--ends",
+            "both",
             "--out",
             tmp.to_str().unwrap(),
         ],
@@ -900,10 +914,60 @@ fn generate_cli_outputs_and_options() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, vec!["sidecars.yaml", "wasmplugin.yaml"]);
+    assert_eq!(
+        files,
+        vec![
+            "peerauthentication.yaml",
+            "sidecars.yaml",
+            "wasmplugin.yaml"
+        ]
+    );
     let sidecars = std::fs::read_to_string(tmp.join("sidecars.yaml")).unwrap();
     assert!(sidecars.contains("kind: Sidecar") && !sidecars.contains("kind: WasmPlugin"));
+    // Both ends: the destination end's plugins (SERVER) and STRICT mTLS.
+    let plugins = std::fs::read_to_string(tmp.join("wasmplugin.yaml")).unwrap();
+    assert!(plugins.contains("mode: CLIENT") && plugins.contains("mode: SERVER"));
+    assert!(
+        plugins.contains("pluginName: tenant-egress-inbound\n"),
+        "{plugins}"
+    );
+    let pa = std::fs::read_to_string(tmp.join("peerauthentication.yaml")).unwrap();
+    assert!(
+        pa.contains("kind: PeerAuthentication") && pa.contains("mode: STRICT"),
+        "{pa}"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
+    // The caller's end only (the default for now); the destination's only, on purpose; and
+    // the PeerAuthentication opt-out.
+    let out = run_in(dir, &["generate", "policy.yaml", "--allow-unpinned"], None);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("mode: CLIENT") && !s.contains("mode: SERVER"),
+        "{s}"
+    );
+    assert!(!s.contains("kind: PeerAuthentication"));
+    let out = run_in(
+        dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--allow-unpinned",
+            "--ends",
+            "destination",
+            "--no-peer-authentication",
+        ],
+        None,
+    );
+    let s = text(&out.stdout);
+    assert!(
+        !s.contains("mode: CLIENT") && s.contains("mode: SERVER"),
+        "{s}"
+    );
+    assert!(
+        s.contains("--ends destination --no-peer-authentication\n"),
+        "the header's command keeps the choice: {s}"
+    );
+    assert!(!s.contains("kind: PeerAuthentication"));
     // Bad options are usage errors.
     let out = run_in(dir, &["generate", "policy.yaml", "--sha256", "ABC"], None);
     assert_eq!(out.status.code(), Some(2));

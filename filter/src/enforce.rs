@@ -4,7 +4,8 @@
 //!
 //! Host calls, in order, each made only when the decision needs it:
 //! - nothing at all when the proxy has no `NAMESPACE` (the source is unknown: deny);
-//! - the request header map (HTTP), or the TLS SNI (network); a new connection without SNI
+//! - the `:authority` and a `host` beside it (HTTP; the whole header map only when a `host`
+//!   is there, or no `:authority`), or the TLS SNI (network); a new connection without SNI
 //!   stops here, since the cluster is not known yet;
 //! - `xds.cluster_name` (not at `on_new_connection`, where `tcp_proxy` has not picked it);
 //! - for an outbound cluster its namespace metadata, read once per cluster and cached (plus
@@ -13,13 +14,21 @@
 //!   `PassthroughCluster`, `AllowAnyDynamicDNSCluster` or no cluster the original destination
 //!   (`destination.address`).
 //!
-//! So an allowed request makes 2 calls; counters are batched in the VM and flushed on a timer.
+//! So an allowed request makes 3 calls (two headers, the cluster name); counters are batched in the VM and flushed on a timer.
 //! A denial adds the log line and the local reply or the two closes.
+//!
+//! At the destination end (an inbound listener, learnt once per root context) the gather step
+//! differs and the rest is the same: the caller's certificate URI SAN (nothing at
+//! `on_new_connection`, before the TLS handshake; a plaintext caller stops here), the header
+//! map (HTTP), the SNI, `xds.cluster_name` and, once per inbound cluster, the services it
+//! serves. So an allowed inbound request makes 4 calls. The outbound path's calls are unchanged
+//! (the direction is a field of the shared state, not a host call).
 
 use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
-use tenant_egress_core::{Protocol, Target};
+use tenant_egress_core::inbound::Inbound;
+use tenant_egress_core::{Decision, Protocol, RoutedCluster, Target};
 
-use crate::host::Host;
+use crate::host::{Direction, Host};
 use crate::reply::{self, LocalReply, DENIED_HEADER};
 use crate::state::State;
 
@@ -33,13 +42,17 @@ pub enum At {
     NewConnection,
     /// A connection's first bytes, in either direction: the cluster is known.
     FirstData,
+    /// At the destination end, the first bytes from the application (a server-first protocol)
+    /// before any from the caller: the TLS handshake may still be running, so the caller's
+    /// identity may not be known yet.
+    FirstUpstreamData,
 }
 
 impl At {
     fn protocol(self) -> Protocol {
         match self {
             At::RequestHeaders => Protocol::Http,
-            At::NewConnection | At::FirstData => Protocol::Tcp,
+            At::NewConnection | At::FirstData | At::FirstUpstreamData => Protocol::Tcp,
         }
     }
 }
@@ -51,8 +64,10 @@ pub enum Outcome {
     Allow,
     /// Blocked: the local reply was sent, or the connection closed.
     Deny,
-    /// Nothing final yet: a new connection the policy allows so far, or that has no SNI.
-    /// Decide again with the first bytes. Only [`At::NewConnection`] returns it.
+    /// Nothing final yet: a new connection the policy allows so far, or that has no SNI, or
+    /// at the destination end a connection whose caller identity is not known yet. Decide
+    /// again with the (next) bytes. Only [`At::NewConnection`] and [`At::FirstUpstreamData`]
+    /// return it.
     Undecided,
 }
 
@@ -67,26 +82,45 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         state.counters.stood_aside(state.delegated);
         return Outcome::Allow;
     }
+    if state.direction() == Direction::Inbound {
+        return enforce_inbound(host, state, at);
+    }
     let mut target = Target {
         protocol: at.protocol(),
         ..Target::default()
     };
     if state.source.namespace().is_none() {
         // Denied as `unknown-source` whatever the destination: read nothing.
-        return act(host, state, at, &target);
+        return act(host, state, at, &target, None);
     }
+    let authority;
+    let second;
     let headers;
     let sni;
     match at {
         At::RequestHeaders => {
-            headers = host.request_headers();
             #[cfg(feature = "fault-injection")]
-            inject_fault(&headers);
-            let (authority, repeated) = find_authority(&headers);
-            target.authority = authority;
-            target.authority_repeated = repeated;
+            inject_fault(host);
+            // Two targeted reads, never the whole map: its cost grows with every cookie, token
+            // and tracing header the request carries. A repeated `:authority` cannot reach a
+            // filter (HTTP/2 and HTTP/3 codecs refuse a repeated pseudo-header as malformed,
+            // RFC 9113 §8.3, pinned by "h2 two :authority" in tests/tests/hostile.rs; HTTP/1
+            // `Host` lines arrive merged into one comma-joined `:authority`, which the strict
+            // parser refuses). What can is a separate `host` beside it (HTTP/2 without
+            // Envoy's http2_discard_host_header), or a `host` without `:authority`: only then
+            // is the whole map read, to see every value (the host hands us the first only).
+            authority = host.request_header(":authority");
+            second = host.request_header("host");
+            if authority.is_some() && second.is_none() {
+                target.authority = authority.as_deref();
+            } else {
+                headers = host.request_headers();
+                let (found, repeated) = find_authority(&headers);
+                target.authority = found;
+                target.authority_repeated = repeated;
+            }
         }
-        At::NewConnection | At::FirstData => {
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => {
             sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
             target.authority = sni.as_deref();
             if at == At::NewConnection && target.authority.is_none() {
@@ -97,7 +131,9 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     }
     let cluster = match at {
         At::NewConnection => None,
-        At::RequestHeaders | At::FirstData => host.property(state.paths.cluster_name),
+        At::RequestHeaders | At::FirstData | At::FirstUpstreamData => {
+            host.property(state.paths.cluster_name)
+        }
     };
     // A non-UTF-8 cluster name cannot be Istio's: pass a name that fails closed.
     target.cluster = cluster
@@ -115,12 +151,12 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
                 target.destination_address =
                     address.as_deref().and_then(|v| std::str::from_utf8(v).ok());
             }
-            return state.cluster_namespace(host, name, |ns| {
+            return state.cluster_namespace(host, name, |ns, routed| {
                 let target = Target {
                     destination_namespace: ns,
                     ..target
                 };
-                act(host, state, at, &target)
+                act(host, state, at, &target, Some(routed))
             });
         }
         Some(PASSTHROUGH_CLUSTER | DYNAMIC_DNS_CLUSTER) | None => {
@@ -130,7 +166,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         }
         Some(_) => {}
     }
-    act(host, state, at, &target)
+    act(host, state, at, &target, None)
 }
 
 /// Whether an authority may be an IP literal (`10.98.24.100:3333`, `[fd00::1]:80`): a cheap
@@ -141,12 +177,110 @@ fn maybe_ip_authority(a: &[u8]) -> bool {
 }
 
 /// Decides, counts, logs, and for a blocked request or connection acts.
-fn act<H: Host>(host: &H, state: &State, at: At, target: &Target<'_>) -> Outcome {
+/// `routed`: the target's cluster parsed beforehand (cached per cluster), else parsed here.
+fn act<H: Host>(
+    host: &H,
+    state: &State,
+    at: At,
+    target: &Target<'_>,
+    routed: Option<&RoutedCluster>,
+) -> Outcome {
     let policy = &state.policy;
-    let d = policy.decide_for(&state.source, target);
+    let d = match routed {
+        Some(routed) => policy.decide_routed(&state.source, target, routed),
+        None => policy.decide_for(&state.source, target),
+    };
+    finish(
+        host,
+        state,
+        at,
+        &d,
+        |verb| reply::log_line(verb, policy, &d, &state.source, target.cluster),
+        || reply::deny_reply(policy, &d, &state.source, target.cluster),
+    )
+}
+
+/// The destination end's gather step (`crate::tcp`'s connection or an inbound HTTP request):
+/// the caller's verified identity, the SNI, the `:authority` (HTTP), and the services the
+/// inbound cluster serves (read once per cluster). Then the same count/log/act as the caller's
+/// end. Host calls: the peer identity, the SNI, the header map (HTTP), `xds.cluster_name`.
+fn enforce_inbound<H: Host>(host: &H, state: &State, at: At) -> Outcome {
+    if at == At::NewConnection {
+        // The TLS handshake has not finished: no client certificate to decide on yet.
+        return Outcome::Undecided;
+    }
+    let peer = host
+        .property(state.paths.peer_uri)
+        .filter(|p| !p.is_empty());
+    if peer.is_none() && at == At::FirstUpstreamData {
+        // A server-first application greeted before the caller's handshake completed: hold
+        // its bytes, decide with the caller's first bytes.
+        return Outcome::Undecided;
+    }
+    let mut req = Inbound {
+        namespace: state.source.namespace(),
+        peer: peer.as_deref(),
+        protocol: at.protocol(),
+        ..Inbound::default()
+    };
+    if req.peer.is_none() {
+        // Plaintext: denied whatever is called; read nothing more.
+        return act_inbound(host, state, at, &req, None);
+    }
+    let headers;
+    if at == At::RequestHeaders {
+        headers = host.request_headers();
+        let (authority, repeated) = find_authority(&headers);
+        req.authority = authority;
+        req.authority_repeated = repeated;
+    }
+    let sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
+    req.sni = sni.as_deref();
+    let cluster = host.property(state.paths.cluster_name);
+    match cluster.as_deref().and_then(|c| std::str::from_utf8(c).ok()) {
+        Some(name) if name.starts_with("inbound|") => {
+            state.cluster_services(host, name, |services| {
+                let req = Inbound { services, ..req };
+                act_inbound(host, state, at, &req, Some(name))
+            })
+        }
+        name => act_inbound(host, state, at, &req, name),
+    }
+}
+
+fn act_inbound<H: Host>(
+    host: &H,
+    state: &State,
+    at: At,
+    req: &Inbound<'_>,
+    cluster: Option<&str>,
+) -> Outcome {
+    let policy = &state.policy;
+    let d = policy.decide_inbound(req);
+    finish(
+        host,
+        state,
+        at,
+        &d,
+        |verb| reply::inbound_log_line(verb, policy, &d, &state.source, req.peer, cluster),
+        || reply::inbound_deny_reply(policy, &d, &state.source, req.peer, cluster),
+    )
+}
+
+/// Counts, logs, and for a blocked request or connection acts: the one tail of both ends.
+fn finish<H: Host>(
+    host: &H,
+    state: &State,
+    at: At,
+    d: &Decision,
+    log_line: impl Fn(&str) -> String,
+    deny_reply: impl FnOnce() -> LocalReply,
+) -> Outcome {
     let (denied, audit_denied) = match at {
         At::RequestHeaders => ("denied", "audit-denied"),
-        At::NewConnection | At::FirstData => ("denied connection", "audit-denied connection"),
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => {
+            ("denied connection", "audit-denied connection")
+        }
     };
     if d.allowed {
         if at == At::NewConnection {
@@ -158,23 +292,14 @@ fn act<H: Host>(host: &H, state: &State, at: At, target: &Target<'_>) -> Outcome
     }
     if !d.enforced {
         state.counters.audit_denied(d.reason);
-        log::info!(
-            "{}",
-            reply::log_line(audit_denied, policy, &d, &state.source, target.cluster)
-        );
+        log::info!("{}", log_line(audit_denied));
         return Outcome::Allow;
     }
     state.counters.denied(d.reason);
-    log::info!(
-        "{}",
-        reply::log_line(denied, policy, &d, &state.source, target.cluster)
-    );
+    log::info!("{}", log_line(denied));
     match at {
-        At::RequestHeaders => send(
-            host,
-            &reply::deny_reply(policy, &d, &state.source, target.cluster),
-        ),
-        At::NewConnection | At::FirstData => close(host),
+        At::RequestHeaders => send(host, &deny_reply()),
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => close(host),
     }
     Outcome::Deny
 }
@@ -183,7 +308,7 @@ fn act<H: Host>(host: &H, state: &State, at: At, target: &Target<'_>) -> Outcome
 fn refuse_without_policy<H: Host>(host: &H, at: At) -> Outcome {
     match at {
         At::RequestHeaders => send(host, &reply::no_policy_reply()),
-        At::NewConnection | At::FirstData => {
+        At::NewConnection | At::FirstData | At::FirstUpstreamData => {
             log::warn!("closing a connection: no valid policy is loaded");
             close(host);
         }
@@ -235,11 +360,8 @@ pub fn find_authority(headers: &[(String, Vec<u8>)]) -> (Option<&[u8]>, bool) {
 /// Test-only (feature `fault-injection`): crash the VM on request.
 #[cfg(feature = "fault-injection")]
 #[allow(clippy::panic)]
-fn inject_fault(headers: &[(String, Vec<u8>)]) {
-    if headers
-        .iter()
-        .any(|(k, _)| k == "x-tenant-egress-test-panic")
-    {
+fn inject_fault<H: Host>(host: &H) {
+    if host.request_header("x-tenant-egress-test-panic").is_some() {
         panic!("fault injection: x-tenant-egress-test-panic");
     }
 }
@@ -296,6 +418,15 @@ pub(crate) mod tests {
         fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.calls.borrow_mut().push("request_headers".into());
             self.headers.clone()
+        }
+
+        /// The first value, as Envoy's `getHeaderMapValue` gives it.
+        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.calls.borrow_mut().push(format!("header {name}"));
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
         }
 
         fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
@@ -356,13 +487,21 @@ pub(crate) mod tests {
         );
         assert_eq!(
             host.take_calls(),
-            ["request_headers", "xds.cluster_name", CLUSTER_NS]
+            [
+                "header :authority",
+                "header host",
+                "xds.cluster_name",
+                CLUSTER_NS
+            ]
         );
         assert_eq!(
             enforce(&host, Some(&st), At::RequestHeaders),
             Outcome::Allow
         );
-        assert_eq!(host.take_calls(), ["request_headers", "xds.cluster_name"]);
+        assert_eq!(
+            host.take_calls(),
+            ["header :authority", "header host", "xds.cluster_name"]
+        );
         assert_eq!(st.counters.pending(), (2, 0, 0));
     }
 
@@ -377,7 +516,8 @@ pub(crate) mod tests {
         assert_eq!(
             host.take_calls(),
             [
-                "request_headers",
+                "header :authority",
+                "header host",
                 "xds.cluster_name",
                 CLUSTER_NS,
                 "send_local_reply"
@@ -403,7 +543,8 @@ pub(crate) mod tests {
         assert_eq!(
             host.take_calls(),
             [
-                "request_headers",
+                "header :authority",
+                "header host",
                 "xds.cluster_name",
                 "destination.address",
                 "send_local_reply"
@@ -482,5 +623,145 @@ pub(crate) mod tests {
         let two_hosts = h(&[("Host", b"a.example"), ("host", b"b.example")]);
         assert_eq!(find_authority(&two_hosts), (Some(&b"a.example"[..]), true));
         assert_eq!(find_authority(&h(&[])), (None, false));
+    }
+
+    /// The whole header map is read only when a `host` stands beside `:authority`, or there
+    /// is no `:authority`; then every value counts, as before.
+    #[test]
+    fn the_header_map_only_when_a_host_header_is_there() {
+        let st = state(Some("prod"));
+        let cluster = outbound("prod");
+        let run = |headers: &[(&str, &[u8])]| {
+            let mut host = FakeHost::default()
+                .prop("xds.cluster_name", &cluster)
+                .prop(CLUSTER_NS, "prod");
+            for (k, v) in headers {
+                host = host.header(k, v);
+            }
+            let outcome = enforce(&host, Some(&st), At::RequestHeaders);
+            let reason = host
+                .replies
+                .borrow()
+                .first()
+                .and_then(|(_, h, _)| h.iter().find(|(k, _)| k == DENIED_HEADER).cloned())
+                .map(|(_, v)| v);
+            (outcome, host.take_calls(), reason)
+        };
+        let prod: &[u8] = b"cockroachdb.prod:26257";
+        let uat: &[u8] = b"cockroachdb.uat:26257";
+        let (outcome, calls, _) = run(&[(":authority", prod), ("cookie", b"x")]);
+        assert_eq!(outcome, Outcome::Allow);
+        assert!(!calls.contains(&"request_headers".to_string()), "{calls:?}");
+        // A differing `host` beside `:authority` (HTTP/2): the map is read, the request refused.
+        let (outcome, calls, reason) = run(&[(":authority", prod), ("host", uat)]);
+        assert_eq!(outcome, Outcome::Deny);
+        assert!(calls.contains(&"request_headers".to_string()), "{calls:?}");
+        assert_eq!(reason.as_deref(), Some("malformed-authority"));
+        // A second `host` that only the map shows.
+        let (outcome, _, reason) = run(&[(":authority", prod), ("host", prod), ("host", uat)]);
+        assert_eq!(outcome, Outcome::Deny);
+        assert_eq!(reason.as_deref(), Some("malformed-authority"));
+        // An agreeing `host`: allowed.
+        let (outcome, _, _) = run(&[(":authority", prod), ("host", prod)]);
+        assert_eq!(outcome, Outcome::Allow);
+        // Only `host` lines: decided on them, repeats seen.
+        let (outcome, calls, _) = run(&[("host", prod)]);
+        assert_eq!(outcome, Outcome::Allow);
+        assert!(calls.contains(&"request_headers".to_string()), "{calls:?}");
+        let (outcome, _, reason) = run(&[("host", prod), ("Host", uat)]);
+        assert_eq!(outcome, Outcome::Deny);
+        assert_eq!(reason.as_deref(), Some("malformed-authority"));
+    }
+
+    /// A destination sidecar in prod: the same policy, at the inbound end.
+    pub(crate) fn inbound_state() -> State {
+        let st = state(Some("prod"));
+        st.set_direction(Direction::Inbound);
+        st
+    }
+
+    const PEER: &str = "connection.uri_san_peer_certificate";
+    const SNI: &str = "connection.requested_server_name";
+    pub(crate) const SERVICE0: &str = "xds.cluster_metadata.filter_metadata.istio.services.0.host";
+    const SERVICE1: &str = "xds.cluster_metadata.filter_metadata.istio.services.1.host";
+
+    pub(crate) fn inbound_host(caller_ns: &str) -> FakeHost {
+        FakeHost::default()
+            .prop(
+                PEER,
+                &format!("spiffe://cluster.local/ns/{caller_ns}/sa/default"),
+            )
+            .prop(SNI, "outbound_.26257_._.cockroachdb.prod.svc.cluster.local")
+            .prop("xds.cluster_name", "inbound|26257||")
+            .prop(SERVICE0, "cockroachdb.prod.svc.cluster.local")
+    }
+
+    #[test]
+    fn inbound_request_decides_on_the_callers_identity() {
+        let st = inbound_state();
+        let host = inbound_host("prod").header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert_eq!(
+            host.take_calls(),
+            [
+                PEER,
+                "request_headers",
+                SNI,
+                "xds.cluster_name",
+                SERVICE0,
+                SERVICE1
+            ]
+        );
+        // The services are cached per inbound cluster.
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert_eq!(
+            host.take_calls(),
+            [PEER, "request_headers", SNI, "xds.cluster_name"]
+        );
+        let uat = inbound_host("audit-less").header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(enforce(&uat, Some(&st), At::RequestHeaders), Outcome::Deny);
+        let replies = uat.replies.borrow();
+        let (status, headers, body) = &replies[0];
+        assert_eq!(*status, 403);
+        assert!(
+            headers.contains(&(DENIED_HEADER.into(), "no-tenant".into())),
+            "{headers:?}"
+        );
+        assert!(body.starts_with(reply::BODY_MARKER), "{body}");
+        assert!(
+            body.contains("caller: spiffe://cluster.local/ns/audit-less/sa/default"),
+            "{body}"
+        );
+        assert!(body.contains("decided at the destination"), "{body}");
+        assert_eq!(st.counters.pending(), (2, 1, 0));
+    }
+
+    #[test]
+    fn inbound_plaintext_reads_nothing_more_and_denies() {
+        let st = inbound_state();
+        let host = FakeHost::default().header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(enforce(&host, Some(&st), At::RequestHeaders), Outcome::Deny);
+        assert_eq!(host.take_calls(), [PEER, "send_local_reply"]);
+        assert_eq!(st.counters.pending_denied(Reason::NoPeerIdentity), 1);
+    }
+
+    #[test]
+    fn inbound_audit_caller_passes_and_is_counted() {
+        let st = inbound_state();
+        // `audit` is a tenant in audit mode whose egress does not import prod.
+        let host = inbound_host("audit").header(":authority", b"cockroachdb.prod:26257");
+        assert_eq!(
+            enforce(&host, Some(&st), At::RequestHeaders),
+            Outcome::Allow
+        );
+        assert!(host.replies.borrow().is_empty());
+        assert_eq!(st.counters.pending(), (0, 0, 1));
+        assert_eq!(st.counters.pending_audit(Reason::NotAllowed), 1);
     }
 }

@@ -1,9 +1,10 @@
 //! The seam: the only file that calls the proxy-wasm host.
 //!
 //! Every host call crosses the VM boundary and costs far more than the decision itself, so the
-//! functions here are few and coarse: one call returns the whole request header map (needed
-//! anyway to see repeated `:authority`/`host` values, since Envoy hands a wasm filter only the
-//! first value of a repeated header), one returns each property. Errors become `None`: the
+//! functions here are few and targeted: one call returns one request header (`:authority`, or
+//! the `host` that may stand beside it), the whole header map is read only when a request
+//! carries such a `host` (Envoy hands a wasm filter only the first value of a repeated
+//! header), one call returns each property. Errors become `None`: the
 //! decision treats a missing input as unknown and fails closed. We use `hostcalls::*`, never
 //! the SDK's trait defaults, which `unwrap()` host results.
 //!
@@ -21,6 +22,8 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// All request headers, values as raw bytes.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// The first value of one request header, as raw bytes. `None` when absent or on error.
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Sends a local reply and stops the request.
     fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     /// Closes the downstream (client) side of a TCP connection.
@@ -42,6 +45,13 @@ impl Host for Proxy {
     /// would panic on it.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    /// Bytes, for the same reason; only the first value of a repeated header (`context.cc`).
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
     }
 
     fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
@@ -112,6 +122,43 @@ pub fn kind_of_stream(protocol: Option<&[u8]>) -> FilterKind {
     }
 }
 
+/// Which end of a request the filter runs at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// The caller's sidecar (outbound listeners): decides on the source's own metadata.
+    #[default]
+    Outbound,
+    /// The destination's sidecar (inbound listeners): decides on the caller's mTLS identity.
+    Inbound,
+}
+
+impl Direction {
+    /// `outbound` or `inbound`, for log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+/// Which end the current stream's listener is: `xds.listener_direction`, Envoy's
+/// `TrafficDirection` as an int64 (little-endian), 1 = INBOUND, which Istio sets on its inbound
+/// listeners (`virtualInbound`). Read once per root context, with [`context_kind`]: one filter
+/// configuration sits on listeners of one direction (generate gives the inbound plugins their
+/// own root ids).
+pub fn listener_direction() -> Direction {
+    direction_of(property(&["xds", "listener_direction"]).as_deref())
+}
+
+/// The direction from `xds.listener_direction`'s bytes: INBOUND (1) or anything else.
+pub fn direction_of(value: Option<&[u8]>) -> Direction {
+    match value.and_then(|v| <[u8; 8]>::try_from(v).ok()) {
+        Some(b) if i64::from_le_bytes(b) == 1 => Direction::Inbound,
+        _ => Direction::Outbound,
+    }
+}
+
 /// Adopts the proxy's current log level, so messages it would drop never cross the boundary.
 pub fn adopt_log_level() {
     proxy_wasm::set_log_level(hostcalls::get_log_level().unwrap_or(LogLevel::Info));
@@ -178,5 +225,14 @@ mod tests {
         }
         assert_eq!(kind_of_stream(None), FilterKind::Network);
         assert_eq!(kind_of_stream(Some(b"")), FilterKind::Network);
+    }
+
+    #[test]
+    fn only_traffic_direction_inbound_is_the_destination_end() {
+        assert_eq!(direction_of(Some(&1i64.to_le_bytes())), Direction::Inbound);
+        assert_eq!(direction_of(Some(&2i64.to_le_bytes())), Direction::Outbound);
+        assert_eq!(direction_of(Some(&0i64.to_le_bytes())), Direction::Outbound);
+        assert_eq!(direction_of(Some(b"\x01")), Direction::Outbound);
+        assert_eq!(direction_of(None), Direction::Outbound);
     }
 }

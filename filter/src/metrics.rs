@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tenant_egress_core::Reason;
 
-use crate::host::{self, FilterKind};
+use crate::host::{self, Direction, FilterKind};
 
 /// The stats prefix.
 pub const PREFIX: &str = "tenant_egress";
@@ -70,18 +70,27 @@ pub fn kind_prefix(kind: FilterKind) -> &'static str {
     }
 }
 
+/// The end's prefix: `""` at the caller's end, `"inbound."` at the destination's.
+pub fn direction_prefix(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Outbound => "",
+        Direction::Inbound => "inbound.",
+    }
+}
+
 impl Counters {
     /// Counters whose names are not defined yet; counts wait in the VM until they are.
     pub fn new() -> Counters {
         Counters::default()
     }
 
-    /// Defines every counter of `kind` with the host, once (later calls do nothing).
-    pub fn define(&self, kind: FilterKind) {
+    /// Defines every counter of `kind` at `direction` with the host, once (later calls do
+    /// nothing). The destination end counts under `tenant_egress.inbound.`.
+    pub fn define(&self, kind: FilterKind, direction: Direction) {
         if self.ids.get().is_some() {
             return;
         }
-        let prefix = kind_prefix(kind);
+        let prefix = format!("{}{}", direction_prefix(direction), kind_prefix(kind));
         let name = |outcome: &str, r: Option<Reason>| stat_name(&format!("{prefix}{outcome}"), r);
         let per_reason =
             |outcome: &str| Reason::ALL.map(|r| host::define_counter(&name(outcome, Some(r))));
@@ -172,6 +181,10 @@ impl Counters {
 
     pub(crate) fn pending_denied(&self, reason: Reason) -> u64 {
         self.pending.borrow().denied_by[reason.index()]
+    }
+
+    pub(crate) fn pending_audit(&self, reason: Reason) -> u64 {
+        self.pending.borrow().audit_by[reason.index()]
     }
 }
 

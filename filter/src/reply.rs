@@ -2,6 +2,7 @@
 //! tested natively.
 
 use tenant_egress_core::explain::{explain, terse_why};
+use tenant_egress_core::inbound::parse_spiffe;
 use tenant_egress_core::spec::DenyBody;
 use tenant_egress_core::{Decision, Policy, SourceScope};
 
@@ -117,11 +118,7 @@ pub fn log_line(
     src: &SourceScope,
     cluster: Option<&str>,
 ) -> String {
-    let rule = d
-        .rule
-        .and_then(|r| policy.rule(r))
-        .map(|r| format!("{} \"{}\"", r.path, r.text))
-        .unwrap_or_else(|| "-".to_owned());
+    let rule = rule_text(policy, d);
     format!(
         "{verb} source={} tenant={} destination={} destination_namespace={} cluster={} reason={} rule={rule}",
         src.namespace().unwrap_or("-"),
@@ -131,6 +128,77 @@ pub fn log_line(
         cluster.unwrap_or("-"),
         d.reason.as_str(),
     )
+}
+
+/// The caller as the destination end knows it: `spiffe://cluster.local/ns/uat/sa/default
+/// (tenant uat)`, or `(no client certificate)`.
+pub fn describe_caller(policy: &Policy, d: &Decision, peer: Option<&[u8]>) -> String {
+    let Some(peer) = peer else {
+        return "(no client certificate)".to_owned();
+    };
+    let mut s = String::from_utf8_lossy(peer).into_owned();
+    if let Some(t) = d.tenant.and_then(|t| policy.tenant_name(t)) {
+        s.push_str(&format!(" (tenant {t})"));
+    }
+    s
+}
+
+/// The caller's namespace from its SPIFFE id, for the explanation.
+fn caller_namespace(peer: Option<&[u8]>) -> Option<&str> {
+    peer.and_then(|p| parse_spiffe(p).ok())
+        .map(|id| id.namespace)
+}
+
+/// The reply for a request the destination end blocks: who called, what, why.
+pub fn inbound_deny_reply(
+    policy: &Policy,
+    d: &Decision,
+    local: &SourceScope,
+    peer: Option<&[u8]>,
+    cluster: Option<&str>,
+) -> LocalReply {
+    LocalReply {
+        status: policy.deny_status(),
+        reason: d.reason.as_str(),
+        body: format!(
+            "{BODY_MARKER} ({reason})\ncaller: {caller}\ndestination: {dest}, workload in namespace {local}\nwhy: {why} (decided at the destination)\n",
+            reason = d.reason.as_str(),
+            caller = describe_caller(policy, d, peer),
+            dest = describe_destination(d, cluster),
+            local = local.namespace().unwrap_or("(unknown)"),
+            why = explain(policy, d, caller_namespace(peer)),
+        ),
+    }
+}
+
+/// One log line for a destination-end decision.
+pub fn inbound_log_line(
+    verb: &str,
+    policy: &Policy,
+    d: &Decision,
+    local: &SourceScope,
+    peer: Option<&[u8]>,
+    cluster: Option<&str>,
+) -> String {
+    let rule = rule_text(policy, d);
+    format!(
+        "{verb} at destination caller={} tenant={} destination={} destination_namespace={} workload_namespace={} cluster={} reason={} rule={rule}",
+        peer.map_or_else(|| "-".into(), String::from_utf8_lossy),
+        d.tenant.and_then(|t| policy.tenant_name(t)).unwrap_or("-"),
+        d.destination,
+        d.destination.namespace().unwrap_or("-"),
+        local.namespace().unwrap_or("-"),
+        cluster.unwrap_or("-"),
+        d.reason.as_str(),
+    )
+}
+
+/// The rule that decided, as the log lines name it: `<path> "<text>"`, or `-`.
+fn rule_text(policy: &Policy, d: &Decision) -> String {
+    d.rule
+        .and_then(|r| policy.rule(r))
+        .map(|r| format!("{} \"{}\"", r.path, r.text))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 #[cfg(test)]

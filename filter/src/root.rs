@@ -18,7 +18,7 @@ use proxy_wasm::types::ContextType;
 use tenant_egress_core::spec::Gateways;
 use tenant_egress_core::{Policy, Source, SourceScope};
 
-use crate::host::{self, FilterKind, Proxy};
+use crate::host::{self, Direction, FilterKind, Proxy};
 use crate::http::Http;
 use crate::metrics::{self, Counters, FLUSH_PERIOD};
 use crate::state::{Paths, State, CACHE_TICKS, LEGACY, XDS};
@@ -34,6 +34,8 @@ pub struct Root {
     /// Learnt when Envoy creates the first context (`get_type`); one root context serves one
     /// kind.
     kind: Cell<Option<FilterKind>>,
+    /// Learnt with the kind: which end this filter runs at.
+    direction: Cell<Direction>,
 }
 
 impl Context for Root {
@@ -110,7 +112,7 @@ impl RootContext for Root {
         }
         let counters = Counters::new();
         if let Some(kind) = self.kind.get() {
-            counters.define(kind);
+            counters.define(kind, self.direction.get());
         }
         // Sharded distribution: the mesh-wide fallback stands aside where the namespace's own
         // plugin decides (`delegatedNamespaces`), so no request is decided twice.
@@ -122,6 +124,7 @@ impl RootContext for Root {
         let mut state = State::new(policy, source, paths, counters);
         state.stand_aside = stand_aside;
         state.delegated = delegated;
+        state.set_direction(self.direction.get());
         self.state = Some(Rc::new(state));
         host::set_tick_period(FLUSH_PERIOD);
         true
@@ -156,15 +159,24 @@ impl RootContext for Root {
             Some(kind) => kind,
             None => {
                 let kind = host::context_kind();
+                let direction = host::listener_direction();
                 self.kind.set(Some(kind));
+                self.direction.set(direction);
                 if let Some(state) = &self.state {
-                    state.counters.define(kind);
+                    state.set_direction(direction);
+                    state.counters.define(kind, direction);
                 }
                 log::info!(
                     "serving as the {} filter (root id {:?}), as Envoy created its first context",
                     kind.as_str(),
                     self.root_id,
                 );
+                if direction == Direction::Inbound {
+                    log::info!(
+                        "at the destination's end (an inbound listener, root id {:?}): deciding on the caller's mTLS identity",
+                        self.root_id,
+                    );
+                }
                 kind
             }
         };
@@ -240,10 +252,21 @@ fn read_source(policy: &Policy) -> (SourceScope, &'static Paths, String) {
         .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, std::str::from_utf8(v).ok()?)))
         .collect();
     let namespace = namespace.and_then(|ns| String::from_utf8(ns).ok());
-    let scope = policy.source(&Source {
-        namespace: namespace.as_deref(),
-        labels: &labels,
-    });
+    // Istio's `SERVICE_ACCOUNT` node metadata: the pod's service account, for exceptions by
+    // service account (absent: those never apply).
+    let sa_path: &[&str] = if std::ptr::eq(paths, &LEGACY) {
+        &["node", "metadata", "SERVICE_ACCOUNT"]
+    } else {
+        &["xds", "node", "metadata", "SERVICE_ACCOUNT"]
+    };
+    let service_account = host::property(sa_path).and_then(|v| String::from_utf8(v).ok());
+    let scope = policy.source_as(
+        &Source {
+            namespace: namespace.as_deref(),
+            labels: &labels,
+        },
+        service_account.as_deref(),
+    );
     let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     (scope, paths, format!("{{{}}}", shown.join(",")))
 }

@@ -64,9 +64,11 @@ impl<H: Host> Tcp<H> {
                 self.verdict = Verdict::Denied;
                 Action::Pause
             }
-            // Only at on_new_connection: let tcp_proxy run to pick the cluster; no byte moves
-            // before the data callbacks decide.
-            Outcome::Undecided => Action::Continue,
+            // At on_new_connection: let tcp_proxy run to pick the cluster; no byte moves
+            // before the data callbacks decide. At the destination end, the application's
+            // first bytes before the caller's identity is known: hold them.
+            Outcome::Undecided if at == At::NewConnection => Action::Continue,
+            Outcome::Undecided => Action::Pause,
         }
     }
 
@@ -112,7 +114,7 @@ impl<H: Host> StreamContext for Tcp<H> {
 
     fn on_upstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
         self.log_availability("first on_upstream_data");
-        self.decide(At::FirstData)
+        self.decide(At::FirstUpstreamData)
     }
 
     fn on_downstream_close(&mut self, _peer_type: PeerType) {}
@@ -239,5 +241,38 @@ mod tests {
         assert_eq!(t.host.take_calls(), ["close_downstream", "close_upstream"]);
         assert_eq!(t.on_downstream_data(1, false), Action::Pause);
         assert!(t.host.take_calls().is_empty());
+    }
+
+    #[test]
+    fn inbound_connection_waits_for_the_handshake_and_holds_a_greeting() {
+        use crate::enforce::tests::{inbound_host, inbound_state};
+        let mut t = Tcp::new(inbound_host("uat"), Some(Rc::new(inbound_state())));
+        // No client certificate before the handshake: read nothing, let tcp_proxy connect.
+        assert_eq!(t.on_new_connection(), Action::Continue);
+        assert!(t.host.take_calls().is_empty());
+        assert_eq!(t.on_downstream_data(5, false), Action::Pause);
+        let calls = t.host.take_calls();
+        assert_eq!(
+            calls[calls.len() - 2..],
+            ["close_downstream", "close_upstream"]
+        );
+        assert_eq!(counted(&t), (0, 1, 0));
+        // A server-first application's greeting before the caller's identity is known is held,
+        // undecided, until the caller's first bytes.
+        let mut t = Tcp::new(
+            FakeHost::default().prop("xds.cluster_name", "inbound|26257||"),
+            Some(Rc::new(inbound_state())),
+        );
+        assert_eq!(t.on_new_connection(), Action::Continue);
+        assert_eq!(t.on_upstream_data(7, false), Action::Pause);
+        assert_eq!(t.host.take_calls(), ["connection.uri_san_peer_certificate"]);
+        assert_eq!(counted(&t), (0, 0, 0));
+        // The caller spoke without a certificate: plaintext, closed.
+        assert_eq!(t.on_downstream_data(5, false), Action::Pause);
+        assert_eq!(counted(&t), (0, 1, 0));
+        let mut t = Tcp::new(inbound_host("prod"), Some(Rc::new(inbound_state())));
+        assert_eq!(t.on_new_connection(), Action::Continue);
+        assert_eq!(t.on_upstream_data(7, false), Action::Continue);
+        assert_eq!(counted(&t), (1, 0, 0));
     }
 }

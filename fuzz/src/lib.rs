@@ -74,7 +74,15 @@ pub fn check_policy(data: &[u8]) -> Option<Policy> {
 /// Whether every byte is in the authority alphabet `[A-Za-z0-9.:\-\[\]]`.
 fn in_authority_alphabet(raw: &[u8]) -> bool {
     raw.iter()
-        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(b))
+        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(b))
+}
+
+/// What the policy grammar accepts as a host, with one deliberate difference: requests may
+/// name hosts with underscores (Envoy routes them; no policy host can contain one, so such a
+/// request only ever meets wildcards, exclusions and `ALLOW_ANY`).
+fn policy_grammar_or_underscored(host: &str, wildcard: bool) -> bool {
+    name::check_dns_name(host, wildcard) == Ok(host)
+        || (host.contains('_') && name::check_dns_name(&host.replace('_', "u"), wildcard).is_ok())
 }
 
 /// `host[:port]`, with an IPv6 host in brackets: the normalized form of an authority.
@@ -94,8 +102,8 @@ pub fn format_authority(a: &authority::Authority) -> String {
 /// `authority` target: arbitrary bytes as an `:authority`.
 ///
 /// - no panic;
-/// - a byte outside `[A-Za-z0-9.:\-\[\]]` is always refused (userinfo, percent-encoding,
-///   whitespace, control bytes, commas, underscores, non-ASCII...);
+/// - a byte outside `[A-Za-z0-9.:\-\[\]_]` is always refused (userinfo, percent-encoding,
+///   whitespace, control bytes, commas, non-ASCII...);
 /// - case never matters: the input folded to lowercase parses to exactly the same result;
 /// - an accepted host is non-empty lowercase ASCII of at most 253 bytes; a DNS host is one
 ///   the policy grammar accepts as is (`name::check_dns_name`); an IP host is the canonical
@@ -107,7 +115,7 @@ pub fn check_authority(raw: &[u8]) {
     if !in_authority_alphabet(raw) {
         assert!(
             parsed.is_err(),
-            "accepted a byte outside [A-Za-z0-9.:-[]]: {:?} -> {parsed:?}",
+            "accepted a byte outside [A-Za-z0-9.:-[]_]: {:?} -> {parsed:?}",
             String::from_utf8_lossy(raw)
         );
     }
@@ -124,16 +132,15 @@ pub fn check_authority(raw: &[u8]) {
     assert!(host.len() <= name::MAX_NAME_LEN);
     assert!(
         host.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b)),
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:_".contains(&b)),
         "host not lowercase ASCII: {host:?}"
     );
     assert_ne!(a.port, Some(0));
     match a.kind {
         HostKind::Dns => {
-            assert_eq!(
-                name::check_dns_name(host, false),
-                Ok(host),
-                "accepted a DNS host the policy grammar refuses"
+            assert!(
+                policy_grammar_or_underscored(host, false),
+                "accepted a DNS host the policy grammar refuses: {host:?}"
             );
             let dotted = match a.port {
                 Some(p) => format!("{host}.:{p}"),
@@ -186,10 +193,9 @@ pub fn check_cluster(name: &str) {
                 !h.bytes().any(|b| b.is_ascii_uppercase()),
                 "host not lowercase: {h:?}"
             );
-            assert_eq!(
-                name::check_dns_name(h, true),
-                Ok(h),
-                "cluster host the policy grammar refuses"
+            assert!(
+                policy_grammar_or_underscored(h, true),
+                "cluster host the policy grammar refuses: {h:?}"
             );
             let again = format!("outbound|{port}|{subset}|{h}");
             assert_eq!(
@@ -354,5 +360,134 @@ fn check_requests(p: &Policy, p2: &Policy, requests: &[input::GenRequest]) {
     for r in requests {
         let labels = r.labels();
         check_request(p, p2, &r.as_request(&labels));
+    }
+}
+
+/// `inbound` target: the destination end's decision on arbitrary inputs (caller URI SAN, SNI,
+/// `:authority`, this proxy's namespace, the inbound cluster's services), against the
+/// destination-end vectors' policy. The bytes are split at 0xff into those five fields.
+///
+/// - never panics, deterministic, and every decision names a reason;
+/// - the SPIFFE and SNI parsers are total, and what they accept re-renders to the input;
+/// - no certificate: denied as `no-peer-identity` (once the proxy's namespace is known); an
+///   identity that does not parse or is not trusted: denied as `untrusted-peer`;
+/// - an allowed caller in a tenant is allowed by the caller's own decision: the caller's
+///   namespace with the cluster the SNI names (the same question, asked at the source).
+pub fn check_inbound(data: &[u8]) {
+    use tenant_egress_core::inbound::{self, Inbound};
+    // The vectors' policy, and every exception selector it has (the labels a caller may have).
+    type Selectors = Vec<Vec<(String, String)>>;
+    static POLICY: OnceLock<(Policy, Selectors)> = OnceLock::new();
+    let (policy, selectors) = POLICY.get_or_init(|| {
+        let file = tenant_egress_core::vectors::load_inbound().expect("inbound vectors parse");
+        let doc = file.policies.values().next().expect("one policy");
+        let policy = Policy::from_json(&serde_json::to_vec(doc).expect("serializes"))
+            .expect("the vectors' policy compiles")
+            .0;
+        let mut selectors: Selectors = vec![Vec::new()];
+        for t in doc["tenants"].as_array().into_iter().flatten() {
+            for w in t["workloads"].as_array().into_iter().flatten() {
+                let labels = w["selector"].as_object().into_iter().flatten();
+                selectors.push(
+                    labels
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                        .collect(),
+                );
+            }
+        }
+        (policy, selectors)
+    });
+    let mut parts = data.split(|&b| b == 0xff);
+    let mut field = || parts.next().filter(|p| !p.is_empty());
+    let (peer, sni, authority_bytes, ns, services) = (field(), field(), field(), field(), field());
+    let ns = ns.and_then(|n| std::str::from_utf8(n).ok());
+    let services: Vec<&str> = services
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .map(|s| s.split(',').collect())
+        .unwrap_or_default();
+    for protocol in [Protocol::Http, Protocol::Tcp] {
+        let req = Inbound {
+            namespace: ns,
+            peer,
+            sni,
+            authority: authority_bytes,
+            authority_repeated: false,
+            services: &services,
+            protocol,
+        };
+        let d = policy.decide_inbound(&req);
+        assert_eq!(d, policy.decide_inbound(&req), "not deterministic");
+        let local_known = ns.is_some_and(|n| {
+            policy
+                .source(&tenant_egress_core::Source {
+                    namespace: Some(n),
+                    labels: &[],
+                })
+                .namespace()
+                .is_some()
+        });
+        if !local_known {
+            assert!(
+                !d.allowed && d.reason == Reason::UnknownDestination,
+                "{d:?}"
+            );
+            continue;
+        }
+        let Some(peer) = peer else {
+            assert!(!d.allowed && d.reason == Reason::NoPeerIdentity, "{d:?}");
+            continue;
+        };
+        let id = inbound::parse_spiffe(peer);
+        if let Ok(id) = id {
+            let text = format!(
+                "spiffe://{}/ns/{}/sa/{}",
+                id.trust_domain, id.namespace, id.service_account
+            );
+            assert_eq!(text.as_bytes(), peer, "a SPIFFE id that does not re-render");
+        }
+        let trusted = id.is_ok_and(|id| policy.trust_domains().any(|t| t == id.trust_domain));
+        if !trusted {
+            assert!(!d.allowed && d.reason == Reason::UntrustedPeer, "{d:?}");
+            continue;
+        }
+        let parsed_sni = sni.and_then(inbound::parse_istio_sni);
+        if let Some(s) = parsed_sni {
+            let text = inbound::istio_sni(s.port, s.subset, s.host);
+            assert_eq!(Some(text.as_bytes()), sni, "an SNI that does not re-render");
+        }
+        if d.allowed && d.reason != Reason::InboundAllowed {
+            let (Ok(id), Some(s)) = (id, parsed_sni) else {
+                panic!("allowed without an identity and an Istio SNI: {d:?}");
+            };
+            // The caller's own end, asked the same question with its tenant's egress (or an
+            // exception: the destination admits when any view the caller may have allows).
+            let cluster = format!("outbound|{}|{}|{}", s.port, s.subset, s.host);
+            let src = Request {
+                source: tenant_egress_core::Source::default(),
+                target: Target {
+                    authority: authority_bytes,
+                    cluster: Some(&cluster),
+                    destination_namespace: ns,
+                    protocol,
+                    ..Target::default()
+                },
+            };
+            let allowed_somewhere = selectors.iter().any(|labels| {
+                let labels: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let source = tenant_egress_core::Source {
+                    namespace: Some(id.namespace),
+                    labels: &labels,
+                };
+                let scope = policy.source_as(&source, Some(id.service_account));
+                policy.decide_for(&scope, &src.target).allowed
+            });
+            assert!(
+                allowed_somewhere,
+                "the destination allowed what no pod of the caller is allowed at its own end: {d:?}"
+            );
+        }
     }
 }

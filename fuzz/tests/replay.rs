@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use arbitrary::{Arbitrary, Unstructured};
 use tenant_egress_core::vectors;
 use tenant_egress_fuzz::input::{encode_vector_case, gen_request_of, DecideInput, PolicySource};
-use tenant_egress_fuzz::{check_authority, check_cluster, check_decide, check_policy};
+use tenant_egress_fuzz::{
+    check_authority, check_cluster, check_decide, check_inbound, check_policy,
+};
 
-const TARGETS: &[&str] = &["policy", "authority", "cluster", "decide"];
+const TARGETS: &[&str] = &["policy", "authority", "cluster", "decide", "inbound"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,6 +52,7 @@ fn run(target: &str, data: &[u8]) {
                 check_decide(&input);
             }
         }
+        "inbound" => check_inbound(data),
         other => panic!("unknown target {other}"),
     }
 }

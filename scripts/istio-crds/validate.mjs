@@ -19,6 +19,7 @@ const SCHEMAS = {
   "networking.istio.io/v1alpha3/Sidecar": "NetworkingIstioIoV1alpha3Sidecar",
   "extensions.istio.io/v1alpha1/WasmPlugin": "ExtensionsIstioIoV1alpha1WasmPlugin",
   "networking.istio.io/v1alpha3/EnvoyFilter": "NetworkingIstioIoV1alpha3EnvoyFilter",
+  "security.istio.io/v1/PeerAuthentication": "SecurityIstioIoV1PeerAuthentication",
 };
 
 const [root, docsPath] = process.argv.slice(2);

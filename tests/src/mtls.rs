@@ -97,7 +97,13 @@ impl Pki {
             "spiffe://{}/ns/{namespace}/sa/{service_account}",
             self.trust_domain
         );
-        let base = format!("{namespace}-{service_account}");
+        self.workload_id(&spiffe_id, &format!("{namespace}-{service_account}"))
+    }
+
+    /// A workload certificate, signed by this CA, with any URI SAN `spiffe_id` (for example an
+    /// identity in a trust domain this CA should not vouch for); files named after `base`.
+    pub fn workload_id(&self, spiffe_id: &str, base: &str) -> Workload {
+        let spiffe_id = spiffe_id.to_owned();
         let key = self.dir.join(format!("{base}.key"));
         let cert = self.dir.join(format!("{base}.pem"));
         let ext = self.dir.join(format!("{base}.ext"));
@@ -160,7 +166,7 @@ impl Pki {
 /// `outbound_.<service port>_.<subset>_.<fqdn>` (an empty subset when no DestinationRule subset
 /// applies). `pilot/pkg/model/service.go: BuildDNSSrvSubsetKey`.
 pub fn istio_sni(port: u16, subset: &str, fqdn: &str) -> String {
-    format!("outbound_.{port}_.{subset}_.{fqdn}")
+    tenant_egress_core::inbound::istio_sni(port, subset, fqdn)
 }
 
 /// Envoy's `UpstreamTlsContext` for a caller presenting `w` with `sni`, trusting `ca`.

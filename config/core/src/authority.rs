@@ -304,6 +304,23 @@ pub enum Cluster<'a> {
     Inbound,
 }
 
+impl Cluster<'_> {
+    /// The same cluster without the borrowed DestinationRule subset (which no decision reads),
+    /// to keep a parsed cluster beyond the name's lifetime ([`crate::policy::RoutedCluster`]).
+    pub fn into_owned(self) -> Cluster<'static> {
+        match self {
+            Cluster::Outbound { port, host, .. } => Cluster::Outbound {
+                port,
+                subset: "",
+                host,
+            },
+            Cluster::Passthrough => Cluster::Passthrough,
+            Cluster::BlackHole => Cluster::BlackHole,
+            Cluster::Inbound => Cluster::Inbound,
+        }
+    }
+}
+
 /// Why a cluster name was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

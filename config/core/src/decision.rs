@@ -124,11 +124,19 @@ pub enum Reason {
     Excluded,
     /// No egress entry imports the destination.
     NotAllowed,
+    /// Destination end: the caller presented no verified client certificate (plaintext).
+    NoPeerIdentity,
+    /// Destination end: the caller's identity is not a SPIFFE id of a trusted domain.
+    UntrustedPeer,
+    /// Destination end: the TLS SNI names a service this workload does not serve here.
+    SniMismatch,
+    /// Destination end: a caller outside every tenant admitted by the tenant's `inbound`.
+    InboundAllowed,
 }
 
 impl Reason {
     /// Every reason, for defining one counter each.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Allowed,
         Reason::AllowAny,
         Reason::UnknownSource,
@@ -142,6 +150,10 @@ impl Reason {
         Reason::Blackhole,
         Reason::Excluded,
         Reason::NotAllowed,
+        Reason::NoPeerIdentity,
+        Reason::UntrustedPeer,
+        Reason::SniMismatch,
+        Reason::InboundAllowed,
     ];
 
     /// The stable code.
@@ -160,6 +172,10 @@ impl Reason {
             Reason::Blackhole => "blackhole",
             Reason::Excluded => "excluded",
             Reason::NotAllowed => "not-allowed",
+            Reason::NoPeerIdentity => "no-peer-identity",
+            Reason::UntrustedPeer => "untrusted-peer",
+            Reason::SniMismatch => "sni-mismatch",
+            Reason::InboundAllowed => "inbound-allowed",
         }
     }
 
@@ -276,6 +292,8 @@ pub enum Detail {
     NoListenerForPort(Option<u16>),
     /// A TCP connection on a port whose egress entry is HTTP-only.
     HttpOnlyPort(u16),
+    /// Why the caller's identity was refused (destination end).
+    Identity(crate::inbound::BadIdentity),
     /// A passthrough to an in-cluster destination: its original destination lies in the
     /// policy's `clusterNetworks`, or its name is a pod's DNS name. No name the policy can verify
     /// says which namespace it is in, so only an entry importing every namespace (`*/*`) can

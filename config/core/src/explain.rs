@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Decision, Detail, Protocol, Reason, Request, Source, Target};
+pub use crate::inbound::End;
+use crate::inbound::{parse_spiffe, Inbound};
 use crate::policy::Policy;
 use crate::spec::Gateways;
 
@@ -14,7 +16,8 @@ use crate::spec::Gateways;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestSpec {
-    /// The source workload.
+    /// The source workload (the caller's end; unused at the destination).
+    #[serde(default)]
     pub source: SourceSpec,
     /// The `:authority` (or Host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,6 +37,22 @@ pub struct RequestSpec {
     /// `http` (default: an HTTP request) or `tcp` (a TCP/TLS connection; `authority` is the SNI).
     #[serde(default, skip_serializing_if = "is_http")]
     pub protocol: Protocol,
+    /// Which end decides: `source` (default: the caller's own sidecar) or `destination` (the
+    /// called workload's sidecar, on the caller's identity; `destinationNamespace` is then
+    /// that workload's namespace and `source` is not used).
+    #[serde(default, skip_serializing_if = "End::is_source")]
+    pub at: End,
+    /// Destination end: the caller's SPIFFE id from its verified certificate; absent for a
+    /// plaintext caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// Destination end: the TLS SNI (Istio's `outbound_.<port>_.<subset>_.<fqdn>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Destination end: the services the inbound port serves (`istio.services` of the inbound
+    /// cluster); empty when unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 fn is_http(p: &Protocol) -> bool {
@@ -50,6 +69,13 @@ pub struct SourceSpec {
     /// Pod labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The pod's service account (`SERVICE_ACCOUNT` node metadata).
+    #[serde(
+        default,
+        rename = "serviceAccount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_account: Option<String>,
 }
 
 impl RequestSpec {
@@ -60,6 +86,9 @@ impl RequestSpec {
 
     /// Decides this request and explains the decision.
     pub fn report(&self, policy: &Policy) -> (Decision, Report) {
+        if self.at == End::Destination {
+            return self.report_inbound(policy);
+        }
         let labels: Vec<(&str, &str)> = self
             .source
             .labels
@@ -67,19 +96,61 @@ impl RequestSpec {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let request = self.as_request(&labels);
-        let decision = policy.decide(&request);
-        let report = Report::new(policy, &decision, &request.source);
+        let sa = self.source.service_account.as_deref();
+        let scope = policy.source_as(&request.source, sa);
+        let decision = policy.decide_for(&scope, &request.target);
+        let mut report = Report::new(policy, &decision, &request.source);
+        report.workload = scope
+            .tenant()
+            .zip(scope.workload())
+            .and_then(|(t, w)| policy.workload_name(t, w))
+            .map(str::to_owned);
         (decision, report)
     }
 
-    /// Reads one line of `explain --batch` input (JSON). `source.namespace` is required there:
-    /// a batch line without it is a mistake in the batch, not a request to decide.
+    /// The destination end's decision ([`Policy::decide_inbound`]).
+    fn report_inbound(&self, policy: &Policy) -> (Decision, Report) {
+        let services: Vec<&str> = self.services.iter().map(String::as_str).collect();
+        let inbound = Inbound {
+            namespace: self.destination_namespace.as_deref(),
+            peer: self.caller.as_deref().map(str::as_bytes),
+            sni: self.sni.as_deref().map(str::as_bytes),
+            authority: self.authority.as_deref().map(str::as_bytes),
+            authority_repeated: self.authority_repeated,
+            services: &services,
+            protocol: self.protocol,
+        };
+        let decision = policy.decide_inbound(&inbound);
+        let caller = self
+            .caller
+            .as_deref()
+            .and_then(|c| parse_spiffe(c.as_bytes()).ok());
+        let source = Source {
+            namespace: caller.map(|c| c.namespace),
+            labels: &[],
+        };
+        let mut report = Report::new(policy, &decision, &source);
+        // The exception that allowed, if any, is the one the rule belongs to.
+        report.workload = None;
+        (decision, report)
+    }
+
+    /// Reads one line of `explain --batch` input (JSON). `source.namespace` is required there
+    /// (at the destination, `destinationNamespace`): a batch line without it is a mistake in
+    /// the batch, not a request to decide.
     pub fn from_batch_line(line: &str) -> Result<RequestSpec, String> {
         let req: RequestSpec = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        if req.source.namespace.is_none() {
-            return Err("source.namespace is required".to_owned());
+        match req.at {
+            End::Source if req.source.namespace.is_none() => {
+                Err("source.namespace is required".to_owned())
+            }
+            // At the destination the caller may be absent (plaintext), the place may not.
+            End::Destination if req.destination_namespace.is_none() => Err(
+                "destinationNamespace (the called workload's namespace) is required at the destination"
+                    .to_owned(),
+            ),
+            _ => Ok(req),
         }
-        Ok(req)
     }
 
     /// Whether the port must be asked for: nothing in the request says which port it goes to
@@ -262,7 +333,12 @@ impl Report {
 /// and `tenant-egress explain`.
 pub fn terse_why(reason: Reason) -> &'static str {
     match reason {
-        Reason::Allowed | Reason::AllowAny => "allowed",
+        Reason::Allowed | Reason::AllowAny | Reason::InboundAllowed => "allowed",
+        Reason::NoPeerIdentity => "the caller presented no verified mesh identity (plaintext)",
+        Reason::UntrustedPeer => "the caller's identity is not from a trusted mesh",
+        Reason::SniMismatch => {
+            "the TLS server name does not name a service this workload serves on this port"
+        }
         Reason::UnknownSource => {
             "the proxy has no NAMESPACE node metadata, so the source is unknown (fail closed)"
         }
@@ -445,6 +521,26 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
                 _ => write!(s, "no egress entry of tenant {tenant} imports {dest}"),
             }
         }
+        Reason::NoPeerIdentity => write!(
+            s,
+            "the caller presented no verified client certificate (plaintext); the destination admits only mTLS callers"
+        ),
+        Reason::UntrustedPeer => match d.detail {
+            Some(Detail::Identity(e)) => write!(
+                s,
+                "the caller's certificate identity is refused ({e}); trusted domains: {}",
+                policy.trust_domains().collect::<Vec<_>>().join(", ")
+            ),
+            _ => write!(s, "the caller's certificate identity is refused"),
+        },
+        Reason::SniMismatch => write!(
+            s,
+            "the TLS SNI names {dest}, which this workload does not serve on this port"
+        ),
+        Reason::InboundAllowed => match rule {
+            Some(r) => write!(s, "admitted by {} \"{}\"", r.path, r.text),
+            None => write!(s, "admitted by an inbound allowance"),
+        },
     };
     if !d.allowed && !d.enforced {
         s.push_str(" (audit mode: reported, not blocked)");

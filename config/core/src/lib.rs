@@ -41,6 +41,7 @@ pub mod authority;
 pub mod cases;
 pub mod decision;
 pub mod explain;
+pub mod inbound;
 pub mod listeners;
 pub mod name;
 pub mod network;
@@ -55,6 +56,6 @@ pub mod vectors;
 pub use decision::{
     Decision, Destination, Detail, Protocol, Reason, Request, RuleId, RuleInfo, Source, Target,
 };
-pub use policy::{Policy, PolicyError, SourceScope};
+pub use policy::{Policy, PolicyError, RoutedCluster, SourceScope};
 pub use spec::PolicySpec;
 pub use validate::{InvalidPolicy, ValidationError, Warning};

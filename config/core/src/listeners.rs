@@ -30,7 +30,6 @@
 //!   Validation also refuses `~` exclusions in an exception (an exception only adds; an
 //!   exclusion in the tenant's egress applies to the exception's pods as well).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -143,11 +142,109 @@ pub fn opens_tcp(port: Option<&PortSpec>) -> bool {
         .is_none_or(PortProtocol::opens_tcp)
 }
 
+/// Values by port number, in port order: a sorted `Vec`. A Sidecar declares a handful of
+/// ports, so a binary search over a vector is as fast as a tree, and unlike a
+/// `BTreeMap<u16, _>` (one tree implementation per value type) it costs the filter's .wasm
+/// almost no code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMap<L>(Vec<(u16, L)>);
+
+impl<L> Default for PortMap<L> {
+    fn default() -> Self {
+        PortMap(Vec::new())
+    }
+}
+
+impl<L> PortMap<L> {
+    /// An empty map.
+    pub fn new() -> Self {
+        PortMap(Vec::new())
+    }
+
+    fn find(&self, port: u16) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&port, |(p, _)| *p)
+    }
+
+    /// The value of `port`.
+    pub fn get(&self, port: &u16) -> Option<&L> {
+        let i = self.find(*port).ok()?;
+        self.0.get(i).map(|(_, l)| l)
+    }
+
+    /// Whether `port` has a value.
+    pub fn contains_key(&self, port: &u16) -> bool {
+        self.find(*port).is_ok()
+    }
+
+    /// Sets the value of `port`, returning the one it replaces.
+    pub fn insert(&mut self, port: u16, value: L) -> Option<L> {
+        match self.find(port) {
+            Ok(i) => self.0.get_mut(i).map(|(_, l)| std::mem::replace(l, value)),
+            Err(i) => {
+                self.0.insert(i, (port, value));
+                None
+            }
+        }
+    }
+
+    /// Whether no port has a value.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many ports have a value.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The ports, ascending.
+    pub fn keys(&self) -> impl Iterator<Item = &u16> {
+        self.0.iter().map(|(p, _)| p)
+    }
+
+    /// (port, value) pairs, by ascending port.
+    pub fn iter(&self) -> impl Iterator<Item = (&u16, &L)> {
+        self.0.iter().map(|(p, l)| (p, l))
+    }
+}
+
+impl<L> FromIterator<(u16, L)> for PortMap<L> {
+    /// Later values of a repeated port replace earlier ones, as in a map.
+    fn from_iter<I: IntoIterator<Item = (u16, L)>>(iter: I) -> Self {
+        let mut m = PortMap::new();
+        for (p, l) in iter {
+            m.insert(p, l);
+        }
+        m
+    }
+}
+
+impl<'a, L> IntoIterator for &'a PortMap<L> {
+    type Item = (&'a u16, &'a L);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (u16, L)>, fn(&'a (u16, L)) -> (&'a u16, &'a L)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(p, l)| (p, l))
+    }
+}
+
+impl<L> std::ops::Index<&u16> for PortMap<L> {
+    type Output = L;
+    /// Panics when `port` has no value, like a map's index (tests only).
+    #[allow(clippy::panic)]
+    fn index(&self, port: &u16) -> &L {
+        match self.get(port) {
+            Some(l) => l,
+            None => panic!("no listener on port {port}"),
+        }
+    }
+}
+
 /// The egress listeners of one Sidecar scope: one per declared port, and the catch-all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listeners<L> {
     /// Port-scoped listeners, by port number.
-    pub ports: BTreeMap<u16, L>,
+    pub ports: PortMap<L>,
     /// The portless catch-all, if any.
     pub catch_all: Option<L>,
 }
@@ -155,7 +252,7 @@ pub struct Listeners<L> {
 impl<L> Default for Listeners<L> {
     fn default() -> Self {
         Listeners {
-            ports: BTreeMap::new(),
+            ports: PortMap::new(),
             catch_all: None,
         }
     }
@@ -232,7 +329,9 @@ fn by_entry(egress: &[EgressSpec]) -> Listeners<usize> {
         match &entry.port {
             Some(p) => {
                 if let Some(n) = u16::try_from(p.number).ok().filter(|n| *n > 0) {
-                    out.ports.entry(n).or_insert(i);
+                    if !out.ports.contains_key(&n) {
+                        out.ports.insert(n, i);
+                    }
                 }
             }
             None => {
@@ -471,7 +570,7 @@ impl Listeners<HostListener> {
     /// One catch-all importing `*/*`: what Istio applies when a Sidecar has no egress.
     pub fn everything() -> Self {
         Listeners {
-            ports: BTreeMap::new(),
+            ports: PortMap::new(),
             catch_all: Some(HostListener {
                 port: None,
                 hosts: "*/*".parse::<HostEntry>().ok().into_iter().collect(),

@@ -121,6 +121,7 @@ fn header(spec: &PolicySpec) -> PolicySpec {
         shared_namespaces: spec.shared_namespaces.clone(),
         cluster_networks: spec.cluster_networks.clone(),
         gateways: spec.gateways,
+        trust_domains: spec.trust_domains.clone(),
         tenants: Vec::new(),
         delegated_namespaces: Vec::new(),
         known_namespaces: Vec::new(),

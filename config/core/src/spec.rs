@@ -70,7 +70,15 @@ pub struct PolicySpec {
     /// not, so Istio's short names (`svc.ns`) resolve exactly as under the whole policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known_namespaces: Vec<String>,
+    /// SPIFFE trust domains whose identities the destination end accepts
+    /// (`spiffe://<trust domain>/ns/<ns>/sa/<sa>`). Empty means Istio's default,
+    /// [`DEFAULT_TRUST_DOMAIN`]; list the aliases too when `meshConfig.trustDomainAliases` is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_domains: Vec<String>,
 }
+
+/// Istio's default trust domain (`meshConfig.trustDomain`).
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
 /// One tenant: a set of namespaces that share one egress policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +101,22 @@ pub struct TenantSpec {
     /// Per-workload exceptions, ADDED to the tenant's egress for the pods they select.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadSpec>,
+    /// Callers that belong to no tenant (an ingress gateway, monitoring) admitted at this
+    /// tenant's destinations (the inbound end; see [`crate::inbound`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound: Vec<InboundSpec>,
+}
+
+/// An inbound allowance: a namespace outside every tenant, optionally narrowed to service
+/// accounts, whose callers this tenant's destinations admit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InboundSpec {
+    /// The caller's namespace (from its SPIFFE id).
+    pub namespace: String,
+    /// The caller's service accounts; empty admits every service account of the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<String>,
 }
 
 /// One egress listener: a set of hosts, optionally scoped to one port.
@@ -131,7 +155,14 @@ pub struct WorkloadSpec {
     /// Unique (within the tenant) name; also the generated workload Sidecar's name.
     pub name: String,
     /// Pod labels that must all be present (subset match, as Istio's `workloadSelector`).
+    /// May be empty when `serviceAccounts` is set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,
+    /// Service accounts the pod must run as (`SERVICE_ACCOUNT` node metadata at the caller,
+    /// the SPIFFE id at the destination). With a selector, both must match. The destination
+    /// sees only a caller's namespace and service account, never its labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<String>,
     /// Egress added to the tenant's own egress for these pods ([`crate::listeners::merge`]): no
     /// `~` exclusions, and a port the tenant declares keeps the tenant's protocol.
     #[serde(default)]

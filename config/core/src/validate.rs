@@ -21,7 +21,9 @@ use crate::listeners::{self, Conflict, PortProtocol, UnknownProtocol};
 use crate::name::{self, NameError};
 use crate::network::{Cidr, CidrError};
 use crate::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
-use crate::spec::{EgressSpec, OutboundTrafficPolicy, PolicySpec, API_VERSION};
+use crate::spec::{EgressSpec, OutboundTrafficPolicy, PolicySpec, WorkloadSpec, API_VERSION};
+
+mod identity;
 
 /// Where in the document something is (`tenants[1].egress[0].hosts[2]`).
 pub type Path = String;
@@ -131,9 +133,18 @@ pub enum ErrorKind {
         "hosts is empty; an egress entry needs at least one host (\"./*\" for the own namespace)"
     )]
     NoHosts,
-    /// An empty workload selector.
-    #[error("selector is empty; it would select every pod (use the tenant's egress for that)")]
+    /// An empty workload selector without service accounts.
+    #[error("selector and serviceAccounts are both empty; it would select every pod (use the tenant's egress for that)")]
     EmptySelector,
+    /// A bad service account name.
+    #[error("service account \"{0}\" is not a lowercase DNS-1123 subdomain")]
+    ServiceAccount(String),
+    /// A bad trust domain.
+    #[error("trust domain \"{0}\" is not a SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')")]
+    TrustDomain(String),
+    /// An inbound allowance for a namespace that belongs to a tenant.
+    #[error("namespace \"{0}\" belongs to tenant {1}: its callers are decided by that tenant's egress, never admitted by an inbound entry")]
+    InboundTenantNamespace(String, String),
     /// A label key/value Kubernetes would refuse.
     #[error("label {0:?} is not a valid Kubernetes label: {1}")]
     Label(String, &'static str),
@@ -230,8 +241,13 @@ static EGRESS: Obj = Obj(&[
 ]);
 static WORKLOAD: Obj = Obj(&[
     ("name", Kind::Str, true),
-    ("selector", Kind::StrMap, true),
+    ("selector", Kind::StrMap, false),
+    ("serviceAccounts", Kind::StrList, false),
     ("egress", Kind::List(&EGRESS), false),
+]);
+static INBOUND: Obj = Obj(&[
+    ("namespace", Kind::Str, true),
+    ("serviceAccounts", Kind::StrList, false),
 ]);
 const MODES: &[&str] = &["enforce", "audit"];
 static TENANT: Obj = Obj(&[
@@ -245,6 +261,7 @@ static TENANT: Obj = Obj(&[
     ),
     ("egress", Kind::List(&EGRESS), false),
     ("workloads", Kind::List(&WORKLOAD), false),
+    ("inbound", Kind::List(&INBOUND), false),
 ]);
 static POLICY: Obj = Obj(&[
     ("apiVersion", Kind::Str, true),
@@ -259,6 +276,7 @@ static POLICY: Obj = Obj(&[
     ("tenants", Kind::List(&TENANT), true),
     ("delegatedNamespaces", Kind::StrList, false),
     ("knownNamespaces", Kind::StrList, false),
+    ("trustDomains", Kind::StrList, false),
 ]);
 
 fn type_name(v: &Value) -> &'static str {
@@ -426,18 +444,18 @@ pub fn validate_value(mut v: Value) -> Result<(PolicySpec, Vec<Warning>), Invali
         });
     }
     // Pass 2: the shape is right, so decoding cannot fail; should it, say so rather than panic.
-    let spec: PolicySpec = match serde_json::from_value(v) {
-        Ok(spec) => spec,
-        Err(e) => {
-            errors.push(ValidationError {
-                path: "(document)".into(),
-                kind: ErrorKind::Type(e.to_string()),
-            });
-            return Err(InvalidPolicy {
-                errors,
-                warnings: Vec::new(),
-            });
-        }
+    let Some(spec) = decode::policy(v) else {
+        errors.push(ValidationError {
+            path: "(document)".into(),
+            kind: ErrorKind::Type(
+                "the document passed the shape checks but does not decode (a tenant-egress bug)"
+                    .into(),
+            ),
+        });
+        return Err(InvalidPolicy {
+            errors,
+            warnings: Vec::new(),
+        });
     };
     let (meaning, warnings) = check_meaning(&spec);
     errors.extend(meaning);
@@ -534,6 +552,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                 claimed.insert(ns, np);
             }
         }
+        identity::check_inbound(&mut c, &tp, tenant, spec);
         let namespaces: Vec<&str> = tenant
             .namespaces
             .iter()
@@ -552,7 +571,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             );
         }
         let mut workload_names: HashMap<&str, String> = HashMap::default();
-        let mut selectors: Vec<(String, &BTreeMap<String, String>)> = Vec::new();
+        let mut selectors: Vec<(String, &WorkloadSpec)> = Vec::new();
         for (w, wl) in tenant.workloads.iter().enumerate() {
             let wp = format!("{tp}.workloads[{w}]");
             check_name(&mut c, &format!("{wp}.name"), &wl.name);
@@ -562,7 +581,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                     ErrorKind::DuplicateName(wl.name.clone(), prev),
                 );
             }
-            if wl.selector.is_empty() {
+            if wl.selector.is_empty() && wl.service_accounts.is_empty() {
                 c.err(format!("{wp}.selector"), ErrorKind::EmptySelector);
             }
             for (k, v) in &wl.selector {
@@ -576,24 +595,20 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                     );
                 }
             }
+            identity::check_workload(&mut c, &wp, wl);
             for (prev_path, prev) in &selectors {
-                if !wl.selector.is_empty()
-                    && !prev.is_empty()
-                    && selectors_overlap(prev, &wl.selector)
-                {
-                    let mut both = (*prev).clone();
-                    both.extend(wl.selector.iter().map(|(k, v)| (k.clone(), v.clone())));
+                if let Some(example) = identity::exceptions_overlap(prev, wl) {
                     c.err(
                         format!("{wp}.selector"),
                         ErrorKind::OverlappingSelectors(
                             fmt_labels(&wl.selector),
                             prev_path.clone(),
-                            format!("a pod labelled {} matches both", fmt_labels(&both)),
+                            example,
                         ),
                     );
                 }
             }
-            selectors.push((format!("{wp}.selector"), &wl.selector));
+            selectors.push((format!("{wp}.selector"), wl));
             check_listeners(
                 &mut c,
                 &wp,
@@ -613,6 +628,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
     }
     check_shared_namespaces(&mut c, spec, &claimed);
     check_shard_fields(&mut c, spec, &claimed);
+    identity::check_document(&mut c, spec);
     (c.errors, c.warnings)
 }
 
@@ -1258,6 +1274,8 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String], scope: Scope<'_>) ->
     }
     parsed.into_iter().map(|(_, e)| e).collect()
 }
+
+mod decode;
 
 #[cfg(test)]
 mod tests;

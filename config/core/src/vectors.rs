@@ -12,6 +12,15 @@ use crate::policy::Policy;
 /// same bytes.
 pub const VECTORS_JSON: &str = include_str!("../testdata/vectors.json");
 
+/// The destination end's vectors (`config/core/testdata/inbound-vectors.json`), same format,
+/// requests with `"at": "destination"`.
+pub const INBOUND_VECTORS_JSON: &str = include_str!("../testdata/inbound-vectors.json");
+
+/// Parses the embedded destination-end vectors.
+pub fn load_inbound() -> Result<VectorFile, serde_json::Error> {
+    serde_json::from_str(INBOUND_VECTORS_JSON)
+}
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +178,20 @@ mod tests {
             "only {} vectors (the corpus shrank)",
             file.cases.len()
         );
+    }
+
+    /// The destination end's vectors, native and in wasm alike.
+    #[test]
+    fn every_inbound_vector_decides_as_expected() {
+        let file = load_inbound().expect("inbound-vectors.json parses");
+        let policies = compile_policies(&file).expect("vector policies compile");
+        let failures: Vec<String> = file
+            .cases
+            .iter()
+            .filter_map(|c| check(&policies, c).err())
+            .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(file.cases.len() >= 15, "the corpus shrank");
     }
 
     #[test]

@@ -13,10 +13,11 @@
 use serde::Serialize;
 
 use tenant_egress_core::authority::{parse_cluster, parse_socket_addr, Cluster};
-use tenant_egress_core::explain::RequestSpec;
+use tenant_egress_core::explain::{End, RequestSpec};
 use tenant_egress_core::spec::{OutboundTrafficPolicy, PolicySpec};
 use tenant_egress_core::Protocol;
 
+use super::inbound::{INBOUND_NETWORK_PLUGIN_NAME, INBOUND_PLUGIN_NAME};
 use super::wasmplugin::tcp_ports;
 use super::{NETWORK_PLUGIN_NAME, PLUGIN_NAME};
 
@@ -33,6 +34,8 @@ pub enum Point {
     SidecarOnly,
     /// Nothing at all: passthrough TCP of an `ALLOW_ANY` tenant goes out unchecked.
     Nothing,
+    /// The filter at the destination end (`tenant-egress-inbound`, `-inbound-tcp`).
+    DestinationPlugin,
 }
 
 /// [`Point`] with a sentence saying why.
@@ -66,6 +69,21 @@ fn is_passthrough(req: &RequestSpec) -> bool {
 /// Which enforcement point decides `req` under `generate`'s default output for `spec`.
 pub fn enforcement_point(spec: &PolicySpec, req: &RequestSpec) -> Enforcement {
     let ports = tcp_ports(spec);
+    if req.at == End::Destination {
+        let (name, what) = match req.protocol {
+            Protocol::Http => (INBOUND_PLUGIN_NAME, "request"),
+            Protocol::Tcp => (
+                INBOUND_NETWORK_PLUGIN_NAME,
+                "connection (on the policy's TCP ports)",
+            ),
+        };
+        return Enforcement {
+            point: Point::DestinationPlugin,
+            detail: format!(
+                "the destination end's plugin ({name}) decides this {what} on the caller's mTLS identity"
+            ),
+        };
+    }
     let sidecar_only = |detail: String| Enforcement {
         point: Point::SidecarOnly,
         detail,

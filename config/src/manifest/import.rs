@@ -781,6 +781,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             exceptions.push(WorkloadSpec {
                 name,
                 selector: w.selector.clone().unwrap_or_default(),
+                service_accounts: Vec::new(),
                 egress: extra.to_egress(),
             });
         }
@@ -791,6 +792,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             outbound_traffic_policy: outbound,
             egress: base.to_egress(),
             workloads: exceptions,
+            inbound: Vec::new(),
         });
     }
     let mut spec = PolicySpec {
@@ -811,6 +813,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
         tenants,
         delegated_namespaces: Vec::new(),
         known_namespaces: Vec::new(),
+        trust_domains: Vec::new(),
     };
     // The Sidecars name these on purpose today (istio-system, a shared monitoring): declared
     // shared, so that validation's typo warning is kept for what is new.

@@ -14,6 +14,7 @@ pub mod coverage;
 pub mod envoyfilter;
 pub mod graph;
 pub mod import;
+pub mod inbound;
 pub mod output;
 pub mod overview;
 pub mod shard;
@@ -76,6 +77,35 @@ pub enum Selection {
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
     #[value(name = "envoyfilter")]
     EnvoyFilter,
+}
+
+/// Which end(s) of a request the filter enforces at (`generate --ends`).
+///
+/// The default is still the caller's end only: the staged rollout (`--wasm-namespaces`, the
+/// FAIL_OPEN audit steps, the prune allow-list) does not place the destination end's plugins
+/// and PeerAuthentications yet, so `both` is asked for explicitly until it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Ends {
+    /// The caller's sidecar AND the destination's: a tenant that switches off its own sidecar
+    /// is still refused where it cannot tamper.
+    Both,
+    /// Only the caller's own sidecar (outbound).
+    #[default]
+    Source,
+    /// Only the destination's sidecar (inbound, on the caller's mTLS identity).
+    Destination,
+}
+
+impl Ends {
+    /// Whether the caller's end is enforced.
+    pub fn source(self) -> bool {
+        matches!(self, Ends::Both | Ends::Source)
+    }
+
+    /// Whether the destination's end is enforced.
+    pub fn destination(self) -> bool {
+        matches!(self, Ends::Both | Ends::Destination)
+    }
 }
 
 /// Where the filter is installed (`generate --wasm-scope`).
@@ -192,6 +222,10 @@ pub struct Options {
     pub audit_sidecars: AuditSidecars,
     /// No generated object may be larger (its JSON, in bytes).
     pub max_object_bytes: usize,
+    /// Which end(s) enforce.
+    pub ends: Ends,
+    /// With the destination end: a STRICT PeerAuthentication per tenant namespace.
+    pub peer_authentication: bool,
 }
 
 impl Default for Options {
@@ -204,6 +238,8 @@ impl Default for Options {
             wasm: WasmOptions::default(),
             audit_sidecars: AuditSidecars::Scoped,
             max_object_bytes: shard::DEFAULT_MAX_OBJECT_BYTES,
+            ends: Ends::Source,
+            peer_authentication: true,
         }
     }
 }
@@ -217,6 +253,8 @@ pub enum DocKind {
     WasmPlugin,
     /// `networking.istio.io/v1alpha3` EnvoyFilter.
     EnvoyFilter,
+    /// `security.istio.io/v1` PeerAuthentication.
+    PeerAuthentication,
 }
 
 impl DocKind {
@@ -226,6 +264,7 @@ impl DocKind {
             DocKind::Sidecar => "sidecars",
             DocKind::WasmPlugin => "wasmplugin",
             DocKind::EnvoyFilter => "envoyfilter",
+            DocKind::PeerAuthentication => "peerauthentication",
         }
     }
 }
@@ -358,7 +397,12 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
         sidecar::generate(spec, opts, &mut out)?;
     }
     if wasm {
-        wasmplugin::generate(spec, opts, &mut out)?;
+        if opts.ends.source() {
+            wasmplugin::generate(spec, opts, &mut out)?;
+        }
+        if opts.ends.destination() {
+            inbound::generate(spec, opts, &mut out)?;
+        }
     }
     if envoy {
         envoyfilter::generate(spec, opts, &mut out)?;
@@ -463,6 +507,12 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     }
     if opts.max_object_bytes != defaults.max_object_bytes {
         push("max-object-bytes", &opts.max_object_bytes.to_string());
+    }
+    if opts.ends != defaults.ends {
+        push("ends", &flag_value(&opts.ends));
+    }
+    if !opts.peer_authentication {
+        push("no-peer-authentication", "");
     }
     cmd
 }
@@ -693,6 +743,7 @@ mod tests {
             },
             audit_sidecars: AuditSidecars::Open,
             max_object_bytes: 1000,
+            ..Options::default()
         };
         assert_eq!(
             regenerate_command(&file, &all, Format::Json),

@@ -42,7 +42,12 @@ pub enum OutputError {
     },
 }
 
-const KINDS: [DocKind; 3] = [DocKind::Sidecar, DocKind::WasmPlugin, DocKind::EnvoyFilter];
+const KINDS: [DocKind; 4] = [
+    DocKind::Sidecar,
+    DocKind::WasmPlugin,
+    DocKind::EnvoyFilter,
+    DocKind::PeerAuthentication,
+];
 const FORMATS: [Format; 2] = [Format::Yaml, Format::Json];
 
 impl Target {

@@ -148,3 +148,23 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
     }
     Ok(())
 }
+
+/// The destination end's plugins (`--ends both|destination`): one per tenant namespace,
+/// whatever `--wasm-scope`, each with the whole policy.
+pub(crate) fn inbound_placements(
+    spec: &PolicySpec,
+    _opts: &Options,
+) -> Result<Vec<Placement>, GenerateError> {
+    let config = to_value(spec)?;
+    Ok(spec
+        .tenants
+        .iter()
+        .flat_map(|t| t.namespaces.iter())
+        .map(|ns| Placement {
+            namespace: ns.clone(),
+            config: config.clone(),
+            labels: Vec::new(),
+            fallback: false,
+        })
+        .collect())
+}

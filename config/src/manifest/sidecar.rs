@@ -174,7 +174,10 @@ pub(crate) fn generate(
             if open {
                 continue;
             }
-            for w in &tenant.workloads {
+            // Istio's workloadSelector selects by labels only: an exception by service account
+            // alone has no Sidecar of its own (an empty selector would select every pod);
+            // `validate` warns about it.
+            for w in tenant.workloads.iter().filter(|w| !w.selector.is_empty()) {
                 let merged = Listeners::merged(&tenant.egress, &w.egress);
                 let labels = [
                     (TENANT_LABEL, tenant.name.as_str()),

@@ -20,7 +20,7 @@ pub const API_VERSION: &str = "extensions.istio.io/v1alpha1";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WasmPlugin {
+pub(super) struct WasmPlugin {
     api_version: &'static str,
     kind: &'static str,
     metadata: Metadata,
@@ -110,10 +110,12 @@ fn fallback_comment(ns: &str) -> Vec<String> {
     ]
 }
 
-/// One WasmPlugin: the module, outbound only (`CLIENT`), on `ports` (all when empty).
-fn plugin(
+/// One WasmPlugin: the module, on the traffic `mode` selects (`CLIENT`: the sidecar's outbound;
+/// `SERVER`: its inbound), on `ports` (all when empty).
+pub(super) fn plugin(
     name: &'static str,
     kind: &'static str,
+    mode: &'static str,
     at: &Placement,
     ports: &[u16],
     opts: &Options,
@@ -132,7 +134,7 @@ fn plugin(
             fail_strategy: w.fail_strategy.wasm_plugin(),
             kind,
             matches: vec![Match {
-                mode: "CLIENT",
+                mode,
                 ports: ports.iter().map(|&number| PortMatch { number }).collect(),
             }],
             plugin_name: name,
@@ -170,7 +172,7 @@ pub(crate) fn generate(
     let mut first_shard = true;
     for (i, at) in placements.iter().enumerate() {
         let ns = &at.namespace;
-        let doc = plugin(PLUGIN_NAME, "HTTP", at, &[], opts);
+        let doc = plugin(PLUGIN_NAME, "HTTP", "CLIENT", at, &[], opts);
         let mut comment = Vec::new();
         if at.fallback {
             comment.extend(fallback_comment(ns));
@@ -224,7 +226,7 @@ pub(crate) fn generate(
     // Every plugin, shard or fallback, sits on the whole policy's TCP ports: a tenant that
     // declares none is still decided there (by its catch-all), as under the whole policy.
     for (i, at) in placements.iter().enumerate() {
-        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", at, &ports, opts);
+        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", "CLIENT", at, &ports, opts);
         let mut comment = Vec::new();
         if i == 0 {
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();

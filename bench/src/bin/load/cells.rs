@@ -191,7 +191,7 @@ pub fn configs(
             ),
         );
     }
-    if let Some(alt) = &args.alt_filter_wasm {
+    for (i, alt) in args.alt_filter_wasm.iter().enumerate() {
         let n = if args.sizes.contains(&1000) {
             1000
         } else {
@@ -206,7 +206,7 @@ pub fn configs(
             .len();
         out.push(
             Config::new(
-                "te-1k-alt",
+                &format!("te-1k-alt{}", i + 1),
                 &format!(
                     "tenant-egress ({name}), {} rules",
                     report::thousands(n as f64)

@@ -89,9 +89,10 @@ struct Args {
     /// 1 KB bearer token); only bare requests.
     #[arg(long)]
     bare_only: bool,
-    /// Also run the 1,000-rule policy with this build of the filter (e.g. opt-level 3).
-    #[arg(long)]
-    alt_filter_wasm: Option<PathBuf>,
+    /// Also run the 1,000-rule policy with these builds of the filter (comma-separated, e.g.
+    /// the opt-level s and 3 builds), each a configuration `te-1k-alt<N>` of its own.
+    #[arg(long, value_delimiter = ',')]
+    alt_filter_wasm: Vec<PathBuf>,
     /// CPU of the sidecars (default: the first allowed CPU).
     #[arg(long)]
     envoy_cpu: Option<usize>,

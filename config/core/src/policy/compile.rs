@@ -115,6 +115,11 @@ impl Policy {
                         .iter()
                         .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                         .collect(),
+                    service_accounts: ws
+                        .service_accounts
+                        .iter()
+                        .map(|s| s.as_str().into())
+                        .collect(),
                 });
             }
             tenants.push(Tenant {
@@ -123,6 +128,7 @@ impl Policy {
                 outbound: ts.outbound_traffic_policy,
                 views,
                 workloads,
+                inbound: super::inbound::compile_allowances(&mut b.rules, t, &ts.inbound),
             });
         }
         for ns in &spec.known_namespaces {
@@ -160,6 +166,7 @@ impl Policy {
             sets: b.sets,
             rules: b.rules,
             host_rules,
+            trust_domains: super::inbound::trust_domains(spec),
         }
     }
 }

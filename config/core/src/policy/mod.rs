@@ -18,8 +18,11 @@
 //! listener model, [`crate::listeners`], which the Sidecar generator uses too.
 
 mod compile;
+mod inbound;
 mod index;
 mod resolve;
+
+pub use resolve::RoutedCluster;
 
 use rustc_hash::FxHashMap;
 
@@ -56,12 +59,16 @@ struct Tenant {
     /// views[0] is the tenant's own egress; views[i + 1] adds workload exception i.
     views: Vec<View>,
     workloads: Vec<Workload>,
+    /// Callers outside every tenant that this tenant's destinations admit.
+    inbound: Box<[inbound::Allowance]>,
 }
 
 #[derive(Debug)]
 struct Workload {
     name: Box<str>,
     selector: Box<[(Box<str>, Box<str>)]>,
+    /// Empty: any service account.
+    service_accounts: Box<[Box<str>]>,
 }
 
 /// A source resolved against the policy: its namespace, tenant and the workload exception that
@@ -120,6 +127,8 @@ pub struct Policy {
     sets: Vec<HostSet>,
     rules: Vec<RuleInfo>,
     host_rules: usize,
+    /// SPIFFE trust domains the destination end accepts.
+    trust_domains: Box<[Box<str>]>,
 }
 
 /// Policy loading failed.
@@ -252,7 +261,15 @@ impl Policy {
 
     /// Resolves a source: its tenant and the workload exception whose selector is a subset of
     /// the labels (validation guarantees at most one can match; the first wins regardless).
+    /// A proxy without service account metadata: exceptions by service account never apply.
     pub fn source(&self, source: &Source<'_>) -> SourceScope {
+        self.source_as(source, None)
+    }
+
+    /// [`Policy::source`] for a pod running as `service_account` (`SERVICE_ACCOUNT` node
+    /// metadata): an exception applies when its selector is a subset of the labels AND, when it
+    /// lists service accounts, the pod's is one of them.
+    pub fn source_as(&self, source: &Source<'_>, service_account: Option<&str>) -> SourceScope {
         // A namespace longer than a DNS label cannot exist in Kubernetes: treat it as absent.
         let namespace = source
             .namespace
@@ -268,7 +285,7 @@ impl Policy {
                             .labels
                             .iter()
                             .any(|(lk, lv)| *lk == &**k && *lv == &**v)
-                    })
+                    }) && w.admits_service_account(service_account)
                 })
             })
             .map_or(0, |w| u32::try_from(w + 1).unwrap_or(0));
@@ -286,6 +303,18 @@ impl Policy {
 
     /// Decides for a pre-resolved source (the filter's per-request path).
     pub fn decide_for(&self, src: &SourceScope, target: &Target<'_>) -> Decision {
+        self.decide_routed(src, target, &RoutedCluster::parse(target.cluster))
+    }
+
+    /// [`Self::decide_for`] with the routed cluster parsed beforehand ([`RoutedCluster::parse`]
+    /// of `target.cluster`, which this ignores): the filter parses each distinct cluster name
+    /// once and reuses it for every request routed there.
+    pub fn decide_routed(
+        &self,
+        src: &SourceScope,
+        target: &Target<'_>,
+        cluster: &RoutedCluster,
+    ) -> Decision {
         let tenant = src.tenant.and_then(|t| self.tenants.get(t as usize));
         let mode = tenant.map_or(self.mode, |t| t.mode);
         let mut d = Decision {
@@ -301,7 +330,7 @@ impl Policy {
             return d;
         }
         let src_ns = src.namespace.as_bytes();
-        let Some(route) = self.resolve(src_ns, target, &mut d) else {
+        let Some(route) = self.resolve(src_ns, target, cluster, &mut d) else {
             return d;
         };
         let Some(tenant) = tenant else {

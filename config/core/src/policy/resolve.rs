@@ -33,10 +33,32 @@ pub(super) struct Passthrough {
     pub(super) pod_name: bool,
 }
 
+/// A routed cluster name (`xds.cluster_name`) parsed once. It does not depend on the request
+/// (only on the name), so the filter keeps one per distinct cluster and decides with
+/// [`Policy::decide_routed`], instead of parsing the name on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedCluster(Option<Result<Cluster<'static>, authority::BadCluster>>);
+
+impl RoutedCluster {
+    /// Parses a cluster name; `None` or empty: no cluster.
+    pub fn parse(name: Option<&str>) -> RoutedCluster {
+        RoutedCluster(
+            name.filter(|c| !c.is_empty())
+                .map(|c| authority::parse_cluster(c).map(Cluster::into_owned)),
+        )
+    }
+}
+
 impl Policy {
     /// Resolves what the request is going to into `d.destination` and says how to decide it,
     /// or `None` after setting the deny reason.
-    pub(super) fn resolve(&self, src_ns: &[u8], t: &Target<'_>, d: &mut Decision) -> Option<Route> {
+    pub(super) fn resolve(
+        &self,
+        src_ns: &[u8],
+        t: &Target<'_>,
+        routed: &RoutedCluster,
+        d: &mut Decision,
+    ) -> Option<Route> {
         let fail = |d: &mut Decision, reason: Reason, detail: Option<Detail>| {
             d.reason = reason;
             d.detail = detail;
@@ -52,11 +74,7 @@ impl Policy {
             None => None,
         };
         let address = t.destination_address.and_then(authority::parse_socket_addr);
-        let cluster = match t
-            .cluster
-            .filter(|c| !c.is_empty())
-            .map(authority::parse_cluster)
-        {
+        let cluster = match routed.0 {
             Some(Err(e)) => {
                 let reason = match e {
                     authority::BadCluster::Malformed => Reason::MalformedCluster,
@@ -158,7 +176,7 @@ impl Policy {
     }
 
     /// `<...>.<ns>.svc.<clusterDomain>` -> `ns`.
-    fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
+    pub(super) fn namespace_of_fqdn(&self, host: &[u8]) -> NsName {
         crate::name::service_namespace(host, self.svc_suffix.as_bytes())
             .and_then(NsName::lower)
             .unwrap_or(NsName::empty())

@@ -44,3 +44,30 @@ fn large_policy_and_deep_names() {
         "malformed-authority"
     );
 }
+
+/// The filter's path (the cluster parsed once, `decide_routed`) decides every vector as
+/// `decide_for` does.
+#[test]
+fn decide_routed_is_decide_for() {
+    let file = crate::vectors::load().unwrap();
+    let policies = crate::vectors::compile_policies(&file).unwrap();
+    for case in &file.cases {
+        let policy = &policies[&case.policy];
+        let labels: Vec<(&str, &str)> = case
+            .request
+            .source
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let req = case.request.as_request(&labels);
+        let src = policy.source(&req.source);
+        let routed = crate::RoutedCluster::parse(req.target.cluster);
+        assert_eq!(
+            policy.decide_routed(&src, &req.target, &routed),
+            policy.decide_for(&src, &req.target),
+            "{}",
+            case.name
+        );
+    }
+}

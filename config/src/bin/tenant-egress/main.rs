@@ -16,11 +16,12 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Diagnostic, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
-    self, graph::GraphFormat, graph::GraphView, AuditSidecars, FailStrategy, Format, GenerateError,
-    Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    self, graph::GraphFormat, graph::GraphView, AuditSidecars, Ends, FailStrategy, Format,
+    GenerateError, Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::cases::Case;
-use tenant_egress_core::explain::{RequestSpec, SourceSpec};
+use tenant_egress_core::explain::{End, RequestSpec, SourceSpec};
+use tenant_egress_core::inbound::parse_spiffe;
 use tenant_egress_core::Protocol;
 
 #[derive(Parser)]
@@ -254,6 +255,14 @@ struct GenerateArgs {
     /// (`*/*`: wider than any scoped Sidecar).
     #[arg(long, value_enum, default_value_t = AuditSidecars::Scoped)]
     audit_sidecars: AuditSidecars,
+    /// Where the filter enforces: `both` (the caller's sidecar AND the destination's, on the
+    /// caller's mTLS identity), `source` (the default for now: the staged rollout does not
+    /// place the destination end yet) or `destination`.
+    #[arg(long, value_enum, default_value_t = Ends::Source)]
+    ends: Ends,
+    /// With the destination end, do not emit the STRICT PeerAuthentication per tenant namespace.
+    #[arg(long)]
+    no_peer_authentication: bool,
 }
 
 #[derive(Args)]
@@ -345,15 +354,35 @@ struct GraphArgs {
 {\"source\": {\"namespace\": \"prod\", \"labels\": {\"app\": \"web\"}}, \"authority\": \"db.uat:26257\",\n   \
 \"cluster\": \"outbound|26257||db.uat.svc.cluster.local\", \"destinationNamespace\": \"uat\",\n   \
 \"destinationAddress\": \"10.0.0.7:26257\"}\n\
-Only source.namespace is required. Output is one JSON object per input line, in order; a bad\n\
+Only source.namespace is required. At the destination end, a line says so and names the caller:\n  \
+{\"at\": \"destination\", \"caller\": \"spiffe://cluster.local/ns/uat/sa/default\",\n   \
+\"sni\": \"outbound_.26257_._.cockroachdb.prod.svc.cluster.local\", \"destinationNamespace\": \"prod\",\n   \
+\"services\": [\"cockroachdb.prod.svc.cluster.local\"], \"protocol\": \"tcp\"}\n\
+Output is one JSON object per input line, in order; a bad\n\
 line yields {\"line\": N, \"error\": \"...\"} and the batch goes on."
 )]
 struct ExplainArgs {
     /// Policy document (YAML or JSON).
     policy: PathBuf,
     /// Source workload namespace (the proxy's NAMESPACE node metadata).
-    #[arg(long, required_unless_present = "batch")]
+    #[arg(long, required_unless_present_any = ["batch", "at"])]
     source_namespace: Option<String>,
+    /// Source pod's service account (the proxy's SERVICE_ACCOUNT node metadata).
+    #[arg(long)]
+    service_account: Option<String>,
+    /// Which end decides: `source` (the caller's sidecar, the default) or `destination` (the
+    /// called workload's sidecar, on --caller; --destination-namespace is its namespace).
+    #[arg(long, value_parser = ["source", "destination"])]
+    at: Option<String>,
+    /// At the destination: the caller's SPIFFE id (its certificate's URI SAN); none = plaintext.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    caller: Option<String>,
+    /// At the destination: the TLS SNI, as Istio sets it: `outbound_.<port>_.<subset>_.<fqdn>`.
+    #[arg(long)]
+    sni: Option<String>,
+    /// At the destination: a service the inbound port serves (repeatable).
+    #[arg(long = "service", value_name = "FQDN")]
+    services: Vec<String>,
     /// Source pod label, repeatable: --label app=web --label tier=front.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -667,7 +696,16 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         source: SourceSpec {
             namespace: args.source_namespace.clone(),
             labels: args.labels.iter().cloned().collect(),
+            service_account: args.service_account.clone(),
         },
+        at: if args.at.as_deref() == Some("destination") {
+            End::Destination
+        } else {
+            End::Source
+        },
+        caller: args.caller.clone(),
+        sni: args.sni.clone(),
+        services: args.services.clone(),
         authority: args.authority.clone(),
         authority_repeated: false,
         cluster: args.cluster.clone(),
@@ -699,7 +737,21 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         let text = serde_json::to_string_pretty(&value).map_err(|e| Fail(2, e.to_string()))?;
         println!("{text}");
     } else {
-        print!("{}", report.to_text(req.source.namespace.as_deref()));
+        if req.at == End::Destination {
+            // The destination end knows the caller by its certificate alone.
+            let caller = req
+                .caller
+                .as_deref()
+                .and_then(|c| parse_spiffe(c.as_bytes()).ok());
+            println!(
+                "at:          the destination (workload namespace {}), caller {}",
+                req.destination_namespace.as_deref().unwrap_or("(none)"),
+                req.caller.as_deref().unwrap_or("(no client certificate)")
+            );
+            print!("{}", report.to_text(caller.map(|c| c.namespace)));
+        } else {
+            print!("{}", report.to_text(req.source.namespace.as_deref()));
+        }
         println!("enforced by: {}", enforcement.detail);
         if let Some(c) = assumed {
             println!(
@@ -763,6 +815,8 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         },
         audit_sidecars: args.audit_sidecars,
         max_object_bytes: args.max_object_bytes,
+        ends: args.ends,
+        peer_authentication: !args.no_peer_authentication,
     };
     let generated = manifest::generate(&loaded.spec, &opts).map_err(|e| match e {
         GenerateError::Option(m) => Fail(2, format!("error: {m}")),

@@ -1,0 +1,125 @@
+//! The destination end (`generate --ends both|destination`): the same module on each tenant
+//! namespace's INBOUND traffic (WasmPlugin `match: mode: SERVER`), deciding on the caller's mTLS
+//! identity, and a STRICT `PeerAuthentication` per tenant namespace so that Istio refuses
+//! plaintext before the filter runs (the filter denies a caller without a certificate anyway).
+//!
+//! Per tenant namespace, whatever `--wasm-scope`: a destination outside every tenant (istio-system,
+//! monitoring) is not the policy's to guard, and a mesh-wide SERVER plugin would refuse the
+//! callers such namespaces serve.
+
+use serde::Serialize;
+
+use super::shard::inbound_placements;
+use super::wasmplugin::{plugin, tcp_ports};
+use super::{to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options};
+use tenant_egress_core::spec::PolicySpec;
+
+/// Name (and root id) of the destination end's HTTP plugin. Not [`super::PLUGIN_NAME`]: Envoy
+/// gives filters with the same VM, root id and configuration one root context, and the filter
+/// learns which end it serves once per root context (`filter/src/root.rs`).
+pub const INBOUND_PLUGIN_NAME: &str = "tenant-egress-inbound";
+/// Name (and root id) of the destination end's NETWORK plugin.
+pub const INBOUND_NETWORK_PLUGIN_NAME: &str = "tenant-egress-inbound-tcp";
+/// Name of the per-namespace PeerAuthentication.
+pub const PEER_AUTHENTICATION_NAME: &str = "tenant-egress-strict";
+/// The PeerAuthentication `apiVersion`.
+pub const PEER_AUTHENTICATION_API_VERSION: &str = "security.istio.io/v1";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PeerAuthentication {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    spec: PeerAuthenticationSpec,
+}
+
+#[derive(Serialize)]
+struct PeerAuthenticationSpec {
+    mtls: Mtls,
+}
+
+#[derive(Serialize)]
+struct Mtls {
+    mode: &'static str,
+}
+
+/// Appends the destination end's WasmPlugins (and PeerAuthentications) to `out`.
+pub(crate) fn generate(
+    spec: &PolicySpec,
+    opts: &Options,
+    out: &mut Generated,
+) -> Result<(), GenerateError> {
+    let placements = inbound_placements(spec, opts)?;
+    let ports = tcp_ports(spec);
+    for (i, at) in placements.iter().enumerate() {
+        let ns = &at.namespace;
+        let doc = plugin(INBOUND_PLUGIN_NAME, "HTTP", "SERVER", at, &[], opts);
+        let comment = if i == 0 {
+            vec![
+                "The destination end: the same filter on each tenant namespace's INBOUND HTTP. It decides".to_owned(),
+                "on the caller's verified mTLS identity (spiffe://<trust domain>/ns/<ns>/sa/<sa>) whether the".to_owned(),
+                "caller's own egress imports this service on this port, so a caller that switched off its own".to_owned(),
+                "sidecar (sidecar.istio.io/inject: \"false\", excludeOutboundPorts, hostNetwork) is still refused.".to_owned(),
+            ]
+        } else {
+            Vec::new()
+        };
+        out.docs.push(Doc {
+            kind: DocKind::WasmPlugin,
+            comment,
+            value: to_value(&doc)?,
+        });
+        if !ports.is_empty() {
+            let doc = plugin(
+                INBOUND_NETWORK_PLUGIN_NAME,
+                "NETWORK",
+                "SERVER",
+                at,
+                &ports,
+                opts,
+            );
+            let comment = if i == 0 {
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                vec![
+                    format!(
+                        "The destination end for TCP/TLS on the policy's TCP ports ({}); inbound, Istio matches the",
+                        list.join(", ")
+                    ),
+                    "port the workload listens on (the target port): where a Service maps another port, add it.".to_owned(),
+                ]
+            } else {
+                Vec::new()
+            };
+            out.docs.push(Doc {
+                kind: DocKind::WasmPlugin,
+                comment,
+                value: to_value(&doc)?,
+            });
+        }
+        if opts.peer_authentication {
+            let doc = PeerAuthentication {
+                api_version: PEER_AUTHENTICATION_API_VERSION,
+                kind: "PeerAuthentication",
+                metadata: Metadata::new(PEER_AUTHENTICATION_NAME, ns, &[]),
+                spec: PeerAuthenticationSpec {
+                    mtls: Mtls { mode: "STRICT" },
+                },
+            };
+            let comment = if i == 0 {
+                vec![
+                    "STRICT mTLS in each tenant namespace: Istio refuses plaintext callers before the filter".to_owned(),
+                    "runs (--no-peer-authentication leaves mTLS to your own PeerAuthentications).".to_owned(),
+                ]
+            } else {
+                Vec::new()
+            };
+            out.docs.push(Doc {
+                kind: DocKind::PeerAuthentication,
+                comment,
+                value: to_value(&doc)?,
+            });
+        }
+    }
+    Ok(())
+}
