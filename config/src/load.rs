@@ -326,7 +326,7 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
             message: e.to_string(),
         })?
     };
-    let (spec, mut warnings) = match tenant_egress_core::validate::validate_value(value) {
+    let (spec, policy, mut warnings) = match Policy::from_value(value) {
         Ok(ok) => ok,
         Err(invalid) => {
             return Err(LoadError::Invalid {
@@ -338,10 +338,6 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
     };
     // The likely typos: authoring-time only (the filter does not compute them).
     warnings.extend(tenant_egress_core::validate::lint(&spec));
-    let policy = Policy::from_spec(&spec).map_err(|error| LoadError::Compile {
-        input: input.to_owned(),
-        error,
-    })?;
     Ok(Loaded {
         spec,
         policy,

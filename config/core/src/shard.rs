@@ -30,7 +30,12 @@ fn named_namespaces(spec: &PolicySpec) -> BTreeSet<String> {
             .chain(t.workloads.iter().flat_map(|w| w.egress.iter()));
         out.extend(egress.flat_map(named_in));
     }
-    out.extend(spec.known_namespaces.iter().cloned());
+    out.extend(
+        spec.known_namespaces
+            .split(' ')
+            .filter(|ns| !ns.is_empty())
+            .map(str::to_owned),
+    );
     out.extend(spec.shared_namespaces.iter().cloned());
     out
 }
@@ -83,12 +88,14 @@ impl<'a> Sharder<'a> {
             ..header(self.spec)
         };
         let own = named_namespaces(&shard);
-        shard.known_namespaces = self
-            .named
-            .iter()
-            .filter(|ns| !own.contains(*ns))
-            .cloned()
-            .collect();
+        let mut known = String::new();
+        for ns in self.named.iter().filter(|ns| !own.contains(*ns)) {
+            if !known.is_empty() {
+                known.push(' ');
+            }
+            known.push_str(ns);
+        }
+        shard.known_namespaces = known;
         shard
     }
 }
@@ -104,7 +111,7 @@ pub fn fallback(spec: &PolicySpec) -> PolicySpec {
             .iter()
             .flat_map(|t| t.namespaces.iter().cloned())
             .collect(),
-        known_namespaces: Vec::new(),
+        known_namespaces: String::new(),
         ..header(spec)
     }
 }
@@ -124,6 +131,6 @@ fn header(spec: &PolicySpec) -> PolicySpec {
         trust_domains: spec.trust_domains.clone(),
         tenants: Vec::new(),
         delegated_namespaces: Vec::new(),
-        known_namespaces: Vec::new(),
+        known_namespaces: String::new(),
     }
 }

@@ -275,7 +275,7 @@ static POLICY: Obj = Obj(&[
     ("gateways", Kind::Enum(&["passthrough", "enforce"]), false),
     ("tenants", Kind::List(&TENANT), true),
     ("delegatedNamespaces", Kind::StrList, false),
-    ("knownNamespaces", Kind::StrList, false),
+    ("knownNamespaces", Kind::Str, false),
     ("trustDomains", Kind::StrList, false),
 ]);
 
@@ -855,20 +855,25 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// `delegatedNamespaces` and `knownNamespaces` (sharded distribution, `crate::shard`): names
-/// of namespaces, and no delegated namespace is one this document decides.
+/// of namespaces (`knownNamespaces` one string of them, separated by single spaces), and no
+/// delegated namespace is one this document decides.
 fn check_shard_fields(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str, String>) {
-    let lists = [
-        ("delegatedNamespaces", &spec.delegated_namespaces),
-        ("knownNamespaces", &spec.known_namespaces),
-    ];
-    for (field, list) in lists {
-        for (i, ns) in list.iter().enumerate() {
-            let path = format!("{field}[{i}]");
-            if let Err(e) = name::check_namespace(ns) {
-                c.err(path, ErrorKind::Namespace(ns.clone(), e));
-            } else if let (Some(owner), "delegatedNamespaces") = (claimed.get(ns.as_str()), field) {
-                c.err(path, ErrorKind::DelegatedOwned(ns.clone(), owner.clone()));
-            }
+    for (i, ns) in spec.delegated_namespaces.iter().enumerate() {
+        let path = format!("delegatedNamespaces[{i}]");
+        if let Err(e) = name::check_namespace(ns) {
+            c.err(path, ErrorKind::Namespace(ns.clone(), e));
+        } else if let Some(owner) = claimed.get(ns.as_str()) {
+            c.err(path, ErrorKind::DelegatedOwned(ns.clone(), owner.clone()));
+        }
+    }
+    // Split on the single space only: any other whitespace is part of a (refused) name.
+    let known = &spec.known_namespaces;
+    for ns in known
+        .split(' ')
+        .filter(|ns| !known.is_empty() || !ns.is_empty())
+    {
+        if let Err(e) = name::check_namespace(ns) {
+            c.err("knownNamespaces", ErrorKind::Namespace(ns.to_owned(), e));
         }
     }
 }

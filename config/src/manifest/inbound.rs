@@ -54,7 +54,7 @@ pub(crate) fn generate(
     let ports = tcp_ports(spec);
     for (i, at) in placements.iter().enumerate() {
         let ns = &at.namespace;
-        let doc = plugin(INBOUND_PLUGIN_NAME, "HTTP", "SERVER", at, &[], opts);
+        let doc = plugin(INBOUND_PLUGIN_NAME, "HTTP", "SERVER", at, &[], opts)?;
         let comment = if i == 0 {
             vec![
                 "The destination end: the same filter on each tenant namespace's INBOUND HTTP. It decides".to_owned(),
@@ -68,7 +68,7 @@ pub(crate) fn generate(
         out.docs.push(Doc {
             kind: DocKind::WasmPlugin,
             comment,
-            value: to_value(&doc)?,
+            value: doc,
         });
         if !ports.is_empty() {
             let doc = plugin(
@@ -78,7 +78,7 @@ pub(crate) fn generate(
                 at,
                 &ports,
                 opts,
-            );
+            )?;
             let comment = if i == 0 {
                 let list: Vec<String> = ports.iter().map(u16::to_string).collect();
                 vec![
@@ -94,7 +94,7 @@ pub(crate) fn generate(
             out.docs.push(Doc {
                 kind: DocKind::WasmPlugin,
                 comment,
-                value: to_value(&doc)?,
+                value: doc,
             });
         }
         if opts.peer_authentication {

@@ -8,9 +8,12 @@
 //! `delegatedNamespaces`, where the filter stands aside (`tenant_egress.fallback_skipped`), so a
 //! pod that gets both plugins has its requests decided once, by its namespace's plugin.
 
+use std::collections::HashMap;
+
 use tenant_egress_core::shard::{fallback, Sharder};
 use tenant_egress_core::spec::PolicySpec;
 
+use super::inbound::{INBOUND_NETWORK_PLUGIN_NAME, INBOUND_PLUGIN_NAME};
 use super::{plugin_namespaces, to_value, Doc, GenerateError, Options, WasmScope, TENANT_LABEL};
 use crate::yaml::Value;
 
@@ -81,21 +84,51 @@ pub(crate) fn placements(
         });
     }
     let sharder = Sharder::new(spec);
+    // Every namespace of one tenant gets the same shard: built once per tenant, not once per
+    // namespace (a namespace no tenant owns, in a staged rollout, gets its own).
+    let mut by_tenant: HashMap<&str, Value> = HashMap::new();
     for ns in namespaces {
-        let shard = sharder.shard_for(ns);
-        let labels = shard
+        let owner = spec
             .tenants
-            .first()
-            .map(|t| vec![(TENANT_LABEL, t.name.clone())])
-            .unwrap_or_default();
+            .iter()
+            .find(|t| t.namespaces.iter().any(|n| n == ns));
+        let config = match owner.map(|t| (t.name.as_str(), by_tenant.get(t.name.as_str()))) {
+            Some((_, Some(config))) => config.clone(),
+            Some((name, None)) => {
+                let config = to_value(&sharder.shard_for(ns))?;
+                by_tenant.insert(name, config.clone());
+                config
+            }
+            None => to_value(&sharder.shard_for(ns))?,
+        };
         out.push(Placement {
             namespace: ns.to_owned(),
-            config: to_value(&shard)?,
-            labels,
+            config,
+            labels: owner
+                .map(|t| vec![(TENANT_LABEL, t.name.clone())])
+                .unwrap_or_default(),
             fallback: false,
         });
     }
     Ok(out)
+}
+
+/// The size of `value` as JSON, counted without building the text.
+pub fn json_size(value: &Value) -> Result<usize, GenerateError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)
+        .map_err(|e| GenerateError::Serialize(e.to_string()))?;
+    Ok(count.0)
 }
 
 /// Refuses output the API server (or `kubectl apply`) would refuse: any object whose JSON is
@@ -107,9 +140,7 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
         )));
     }
     for doc in docs {
-        let size = serde_json::to_vec(&doc.value)
-            .map_err(|e| GenerateError::Serialize(e.to_string()))?
-            .len();
+        let size = json_size(&doc.value)?;
         if size <= max {
             continue;
         }
@@ -123,7 +154,14 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
             .pointer("/spec/pluginConfig/delegatedNamespaces")
             .and_then(|d| d.as_array())
             .map(Vec::len);
+        let destination = matches!(
+            field("/metadata/name"),
+            INBOUND_PLUGIN_NAME | INBOUND_NETWORK_PLUGIN_NAME
+        );
         let whose = match (tenant, delegated) {
+            _ if destination => {
+                "the destination end's policy (every caller tenant's rules)".to_owned()
+            }
             (Some(t), _) => format!("tenant \"{t}\" alone"),
             (None, Some(n)) => format!("the mesh-wide fallback's list of {n} tenant namespaces"),
             (None, None) => "the whole policy (--shard none)".to_owned(),
@@ -137,6 +175,11 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
             field("/metadata/name"),
             size as f64 / 1024.0,
             match tenant {
+                _ if destination => "The destination end decides with the caller's rules, and a \
+                            ServiceEntry can make this namespace serve any host, so its plugin \
+                            carries the whole policy: generate --ends source, or raise the limit \
+                            up to 1572864 with --max-object-bytes and apply with `kubectl apply \
+                            --server-side`",
                 Some(_) => "Split the tenant into smaller tenants, or raise the limit up to \
                             1572864 with --max-object-bytes and apply with `kubectl apply \
                             --server-side` (no annotation copy)",
@@ -150,7 +193,15 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
 }
 
 /// The destination end's plugins (`--ends both|destination`): one per tenant namespace,
-/// whatever `--wasm-scope`, each with the whole policy.
+/// whatever `--wasm-scope`, each with the WHOLE policy, sharded or not.
+///
+/// Not a shard, on purpose: the destination decides with the CALLER's tenant rules
+/// (`policy/inbound.rs`), so it needs every tenant's namespaces (a caller outside them is an
+/// unknown source) and every rule that can name a host this namespace serves. Kubernetes names
+/// (`svc.<ns>.svc.<domain>`) could be picked out, but a ServiceEntry can make this namespace's
+/// pods serve any host (`*/api.example.com` then decides), and which ones is not in the policy:
+/// a smaller document would refuse what the whole policy allows there. Its size is checked
+/// like every object's ([`check_sizes`]).
 pub(crate) fn inbound_placements(
     spec: &PolicySpec,
     _opts: &Options,
@@ -167,4 +218,137 @@ pub(crate) fn inbound_placements(
             fallback: false,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::manifest::{generate, DocKind, Ends, Selection};
+    use serde_json::json;
+    use tenant_egress_core::shard::shard_for;
+
+    fn spec() -> PolicySpec {
+        let doc = json!({
+            "apiVersion": "tenant-egress/v1",
+            "tenants": [
+                {"name": "a", "namespaces": ["a1", "a2"], "egress": [
+                    {"port": {"number": 5432, "protocol": "TCP"}, "hosts": ["b/*"]},
+                    {"hosts": ["./*", "*/api.example.com"]}]},
+                {"name": "b", "namespaces": ["b"], "egress": [{"hosts": ["./*", "a1/*"]}],
+                 "inbound": [{"namespace": "istio-system"}]}
+            ]
+        });
+        tenant_egress_core::validate::validate_value(doc).unwrap().0
+    }
+
+    fn options(ends: Ends) -> Options {
+        let mut opts = Options {
+            selection: Selection::WasmPlugin,
+            ends,
+            ..Options::default()
+        };
+        opts.wasm.url = "file:///tenant_egress_filter.wasm".into();
+        opts
+    }
+
+    /// (namespace, match mode, plugin type, pluginConfig) of every WasmPlugin.
+    fn plugins(spec: &PolicySpec, opts: &Options) -> Vec<(String, String, String, Value)> {
+        generate(spec, opts)
+            .unwrap()
+            .docs
+            .into_iter()
+            .filter(|d| d.kind == DocKind::WasmPlugin)
+            .map(|d| {
+                let j = d.value.to_json();
+                let config = d.value.get("spec").unwrap().get("pluginConfig").unwrap();
+                (
+                    j["metadata"]["namespace"].as_str().unwrap().to_owned(),
+                    j["spec"]["match"][0]["mode"].as_str().unwrap().to_owned(),
+                    j["spec"]["type"].as_str().unwrap().to_owned(),
+                    config.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The destination end decides with the CALLER's rules: each tenant namespace's SERVER
+    /// plugins carry the whole policy (so its decisions are the whole policy's), while the
+    /// CLIENT plugins carry the namespace's shard, or the fallback in the root namespace.
+    #[test]
+    fn the_destination_end_carries_the_whole_policy_and_the_source_end_its_shard() {
+        let spec = spec();
+        let whole = to_value(&spec).unwrap();
+        let fb = to_value(&fallback(&spec)).unwrap();
+        let got = plugins(&spec, &options(Ends::Both));
+        let mut server = Vec::new();
+        for (ns, mode, kind, config) in &got {
+            match mode.as_str() {
+                "SERVER" => {
+                    assert_eq!(config, &whole, "{ns} {kind}");
+                    server.push((ns.as_str(), kind.as_str()));
+                }
+                "CLIENT" if ns == "istio-system" => assert_eq!(config, &fb, "{kind}"),
+                "CLIENT" => {
+                    assert_eq!(config, &to_value(&shard_for(&spec, ns)).unwrap(), "{ns}");
+                    assert_ne!(config, &whole, "{ns}: a shard, not the whole policy");
+                }
+                other => panic!("{other}"),
+            }
+        }
+        // One HTTP and one NETWORK (port 5432) destination plugin per tenant namespace.
+        assert_eq!(
+            server,
+            [
+                ("a1", "HTTP"),
+                ("a1", "NETWORK"),
+                ("a2", "HTTP"),
+                ("a2", "NETWORK"),
+                ("b", "HTTP"),
+                ("b", "NETWORK")
+            ]
+        );
+        // The source end alone: no SERVER plugin.
+        let source = plugins(&spec, &options(Ends::Source));
+        assert!(source.iter().all(|(_, mode, _, _)| mode == "CLIENT"));
+        assert_eq!(source.len(), 2 * 4, "fallback + 3 shards, HTTP and NETWORK");
+    }
+
+    /// An over-large destination plugin is refused naming the destination end and what to do.
+    #[test]
+    fn an_over_large_destination_plugin_is_refused_by_name() {
+        let spec = spec();
+        let whole = json_size(&to_value(&spec).unwrap()).unwrap();
+        let shard = json_size(&to_value(&shard_for(&spec, "a1")).unwrap()).unwrap();
+        assert!(shard < whole);
+        // Room for every shard's plugin (the shard plus ~600 bytes of WasmPlugin), not the whole
+        // policy's.
+        let opts = Options {
+            max_object_bytes: whole + 300,
+            ..options(Ends::Both)
+        };
+        let e = generate(&spec, &opts).unwrap_err().to_string();
+        assert!(
+            e.contains("WasmPlugin a1/tenant-egress-inbound is ")
+                && e.contains("the destination end's policy (every caller tenant's rules)")
+                && e.contains("generate --ends source"),
+            "{e}"
+        );
+        let opts = Options {
+            ends: Ends::Source,
+            ..opts
+        };
+        generate(&spec, &opts).unwrap();
+    }
+
+    #[test]
+    fn json_size_is_the_length_of_the_json_text() {
+        let v = to_value(&spec()).unwrap();
+        assert_eq!(
+            json_size(&v).unwrap(),
+            serde_json::to_vec(&v).unwrap().len()
+        );
+    }
 }

@@ -111,8 +111,28 @@ fn fallback_comment(ns: &str) -> Vec<String> {
 }
 
 /// One WasmPlugin: the module, on the traffic `mode` selects (`CLIENT`: the sidecar's outbound;
-/// `SERVER`: its inbound), on `ports` (all when empty).
+/// `SERVER`: its inbound), on `ports` (all when empty), as the document to emit.
+///
+/// The placement's configuration (the policy or its shard, already a [`Value`]) is put in after
+/// the rest is converted: converting it again, through JSON text, for each of thousands of
+/// plugins was most of `generate`'s time on a large policy.
 pub(super) fn plugin(
+    name: &'static str,
+    kind: &'static str,
+    mode: &'static str,
+    at: &Placement,
+    ports: &[u16],
+    opts: &Options,
+) -> Result<Value, GenerateError> {
+    let mut doc = to_value(&plugin_shell(name, kind, mode, at, ports, opts))?;
+    if let Some(config) = doc.get_mut("spec").and_then(|s| s.get_mut("pluginConfig")) {
+        *config = at.config.clone();
+    }
+    Ok(doc)
+}
+
+/// [`plugin`] with a null `pluginConfig`.
+fn plugin_shell(
     name: &'static str,
     kind: &'static str,
     mode: &'static str,
@@ -138,7 +158,7 @@ pub(super) fn plugin(
                 ports: ports.iter().map(|&number| PortMatch { number }).collect(),
             }],
             plugin_name: name,
-            plugin_config: at.config.clone(),
+            plugin_config: Value::Null,
         },
     }
 }
@@ -172,7 +192,7 @@ pub(crate) fn generate(
     let mut first_shard = true;
     for (i, at) in placements.iter().enumerate() {
         let ns = &at.namespace;
-        let doc = plugin(PLUGIN_NAME, "HTTP", "CLIENT", at, &[], opts);
+        let doc = plugin(PLUGIN_NAME, "HTTP", "CLIENT", at, &[], opts)?;
         let mut comment = Vec::new();
         if at.fallback {
             comment.extend(fallback_comment(ns));
@@ -214,7 +234,7 @@ pub(crate) fn generate(
         out.docs.push(Doc {
             kind: DocKind::WasmPlugin,
             comment,
-            value: to_value(&doc)?,
+            value: doc,
         });
     }
     let ports = tcp_ports(spec);
@@ -226,7 +246,7 @@ pub(crate) fn generate(
     // Every plugin, shard or fallback, sits on the whole policy's TCP ports: a tenant that
     // declares none is still decided there (by its catch-all), as under the whole policy.
     for (i, at) in placements.iter().enumerate() {
-        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", "CLIENT", at, &ports, opts);
+        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", "CLIENT", at, &ports, opts)?;
         let mut comment = Vec::new();
         if i == 0 {
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();
@@ -246,7 +266,7 @@ pub(crate) fn generate(
         out.docs.push(Doc {
             kind: DocKind::WasmPlugin,
             comment,
-            value: to_value(&doc)?,
+            value: doc,
         });
     }
     Ok(())

@@ -131,7 +131,7 @@ impl Policy {
                 inbound: super::inbound::compile_allowances(&mut b.rules, t, &ts.inbound),
             });
         }
-        for ns in &spec.known_namespaces {
+        for ns in spec.known_namespaces.split(' ').filter(|ns| !ns.is_empty()) {
             b.ns_id(ns);
         }
         let cluster_domain = spec

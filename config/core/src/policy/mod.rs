@@ -149,6 +149,17 @@ impl Policy {
         Ok((Self::compile_valid(&spec), warnings))
     }
 
+    /// Validates and compiles a decoded document ([`validate::validate_value`]), returning the
+    /// spec too. As [`Policy::from_json`], it compiles what validation passed without checking
+    /// it again (`check_meaning` is most of the time `generate` spends reading a large policy).
+    pub fn from_value(
+        v: serde_json::Value,
+    ) -> Result<(PolicySpec, Policy, Vec<Warning>), InvalidPolicy> {
+        let (spec, warnings) = validate::validate_value(v)?;
+        let policy = Self::compile_valid(&spec);
+        Ok((spec, policy, warnings))
+    }
+
     /// Validates and compiles a decoded spec.
     pub fn from_spec(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         let (errors, warnings) = validate::check_meaning(spec);

@@ -110,8 +110,8 @@ pub(super) fn policy(v: Value) -> Option<PolicySpec> {
             Some(v) => strings(v)?,
         },
         known_namespaces: match m.remove("knownNamespaces") {
-            None => Vec::new(),
-            Some(v) => strings(v)?,
+            None => String::new(),
+            Some(v) => string(v)?,
         },
     })
 }
