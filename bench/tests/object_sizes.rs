@@ -23,8 +23,9 @@ fn options() -> Options {
 }
 
 const SLOW: &str =
-    "generates the 100,000-rule policy's ~3,000 objects (about a minute in a release \
-     build): cargo test --release -p tenant-egress-bench --test object_sizes -- --ignored";
+    "generates the 100,000-rule policy's ~3,000 objects three times (a few seconds in a \
+     release build, minutes in a debug one): cargo test --release -p tenant-egress-bench \
+     --test object_sizes -- --ignored";
 
 #[test]
 #[ignore = "slow; see SLOW"]

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::shard::inbound_placements;
+use super::shard::{check_sizes, inbound_placements};
 use super::wasmplugin::{plugin, tcp_ports};
 use super::{to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options};
 use tenant_egress_core::spec::PolicySpec;
@@ -70,6 +70,12 @@ pub(crate) fn generate(
             comment,
             value: doc,
         });
+        // Every destination plugin carries the same (whole) policy: refuse at the first one that
+        // is too large, before copying it into every tenant namespace's (on a 100,000-rule
+        // policy those copies alone would exhaust memory).
+        if i == 0 {
+            check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
+        }
         if !ports.is_empty() {
             let doc = plugin(
                 INBOUND_NETWORK_PLUGIN_NAME,
@@ -96,6 +102,9 @@ pub(crate) fn generate(
                 comment,
                 value: doc,
             });
+            if i == 0 {
+                check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
+            }
         }
         if opts.peer_authentication {
             let doc = PeerAuthentication {

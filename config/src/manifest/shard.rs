@@ -9,6 +9,7 @@
 //! pod that gets both plugins has its requests decided once, by its namespace's plugin.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use tenant_egress_core::shard::{fallback, Sharder};
 use tenant_egress_core::spec::PolicySpec;
@@ -39,8 +40,9 @@ pub const ETCD_MAX_OBJECT_BYTES: usize = 1536 * 1024;
 pub(crate) struct Placement {
     /// Its namespace.
     pub namespace: String,
-    /// Its `pluginConfig` (a policy document).
-    pub config: Value,
+    /// Its `pluginConfig` (a policy document), shared by the placements that carry the same one
+    /// and copied only into the emitted object.
+    pub config: Rc<Value>,
     /// Extra labels: the tenant of a shard.
     pub labels: Vec<(&'static str, String)>,
     /// Whether this is the mesh-wide fallback of a sharded set.
@@ -55,7 +57,7 @@ pub(crate) fn placements(
     opts: &Options,
 ) -> Result<Vec<Placement>, GenerateError> {
     if opts.wasm.shard == Shard::None {
-        let config = to_value(spec)?;
+        let config = Rc::new(to_value(spec)?);
         return Ok(plugin_namespaces(spec, opts)?
             .into_iter()
             .map(|ns| Placement {
@@ -78,7 +80,7 @@ pub(crate) fn placements(
     if opts.wasm.scope == WasmScope::Mesh {
         out.push(Placement {
             namespace: opts.root_namespace.clone(),
-            config: to_value(&fallback(spec))?,
+            config: Rc::new(to_value(&fallback(spec))?),
             labels: Vec::new(),
             fallback: true,
         });
@@ -86,7 +88,7 @@ pub(crate) fn placements(
     let sharder = Sharder::new(spec);
     // Every namespace of one tenant gets the same shard: built once per tenant, not once per
     // namespace (a namespace no tenant owns, in a staged rollout, gets its own).
-    let mut by_tenant: HashMap<&str, Value> = HashMap::new();
+    let mut by_tenant: HashMap<&str, Rc<Value>> = HashMap::new();
     for ns in namespaces {
         let owner = spec
             .tenants
@@ -95,11 +97,11 @@ pub(crate) fn placements(
         let config = match owner.map(|t| (t.name.as_str(), by_tenant.get(t.name.as_str()))) {
             Some((_, Some(config))) => config.clone(),
             Some((name, None)) => {
-                let config = to_value(&sharder.shard_for(ns))?;
+                let config = Rc::new(to_value(&sharder.shard_for(ns))?);
                 by_tenant.insert(name, config.clone());
                 config
             }
-            None => to_value(&sharder.shard_for(ns))?,
+            None => Rc::new(to_value(&sharder.shard_for(ns))?),
         };
         out.push(Placement {
             namespace: ns.to_owned(),
@@ -166,27 +168,30 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
             (None, Some(n)) => format!("the mesh-wide fallback's list of {n} tenant namespaces"),
             (None, None) => "the whole policy (--shard none)".to_owned(),
         };
+        let what_to_do = match tenant {
+            _ if destination => {
+                "The destination end decides with the caller's rules, and a \
+                                 ServiceEntry can make this namespace serve any host, so its \
+                                 plugin carries the whole policy: generate --ends source"
+            }
+            Some(_) => "Split the tenant into smaller tenants",
+            None => "Use the default --shard namespace (one object per tenant namespace)",
+        };
+        // Raising the limit helps only below etcd's.
+        let or_raise = if max < ETCD_MAX_OBJECT_BYTES && size <= ETCD_MAX_OBJECT_BYTES {
+            ", or raise the limit up to 1572864 with --max-object-bytes and apply with \
+             `kubectl apply --server-side` (no annotation copy)"
+        } else {
+            ""
+        };
         return Err(GenerateError::Policy(format!(
             "{} {}/{} is {size} bytes ({:.1} KiB), over the limit of {max} bytes: {whose} does not \
              fit one object. Client-side `kubectl apply` keeps a copy in a 256 KiB annotation and \
-             etcd refuses objects over 1.5 MiB. {}",
+             etcd refuses objects over 1.5 MiB. {what_to_do}{or_raise}.",
             field("/kind"),
             field("/metadata/namespace"),
             field("/metadata/name"),
             size as f64 / 1024.0,
-            match tenant {
-                _ if destination => "The destination end decides with the caller's rules, and a \
-                            ServiceEntry can make this namespace serve any host, so its plugin \
-                            carries the whole policy: generate --ends source, or raise the limit \
-                            up to 1572864 with --max-object-bytes and apply with `kubectl apply \
-                            --server-side`",
-                Some(_) => "Split the tenant into smaller tenants, or raise the limit up to \
-                            1572864 with --max-object-bytes and apply with `kubectl apply \
-                            --server-side` (no annotation copy)",
-                None => "Use the default --shard namespace (one object per tenant namespace), or \
-                         raise the limit up to 1572864 with --max-object-bytes and apply with \
-                         `kubectl apply --server-side`",
-            }
         )));
     }
     Ok(())
@@ -206,7 +211,7 @@ pub(crate) fn inbound_placements(
     spec: &PolicySpec,
     _opts: &Options,
 ) -> Result<Vec<Placement>, GenerateError> {
-    let config = to_value(spec)?;
+    let config = Rc::new(to_value(spec)?);
     Ok(spec
         .tenants
         .iter()

@@ -8,7 +8,7 @@
 use crate::yaml::Value;
 use serde::Serialize;
 
-use super::shard::{placements, Placement, Shard};
+use super::shard::{check_sizes, placements, Placement, Shard};
 use super::{
     check_pinned, check_sha256, check_url, to_value, Doc, DocKind, GenerateError, Generated,
     Metadata, Options, WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME, STATS_PREFIX,
@@ -126,7 +126,7 @@ pub(super) fn plugin(
 ) -> Result<Value, GenerateError> {
     let mut doc = to_value(&plugin_shell(name, kind, mode, at, ports, opts))?;
     if let Some(config) = doc.get_mut("spec").and_then(|s| s.get_mut("pluginConfig")) {
-        *config = at.config.clone();
+        *config = Value::clone(&at.config);
     }
     Ok(doc)
 }
@@ -236,6 +236,11 @@ pub(crate) fn generate(
             comment,
             value: doc,
         });
+        // With `--shard none` every plugin carries the whole policy: refuse at the first one
+        // that is too large, before copying it into every namespace's.
+        if w.shard == Shard::None && i == 0 {
+            check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
+        }
     }
     let ports = tcp_ports(spec);
     if ports.is_empty() {
