@@ -7,6 +7,8 @@
 #                              docker-compose demo; tenant-egress-demo requests)
 #   scripts/demo.sh status     which of the demo's Envoys are running
 #   scripts/demo.sh stop       stop the Envoys this script started
+#   scripts/demo.sh certs      (re)make the mesh CA and workload certificates in
+#                              target/demo/pki/ (the run does it; the compose demo needs it)
 #   scripts/demo.sh --docker   the same demo in containers (demo/docker-compose.yaml) under a
 #                              Docker engine: scripts/docker-demo.sh, which builds the Envoy
 #                              image locally when the official one cannot be pulled
@@ -15,7 +17,14 @@
 #   mesh          demo/mesh.yaml: every upstream service (cockroachdb.<ns>:26257, api.<ns>:8080,
 #                 logcatcher.logmonkey:80, *.example.com, "the internet")
 #   sidecar-<id>  demo/sidecar-<id>.yaml: an Istio-shaped sidecar of one source workload
-#                 with the filter and demo/policy.yaml (prod, prod-batman, uat, dev, nometa)
+#                 with the filter and demo/policy/ (prod, prod-batman, uat, dev, nometa,
+#                 staging)
+#   both ends     sidecar-prod-db: prod's database behind its own sidecar (inbound, mTLS), the
+#                 filter deciding on the caller's SPIFFE identity; sidecar-prod-tcp: prod's
+#                 caller (its filter, then mTLS); sidecar-uat-bypass: uat's pod with a proxy
+#                 of its own and NO filter, presenting uat's valid certificate
+# Certificates (a CA and SPIFFE workload certificates) are made at each run in
+# target/demo/pki/ (tenant-egress-demo certs); nothing secret is committed.
 # Those files, demo/docker-compose.yaml and demo/ports.env are rendered by the Rust test kit
 # (tests/src/demo/, the tenant-egress-demo binary), which also sends the request table.
 # Run state (pid files, logs, a copy of the .wasm) lives in target/demo/.
@@ -28,7 +37,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="$ROOT/target/demo"
-READY_TIMEOUT=30   # seconds for all Envoys to report LIVE
+READY_TIMEOUT=120  # seconds for all Envoys to report LIVE (ten Envoys, eight with V8, on a busy machine)
 STOP_TIMEOUT=5     # seconds for an Envoy to exit after SIGTERM
 ENVOY_FLAGS=(--disable-hot-restart --concurrency 1 -l info)
 
@@ -38,12 +47,12 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=../demo/ports.env
 source "$ROOT/demo/ports.env"
 PROCS=(mesh)
-for s in $SIDECARS; do PROCS+=("sidecar-$s"); done
+for s in $SIDECARS $ENDS; do PROCS+=("sidecar-$s"); done
 
 admin_port() { # process name -> admin port
   if [[ $1 == mesh ]]; then echo "$MESH_ADMIN"; else local k="ADMIN_${1#sidecar-}"; k="${k//-/_}"; echo "${!k}"; fi
 }
-listener_port() { # sidecar id -> outbound listener port
+listener_port() { # sidecar id -> its listener port
   local k="LISTENER_${1//-/_}"; echo "${!k}"
 }
 
@@ -51,7 +60,7 @@ listener_port() { # sidecar id -> outbound listener port
 port_table() {
   echo "$MESH_ADMIN mesh admin"
   for p in $MESH_PORTS; do echo "$p mesh upstream"; done
-  for s in $SIDECARS; do
+  for s in $SIDECARS $ENDS; do
     echo "$(listener_port "$s") sidecar-$s listener"
     echo "$(admin_port "sidecar-$s") sidecar-$s admin"
   done
@@ -120,16 +129,23 @@ cmd_status() {
   ((any)) || return 1
 }
 
+cmd_certs() {
+  local bin
+  bin="$(demo_bin)"
+  log "making the mesh CA and workload certificates (target/demo/pki/)"
+  "$bin" certs "$RUN/pki"
+}
+
 cmd_requests() {
   local bin
   bin="$(demo_bin)"
-  log "sending the demo requests (tenant-egress-demo requests)"
+  log "sending the demo requests and connections (tenant-egress-demo requests)"
   "$bin" requests
 }
 
 print_counters() {
   local s admin stats
-  for s in $SIDECARS; do
+  for s in $SIDECARS $ENDS; do
     admin="$(admin_port "sidecar-$s")"
     stats="$(curl -s --max-time 5 "http://127.0.0.1:$admin/stats?filter=tenant_egress" |
       sed -e 's/^wasmcustom\.//' | awk -F': ' '$2 != "0" {printf "%s=%s  ", substr($1, 15), $2}')"
@@ -153,18 +169,35 @@ EOF
   printf '  %-14s %-23s http://127.0.0.1:%s/\n' "mesh" "(upstreams $(set -- $MESH_PORTS; echo "$1-${!#}"))" "$MESH_ADMIN"
   cat <<EOF
 
+Both ends (TCP to cockroachdb.prod:26257; an HTTP request over it shows who answered):
+EOF
+  for s in $ENDS; do
+    printf '  %-14s tcp://127.0.0.1:%-7s http://127.0.0.1:%s/\n' "$s" "$(listener_port "$s")" "$(admin_port "sidecar-$s")"
+  done
+  local db bypass prodtcp
+  db="$(listener_port prod-db)"; bypass="$(listener_port uat-bypass)"; prodtcp="$(listener_port prod-tcp)"
+  cat <<EOF
+
 Try:
   curl -si -H 'Host: cockroachdb.uat:26257'  http://127.0.0.1:$prod/    # prod -> uat's database: 403
   curl -si -H 'Host: cockroachdb:26257'      http://127.0.0.1:$prod/    # prod -> its own database: 200
   curl -si -H 'Host: logcatcher.logmonkey'   http://127.0.0.1:$batman/    # batman-app's exception: 200
-  curl -si -H 'Host: cockroachdb.prod:26257' http://127.0.0.1:$uat/    # uat is in audit mode: 200, counted
+  curl -si -H 'Host: cockroachdb.prod:26257' http://127.0.0.1:$uat/    # uat's own sidecar: 403
+  curl -si -H 'Host: cockroachdb.prod:26257' http://127.0.0.1:$bypass/    # uat's bypass: refused by prod-db (empty reply)
+  curl -si -H 'Host: cockroachdb.prod:26257' http://127.0.0.1:$db/    # plaintext to prod-db: refused (empty reply)
+  curl -si -H 'Host: cockroachdb.prod:26257' http://127.0.0.1:$prodtcp/    # prod, allowed at both ends: 200
   curl -si -H 'Host: en.wikipedia.org'       http://127.0.0.1:$dev/    # dev is ALLOW_ANY: passthrough, 200
   curl -s 'http://127.0.0.1:$(admin_port sidecar-prod)/stats?filter=tenant_egress'
-  $CLI_REL explain demo/policy.yaml --source-namespace prod \\
+  curl -s 'http://127.0.0.1:$(admin_port sidecar-prod-db)/stats?filter=tenant_egress.inbound'
+  $CLI_REL explain demo/policy --source-namespace prod \\
       --authority cockroachdb.uat:26257 --cluster 'outbound|26257||cockroachdb.uat.svc.cluster.local'
+  $CLI_REL explain demo/policy --at destination --destination-namespace prod \\
+      --protocol tcp --caller spiffe://cluster.local/ns/uat/sa/orders \\
+      --sni outbound_.26257_._.cockroachdb.prod.svc.cluster.local
 
 Logs (Envoy log with the filter's "denied ..." lines, and the access log): target/demo/logs/
-Edit demo/policy.yaml, then: scripts/demo.sh stop && scripts/demo.sh (re-renders the sidecars;
+Edit demo/policy/ (settings.yaml, tenants/<name>.yaml), then:
+scripts/demo.sh stop && scripts/demo.sh (re-renders the sidecars;
 the table's expectations are those of the shipped policy: a row the new policy decides
 differently is reported as FAIL, with what the policy now says).
 Stop: scripts/demo.sh stop
@@ -225,18 +258,20 @@ $(printf '  %s\n' "${busy[@]}")
   log "building the CLI (tenant-egress)"
   (cd "$ROOT" && cargo build -q -p tenant-egress-config --bin tenant-egress --locked --target-dir "$target_dir")
 
-  log "validating demo/policy.yaml"
-  "$cli" validate "$ROOT/demo/policy.yaml"
+  log "validating demo/policy/"
+  "$cli" validate "$ROOT/demo/policy"
 
   log "building the demo's tooling (tenant-egress-demo)"
   local bin
   bin="$(demo_bin)"
   if ! "$bin" check >/dev/null; then
-    log "demo/policy.yaml (or the topology in tests/src/demo/topology.rs) changed: re-rendering the Envoy configurations"
+    log "demo/policy/ (or the topology in tests/src/demo/topology.rs) changed: re-rendering the Envoy configurations"
     "$bin" render
     # shellcheck source=../demo/ports.env
     source "$ROOT/demo/ports.env"
   fi
+  log "making the mesh CA and workload certificates (target/demo/pki/, fresh keys)"
+  "$bin" certs "$RUN/pki"
 
   # --- start ------------------------------------------------------------------------------
   mkdir -p "$RUN/pids"
@@ -308,7 +343,8 @@ case "${1:-run}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   requests) cmd_requests ;;
+  certs) cmd_certs ;;
   --docker | docker) exec "$ROOT/scripts/docker-demo.sh" up ;;
   -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$1' (run, requests, status, stop, --docker, --help)" ;;
+  *) die "unknown command '$1' (run, requests, status, stop, certs, --docker, --help)" ;;
 esac

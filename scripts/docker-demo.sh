@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The compose demo under a real Docker engine: demo/docker-compose.yaml's six Envoys in
-# containers, the same request table as the native demo, the filter's counters read through the
-# containers' admin ports.
+# The compose demo under a real Docker engine: demo/docker-compose.yaml's Envoys in
+# containers, the same request and both-ends tables as the native demo, the filter's counters
+# read through the containers' admin ports. The certificates are made first, in
+# target/demo/pki/ (scripts/demo.sh certs), which compose mounts.
 #
 #   scripts/docker-demo.sh         bring the compose demo up and send the requests; the
 #                                  containers keep running (scripts/docker-demo.sh down)
@@ -31,7 +32,7 @@ LOCAL_LABEL="dev.tenant-egress.local-build=1"
 COMPOSE_FILE="$ROOT/demo/docker-compose.yaml"
 PROJECT="tenant-egress-demo"
 DAEMON_TIMEOUT=60   # seconds for our dockerd to answer
-READY_TIMEOUT=60    # seconds for the containers' Envoys to report LIVE
+READY_TIMEOUT=180   # seconds for the containers' Envoys to report LIVE
 
 log() { printf '==> docker-demo: %s\n' "$*"; }
 die() { printf 'error: docker-demo: %s\n' "$*" >&2; exit 1; }
@@ -150,7 +151,7 @@ compose() { docker-compose -p "$PROJECT" -f "$COMPOSE_FILE" "$@"; }
 
 wait_ready() {
   local admins=("$MESH_ADMIN") s k pending
-  for s in $SIDECARS; do k="ADMIN_${s//-/_}"; admins+=("${!k}"); done
+  for s in $SIDECARS $ENDS; do k="ADMIN_${s//-/_}"; admins+=("${!k}"); done
   local deadline=$((SECONDS + READY_TIMEOUT))
   while :; do
     pending=()
@@ -170,7 +171,7 @@ wait_ready() {
 
 # Every container of the project must be a running container of our image.
 check_containers() {
-  local want=$((1 + $(wc -w <<<"$SIDECARS"))) ids running
+  local want=$((1 + $(wc -w <<<"$SIDECARS $ENDS"))) ids running
   ids="$(compose ps -q)"
   running="$(docker inspect -f '{{.State.Running}} {{.Config.Image}}' $ids | grep -c "^true $IMAGE\$" || true)"
   ((running == want)) || die "expected $want running containers of $IMAGE, found $running"
@@ -185,6 +186,7 @@ cmd_up() {
   if "$ROOT/scripts/demo.sh" status >/dev/null 2>&1; then
     die "a native demo holds the ports: scripts/demo.sh stop"
   fi
+  "$ROOT/scripts/demo.sh" certs
   log "docker-compose up (demo/docker-compose.yaml)"
   compose up -d
   wait_ready

@@ -13,4 +13,5 @@
 pub mod load;
 pub mod locate;
 pub mod manifest;
+pub mod policy_dir;
 pub mod yaml;

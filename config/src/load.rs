@@ -1,6 +1,6 @@
-//! Reading a policy: a file (or stdin) to a validated [`PolicySpec`] and its compiled
-//! [`Policy`], with errors that name the input and the place in it. Every subcommand that takes
-//! a policy reads it here.
+//! Reading a policy: a file (or stdin), or a policy directory ([`crate::policy_dir`]), to a
+//! validated [`PolicySpec`] and its compiled [`Policy`], with errors that name the input (the
+//! file, in a directory) and the place in it. Every subcommand that takes a policy reads it here.
 
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tenant_egress_core::{InvalidPolicy, Policy, PolicyError, PolicySpec, Warning};
 
-use crate::locate::{Place, Places};
+use crate::locate::{Origin, Place, SourceFile};
 use crate::yaml::{self, YamlError};
 
 /// Where an input comes from: a file, or stdin for `-`.
@@ -88,17 +88,20 @@ pub struct Loaded {
     pub policy: Policy,
     /// Validation warnings, in document order.
     pub warnings: Vec<Warning>,
-    /// The input's text, read again for the places of the warnings when they are printed.
-    text: String,
-    /// Where each path is in the input (line, tenant), read on first use ([`Loaded::places`]).
-    places: std::cell::OnceCell<Places>,
+    /// Where the document came from (its text, or a directory's files), read again for the
+    /// places of the warnings when they are printed.
+    origin: Origin,
 }
 
 impl Loaded {
-    /// Where each path is in the input: the text is parsed for places on the first call only
-    /// (a 100,000-rule policy costs a second parse, which only printing warnings needs).
-    pub fn places(&self) -> &Places {
-        self.places.get_or_init(|| Places::parse(&self.text))
+    /// Where the document came from: maps its paths to files, lines and tenants.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Whether the policy was read from a directory (its messages name a file each).
+    pub fn is_dir(&self) -> bool {
+        matches!(self.origin, Origin::Dir { .. })
     }
 
     /// A warning found outside validation, written `PATH[ (tenant NAME)]: MESSAGE` (as
@@ -106,7 +109,7 @@ impl Loaded {
     pub fn extra_warning(&self, text: &str) -> Diagnostic {
         let (head, message) = text.split_once(": ").unwrap_or(("(document)", text));
         let path = head.split(" (").next().unwrap_or(head);
-        Diagnostic::new(Severity::Warning, path, message.to_owned(), self.places())
+        Diagnostic::new(Severity::Warning, path, message, &self.origin)
     }
 
     /// The warnings as diagnostics, repeated ones grouped ([`group`]).
@@ -114,11 +117,10 @@ impl Loaded {
         if self.warnings.is_empty() {
             return Vec::new();
         }
-        let places = self.places();
         group(
             self.warnings
                 .iter()
-                .map(|w| Diagnostic::new(Severity::Warning, &w.path, w.message.clone(), places))
+                .map(|w| Diagnostic::new(Severity::Warning, &w.path, &w.message, &self.origin))
                 .collect(),
         )
     }
@@ -139,7 +141,12 @@ pub enum Severity {
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
-    /// The place in the document (`tenants[3].egress[0].hosts[2]`).
+    /// For a policy directory, the file (`policy/tenants/prod.yaml`); a single file's
+    /// diagnostics leave it out (the input is the file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The place in the document (`tenants[3].egress[0].hosts[2]`), or in the file of a
+    /// directory (`egress[0].hosts[2]`).
     pub path: String,
     /// The line and tenant of `path`.
     #[serde(flatten)]
@@ -152,18 +159,29 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    fn new(severity: Severity, path: &str, message: String, places: &Places) -> Diagnostic {
+    /// A message about `path` of the whole document, placed by `origin` (in a directory: its
+    /// file, the path there, and the paths the message names rewritten alike).
+    fn new(severity: Severity, path: &str, message: &str, origin: &Origin) -> Diagnostic {
+        let found = origin.find(path);
         Diagnostic {
             severity,
-            path: path.to_owned(),
-            place: places.describe(path),
-            message,
+            file: found.file,
+            path: found.path,
+            place: found.place,
+            message: origin.rewrite(message),
             also: Vec::new(),
         }
     }
 
-    /// `warning: policy.yaml:12: tenants[3].egress[0].hosts[2] (tenant prod): message`.
+    /// How another message refers to this one's place: the path, with its file in a directory.
+    fn reference(&self) -> String {
+        crate::locate::reference(self.file.as_deref(), &self.path, &self.place)
+    }
+
+    /// `warning: policy.yaml:12: tenants[3].egress[0].hosts[2] (tenant prod): message`; in a
+    /// directory `warning: policy/tenants/prod.yaml:5: egress[0].hosts[2] (tenant prod): ...`.
     pub fn to_text(&self, input: &str) -> String {
+        let input = self.file.as_deref().unwrap_or(input);
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -206,7 +224,7 @@ pub fn group(all: Vec<Diagnostic>) -> Vec<Diagnostic> {
             .iter_mut()
             .find(|o| o.severity == d.severity && o.message == d.message)
         {
-            Some(first) => first.also.push(d.path),
+            Some(first) => first.also.push(d.reference()),
             None => out.push(d),
         }
     }
@@ -241,8 +259,17 @@ pub enum LoadError {
         input: String,
         /// The errors and the warnings found with them.
         invalid: InvalidPolicy,
-        /// Where each path is in the input.
-        places: Places,
+        /// Where each path is in the input (boxed: a directory's files make it large).
+        origin: Box<Origin>,
+    },
+    /// A policy directory's files cannot be merged: its layout is wrong, or a file is not
+    /// YAML (every such problem, each naming its file).
+    #[error("{}", invalid_text(input, &self.diagnostics()))]
+    Files {
+        /// The directory as named on the command line.
+        input: String,
+        /// What is wrong, file by file.
+        errors: Vec<FileError>,
     },
     /// The policy validates but does not compile (a limit of the matcher).
     #[error("error: {input}: {error}")]
@@ -265,24 +292,53 @@ impl LoadError {
     /// For an invalid document, its errors then its warnings, each with its place (repeated
     /// warnings grouped); empty for the other failures.
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
-        let LoadError::Invalid {
-            invalid, places, ..
-        } = self
-        else {
-            return Vec::new();
+        let (invalid, origin) = match self {
+            LoadError::Invalid {
+                invalid, origin, ..
+            } => (invalid, origin),
+            LoadError::Files { errors, .. } => {
+                return errors
+                    .iter()
+                    .map(|e| Diagnostic {
+                        severity: Severity::Error,
+                        file: Some(e.file.clone()),
+                        path: e.path.clone(),
+                        place: Place {
+                            line: e.line,
+                            tenant: None,
+                        },
+                        message: e.message.clone(),
+                        also: Vec::new(),
+                    })
+                    .collect()
+            }
+            _ => return Vec::new(),
         };
         let errors = invalid
             .errors
             .iter()
-            .map(|e| Diagnostic::new(Severity::Error, &e.path, e.kind.to_string(), places));
+            .map(|e| Diagnostic::new(Severity::Error, &e.path, &e.kind.to_string(), origin));
         let warnings = invalid
             .warnings
             .iter()
-            .map(|w| Diagnostic::new(Severity::Warning, &w.path, w.message.clone(), places));
+            .map(|w| Diagnostic::new(Severity::Warning, &w.path, &w.message, origin));
         let mut out: Vec<Diagnostic> = errors.collect();
         out.extend(group(warnings.collect()));
         out
     }
+}
+
+/// A problem with one file of a policy directory (its layout or its syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// The file (or directory) as messages name it.
+    pub file: String,
+    /// The place in the file (`name`, `tenants`), or `(document)` for the whole file.
+    pub path: String,
+    /// The line, when the problem has one.
+    pub line: Option<u32>,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// Every error and warning on a line of its own, then the count.
@@ -303,9 +359,14 @@ fn invalid_text(input: &str, diagnostics: &[Diagnostic]) -> String {
     out
 }
 
-/// Reads, validates and compiles the policy at `path` (`-` for stdin).
+/// Reads, validates and compiles the policy at `path`: a file, `-` for stdin, or a policy
+/// directory ([`crate::policy_dir`]).
 pub fn load_policy(path: &Path) -> Result<Loaded, LoadError> {
     let input = Input::from_path(path);
+    if path.is_dir() {
+        let merged = crate::policy_dir::read(path)?;
+        return load_value(&input.display(), merged.value.to_json(), merged.origin);
+    }
     let text = input.read()?;
     parse_policy(&input.display(), &text)
 }
@@ -326,13 +387,22 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
             message: e.to_string(),
         })?
     };
+    load_value(
+        input,
+        value,
+        Origin::File(SourceFile::new(input, None, text)),
+    )
+}
+
+/// Validates and compiles a document already read; `origin` places its paths.
+fn load_value(input: &str, value: serde_json::Value, origin: Origin) -> Result<Loaded, LoadError> {
     let (spec, policy, mut warnings) = match Policy::from_value(value) {
         Ok(ok) => ok,
         Err(invalid) => {
             return Err(LoadError::Invalid {
                 input: input.to_owned(),
                 invalid,
-                places: Places::parse(text),
+                origin: Box::new(origin),
             })
         }
     };
@@ -342,8 +412,7 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
         spec,
         policy,
         warnings,
-        text: text.to_owned(),
-        places: std::cell::OnceCell::new(),
+        origin,
     })
 }
 

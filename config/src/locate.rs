@@ -248,6 +248,217 @@ impl Place {
     }
 }
 
+/// One file a policy was read from: its name as messages give it, its text, and (read on first
+/// use) its places.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path as messages name it (`policy/tenants/prod.yaml`).
+    pub name: String,
+    /// For a tenant file of a directory, the tenant it holds.
+    pub tenant: Option<String>,
+    text: String,
+    places: std::cell::OnceCell<Places>,
+}
+
+impl SourceFile {
+    /// A file named `name` holding `text`.
+    pub fn new(name: impl Into<String>, tenant: Option<String>, text: impl Into<String>) -> Self {
+        SourceFile {
+            name: name.into(),
+            tenant,
+            text: text.into(),
+            places: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Where each path is in this file: parsed on the first call only (a 100,000-rule policy
+    /// costs a second parse, which only printing a message needs).
+    pub fn places(&self) -> &Places {
+        self.places.get_or_init(|| Places::parse(&self.text))
+    }
+}
+
+/// Where a policy came from, to map a path of the whole document back to a file and a path in
+/// it: one file (paths are the file's own), or a policy directory (`settings.yaml` holds the
+/// document-wide fields, `tenants/<name>.yaml` one tenant each; `tenants[i]...` of the merged
+/// document is the i-th tenant file).
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// One file (or stdin).
+    File(SourceFile),
+    /// A policy directory ([`crate::policy_dir`]).
+    Dir {
+        /// The document-wide settings.
+        settings: SourceFile,
+        /// The tenants' directory as messages name it (where a path about all tenants is).
+        tenants_dir: String,
+        /// One file per tenant, in the merged document's order.
+        tenants: Vec<SourceFile>,
+    },
+}
+
+/// A path of the whole document, found in its file: what a message prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The file, for a policy directory only (a single file's messages name the input).
+    pub file: Option<String>,
+    /// The path inside that file (`egress[0].hosts[2]`; `(document)` for its root).
+    pub path: String,
+    /// Its line and tenant.
+    pub place: Place,
+}
+
+impl Found {
+    /// How a message refers to this place in passing: the path alone for a single file, or
+    /// `egress[0] in policy/tenants/prod.yaml:7` in a directory (the file is what a reader
+    /// needs most there: a cross-file rule names both files).
+    pub fn reference(&self) -> String {
+        reference(self.file.as_deref(), &self.path, &self.place)
+    }
+}
+
+/// How a message refers to a place in passing: `path`, or `path in FILE:LINE` when the place is
+/// in one file of a directory ([`Found::reference`]).
+pub fn reference(file: Option<&str>, path: &str, place: &Place) -> String {
+    match file {
+        None => path.to_owned(),
+        Some(file) => format!("{path} in {}", place.file_line(file)),
+    }
+}
+
+/// `tenants[3].egress[0]` -> (3, `egress[0]`); `tenants[3]` -> (3, `(document)`).
+fn split_tenant(path: &str) -> Option<(usize, &str)> {
+    let rest = path.strip_prefix("tenants[")?;
+    let end = rest.find(']')?;
+    let index = rest.get(..end)?.parse().ok()?;
+    let inner = rest.get(end + 1..)?;
+    let inner = inner.strip_prefix('.').unwrap_or(inner);
+    Some((
+        index,
+        if inner.is_empty() {
+            "(document)"
+        } else {
+            inner
+        },
+    ))
+}
+
+impl Origin {
+    /// Where `path` (a path of the whole document) is: file, path in it, line, tenant.
+    pub fn find(&self, path: &str) -> Found {
+        match self {
+            Origin::File(f) => Found {
+                file: None,
+                path: path.to_owned(),
+                place: f.places().describe(path),
+            },
+            Origin::Dir {
+                settings,
+                tenants_dir,
+                tenants,
+            } => {
+                if let Some((file, inner)) =
+                    split_tenant(path).and_then(|(i, inner)| Some((tenants.get(i)?, inner)))
+                {
+                    let places = file.places();
+                    return Found {
+                        file: Some(file.name.clone()),
+                        path: inner.to_owned(),
+                        place: Place {
+                            line: places.line(inner),
+                            tenant: file.tenant.clone(),
+                        },
+                    };
+                }
+                if path == "tenants" {
+                    // About the tenants as a whole (there are none): their directory.
+                    return Found {
+                        file: Some(tenants_dir.clone()),
+                        path: "(directory)".to_owned(),
+                        place: Place::default(),
+                    };
+                }
+                Found {
+                    file: Some(settings.name.clone()),
+                    path: path.to_owned(),
+                    place: Place {
+                        line: settings.places().line(path),
+                        tenant: None,
+                    },
+                }
+            }
+        }
+    }
+
+    /// A message as read for this origin: in a directory, every path of the whole document
+    /// the message names (`already claimed by tenants[0].namespaces[0]`) becomes its file and
+    /// path (`namespaces[0] in policy/tenants/prod.yaml:3`); a single file's messages stay as
+    /// they are.
+    pub fn rewrite(&self, message: &str) -> String {
+        if matches!(self, Origin::File(_)) || !message.contains("tenants[") {
+            return message.to_owned();
+        }
+        let mut out = String::with_capacity(message.len() + 32);
+        let mut rest = message;
+        while let Some(at) = rest.find("tenants[") {
+            // Not inside a longer word (`sub_tenants[`).
+            let (before, from) = rest.split_at(at);
+            out.push_str(before);
+            let word_start = before
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+            // At least `tenants`: the loop always moves on.
+            let len = path_len(from).max("tenants".len());
+            let path = from.get(..len).unwrap_or(from);
+            if word_start && split_tenant(path).is_some() {
+                out.push_str(&self.find(path).reference());
+            } else {
+                out.push_str(path);
+            }
+            rest = from.get(len..).unwrap_or("");
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The length of the path at the start of `s`: fields (`name`), indexes (`[3]`) and dots
+/// between them, ending before anything else (a trailing `.` ends a sentence, not a path).
+fn path_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut end = 0;
+    while i < bytes.len() {
+        match bytes.get(i) {
+            Some(b) if b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-' => {
+                i += 1;
+                end = i;
+            }
+            Some(b'[') => match s.get(i + 1..).and_then(|r| r.find(']')) {
+                Some(close)
+                    if close > 0
+                        && s.get(i + 1..i + 1 + close)
+                            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit())) =>
+                {
+                    i += close + 2;
+                    end = i;
+                }
+                _ => break,
+            },
+            Some(b'.')
+                if bytes
+                    .get(i + 1)
+                    .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
+            {
+                i += 1;
+            }
+            _ => break,
+        }
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +496,74 @@ tenants:
         let place = p.describe("tenants[0].egress[0].hosts[1]");
         assert_eq!(place.file_line("p.yaml"), "p.yaml:8");
         assert_eq!(place.tenant_suffix(), " (tenant prod)");
+    }
+
+    fn dir_origin() -> Origin {
+        Origin::Dir {
+            settings: SourceFile::new("p/settings.yaml", None, "apiVersion: x\nmode: audit\n"),
+            tenants_dir: "p/tenants".into(),
+            tenants: vec![
+                SourceFile::new(
+                    "p/tenants/dev.yaml",
+                    Some("dev".into()),
+                    "# dev\nnamespaces: [dev]\negress:\n  - hosts: [\"./*\"]\n",
+                ),
+                SourceFile::new(
+                    "p/tenants/prod.yaml",
+                    Some("prod".into()),
+                    "name: prod\nnamespaces:\n  - prod\n  - dev\n",
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_directory_maps_paths_to_files() {
+        let o = dir_origin();
+        let f = o.find("tenants[1].namespaces[1]");
+        assert_eq!(f.file.as_deref(), Some("p/tenants/prod.yaml"));
+        assert_eq!(f.path, "namespaces[1]");
+        assert_eq!(f.place.line, Some(4));
+        assert_eq!(f.place.tenant.as_deref(), Some("prod"));
+        assert_eq!(f.reference(), "namespaces[1] in p/tenants/prod.yaml:4");
+        let t = o.find("tenants[0]");
+        assert_eq!((t.path.as_str(), t.place.line), ("(document)", Some(2)));
+        let s = o.find("mode");
+        assert_eq!(s.file.as_deref(), Some("p/settings.yaml"));
+        assert_eq!((s.path.as_str(), s.place.line), ("mode", Some(2)));
+        assert_eq!(o.find("tenants").file.as_deref(), Some("p/tenants"));
+        // One file: paths stay the document's, and messages are not rewritten.
+        let one = Origin::File(SourceFile::new("p.yaml", None, "tenants: []\n"));
+        assert_eq!(one.find("tenants[0].name").file, None);
+        let m = "already claimed by tenants[0].namespaces[0].";
+        assert_eq!(one.rewrite(m), m);
+    }
+
+    #[test]
+    fn messages_name_the_files_of_the_paths_they_cite() {
+        let o = dir_origin();
+        assert_eq!(
+            o.rewrite("namespace \"dev\" is already claimed by tenants[0].namespaces[0]; a namespace"),
+            "namespace \"dev\" is already claimed by namespaces[0] in p/tenants/dev.yaml:2; a namespace"
+        );
+        // A sentence's full stop, quotes and parentheses end a path; several paths each.
+        assert_eq!(
+            o.rewrite("see tenants[0].egress[0].hosts[0]. (tenants[1]) \"tenants[1].name\""),
+            "see egress[0].hosts[0] in p/tenants/dev.yaml:4. ((document) in p/tenants/prod.yaml:1) \"name in p/tenants/prod.yaml:1\""
+        );
+        // Not a path of the document: left alone.
+        for m in [
+            "sub_tenants[0].x",
+            "tenants[x]",
+            "tenants[",
+            "no paths",
+            "tenants",
+        ] {
+            assert_eq!(o.rewrite(m), m);
+        }
+        assert_eq!(path_len("tenants[3].egress[0].hosts[2]: x"), 29);
+        assert_eq!(path_len("tenants[3]."), 10);
+        assert_eq!(path_len("tenants[]"), 7);
     }
 
     #[test]

@@ -170,7 +170,7 @@ EOF
   # The generated manifests pin exactly what was pushed: url @digest and sha256 agree with it.
   local cli="$TARGET_DIR/debug/tenant-egress"
   (cd "$ROOT" && cargo build -q -p tenant-egress-config --bin tenant-egress --locked)
-  "$cli" generate "$ROOT/demo/policy.yaml" --url "oci://$repo@$digest" --sha256 "${digest#sha256:}" \
+  "$cli" generate "$ROOT/demo/policy" --url "oci://$repo@$digest" --sha256 "${digest#sha256:}" \
     >"$dir/generated.yaml"
   local urls sums n
   n="$(grep -c '^kind: WasmPlugin' "$dir/generated.yaml" || true)"
@@ -181,7 +181,7 @@ EOF
   [[ $sums == "  sha256: ${digest#sha256:}" ]] || die "generated sha256(s) '$sums' do not equal $digest"
   log "tenant-egress generate: $n WasmPlugin(s) pin url @$digest and sha256 ${digest#sha256:}"
   # A mismatching --sha256 is refused before anything is written.
-  if "$cli" generate "$ROOT/demo/policy.yaml" --url "oci://$repo@$digest" \
+  if "$cli" generate "$ROOT/demo/policy" --url "oci://$repo@$digest" \
     --sha256 "$(sha "$WASM")" >/dev/null 2>"$dir/mismatch.err"; then
     die "generate accepted a --sha256 that disagrees with the URL's digest"
   fi

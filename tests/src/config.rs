@@ -192,6 +192,7 @@ pub struct EnvoyConfig {
     /// Further wasm filters (name, policy) before the configured one: the same module, VM and
     /// root id, another configuration (a second WasmPlugin reaching the same proxy).
     more_wasm: Vec<(String, String)>,
+    ends: crate::ends::Ends,
 }
 
 impl Default for EnvoyConfig {
@@ -225,6 +226,7 @@ impl EnvoyConfig {
             component_log_level: "wasm:debug".into(),
             extra_args: Vec::new(),
             more_wasm: Vec::new(),
+            ends: crate::ends::default_ends(),
         }
     }
 
@@ -375,6 +377,23 @@ impl EnvoyConfig {
     pub fn envoy_arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.into());
         self
+    }
+
+    /// Which ends run the filter: the caller's only (the default, unless the test runs inside
+    /// [`through_both_ends`](crate::ends::through_both_ends)), or both ([`crate::ends`]).
+    pub fn ends(mut self, ends: crate::ends::Ends) -> Self {
+        self.ends = ends;
+        self
+    }
+
+    /// See [`ends`](Self::ends).
+    pub fn which_ends(&self) -> crate::ends::Ends {
+        self.ends
+    }
+
+    /// The node metadata set with [`node_metadata`](Self::node_metadata).
+    pub fn extra_metadata(&self) -> &BTreeMap<String, Value> {
+        &self.extra_metadata
     }
 
     pub fn services(&self) -> &[Service] {
@@ -970,7 +989,7 @@ fn access_log_format(listener: &str) -> String {
     )
 }
 
-fn file_access_log(path: &Path, listener: &str) -> Value {
+pub(crate) fn file_access_log(path: &Path, listener: &str) -> Value {
     json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {

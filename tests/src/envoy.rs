@@ -162,6 +162,16 @@ pub struct Envoy {
     topology: Option<Topology>,
     ecds: Option<EcdsState>,
     keep_dir: bool,
+    /// Through both ends ([`crate::ends`]): the destination sidecars and the bypass probes.
+    both: Option<crate::ends::BothEnds>,
+}
+
+/// What a destination sidecar of a both-ends run is started from ([`crate::ends`]).
+pub(crate) struct DestinationLaunch<'a> {
+    pub(crate) cfg: &'a EnvoyConfig,
+    pub(crate) namespace: &'a str,
+    pub(crate) policy: &'a str,
+    pub(crate) keep_on_failure: bool,
 }
 
 static RUN_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -348,7 +358,60 @@ impl Envoy {
         } else {
             None
         };
-        let bootstrap = cfg.render(&topo, &dir);
+        let mut bootstrap = cfg.render(&topo, &dir);
+        let both = if crate::ends::wanted(cfg) {
+            match crate::ends::start(cfg, &topo, &dir, &mut bootstrap, keep_on_failure) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        let path = dir.join("bootstrap.json");
+        fs::write(
+            &path,
+            serde_json::to_vec_pretty(&bootstrap).unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let mut envoy = Self::spawn(
+            dir,
+            path,
+            &cfg.cli_args(),
+            Some(topo),
+            ecds,
+            keep_on_failure,
+        )?;
+        if let Some(b) = &both {
+            b.register();
+        }
+        envoy.both = both;
+        Ok(envoy)
+    }
+
+    /// Starts a destination sidecar of a both-ends run: `render` gets the run directory.
+    pub(crate) fn launch_destination(
+        launch: DestinationLaunch<'_>,
+        render: impl FnOnce(&Path) -> Value,
+    ) -> Result<Envoy, StartError> {
+        let dir = new_run_dir();
+        let cfg = launch.cfg;
+        let ecds = if cfg.uses_ecds() {
+            let path = ecds_path(&dir);
+            let typed = wasm_typed_config(&crate::wasm_path(), launch.policy, cfg.failure_policy());
+            let body = ecds_discovery_response(1, &typed);
+            write_atomically(&path, &serde_json::to_vec_pretty(&body).unwrap_or_default());
+            Some(EcdsState {
+                path,
+                wasm: Some((crate::wasm_path(), cfg.failure_policy().to_string())),
+                version: AtomicU64::new(1),
+            })
+        } else {
+            None
+        };
+        let bootstrap = render(&dir);
         let path = dir.join("bootstrap.json");
         fs::write(
             &path,
@@ -359,10 +422,14 @@ impl Envoy {
             dir,
             path,
             &cfg.cli_args(),
-            Some(topo),
+            None,
             ecds,
-            keep_on_failure,
+            launch.keep_on_failure,
         )
+        .map_err(|mut e| {
+            e.reason = format!("destination sidecar of {}: {}", launch.namespace, e.reason);
+            e
+        })
     }
 
     fn spawn(
@@ -418,6 +485,7 @@ impl Envoy {
             topology,
             ecds,
             keep_dir: false,
+            both: None,
         };
         match envoy.wait_ready(&admin_addr_path) {
             Ok(()) => Ok(envoy),
@@ -498,6 +566,26 @@ impl Envoy {
         self.child.id()
     }
 
+    /// The destination sidecars of a both-ends run ([`crate::ends`]); empty otherwise.
+    pub fn destinations(&self) -> &[std::sync::Arc<crate::ends::Destination>] {
+        self.both
+            .as_ref()
+            .map_or(&[], |b| b.destinations.as_slice())
+    }
+
+    /// The destination sidecar of namespace `ns` (a both-ends run).
+    pub fn destination(&self, ns: &str) -> &Envoy {
+        match self.destinations().iter().find(|d| d.namespace == ns) {
+            Some(d) => &d.envoy,
+            None => panic!("no destination sidecar for namespace {ns} in this run"),
+        }
+    }
+
+    /// What the bypass probes of a both-ends run found so far; `None` for the caller's end only.
+    pub fn both_ends_tally(&self) -> Option<crate::ends::Tally> {
+        self.both.as_ref().map(crate::ends::BothEnds::tally)
+    }
+
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -522,7 +610,14 @@ impl Envoy {
     }
 
     /// Local port of the upstream listener of `svc.ns:port`.
+    ///
+    /// Through both ends, a mesh service's application sits behind its destination sidecar:
+    /// its port there.
     pub fn upstream_port(&self, svc: &str, ns: &str, port: u16) -> u16 {
+        let key = (svc.to_string(), ns.to_string(), port);
+        if let Some(p) = self.both.as_ref().and_then(|b| b.app_port(&key)) {
+            return p;
+        }
         match self
             .topology()
             .upstreams
@@ -539,8 +634,15 @@ impl Envoy {
     }
 
     /// Requests that reached the upstream listener of `svc.ns:port`.
+    ///
+    /// Through both ends, a mesh service's application sits behind its destination sidecar:
+    /// the requests it received since this caller started.
     pub fn upstream_hits(&self, svc: &str, ns: &str, port: u16) -> u64 {
         let _ = self.upstream_port(svc, ns, port); // validates the service exists
+        let key = (svc.to_string(), ns.to_string(), port);
+        if let Some(hits) = self.both.as_ref().and_then(|b| b.app_hits(&key)) {
+            return hits;
+        }
         let name = format!(
             "http.{}.downstream_rq_total",
             upstream_stat_prefix(svc, ns, port)
@@ -589,6 +691,28 @@ impl Envoy {
     pub fn stats(&self) -> BTreeMap<String, u64> {
         let body = self.admin_get("/stats?format=json");
         parse_stats(&body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`stats`](Self::stats), asking again while the admin does not answer, for up to 30 s
+    /// (a deadline, not a wait: on a busy machine the admin shares its thread with wasm
+    /// compilation). For the kit's own bookkeeping, where a slow answer is not the test's point.
+    pub(crate) fn stats_patiently(&self) -> BTreeMap<String, u64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(stats) = self.try_stats() {
+                return stats;
+            }
+            if Instant::now() >= deadline {
+                return self.stats(); // panics with the admin's error
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// [`stats`](Self::stats), or `None` when the admin does not answer (in time).
+    fn try_stats(&self) -> Option<BTreeMap<String, u64>> {
+        let r = self.admin("GET", "/stats?format=json").ok()?;
+        (r.status == 200).then(|| parse_stats(&r.body).ok())?
     }
 
     /// Value of counter/gauge `name`; also tries `wasmcustom.<name>` (the
@@ -699,6 +823,8 @@ impl Envoy {
 
     /// Delivers a new wasm plugin configuration (policy JSON) through ECDS,
     /// same module and failure policy as at start. Does not wait.
+    ///
+    /// Through both ends, every destination sidecar gets the same policy.
     pub fn update_policy(&self, policy_json: &str) {
         let (wasm, failure_policy) = self
             .ecds_state()
@@ -706,13 +832,38 @@ impl Envoy {
             .clone()
             .expect("update_policy needs EnvoyConfig::wasm_filter_ecds");
         self.update_ecds(&wasm_typed_config(&wasm, policy_json, &failure_policy));
+        for d in self.destinations() {
+            d.envoy.update_policy(policy_json);
+        }
     }
 
-    /// [`update_policy`](Self::update_policy) and wait (bounded) for Envoy's verdict.
+    /// [`update_policy`](Self::update_policy) and wait (bounded) for Envoy's verdict. Through
+    /// both ends, every destination sidecar must come to the same verdict.
     pub fn update_policy_and_wait(&self, policy_json: &str, timeout: Duration) -> EcdsOutcome {
         let before = self.ecds_counts();
+        let before_destinations: Vec<EcdsCounts> = self
+            .destinations()
+            .iter()
+            .map(|d| d.envoy.ecds_counts())
+            .collect();
         self.update_policy(policy_json);
-        self.wait_for_ecds(before, timeout)
+        // Through both ends every end compiles the module again at the same time: a longer
+        // deadline (not a wait) for all of them.
+        let timeout = if self.destinations().is_empty() {
+            timeout
+        } else {
+            timeout.max(Duration::from_secs(30))
+        };
+        let outcome = self.wait_for_ecds(before, timeout);
+        for (d, before) in self.destinations().iter().zip(before_destinations) {
+            let at_destination = d.envoy.wait_for_ecds(before, timeout);
+            assert_eq!(
+                at_destination, outcome,
+                "the destination sidecar of {} came to another verdict on the policy update",
+                d.namespace
+            );
+        }
+        outcome
     }
 
     /// [`update_ecds`](Self::update_ecds) and wait (bounded) for Envoy's verdict.
@@ -725,7 +876,10 @@ impl Envoy {
     /// Current ECDS counters of the filter
     /// (`extension_config_discovery.http_filter.tenant-egress.*`).
     pub fn ecds_counts(&self) -> EcdsCounts {
-        let stats = self.stats();
+        self.ecds_counts_of(&self.stats())
+    }
+
+    fn ecds_counts_of(&self, stats: &BTreeMap<String, u64>) -> EcdsCounts {
         let get = |suffix: &str| {
             stats
                 .get(&format!(
@@ -748,7 +902,15 @@ impl Envoy {
     pub fn wait_for_ecds(&self, before: EcdsCounts, timeout: Duration) -> EcdsOutcome {
         let deadline = Instant::now() + timeout;
         loop {
-            let now = self.ecds_counts();
+            // While Envoy applies a new wasm configuration its main thread compiles the module
+            // and the admin may not answer: try again until the deadline.
+            let Some(now) = self.try_stats().map(|stats| self.ecds_counts_of(&stats)) else {
+                if Instant::now() >= deadline {
+                    return EcdsOutcome::TimedOut;
+                }
+                std::thread::sleep(POLL);
+                continue;
+            };
             if now.rejected + now.failure > before.rejected + before.failure {
                 return EcdsOutcome::Rejected;
             }
@@ -784,6 +946,15 @@ impl Envoy {
 impl Drop for Envoy {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
+        // Through both ends: compare the ends' counts while every Envoy still runs.
+        let mut disagreement = None;
+        if let Some(b) = &self.both {
+            disagreement = b.finish(panicking).err();
+        }
+        if disagreement.is_some() {
+            std::thread::sleep(Duration::from_millis(150));
+            self.dump_diagnostics();
+        }
         if panicking {
             // Let the file logger flush (--file-flush-interval-msec 50).
             std::thread::sleep(Duration::from_millis(150));
@@ -791,9 +962,12 @@ impl Drop for Envoy {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let keep = panicking || self.keep_dir || keep_tmp_env();
+        let keep = panicking || disagreement.is_some() || self.keep_dir || keep_tmp_env();
         if !keep {
             let _ = fs::remove_dir_all(&self.dir);
+        }
+        if let Some(why) = disagreement {
+            panic!("the two ends disagree:\n{why}");
         }
     }
 }

@@ -20,7 +20,16 @@ pub enum H2Value<'a> {
 /// Sends one HTTP/2 prior-knowledge request with exactly `headers` (pseudo-headers included)
 /// to 127.0.0.1:`port`. A reset stream or connection yields status 0 and the reason in the
 /// `x-h2-reset` pseudo response header.
+///
+/// Sent to a both-ends caller ([`crate::ends`]), a request its end denies is also sent to the
+/// destination without the caller's filter, and the destination's verdict judged.
 pub fn h2_request(port: u16, headers: &[(&str, H2Value<'_>)]) -> Response {
+    let r = h2_request_once(port, headers);
+    crate::ends::after_response(port, &r, &|bypass| h2_request_once(bypass, headers));
+    r
+}
+
+fn h2_request_once(port: u16, headers: &[(&str, H2Value<'_>)]) -> Response {
     let list: Vec<Value> = headers
         .iter()
         .map(|(k, v)| match v {

@@ -260,8 +260,17 @@ fn content_length(headers: &[(String, String)]) -> io::Result<Option<usize>> {
 
 /// Sends raw `request` bytes to 127.0.0.1:`port` on a fresh connection and
 /// reads one response.
+///
+/// Sent to a both-ends caller ([`crate::ends`]), a request its end denies is also sent to
+/// the destination without the caller's filter, and the destination's verdict judged.
 pub fn try_raw_http1(port: u16, request: &[u8]) -> io::Result<Response> {
-    Http1Conn::connect(port)?.request(request)
+    let r = Http1Conn::connect(port)?.request(request)?;
+    crate::ends::after_response(port, &r, &|bypass| {
+        Http1Conn::connect(bypass)
+            .and_then(|mut c| c.request(request))
+            .unwrap_or_else(|e| panic!("the bypass request to 127.0.0.1:{bypass} failed: {e}"))
+    });
+    Ok(r)
 }
 
 /// [`try_raw_http1`], panicking (with the request shown) on I/O or parse errors.

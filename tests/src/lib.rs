@@ -30,7 +30,9 @@
 //! - [`loadbench`]: the same sidecar for the Envoy load benchmark (upstream in a separate
 //!   process, no access log).
 //! - [`mtls`]: SPIFFE workload certificates and Istio's mTLS contexts and SNI.
-//!   logs, ECDS policy updates, diagnostics on failure).
+//! - [`ends`]: the same scenarios through both ends ([`Ends::Both`], [`through_both_ends`],
+//!   [`both_ends_tests!`]): a destination sidecar per namespace deciding on the caller's mTLS
+//!   identity, and every request the caller's end denies tried again without it.
 //! - [`istiod`]: replays real istiod sidecar config dumps (`../shared/reference/
 //!   istio-config-dumps/`) in Envoy 1.40 with the filter, inside a private
 //!   network namespace ([`istiod::Replay`], [`istiod::in_private_netns`]).
@@ -64,6 +66,7 @@
 pub mod assertions;
 pub mod config;
 pub mod demo;
+pub mod ends;
 pub mod envoy;
 pub mod h2;
 pub mod http;
@@ -83,6 +86,7 @@ pub use config::{
     Service, ServiceEntry, Topology, ECDS_FILTER_NAME, METADATA_EXCHANGE,
     METADATA_EXCHANGE_STAND_IN, WASM_TYPE_URL,
 };
+pub use ends::{through_both_ends, Destination, Ends, Tally, TcpMesh};
 pub use envoy::{
     admin_stats, ecds_discovery_response, parse_stats, stat, write_atomically, EcdsCounts,
     EcdsOutcome, Envoy, StartError,

@@ -32,28 +32,58 @@ pub struct Workload {
     pub key: PathBuf,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+fn try_openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("run openssl (Debian: apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .map_err(|e| format!("cannot run openssl (Debian: apt-get install openssl): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// The files of `namespace`/`service_account`'s workload certificate in a CA's directory
+/// `dir`, as [`Pki::workload`] writes them: for configurations rendered before (or elsewhere
+/// than) the certificates are made, such as the demo's.
+pub fn workload_files(
+    dir: &Path,
+    trust_domain: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Workload {
+    let base = format!("{namespace}-{service_account}");
+    Workload {
+        spiffe_id: format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"),
+        cert: dir.join(format!("{base}.pem")),
+        key: dir.join(format!("{base}.key")),
+    }
+}
+
+/// The CA certificate's file in a CA's directory `dir` (see [`workload_files`]).
+pub fn ca_file(dir: &Path) -> PathBuf {
+    dir.join("ca.pem")
 }
 
 impl Pki {
     /// A fresh CA for `trust_domain`, in a new directory under the test scratch space.
     pub fn new(trust_domain: &str) -> Pki {
         let dir = crate::envoy::new_run_dir().join("pki");
-        std::fs::create_dir_all(&dir).expect("create pki dir");
+        Pki::create(&dir, trust_domain).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A fresh CA for `trust_domain` in `dir` (created; an older CA's files there are
+    /// replaced).
+    pub fn create(dir: &Path, trust_domain: &str) -> Result<Pki, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let ca_key = dir.join("ca.key");
-        let ca_cert = dir.join("ca.pem");
-        openssl(
-            &dir,
+        let ca_cert = ca_file(dir);
+        try_openssl(
+            dir,
             &[
                 "req",
                 "-x509",
@@ -75,13 +105,13 @@ impl Pki {
                 "-out",
                 "ca.pem",
             ],
-        );
-        Pki {
-            dir,
+        )?;
+        Ok(Pki {
+            dir: dir.to_owned(),
             trust_domain: trust_domain.to_owned(),
             ca_cert,
             ca_key,
-        }
+        })
     }
 
     /// The trust domain this CA issues identities in.
@@ -93,16 +123,25 @@ impl Pki {
     /// authentication, with the SPIFFE id as its only SAN (as Istio's CA issues them: the
     /// subject is empty there; here it carries a readable CN only).
     pub fn workload(&self, namespace: &str, service_account: &str) -> Workload {
-        let spiffe_id = format!(
-            "spiffe://{}/ns/{namespace}/sa/{service_account}",
-            self.trust_domain
-        );
-        self.workload_id(&spiffe_id, &format!("{namespace}-{service_account}"))
+        self.try_workload(namespace, service_account)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`workload`](Self::workload), or why openssl could not make it.
+    pub fn try_workload(&self, namespace: &str, service_account: &str) -> Result<Workload, String> {
+        let files = workload_files(&self.dir, &self.trust_domain, namespace, service_account);
+        self.try_workload_id(&files.spiffe_id, &format!("{namespace}-{service_account}"))
     }
 
     /// A workload certificate, signed by this CA, with any URI SAN `spiffe_id` (for example an
     /// identity in a trust domain this CA should not vouch for); files named after `base`.
     pub fn workload_id(&self, spiffe_id: &str, base: &str) -> Workload {
+        self.try_workload_id(spiffe_id, base)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`workload_id`](Self::workload_id), or why it could not be made.
+    pub fn try_workload_id(&self, spiffe_id: &str, base: &str) -> Result<Workload, String> {
         let spiffe_id = spiffe_id.to_owned();
         let key = self.dir.join(format!("{base}.key"));
         let cert = self.dir.join(format!("{base}.pem"));
@@ -116,8 +155,8 @@ impl Pki {
                  subjectAltName=critical,URI:{spiffe_id}\n"
             ),
         )
-        .expect("write extension file");
-        openssl(
+        .map_err(|e| format!("write {}: {e}", ext.display()))?;
+        try_openssl(
             &self.dir,
             &[
                 "req",
@@ -133,8 +172,8 @@ impl Pki {
                 "-out",
                 &format!("{base}.csr"),
             ],
-        );
-        openssl(
+        )?;
+        try_openssl(
             &self.dir,
             &[
                 "x509",
@@ -153,12 +192,12 @@ impl Pki {
                 "-out",
                 &format!("{base}.pem"),
             ],
-        );
-        Workload {
+        )?;
+        Ok(Workload {
             spiffe_id,
             cert,
             key,
-        }
+        })
     }
 }
 

@@ -13,6 +13,12 @@ use crate::wasm_path;
 /// `envoy.filters.network.wasm` loading the shipped filter with `policy_json`, named and
 /// rooted `root_id`, FAIL_CLOSED, in the VM `tenant-egress`.
 pub fn network_wasm_filter(root_id: &str, policy_json: &str) -> Value {
+    network_wasm_filter_file(root_id, policy_json, &wasm_path().to_string_lossy())
+}
+
+/// [`network_wasm_filter`] loading the module from `wasm` (for example a filename relative to
+/// Envoy's working directory, as the demo's files have it).
+pub fn network_wasm_filter_file(root_id: &str, policy_json: &str, wasm: &str) -> Value {
     json!({
         "name": root_id,
         "typed_config": {
@@ -24,7 +30,7 @@ pub fn network_wasm_filter(root_id: &str, policy_json: &str) -> Value {
                 "vm_config": {
                     "vm_id": "tenant-egress",
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm_path().to_string_lossy()}}
+                    "code": {"local": {"filename": wasm}}
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
@@ -50,8 +56,13 @@ pub fn tcp_proxy_filter(cluster: &str) -> Value {
 
 /// Connects to 127.0.0.1:`port`, writes `payload`, and reads what comes back until EOF, the
 /// echo is complete, or a 2 s timeout. Empty when the connection was closed on us.
+///
+/// A listener probed by a [`crate::ends::TcpMesh`] that closes the connection has the same
+/// bytes sent through the bypass, which the destination must close too.
 pub fn tcp_exchange(port: u16, payload: &[u8]) -> Vec<u8> {
-    tcp_exchange_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), payload)
+    let got = tcp_exchange_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), payload);
+    crate::ends::after_tcp_exchange(port, payload, &got);
+    got
 }
 
 /// [`tcp_exchange`] with any address (a VIP inside a private network namespace, say).

@@ -2,16 +2,19 @@
 //! demo module (`tenant_egress_tests::demo`) and its `tenant-egress-demo` binary.
 //!
 //! - The committed `demo/*.yaml` and `demo/ports.env` equal a fresh render of
-//!   `demo/policy.yaml` and the topology (`tenant-egress-demo check`), so the policy the sidecars
-//!   enforce is exactly `demo/policy.yaml`.
+//!   `demo/policy/` and the topology (`tenant-egress-demo check`), so the policy the sidecars
+//!   enforce is exactly `demo/policy/`.
 //! - Every demo YAML passes `envoy --mode validate`.
 //! - `demo/docker-compose.yaml` runs those same files with the official image.
 //! - The demo runs natively: rendered by the same code on free ports (tests must not use the
 //!   fixed ones; the drift check above ties that render to the committed files), the mesh and
 //!   every sidecar start, and the request table (what `scripts/demo.sh` prints) passes: each
-//!   row as the table expects, as the core decides for `demo/policy.yaml`, and as the filter
-//!   counted. The mesh saw exactly the requests the table let through, and the binary exits 0
-//!   on these Envoys and 1 when the requests go to the wrong sidecars.
+//!   row as the table expects, as the core decides for `demo/policy/`, and as the filter
+//!   counted. So do the both-ends connections (certificates made at test time): uat's bypass,
+//!   with a valid uat certificate and no filter of its own, and a plaintext caller are refused
+//!   by prod's database sidecar with not one byte reaching the database; prod's own caller is
+//!   allowed at both ends. The mesh saw exactly the requests the tables let through, and the
+//!   binary exits 0 on these Envoys and 1 when the requests go to the wrong sidecars.
 // Test code: a failed unwrap is a failed test, not a dead proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,7 +24,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use tenant_egress_core::Policy;
-use tenant_egress_tests::demo::{self, Ports, SIDECARS};
+use tenant_egress_core::Reason;
+use tenant_egress_tests::demo::{self, Outcome, Ports, ENDS, SIDECARS};
 use tenant_egress_tests::*;
 
 fn demo_dir() -> PathBuf {
@@ -34,18 +38,22 @@ fn policy() -> (String, Policy) {
     (json, policy)
 }
 
-/// A directory holding `tenant_egress_filter.wasm` (a link to the built module), the working
-/// directory in which the committed sidecars' relative filename finds it.
+/// A directory holding `tenant_egress_filter.wasm` (a link to the built module) and `pki/` (the
+/// certificates), the working directory in which the committed sidecars' relative filenames
+/// find them. One per test process: its certificates are made fresh.
 fn wasm_workdir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-workdir");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("demo-workdir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let link = dir.join(WASM_FILE);
         let tmp = dir.join(format!(".{WASM_FILE}.{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(wasm_path(), &tmp).unwrap();
         fs::rename(&tmp, &link).unwrap(); // atomic: concurrent test runs never see no link
+        demo::make_certs(&dir.join("pki")).unwrap();
         dir
     })
 }
@@ -70,7 +78,7 @@ fn committed_demo_files_equal_a_fresh_render() {
     // And the policy they embed is the one the core reads.
     let (json, policy) = policy();
     assert!(
-        policy.summary().contains("tenants=4"),
+        policy.summary().contains("tenants=5"),
         "{}",
         policy.summary()
     );
@@ -93,8 +101,20 @@ fn a_stale_file_is_reported() {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-stale-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    fs::copy(demo_dir().join("policy.yaml"), dir.join("policy.yaml")).unwrap();
-    assert_eq!(demo::write(&dir).unwrap().len(), SIDECARS.len() + 3);
+    // The policy directory: settings.yaml and tenants/*.yaml.
+    for rel in ["policy", "policy/tenants"] {
+        fs::create_dir_all(dir.join(rel)).unwrap();
+        for entry in fs::read_dir(demo_dir().join(rel)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                fs::copy(entry.path(), dir.join(rel).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        demo::write(&dir).unwrap().len(),
+        SIDECARS.len() + ENDS.len() + 3
+    );
     assert!(demo::check(&dir).unwrap().is_empty());
     let mesh = dir.join("mesh.yaml");
     let text = fs::read_to_string(&mesh).unwrap();
@@ -115,6 +135,7 @@ fn a_stale_file_is_reported() {
 fn every_demo_yaml_passes_envoy_validate() {
     let mut files = vec!["mesh.yaml".to_string()];
     files.extend(SIDECARS.iter().map(|s| format!("sidecar-{}.yaml", s.name)));
+    files.extend(ENDS.iter().map(|e| format!("sidecar-{}.yaml", e.name)));
     for f in files {
         let path = demo_dir().join(&f);
         let out = Command::new(envoy_bin())
@@ -141,6 +162,8 @@ fn every_demo_yaml_passes_envoy_validate() {
             "envoy --mode validate -c demo/{f}:\n{text}"
         );
     }
+    // (Validation reads the certificates: without ./pki/ it fails with "Invalid path".)
+    fs::remove_dir_all(wasm_workdir()).unwrap();
 }
 
 #[test]
@@ -150,6 +173,7 @@ fn docker_compose_runs_the_same_files_with_the_official_image() {
     let services = compose["services"].as_object().expect("services");
     let mut expected: Vec<String> = vec!["mesh".into()];
     expected.extend(SIDECARS.iter().map(|s| format!("sidecar-{}", s.name)));
+    expected.extend(ENDS.iter().map(|e| format!("sidecar-{}", e.name)));
     let mut names: Vec<String> = services.keys().cloned().collect();
     names.sort();
     expected.sort();
@@ -181,37 +205,49 @@ fn docker_compose_runs_the_same_files_with_the_official_image() {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert!(volumes.contains(&"./:/etc/envoy:ro"), "{name}: {volumes:?}");
-        assert!(
-            volumes.contains(&"${TENANT_EGRESS_WASM_DIR:-../target/dist}:/work:ro"),
-            "{name}: {volumes:?}"
+        assert_eq!(volumes[0], "./:/etc/envoy:ro", "{name}");
+        assert_eq!(
+            volumes[1],
+            "${TENANT_EGRESS_WASM_DIR:-../target/dist}/tenant_egress_filter.wasm:/work/tenant_egress_filter.wasm:ro",
+            "{name}"
         );
+        assert_eq!(volumes[2], "../target/demo/pki:/work/pki:ro", "{name}");
     }
-    // The sidecars find the module where compose mounts it: /work is their working directory.
-    for s in &SIDECARS {
-        let text = fs::read_to_string(demo_dir().join(format!("sidecar-{}.yaml", s.name))).unwrap();
-        assert!(
-            text.contains("filename: ./tenant_egress_filter.wasm"),
-            "sidecar-{}",
-            s.name
-        );
+    // The sidecars find the module and the certificates where compose mounts them: /work is
+    // their working directory.
+    for name in SIDECARS
+        .iter()
+        .map(|s| s.name)
+        .chain(ENDS.iter().map(|e| e.name))
+    {
+        let text = fs::read_to_string(demo_dir().join(format!("sidecar-{name}.yaml"))).unwrap();
+        let filter = text.contains("filename: ./tenant_egress_filter.wasm");
+        assert_eq!(filter, name != "uat-bypass", "sidecar-{name}");
+        if demo::end(name).is_some() {
+            assert!(text.contains("filename: ./pki/ca.pem"), "sidecar-{name}");
+        }
     }
 }
 
-/// The demo rendered on free ports (the built module by its absolute path) and started.
+/// The demo rendered on free ports (the built module and fresh certificates by their absolute
+/// paths) and started.
 struct Demo {
     ports: Ports,
     mesh: Envoy,
     sidecars: Vec<Envoy>,
+    ends: Vec<Envoy>,
 }
 
 impl Demo {
     fn start(policy_json: &str) -> Demo {
         let wasm = wasm_path().display().to_string();
+        let pki = tenant_egress_tests::envoy::new_run_dir().join("pki");
+        demo::make_certs(&pki).unwrap();
+        let pki = pki.display().to_string();
         let mut last_err = String::new();
         'attempt: for _ in 0..3 {
             let ports = Ports::free();
-            let files = demo::render(policy_json, &ports, &wasm);
+            let files = demo::render(policy_json, &ports, &wasm, &pki);
             let start = |name: &str| Envoy::try_start(&files[name]);
             let mesh = match start("mesh.yaml") {
                 Ok(e) => e,
@@ -232,18 +268,32 @@ impl Demo {
                     Err(e) => panic!("sidecar-{}.yaml failed to start: {e}", s.name),
                 }
             }
+            let mut ends = Vec::new();
+            for e in &ENDS {
+                match start(&format!("sidecar-{}.yaml", e.name)) {
+                    Ok(envoy) => ends.push(envoy),
+                    Err(err) if err.is_port_conflict() => {
+                        last_err = err.to_string();
+                        continue 'attempt;
+                    }
+                    Err(err) => panic!("sidecar-{}.yaml failed to start: {err}", e.name),
+                }
+            }
             return Demo {
                 ports,
                 mesh,
                 sidecars,
+                ends,
             };
         }
         panic!("ports kept being taken; last error: {last_err}");
     }
 
     fn sidecar(&self, name: &str) -> &Envoy {
-        let i = SIDECARS.iter().position(|s| s.name == name).unwrap();
-        &self.sidecars[i]
+        match SIDECARS.iter().position(|s| s.name == name) {
+            Some(i) => &self.sidecars[i],
+            None => &self.ends[ENDS.iter().position(|e| e.name == name).unwrap()],
+        }
     }
 }
 
@@ -252,7 +302,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
     let (json, policy) = policy();
     let demo = Demo::start(&json);
 
-    // Each sidecar loaded demo/policy.yaml for its own identity.
+    // Each sidecar loaded demo/policy/ for its own identity.
     assert!(demo
         .sidecar("prod")
         .wait_for_log("source namespace=prod tenant=prod workload=-", WAIT));
@@ -263,16 +313,26 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
         .sidecar("nometa")
         .wait_for_log("no NAMESPACE node metadata", WAIT));
 
-    // The table: every row as expected, as the policy says, as the filter counted.
-    let results = demo::run(&policy, &demo.ports).unwrap();
-    let table = demo::format_table(&results);
-    assert_eq!(results.len(), 23, "{table}");
-    assert!(results.iter().all(|r| r.ok()), "{table}");
+    assert!(demo.sidecar("prod-db").wait_for_log(
+        "loaded policy (root id \"tenant-egress-inbound-tcp\")",
+        WAIT
+    ));
+
+    // The tables: every row as expected, as the policy says, as the filters counted.
+    let report = demo::run(&policy, &demo.ports).unwrap();
+    let table = demo::format_report(&report);
+    assert_eq!(
+        (report.requests.len(), report.connections.len()),
+        (24, 3),
+        "{table}"
+    );
+    assert!(report.ok(), "{table}");
     assert!(
-        table.contains("all 23 requests behaved as demo/policy.yaml says"),
+        table.contains("all 27 requests behaved as demo/policy/ says"),
         "{table}"
     );
     assert!(!table.contains("FAIL"), "{table}");
+    let results = &report.requests;
 
     // What a denial says: who asked, where it went, what to add.
     let find = |source: &str, host: &str| {
@@ -287,7 +347,7 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
         "{}",
         r.body
     );
-    // demo/policy.yaml keeps the default `denyBody: terse`: the body says where the detail is.
+    // demo/policy/ keeps the default `denyBody: terse`: the body says where the detail is.
     assert!(
         r.body.contains(
             "or run: tenant-egress explain POLICY --source-namespace prod --authority cockroachdb.uat.svc.cluster.local:26257"
@@ -298,20 +358,87 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
     let r = &find("prod", "cockroachdb.prod.svc.cluster.local:8080").response;
     assert!(r.body.contains("via PassthroughCluster"), "{}", r.body);
     assert!(demo
-        .sidecar("uat")
-        .wait_for_log("audit-denied source=uat tenant=uat", WAIT));
+        .sidecar("staging")
+        .wait_for_log("audit-denied source=staging tenant=staging", WAIT));
 
-    // The mesh saw exactly what the table let through: nothing denied reached an upstream.
+    // Both ends. uat's pod without its own filter, with uat's valid certificate: refused by
+    // prod's database sidecar, and not one byte reached the database.
+    let conn = |source: &str| {
+        report
+            .connections
+            .iter()
+            .find(|c| c.connection.source() == source)
+            .unwrap()
+    };
+    let bypass = conn("uat-bypass");
+    assert_eq!(
+        bypass.counted_at_destination,
+        Some(Ok(Outcome::Deny(Reason::NotAllowed))),
+        "{table}"
+    );
+    assert_eq!(bypass.counted_at_caller, None, "no filter at uat's end");
+    assert_eq!((bypass.app_bytes, bypass.reply.len()), (0, 0), "{table}");
+    assert!(demo.sidecar("prod-db").wait_for_log(
+        "denied connection at destination caller=spiffe://cluster.local/ns/uat/sa/orders tenant=uat destination=cockroachdb.prod.svc.cluster.local:26257",
+        WAIT
+    ));
+    // Plaintext: no identity, refused by the filter itself.
+    let plain = conn("plaintext");
+    assert_eq!(
+        plain.counted_at_destination,
+        Some(Ok(Outcome::Deny(Reason::NoPeerIdentity))),
+        "{table}"
+    );
+    assert_eq!((plain.app_bytes, plain.reply.len()), (0, 0), "{table}");
+    // prod's own caller: allowed at its own end and at the database's, answered by the database.
+    let prod = conn("prod-tcp");
+    assert_eq!(prod.counted_at_caller, Some(Ok(Outcome::Allow)), "{table}");
+    assert_eq!(
+        prod.counted_at_destination,
+        Some(Ok(Outcome::Allow)),
+        "{table}"
+    );
+    assert!(prod.app_bytes > 0, "{table}");
+    assert_eq!(
+        prod.answered(),
+        (Some(200), Some("cockroachdb.prod:26257".to_string()))
+    );
+    // The deciding Envoys' own totals.
+    let db = demo.sidecar("prod-db");
+    assert_eq!(
+        db.counter("tenant_egress.inbound.connections.denied"),
+        Some(2)
+    );
+    assert_eq!(
+        db.counter("tenant_egress.inbound.connections.allowed"),
+        Some(1)
+    );
+    assert_eq!(
+        demo.sidecar("prod-tcp")
+            .counter("tenant_egress.connections.allowed"),
+        Some(1)
+    );
+
+    // The mesh saw exactly what the tables let through: nothing denied reached an upstream.
     for u in demo.ports.upstreams() {
         let expected = results
             .iter()
             .filter(|r| r.row.expect.reaches_upstream() && r.route.upstream == u.label)
-            .count() as u64;
+            .count()
+            + report
+                .connections
+                .iter()
+                .filter(|c| c.connection.reaches_database() && u.label == "cockroachdb.prod:26257")
+                .count();
         let got = demo
             .mesh
             .counter(&format!("http.{}.downstream_rq_total", u.stat_prefix))
             .unwrap_or(0);
-        assert_eq!(got, expected, "requests that reached {}\n{table}", u.label);
+        assert_eq!(
+            got, expected as u64,
+            "requests that reached {}\n{table}",
+            u.label
+        );
     }
 
     // The binary scripts/demo.sh runs, against these Envoys.
@@ -325,24 +452,40 @@ fn the_demo_runs_natively_and_behaves_as_the_policy_says() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}\n{stdout}");
     assert!(
-        stdout.contains("all 23 requests behaved as demo/policy.yaml says"),
+        stdout.contains("all 27 requests behaved as demo/policy/ says"),
         "{stdout}"
     );
+    assert!(stdout.contains("Both ends:"), "{stdout}");
 
-    // And it can fail: the requests of prod sent through dev's sidecar and back.
+    // And it can fail: the requests of prod sent through dev's sidecar and back, and uat's
+    // bypass sent through prod's own caller.
     let mut swapped = demo.ports.clone();
     swapped.sidecars.swap(0, 3);
-    let results = demo::run(&policy, &swapped).unwrap();
-    let failed: Vec<&str> = results
+    swapped.ends.swap(1, 2);
+    let report = demo::run(&policy, &swapped).unwrap();
+    let failed: Vec<&str> = report
+        .requests
         .iter()
         .filter(|r| !r.ok())
         .map(|r| r.row.source)
+        .chain(
+            report
+                .connections
+                .iter()
+                .filter(|c| !c.ok())
+                .map(|c| c.connection.source()),
+        )
         .collect();
     assert!(
         failed.contains(&"prod") && failed.contains(&"dev"),
         "{failed:?}"
     );
+    assert!(
+        failed.contains(&"uat-bypass") && failed.contains(&"prod-tcp"),
+        "{failed:?}"
+    );
     assert!(!failed.contains(&"uat"), "{failed:?}");
+    assert!(!failed.contains(&"plaintext"), "{failed:?}");
     fs::write(&ports_file, swapped.to_env()).unwrap();
     let out = demo_bin()
         .args(["requests", "--ports"])

@@ -204,3 +204,14 @@ fn first_policy_refused_over_ecds_fails_closed() {
     let r = get(port, "cockroachdb.uat.svc.cluster.local:26257", "/");
     assert_eq!(r.status, 403, "{r:?}");
 }
+
+// The faults of the caller's end with each mesh service behind its destination sidecar: the
+// destinations run the shipped filter with the same policy, refuse to start on an invalid one,
+// and take a policy update over ECDS with the caller (`tenant_egress_tests::ends`). The
+// 100,000-rule policy is left out: four more Envoys compiling it cost minutes on CI's two
+// cores, and the destination compiles the same policy with the same code.
+tenant_egress_tests::both_ends_tests!(
+    crashed_vm_fails_closed,
+    invalid_policy_at_startup_refuses_to_start,
+    first_policy_refused_over_ecds_fails_closed,
+);

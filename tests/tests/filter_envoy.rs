@@ -565,3 +565,18 @@ fn replayable(case: &tenant_egress_core::vectors::Case) -> bool {
         _ => false,
     }
 }
+
+// Every scenario above again, with each mesh service behind its destination sidecar: the
+// verdict at the end that decides must be the same, and the destination must deny, on the
+// caller's mTLS identity alone, what the caller's end denied (`tenant_egress_tests::ends`).
+tenant_egress_tests::both_ends_tests!(
+    scenario1_helloworld_every_source_destination_port,
+    deny_body_terse_by_default_full_on_request,
+    scenario2_each_tenant_reaches_only_its_own_database,
+    scenario3_workload_exception_adds_to_the_namespace_egress,
+    scenario4_spoofed_and_duplicate_hosts_are_denied,
+    scenario5_policy_update_applies_live_and_a_bad_one_is_refused,
+    scenario6_audit_mode_blocks_nothing_but_reports,
+    scenario7_proxy_without_namespace_denies_everything,
+    vectors_replay_through_envoy,
+);

@@ -23,11 +23,24 @@ fn policy(gateways: Option<&str>) -> String {
         "tenants": [{"name": "team-01", "namespaces": ["team-01"],
                      "egress": [{"hosts": ["./*"]}]}]
     });
+    match gateways {
+        // A gateway the caller's end stands aside for is admitted at the destination by its
+        // identity: without it, a destination sidecar refuses it (no tenant), and so does the
+        // scenario run through both ends.
+        None | Some("passthrough") => {
+            doc["tenants"][0]["inbound"] =
+                json!([{"namespace": "istio-system", "serviceAccounts": [GATEWAY_SA]}]);
+        }
+        Some(_) => {}
+    }
     if let Some(g) = gateways {
         doc["gateways"] = json!(g);
     }
     doc.to_string()
 }
+
+/// The ingress gateway's service account (Istio's chart), its identity at the destination.
+const GATEWAY_SA: &str = "istio-ingressgateway-service-account";
 
 fn proxy(node_id: Option<&str>, policy: &str) -> Envoy {
     let mut cfg = EnvoyConfig::new("istio-system")
@@ -35,7 +48,9 @@ fn proxy(node_id: Option<&str>, policy: &str) -> Envoy {
         .service("api", "team-01", &[8080])
         .wasm_filter(policy);
     if let Some(id) = node_id {
-        cfg = cfg.node_id(id);
+        cfg = cfg
+            .node_id(id)
+            .node_metadata("SERVICE_ACCOUNT", json!(GATEWAY_SA));
     }
     cfg.start()
 }
@@ -89,3 +104,9 @@ fn gateways_enforce_decides_in_a_gateway_too() {
     assert_counter(&envoy, "gateway_passthrough", 0);
     assert!(envoy.wait_for_log("enforcing as the policy says (gateways: enforce)", WAIT));
 }
+
+tenant_egress_tests::both_ends_tests!(
+    a_gateway_in_istio_system_passes_traffic_by_default,
+    a_sidecar_in_istio_system_is_still_denied,
+    gateways_enforce_decides_in_a_gateway_too,
+);

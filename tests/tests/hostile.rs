@@ -325,3 +325,12 @@ fn http2_authority_tricks() {
         .wait_for_counter("tenant_egress.denied", 3, WAIT)
         .is_some_and(|n| n >= 3));
 }
+
+// The same hostile requests with each mesh service behind its destination sidecar: what the
+// caller's end refuses, the destination refuses on the caller's identity alone
+// (`tenant_egress_tests::ends`).
+tenant_egress_tests::both_ends_tests!(
+    http1_host_tricks,
+    http1_blackhole_cluster,
+    http2_authority_tricks,
+);

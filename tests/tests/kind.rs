@@ -32,7 +32,15 @@ fn addr(port: u16) -> Value {
 
 /// A sidecar in `prod` with one outbound TCP listener per database, each `[wasm (network
 /// filter, root id `root_id`), tcp_proxy]`, and an echo server behind each.
-fn network_bootstrap(root_id: &str, vip: [u16; 2], echo: [u16; 2]) -> String {
+/// The caller's identity at the destinations when the scenario runs through both ends.
+const CALLER: (&str, &str) = ("prod", "default");
+
+fn network_bootstrap(
+    root_id: &str,
+    vip: [u16; 2],
+    echo: [u16; 2],
+    mesh: Option<&TcpMesh>,
+) -> String {
     let wasm = network_wasm_filter(root_id, &policy());
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
@@ -53,6 +61,11 @@ fn network_bootstrap(root_id: &str, vip: [u16; 2], echo: [u16; 2]) -> String {
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo"}
             }]}]
         }));
+        if let Some(m) = mesh {
+            // Through both ends: Istio mTLS to the database's destination sidecar.
+            clusters.push(m.cluster(&cluster(ns), CALLER, "cockroachdb", ns, 26257));
+            continue;
+        }
         clusters.push(json!({
             "name": cluster(ns),
             "type": "STATIC",
@@ -82,9 +95,32 @@ fn assert_no_crash(envoy: &Envoy) {
 /// the VM survives them.
 #[test]
 fn network_filter_with_an_http_root_id_enforces() {
+    // Inside `through_both_ends`: each database behind its destination sidecar, and what the
+    // caller's end closes tried again without its filter. (Started first: their listeners
+    // hold their ports before the caller's are picked.)
+    let mut mesh = (tenant_egress_tests::ends::default_ends() == Ends::Both).then(|| {
+        TcpMesh::start(
+            &policy(),
+            &[
+                ("cockroachdb", "prod", 26257),
+                ("cockroachdb", "uat", 26257),
+            ],
+            &[CALLER],
+        )
+    });
     let ports = free_ports(4);
     let (vip, echo) = ([ports[0], ports[1]], [ports[2], ports[3]]);
-    let envoy = Envoy::start(&network_bootstrap("tenant-egress", vip, echo));
+    let envoy = Envoy::start(&network_bootstrap(
+        "tenant-egress",
+        vip,
+        echo,
+        mesh.as_ref(),
+    ));
+    if let Some(m) = &mut mesh {
+        for (i, ns) in ["prod", "uat"].into_iter().enumerate() {
+            m.probe(vip[i], CALLER, "cockroachdb", ns, 26257);
+        }
+    }
     let payload = b"SELECT 1; -- from prod\n";
     for round in 0..2 {
         assert_eq!(
@@ -126,6 +162,9 @@ fn network_filter_with_an_http_root_id_enforces() {
     // The HTTP counters were never defined for this filter.
     assert_eq!(envoy.counter("tenant_egress.allowed"), None);
     assert_no_crash(&envoy);
+    if let Some(m) = mesh {
+        m.check(&envoy);
+    }
 }
 
 /// An HTTP filter whose root id ends in `-tcp` (the NETWORK plugin's name): requests are
@@ -169,7 +208,7 @@ fn http_filter_with_a_network_root_id_enforces() {
 fn both_kinds_bootstrap(http_root_id: &str, ports: &[u16]) -> String {
     let (vip, echo) = ([ports[0], ports[1]], [ports[2], ports[3]]);
     let mut boot: Value =
-        serde_json::from_str(&network_bootstrap("tenant-egress", vip, echo)).unwrap();
+        serde_json::from_str(&network_bootstrap("tenant-egress", vip, echo, None)).unwrap();
     let mut wasm =
         boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0].clone();
     wasm["typed_config"]["@type"] = json!(WASM_TYPE_URL);
@@ -246,3 +285,11 @@ fn http_and_network_filters_sharing_a_root_context_are_told_to_differ() {
     );
     assert_no_crash(&envoy);
 }
+
+// The same decisions with each database behind its destination sidecar (which runs the
+// filter as `generate` names it). The third scenario is about two filters of one proxy
+// sharing a root context, a fault of the caller's own configuration: nothing to compare.
+tenant_egress_tests::both_ends_tests!(
+    network_filter_with_an_http_root_id_enforces,
+    http_filter_with_a_network_root_id_enforces,
+);

@@ -46,7 +46,10 @@ fn addr(port: u16) -> Value {
     json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
 }
 
-fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports) -> String {
+/// The caller's identity at the destinations when the scenario runs through both ends.
+const CALLER: (&str, &str) = ("prod", "default");
+
+fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports, mesh: Option<&TcpMesh>) -> String {
     let wasm = network_wasm_filter("tenant-egress-tcp", policy);
     let mut listeners = Vec::new();
     for (i, ns) in NAMESPACES.iter().enumerate() {
@@ -102,6 +105,10 @@ fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports) -> String {
         .iter()
         .enumerate()
         .map(|(i, ns)| {
+            if let Some(m) = mesh {
+                // Through both ends: Istio mTLS to the database's destination sidecar.
+                return m.cluster(&cluster(ns), CALLER, "cockroachdb", ns, 26257);
+            }
             json!({
                 "name": cluster(ns),
                 "type": "STATIC",
@@ -124,7 +131,14 @@ fn bootstrap(namespace: Option<&str>, policy: &str, p: &Ports) -> String {
     .to_string()
 }
 
-fn start(namespace: Option<&str>) -> (Envoy, Ports) {
+/// The caller sidecar; inside [`through_both_ends`] also a destination sidecar per database
+/// (`TcpMesh`), whose connections the scenario's end checks with [`TcpMesh::check`].
+fn start(namespace: Option<&str>) -> (Envoy, Ports, Option<TcpMesh>) {
+    // The destinations first: their listeners hold their ports before the caller's are picked.
+    let mut mesh = (tenant_egress_tests::ends::default_ends() == Ends::Both).then(|| {
+        let services = NAMESPACES.map(|ns| ("cockroachdb", ns, 26257));
+        TcpMesh::start(&policy(), &services, &[CALLER])
+    });
     let ports = free_ports(8);
     let p = Ports {
         vip: ports[0..3].to_vec(),
@@ -132,8 +146,15 @@ fn start(namespace: Option<&str>) -> (Envoy, Ports) {
         tls: ports[6],
         unknown: ports[7],
     };
-    let envoy = Envoy::start(&bootstrap(namespace, &policy(), &p));
-    (envoy, p)
+    let envoy = Envoy::start(&bootstrap(namespace, &policy(), &p, mesh.as_ref()));
+    if let (Some(m), Some(_)) = (&mut mesh, namespace) {
+        // A VIP chain names one database: a connection the caller's end closes is tried
+        // again without its filter. (The TLS chain routes on SNI to any of them: not probed.)
+        for (i, ns) in NAMESPACES.iter().enumerate() {
+            m.probe(p.vip[i], CALLER, "cockroachdb", ns, 26257);
+        }
+    }
+    (envoy, p, mesh)
 }
 
 /// A minimal TLS 1.2 ClientHello carrying `sni` (RFC 8446 §4.1.2, RFC 6066 §3): enough for
@@ -176,7 +197,7 @@ fn upstream_tx_bytes(envoy: &Envoy, ns: &str) -> u64 {
 
 #[test]
 fn tcp_connections_to_own_database_pass_and_others_are_closed() {
-    let (envoy, p) = start(Some("prod"));
+    let (envoy, p, mesh) = start(Some("prod"));
     assert!(envoy.wait_for_log("loaded policy (root id \"tenant-egress-tcp\")", WAIT));
     let payload = b"SELECT 1; -- from prod\n";
     assert_eq!(
@@ -225,11 +246,22 @@ fn tcp_connections_to_own_database_pass_and_others_are_closed() {
     ));
     // HTTP counters are untouched by connections.
     assert_eq!(envoy.counter("tenant_egress.allowed").unwrap_or(0), 0);
+    if let Some(m) = mesh {
+        m.check(&envoy);
+        assert_eq!(
+            m.destination("prod").wait_for_counter(
+                "tenant_egress.inbound.connections.allowed",
+                1,
+                WAIT
+            ),
+            Some(1)
+        );
+    }
 }
 
 #[test]
 fn tls_sni_allowed_and_denied() {
-    let (envoy, p) = start(Some("prod"));
+    let (envoy, p, mesh) = start(Some("prod"));
     let hello = client_hello(&fqdn("prod"));
     assert_eq!(
         tcp_exchange(p.tls, &hello),
@@ -238,6 +270,15 @@ fn tls_sni_allowed_and_denied() {
     );
     let hello = client_hello(&fqdn("uat"));
     assert!(tcp_exchange(p.tls, &hello).is_empty(), "denied SNI");
+    if let Some(m) = &mesh {
+        // The TLS chain routes on SNI, so its listener is not probed: the same bytes from a
+        // caller without a filter, straight to uat's database sidecar, are closed there.
+        let got = m.bypass_exchange(CALLER, "cockroachdb", "uat", 26257, &hello);
+        assert!(
+            got.is_empty(),
+            "uat's destination passed prod's TLS: {got:?}"
+        );
+    }
     assert!(envoy.wait_for_log(
         &format!("availability at on_new_connection: xds.cluster_name=unset connection.requested_server_name={} destination.address=127.0.0.1:{}", fqdn("uat"), p.tls),
         WAIT
@@ -259,15 +300,29 @@ fn tls_sni_allowed_and_denied() {
         Some(2)
     );
     assert_eq!(envoy.counter("tenant_egress.connections.allowed"), Some(1));
+    if let Some(m) = mesh {
+        m.check(&envoy);
+    }
 }
 
 #[test]
 fn tcp_without_namespace_metadata_denies() {
-    let (envoy, p) = start(None);
+    let (envoy, p, mesh) = start(None);
     assert!(tcp_exchange(p.vip[0], b"hello\n").is_empty());
     assert_eq!(upstream_tx_bytes(&envoy, "prod"), 0);
     assert_eq!(
         envoy.wait_for_counter("tenant_egress.connections.denied.unknown_source", 1, WAIT),
         Some(1)
     );
+    if let Some(m) = mesh {
+        m.check(&envoy);
+    }
 }
+
+// The same connections with each database behind its destination sidecar, on the caller's
+// mTLS identity (`tenant_egress_tests::ends::TcpMesh`).
+tenant_egress_tests::both_ends_tests!(
+    tcp_connections_to_own_database_pass_and_others_are_closed,
+    tls_sni_allowed_and_denied,
+    tcp_without_namespace_metadata_denies,
+);

@@ -52,22 +52,43 @@ pub struct Imported {
 impl Imported {
     /// The policy as `import` writes it: a header naming the inputs, then the YAML document.
     pub fn to_yaml(&self, input_names: &[String]) -> Result<String, crate::yaml::YamlError> {
-        let mut text = format!(
-            "# Imported by tenant-egress {} from {}: one tenant per namespace, in audit mode.\n\
-             # Audit changes nothing: the generated Sidecars scope every namespace as its Sidecars do\n\
-             # today, and the filter blocks nothing; it counts what enforcement would block\n\
-             # (tenant_egress.audit_denied.<reason>). Next steps (README, \"Rollout on a live mesh\"):\n\
-             #   1. review the warnings import printed; tenant-egress validate <this file>\n\
-             #   2. tenant-egress generate <this file> --url oci://REPO@sha256:<d> --sha256 <d> --out manifests/\n\
-             #      kubectl apply -f manifests/ (with --prune, see the README)\n\
-             #   3. when a tenant's audit_denied counts only what you mean to block, give it\n\
-             #      `mode: enforce` here, regenerate and apply; one tenant at a time.\n",
-            super::VERSION,
-            input_names.join(", ")
-        );
+        let mut text = header(input_names, "this file", "here");
         text.push_str(&crate::yaml::to_string(&self.spec)?);
         Ok(text)
     }
+
+    /// The policy as `import --out DIR` writes it: a policy directory
+    /// ([`crate::policy_dir`]), the header in `settings.yaml`, each tenant in its own file.
+    pub fn to_dir_files(
+        &self,
+        input_names: &[String],
+    ) -> Result<Vec<(std::path::PathBuf, String)>, crate::policy_dir::WriteError> {
+        let settings = header(input_names, "this directory", "in its tenant file");
+        crate::policy_dir::files(&self.spec, &settings, |name| {
+            format!(
+                "# Tenant {name}, imported by tenant-egress {} (see ../settings.yaml). The file's\n\
+                 # name is the tenant's; validate the whole directory, not this file alone.\n",
+                super::VERSION
+            )
+        })
+    }
+}
+
+/// The comment on top of an imported policy: where it came from, and the next steps.
+fn header(input_names: &[String], this: &str, here: &str) -> String {
+    format!(
+        "# Imported by tenant-egress {} from {}: one tenant per namespace, in audit mode.\n\
+         # Audit changes nothing: the generated Sidecars scope every namespace as its Sidecars do\n\
+         # today, and the filter blocks nothing; it counts what enforcement would block\n\
+         # (tenant_egress.audit_denied.<reason>). Next steps (README, \"Rollout on a live mesh\"):\n\
+         #   1. review the warnings import printed; tenant-egress validate <{this}>\n\
+         #   2. tenant-egress generate <{this}> --url oci://REPO@sha256:<d> --sha256 <d> --out manifests/\n\
+         #      kubectl apply -f manifests/ (with --prune, see the README)\n\
+         #   3. when a tenant's audit_denied counts only what you mean to block, give it\n\
+         #      `mode: enforce` {here}, regenerate and apply; one tenant at a time.\n",
+        super::VERSION,
+        input_names.join(", ")
+    )
 }
 
 /// One Sidecar as read.

@@ -19,7 +19,10 @@ pub mod output;
 pub mod overview;
 pub mod shard;
 pub mod sidecar;
+pub mod trafficextension;
 pub mod wasmplugin;
+
+pub use trafficextension::PluginApi;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,7 +74,7 @@ pub enum Selection {
     Default,
     /// Only the Sidecars.
     Sidecars,
-    /// Only the WasmPlugin(s).
+    /// Only the WasmPlugin(s) (the TrafficExtensions with `--api trafficextension`).
     #[value(name = "wasmplugin")]
     WasmPlugin,
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
@@ -226,6 +229,8 @@ pub struct Options {
     pub ends: Ends,
     /// With the destination end: a STRICT PeerAuthentication per tenant namespace.
     pub peer_authentication: bool,
+    /// The Istio API of the plugins: WasmPlugin, or TrafficExtension (Istio 1.30+).
+    pub api: PluginApi,
 }
 
 impl Default for Options {
@@ -240,6 +245,7 @@ impl Default for Options {
             max_object_bytes: shard::DEFAULT_MAX_OBJECT_BYTES,
             ends: Ends::Source,
             peer_authentication: true,
+            api: PluginApi::WasmPlugin,
         }
     }
 }
@@ -255,6 +261,8 @@ pub enum DocKind {
     EnvoyFilter,
     /// `security.istio.io/v1` PeerAuthentication.
     PeerAuthentication,
+    /// `extensions.istio.io/v1alpha1` TrafficExtension (`--api trafficextension`).
+    TrafficExtension,
 }
 
 impl DocKind {
@@ -265,6 +273,7 @@ impl DocKind {
             DocKind::WasmPlugin => "wasmplugin",
             DocKind::EnvoyFilter => "envoyfilter",
             DocKind::PeerAuthentication => "peerauthentication",
+            DocKind::TrafficExtension => "trafficextension",
         }
     }
 }
@@ -407,6 +416,7 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
     if envoy {
         envoyfilter::generate(spec, opts, &mut out)?;
     }
+    trafficextension::render(opts, &mut out)?;
     shard::check_sizes(&out.docs, opts.max_object_bytes)?;
     Ok(out)
 }
@@ -513,6 +523,9 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     }
     if !opts.peer_authentication {
         push("no-peer-authentication", "");
+    }
+    if opts.api != defaults.api {
+        push("api", &flag_value(&opts.api));
     }
     cmd
 }

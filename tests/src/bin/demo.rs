@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! tenant-egress-demo render            write demo/*.yaml, demo/docker-compose.yaml and
-//!                                      demo/ports.env from demo/policy.yaml and the topology
+//!                                      demo/ports.env from demo/policy/ and the topology
 //! tenant-egress-demo check             exit 1 if a committed file differs from a fresh render
+//! tenant-egress-demo certs [DIR]       make the mesh CA and the both-ends Envoys' workload
+//!                                      certificates (fresh keys) in DIR (target/demo/pki)
 //! tenant-egress-demo requests [--ports FILE]
-//!                                      send the demo's requests to the running Envoys, print the
-//!                                      table; exit 1 if any request did not behave as
-//!                                      demo/policy.yaml says, 2 if the demo is not running
+//!                                      send the demo's requests and connections to the running
+//!                                      Envoys, print the tables; exit 1 if any did not behave as
+//!                                      demo/policy/ says, 2 if the demo is not running
 //! ```
 //!
 //! `requests` talks HTTP to 127.0.0.1 only, so it works against the native demo
@@ -19,7 +21,8 @@ use std::process::ExitCode;
 
 use tenant_egress_tests::demo::{self, Ports};
 
-const USAGE: &str = "usage: tenant-egress-demo render | check | requests [--ports FILE]";
+const USAGE: &str =
+    "usage: tenant-egress-demo render | check | certs [DIR] | requests [--ports FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +31,8 @@ fn main() -> ExitCode {
     let result = match args[..] {
         ["render"] => render(&dir),
         ["check"] => check(&dir),
+        ["certs"] => certs(&tenant_egress_tests::workspace_root().join("target/demo/pki")),
+        ["certs", to] => certs(std::path::Path::new(to)),
         ["requests"] => requests(&dir, None),
         ["requests", "--ports", file] => requests(&dir, Some(PathBuf::from(file))),
         ["-h" | "--help" | "help"] => {
@@ -77,6 +82,16 @@ fn check(dir: &std::path::Path) -> Outcome {
     ))
 }
 
+fn certs(to: &std::path::Path) -> Outcome {
+    let ids = demo::make_certs(to).map_err(|e| (2, e))?;
+    println!(
+        "{}: the mesh CA (ca.pem) and workload certificates for {}",
+        to.display(),
+        ids.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn requests(dir: &std::path::Path, ports_file: Option<PathBuf>) -> Outcome {
     let ports = match ports_file {
         None => Ports::fixed(),
@@ -88,11 +103,11 @@ fn requests(dir: &std::path::Path, ports_file: Option<PathBuf>) -> Outcome {
     };
     let json = demo::read_policy(dir).map_err(|e| (2, e))?;
     let (policy, _warnings) = tenant_egress_core::Policy::from_json(json.as_bytes())
-        .map_err(|e| (2, format!("demo/policy.yaml: {e}")))?;
-    let results = demo::run(&policy, &ports)
+        .map_err(|e| (2, format!("demo/policy/: {e}")))?;
+    let report = demo::run(&policy, &ports)
         .map_err(|e| (2, format!("{e} (is the demo running? scripts/demo.sh)")))?;
-    print!("{}", demo::format_table(&results));
-    Ok(if results.iter().all(demo::RowResult::ok) {
+    print!("{}", demo::format_report(&report));
+    Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

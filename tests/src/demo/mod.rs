@@ -1,20 +1,29 @@
-//! The local demo (`scripts/demo.sh`, `demo/`) on the test kit: six Envoys on 127.0.0.1 (the
-//! mesh playing every upstream, and one Istio-shaped sidecar per source identity enforcing
-//! `demo/policy.yaml`) and a table of requests.
+//! The local demo (`scripts/demo.sh`, `demo/`) on the test kit: ten Envoys on 127.0.0.1 (the
+//! mesh playing every upstream, one Istio-shaped sidecar per source identity enforcing
+//! `demo/policy/`, and the both-ends part: prod's database behind its own sidecar, deciding
+//! on the caller's mTLS identity, with a caller of prod's and uat's bypass) and a table of
+//! requests and connections.
 //!
 //! - [`topology`]: the services, the sidecars and every fixed port;
 //! - [`render`](mod@render): the files in `demo/` (sidecars, mesh, docker-compose, ports.env) and the drift
 //!   check, rendered with the kit's [`EnvoyConfig`](crate::EnvoyConfig);
 //! - [`requests`]: the request table, checked against the policy (the core's decision) and the
-//!   running Envoys.
+//!   running Envoys;
+//! - [`ends`]: the both-ends Envoys' configurations and connections (a bypass refused at the
+//!   destination), checked the same way at each end.
 //!
 //! The `tenant-egress-demo` binary (`tests/src/bin/demo.rs`) runs these for `scripts/demo.sh`;
 //! `tests/tests/demo.rs` runs them on free ports.
 
+pub mod ends;
 pub mod render;
 pub mod requests;
 pub mod topology;
 
+pub use ends::{make_certs, Connection, ConnectionResult, CONNECTIONS};
 pub use render::{check, demo_dir, policy_json, read_policy, render, render_committed, write};
-pub use requests::{format_table, run, Outcome, Row, RowResult, TABLE};
-pub use topology::{sidecar, sidecar_config, Ports, Sidecar, EXTERNAL, SERVICES, SIDECARS};
+pub use requests::{format_report, format_table, run, Outcome, Report, Row, RowResult, TABLE};
+pub use topology::{
+    end, sidecar, sidecar_config, End, Ports, Sidecar, ENDS, EXTERNAL, PKI_RELATIVE, SERVICES,
+    SIDECARS,
+};

@@ -1,4 +1,4 @@
-//! The demo's requests: what each source sends, what demo/policy.yaml says must happen, and
+//! The demo's requests: what each source sends, what demo/policy/ says must happen, and
 //! what did happen.
 //!
 //! Each row names a source sidecar, the `Host` header(s) and the expected outcome. Running a
@@ -7,7 +7,7 @@
 //! - the policy's own answer: the core's decision ([`tenant_egress_core::Policy::decide`]) for
 //!   the request as the filter sees it, with the cluster Envoy routes it to
 //!   ([`EnvoyConfig::route`](crate::EnvoyConfig::route)) — so the table cannot silently drift
-//!   from `demo/policy.yaml`;
+//!   from `demo/policy/`;
 //! - what the running Envoys did: the status, the `x-tenant-egress-denied` header and body,
 //!   which mesh upstream answered (`x-upstream`), and the filter's own verdict read from the
 //!   sidecar's counters (`tenant_egress.allowed`, `.denied.<reason>`, `.audit_denied.<reason>`).
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tenant_egress_core::{Policy, Reason, Request, Source, Target};
 
+use super::ends::ConnectionResult;
 use super::topology::{sidecar, sidecar_config, Ports, INTERNET, WASM_RELATIVE};
 use crate::assertions::DENIAL_MARKER;
 use crate::envoy::{admin_stats, stat};
@@ -89,7 +90,7 @@ pub struct Row {
     pub source: &'static str,
     /// Its `Host` header(s) (HTTP/1.1; more than one to show a repeated authority).
     pub hosts: &'static [&'static str],
-    /// What demo/policy.yaml says must happen.
+    /// What demo/policy/ says must happen.
     pub expect: Outcome,
 }
 
@@ -105,7 +106,7 @@ use Outcome::{Allow, Audit, Deny};
 use Reason::{AuthorityMismatch, Excluded, MalformedAuthority, NotAllowed, NotInRegistry};
 
 /// The demo's requests.
-pub const TABLE: [Row; 23] = [
+pub const TABLE: [Row; 24] = [
     // prod: enforce, REGISTRY_ONLY, its own namespace only.
     row("prod", &["cockroachdb:26257"], Allow),
     row("prod", &["api.prod.svc.cluster.local:8080"], Allow),
@@ -139,10 +140,13 @@ pub const TABLE: [Row; 23] = [
     ),
     row("prod-batman", &["cockroachdb:26257"], Allow),
     row("prod-batman", &["cockroachdb.uat:26257"], Deny(NotAllowed)),
-    // uat: audit mode -- nothing blocked, denials counted.
+    // uat: its own sidecar keeps it to its own namespace. (The both-ends table shows uat's pod
+    // skipping this sidecar, refused by prod's database sidecar instead.)
     row("uat", &["cockroachdb:26257"], Allow),
-    row("uat", &["cockroachdb.prod:26257"], Audit(NotAllowed)),
-    row("uat", &["downloads.example.org"], Audit(NotInRegistry)),
+    row("uat", &["cockroachdb.prod:26257"], Deny(NotAllowed)),
+    // staging: audit mode -- nothing blocked, denials counted.
+    row("staging", &["cockroachdb.prod:26257"], Audit(NotAllowed)),
+    row("staging", &["downloads.example.org"], Audit(NotInRegistry)),
     // dev: ALLOW_ANY; uat's services but, on 26257, only its own database.
     row("dev", &["cockroachdb:26257"], Allow),
     row("dev", &["api.uat:8080"], Allow),
@@ -175,6 +179,9 @@ pub fn explain_reason(r: Reason) -> &'static str {
         }
         Reason::Excluded => "an exclusion (\"~/secret.example.com\") wins over \"*/*.example.com\"",
         Reason::UnknownSource => "the proxy has no NAMESPACE metadata, so no tenant: fail closed",
+        Reason::NoPeerIdentity => {
+            "no client certificate (plaintext): the destination cannot tell who is calling"
+        }
         _ => "see README.md, \"Decisions and reason codes\"",
     }
 }
@@ -265,7 +272,7 @@ impl RowResult {
 }
 
 /// The filter's counters of one sidecar (`tenant_egress.*`, without the prefix).
-fn filter_counters(admin: u16) -> std::io::Result<BTreeMap<String, u64>> {
+pub(crate) fn filter_counters(admin: u16) -> std::io::Result<BTreeMap<String, u64>> {
     let stats = admin_stats(admin)?;
     Ok(stats
         .keys()
@@ -277,23 +284,27 @@ fn filter_counters(admin: u16) -> std::io::Result<BTreeMap<String, u64>> {
         .collect())
 }
 
-fn total(c: &BTreeMap<String, u64>) -> u64 {
+/// The requests (or connections) counted under `prefix`: `""` for HTTP requests at the
+/// caller's end, `"connections."` for its network filter, `"inbound.connections."` at the
+/// destination's.
+fn total(c: &BTreeMap<String, u64>, prefix: &str) -> u64 {
     ["allowed", "denied", "audit_denied"]
         .iter()
-        .map(|k| c.get(*k).copied().unwrap_or(0))
+        .map(|k| c.get(&format!("{prefix}{k}")).copied().unwrap_or(0))
         .sum()
 }
 
-/// Waits (bounded) for the filter to count one more request than `before`; returns its
-/// verdict and the counters now.
-fn counted_since(
+/// Waits (bounded) for the filter to count one more request than `before` under `prefix` (see
+/// [`total`]); returns its verdict and the counters now.
+pub(crate) fn counted_since(
     before: &BTreeMap<String, u64>,
     admin: u16,
+    prefix: &str,
 ) -> std::io::Result<(Result<Outcome, String>, BTreeMap<String, u64>)> {
     let deadline = Instant::now() + COUNTER_WAIT;
     let after = loop {
         let after = filter_counters(admin)?;
-        if total(&after) > total(before) {
+        if total(&after, prefix) > total(before, prefix) {
             break after;
         }
         if Instant::now() > deadline {
@@ -303,15 +314,16 @@ fn counted_since(
     };
     let delta: BTreeMap<&str, u64> = after
         .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?, v)))
         .map(|(k, v)| {
             (
-                k.as_str(),
-                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+                k,
+                v.saturating_sub(before.get(&format!("{prefix}{k}")).copied().unwrap_or(0)),
             )
         })
         .filter(|(_, d)| *d != 0)
         .collect();
-    if total(&after).saturating_sub(total(before)) != 1 {
+    if total(&after, prefix).saturating_sub(total(before, prefix)) != 1 {
         return Ok((
             Err(format!(
                 "counters moved by more than one request: {delta:?}"
@@ -345,9 +357,42 @@ fn counted_since(
     Ok((Err(format!("unexpected counters {delta:?}")), after))
 }
 
+/// Everything the demo sends, run: the request table, then the both-ends connections.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub requests: Vec<RowResult>,
+    pub connections: Vec<ConnectionResult>,
+}
+
+impl Report {
+    /// Whether every request and connection behaved as expected.
+    pub fn ok(&self) -> bool {
+        self.requests.iter().all(RowResult::ok) && self.connections.iter().all(|c| c.ok())
+    }
+
+    /// How many requests and connections were sent.
+    pub fn len(&self) -> usize {
+        self.requests.len() + self.connections.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sends the request table ([`TABLE`]) and the both-ends connections
+/// ([`CONNECTIONS`](super::ends::CONNECTIONS)) to the demo running on `ports` and checks each
+/// (see the module docs). An I/O error means the demo is not (or not fully) running.
+pub fn run(policy: &Policy, ports: &Ports) -> std::io::Result<Report> {
+    Ok(Report {
+        requests: run_requests(policy, ports)?,
+        connections: super::ends::run(policy, ports)?,
+    })
+}
+
 /// Sends every row of [`TABLE`] to the demo running on `ports` and checks it (see the module
 /// docs). An I/O error means the demo is not (or not fully) running.
-pub fn run(policy: &Policy, ports: &Ports) -> std::io::Result<Vec<RowResult>> {
+pub fn run_requests(policy: &Policy, ports: &Ports) -> std::io::Result<Vec<RowResult>> {
     let mut last: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
     let mut out = Vec::new();
     for row in TABLE {
@@ -364,14 +409,14 @@ pub fn run(policy: &Policy, ports: &Ports) -> std::io::Result<Vec<RowResult>> {
         }
         request.push_str("User-Agent: tenant-egress-demo\r\nConnection: close\r\n\r\n");
         let response = try_raw_http1(sp.listener, request.as_bytes())?;
-        let (counted, after) = counted_since(&before, sp.admin)?;
+        let (counted, after) = counted_since(&before, sp.admin, "")?;
         last.insert(row.source, after);
         let route = row.route();
         let policy_says = row.policy_outcome(policy, sp.listener);
         let mut problems = Vec::new();
         if policy_says != row.expect {
             problems.push(format!(
-                "the table expects {} but demo/policy.yaml says {policy_says} \
+                "the table expects {} but demo/policy/ says {policy_says} \
                  (tenant_egress_core); fix the table or the policy",
                 row.expect
             ));
@@ -426,8 +471,30 @@ pub fn run(policy: &Policy, ports: &Ports) -> std::io::Result<Vec<RowResult>> {
     Ok(out)
 }
 
-/// The table as `scripts/demo.sh` prints it, with the legend and, for failed rows, what went
-/// wrong; the last line says whether every request behaved as the policy says.
+/// Both tables as `scripts/demo.sh` prints them, with their legends and, for failed rows, what
+/// went wrong; the last line says whether every request and connection behaved as the policy
+/// says.
+pub fn format_report(report: &Report) -> String {
+    let mut out = format_table(&report.requests);
+    out.push('\n');
+    out += &super::ends::format_connections(&report.connections);
+    let failed = report.requests.iter().filter(|r| !r.ok()).count()
+        + report.connections.iter().filter(|r| !r.ok()).count();
+    if failed == 0 {
+        out += &format!(
+            "\nall {} requests behaved as demo/policy/ says\n",
+            report.len()
+        );
+    } else {
+        out += &format!(
+            "\n{failed} of {} requests did not behave as expected\n",
+            report.len()
+        );
+    }
+    out
+}
+
+/// The request table with its legend and, for failed rows, what went wrong.
 pub fn format_table(results: &[RowResult]) -> String {
     let header = [
         "source",
@@ -501,7 +568,7 @@ pub fn format_table(results: &[RowResult]) -> String {
         "DENY"
     );
     out += &format!(
-        "  {:<20} reached the upstream, counted as audit_denied (tenant uat is in audit mode)\n",
+        "  {:<20} reached the upstream, counted as audit_denied (tenant staging is in audit mode)\n",
         "AUDIT"
     );
     let mut listed: Vec<Reason> = Vec::new();
@@ -511,33 +578,15 @@ pub fn format_table(results: &[RowResult]) -> String {
             out += &format!("  {:<20} {}\n", r.as_str(), explain_reason(r));
         }
     }
-    let failed: Vec<(usize, &RowResult)> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.ok())
-        .collect();
-    if failed.is_empty() {
+    for (i, r) in results.iter().enumerate().filter(|(_, r)| !r.ok()) {
         out += &format!(
-            "\nall {} requests behaved as demo/policy.yaml says\n",
-            results.len()
-        );
-    } else {
-        out.push('\n');
-        for (i, r) in &failed {
-            out += &format!(
-                "FAIL #{} {} Host {:?}: {}\n     got status {}, body: {:?}\n",
-                i + 1,
-                r.row.source,
-                r.row.hosts,
-                r.problems.join("; "),
-                r.response.status,
-                r.response.body.lines().next().unwrap_or_default()
-            );
-        }
-        out += &format!(
-            "\n{} of {} requests did not behave as expected\n",
-            failed.len(),
-            results.len()
+            "FAIL #{} {} Host {:?}: {}\n     got status {}, body: {:?}\n",
+            i + 1,
+            r.row.source,
+            r.row.hosts,
+            r.problems.join("; "),
+            r.response.status,
+            r.response.body.lines().next().unwrap_or_default()
         );
     }
     out
@@ -575,8 +624,8 @@ mod tests {
         let policy = policy();
         let wrong = row("prod", &["cockroachdb.uat:26257"], Allow);
         assert_eq!(wrong.policy_outcome(&policy, 15201), Deny(NotAllowed));
-        let wrong = row("uat", &["cockroachdb.prod:26257"], Allow);
-        assert_eq!(wrong.policy_outcome(&policy, 15203), Audit(NotAllowed));
+        let wrong = row("staging", &["cockroachdb.prod:26257"], Allow);
+        assert_eq!(wrong.policy_outcome(&policy, 15206), Audit(NotAllowed));
     }
 
     #[test]

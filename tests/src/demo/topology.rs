@@ -55,8 +55,8 @@ pub struct Sidecar {
     pub about: &'static str,
 }
 
-/// The sidecars, in the order of the table and of every port range.
-pub const SIDECARS: [Sidecar; 5] = [
+/// The sidecars, in the order of every port range.
+pub const SIDECARS: [Sidecar; 6] = [
     Sidecar {
         name: "prod",
         namespace: Some("prod"),
@@ -80,7 +80,7 @@ pub const SIDECARS: [Sidecar; 5] = [
         pod: "orders-7c6b5d4f8-p4q9r",
         app: "orders",
         labels: &[("app.kubernetes.io/name", "orders"), ("version", "v2")],
-        about: "a pod of the orders app in namespace uat (tenant uat, audit mode)",
+        about: "a pod of the orders app in namespace uat (tenant uat)",
     },
     Sidecar {
         name: "dev",
@@ -99,12 +99,134 @@ pub const SIDECARS: [Sidecar; 5] = [
         about: "a proxy without NAMESPACE node metadata (configured by hand, not by Istio): \
                 the filter cannot tell who is calling and denies everything",
     },
+    Sidecar {
+        name: "staging",
+        namespace: Some("staging"),
+        pod: "orders-9e8d7c6b5-s5t6u",
+        app: "orders",
+        labels: &[("app.kubernetes.io/name", "orders"), ("version", "v4")],
+        about: "a pod of the orders app in namespace staging (tenant staging, audit mode)",
+    },
 ];
 
 /// The sidecar called `name`.
 pub fn sidecar(name: &str) -> Option<&'static Sidecar> {
     SIDECARS.iter().find(|s| s.name == name)
 }
+
+/// The SPIFFE trust domain of the demo's mesh (Istio's default; `demo/policy/` names no
+/// other, so the filter accepts this one only).
+pub const TRUST_DOMAIN: &str = "cluster.local";
+
+/// The service behind the destination's sidecar ([`Role::Destination`]): prod's database.
+pub const DB_SERVICE: DemoService = SERVICES[0];
+
+/// [`DB_SERVICE`]'s port as the kit's registry has it: its FQDN (`host`), outbound cluster
+/// (`cluster()`) and mesh label (`label()`), named once, by the kit.
+pub fn db_registry() -> RegistryPort {
+    let registry = sidecar_config(&SIDECARS[0], "", WASM_RELATIVE).registry();
+    registry
+        .into_iter()
+        .find(|r| {
+            !r.service_entry
+                && r.name == DB_SERVICE.name
+                && r.namespace == DB_SERVICE.namespace
+                && r.port == DB_SERVICE.port
+        })
+        .unwrap_or_else(|| panic!("{DB_SERVICE:?} is not in the registry: SERVICES changed"))
+}
+
+/// What an Envoy of the both-ends part is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The sidecar of [`DB_SERVICE`]'s pod, its inbound side: deciding each connection on the
+    /// caller's mTLS identity.
+    Destination,
+    /// A caller of [`DB_SERVICE`] over mesh mTLS, with the filter at its own end or without.
+    Caller { filter: bool },
+}
+
+/// One Envoy of the both-ends part: prod's database behind its own sidecar, and the callers that
+/// reach it over mesh mTLS, each with a workload certificate made at demo time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct End {
+    /// The file is `demo/sidecar-<name>.yaml`, the compose service `sidecar-<name>`.
+    pub name: &'static str,
+    /// The workload's namespace (`NAMESPACE` node metadata, and its SPIFFE id).
+    pub namespace: &'static str,
+    /// Its service account (`SERVICE_ACCOUNT` node metadata, and its SPIFFE id).
+    pub service_account: &'static str,
+    pub pod: &'static str,
+    pub app: &'static str,
+    /// `LABELS` node metadata.
+    pub labels: &'static [(&'static str, &'static str)],
+    pub role: Role,
+    /// One line for the file's header.
+    pub about: &'static str,
+}
+
+impl End {
+    /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+    pub fn spiffe_id(&self) -> String {
+        crate::mtls::workload_files(
+            std::path::Path::new(""),
+            TRUST_DOMAIN,
+            self.namespace,
+            self.service_account,
+        )
+        .spiffe_id
+    }
+}
+
+/// The both-ends Envoys, in the order of their port ranges.
+pub const ENDS: [End; 3] = [
+    End {
+        name: "prod-db",
+        namespace: "prod",
+        service_account: "cockroachdb",
+        pod: "cockroachdb-0",
+        app: "cockroachdb",
+        labels: &[("app.kubernetes.io/name", "cockroachdb")],
+        role: Role::Destination,
+        about: "the sidecar of prod's CockroachDB pod, its INBOUND side: the filter at the \
+                destination's end, deciding each connection on the caller's verified mTLS \
+                identity, in front of the database (the mesh's cockroachdb.prod:26257 listener)",
+    },
+    End {
+        name: "prod-tcp",
+        namespace: "prod",
+        service_account: "orders",
+        pod: "orders-5d8f7c9b6-x2x7q",
+        app: "orders",
+        labels: &[("app.kubernetes.io/name", "orders"), ("version", "v1")],
+        role: Role::Caller { filter: true },
+        about: "the TCP side of prod's orders pod's sidecar: its outbound listener for \
+                cockroachdb.prod:26257 with the filter (the caller's end), then Istio's mesh \
+                mTLS with prod's certificate to prod's database sidecar",
+    },
+    End {
+        name: "uat-bypass",
+        namespace: "uat",
+        service_account: "orders",
+        pod: "orders-7c6b5d4f8-p4q9r",
+        app: "orders",
+        labels: &[("app.kubernetes.io/name", "orders"), ("version", "v2")],
+        role: Role::Caller { filter: false },
+        about: "the bypass: uat's orders pod with a proxy of its own that has NO tenant-egress \
+                filter (the tenant controls its pod spec), presenting uat's valid workload \
+                certificate with Istio's SNI for cockroachdb.prod:26257",
+    },
+];
+
+/// The both-ends Envoy called `name`.
+pub fn end(name: &str) -> Option<&'static End> {
+    ENDS.iter().find(|e| e.name == name)
+}
+
+/// Where the workload certificates are, relative to the Envoys' working directory (as the
+/// filter is, [`WASM_RELATIVE`]). Made at demo time (`tenant-egress-demo certs`); never
+/// committed.
+pub const PKI_RELATIVE: &str = "./pki";
 
 /// The label of the mesh listener that plays "the internet": where PassthroughCluster sends a
 /// request whose Host matches no virtual host.
@@ -146,8 +268,11 @@ pub fn sidecar_config(sc: &Sidecar, policy_json: &str, wasm: &str) -> EnvoyConfi
 ///   15101-15107  the mesh's services (one listener each: "the pods" behind the service)
 ///   15108        the external wildcard ServiceEntry *.example.com:80
 ///   15109        "the internet": where PassthroughCluster sends unknown destinations
-///   15201-15205  one outbound listener per sidecar (what the application talks to)
-///   15301-15305  the admin port of each sidecar (/stats, /ready, /logging, ...)
+///   15201-15206  one outbound listener per sidecar (what the application talks to)
+///   15301-15306  the admin port of each sidecar (/stats, /ready, /logging, ...)
+///   15401-15403  both ends: prod-db's inbound listener (mTLS, and plaintext to be refused),
+///                prod-tcp's and uat-bypass's listeners for cockroachdb.prod:26257
+///   15501-15503  their admin ports
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ports {
@@ -157,6 +282,8 @@ pub struct Ports {
     pub internet: u16,
     /// (listener, admin) per [`SIDECARS`] entry.
     pub sidecars: Vec<(u16, u16)>,
+    /// (listener, admin) per [`ENDS`] entry.
+    pub ends: Vec<(u16, u16)>,
 }
 
 impl Ports {
@@ -169,6 +296,9 @@ impl Ports {
             internet: 15101 + n + 1,
             sidecars: (0..SIDECARS.len() as u16)
                 .map(|i| (15201 + i, 15301 + i))
+                .collect(),
+            ends: (0..ENDS.len() as u16)
+                .map(|i| (15401 + i, 15501 + i))
                 .collect(),
         }
     }
@@ -183,6 +313,7 @@ impl Ports {
             upstreams: fixed.upstreams.iter().map(|_| next()).collect(),
             internet: next(),
             sidecars: fixed.sidecars.iter().map(|_| (next(), next())).collect(),
+            ends: fixed.ends.iter().map(|_| (next(), next())).collect(),
         }
     }
 
@@ -196,6 +327,10 @@ impl Ports {
             out.push((listener, format!("sidecar-{} listener", sc.name)));
             out.push((admin, format!("sidecar-{} admin", sc.name)));
         }
+        for (e, &(listener, admin)) in ENDS.iter().zip(&self.ends) {
+            out.push((listener, format!("sidecar-{} listener", e.name)));
+            out.push((admin, format!("sidecar-{} admin", e.name)));
+        }
         out
     }
 
@@ -208,6 +343,12 @@ impl Ports {
             admin,
             passthrough: self.internet,
         })
+    }
+
+    /// The (listener, admin) ports of both-ends Envoy `name`.
+    pub fn end(&self, name: &str) -> Option<(u16, u16)> {
+        let i = ENDS.iter().position(|e| e.name == name)?;
+        self.ends.get(i).copied()
     }
 
     /// The mesh's listeners: every registry entry of a sidecar (labelled as the kit labels
@@ -229,6 +370,12 @@ impl Ports {
             stat_prefix: format!("upstream_{INTERNET}"),
         });
         out
+    }
+
+    /// The mesh port playing [`DB_SERVICE`]'s pods: the application behind the destination's
+    /// sidecar.
+    pub fn db_port(&self) -> u16 {
+        self.upstream_port(&db_registry())
     }
 
     /// The mesh port playing registry entry `r`.
@@ -259,6 +406,12 @@ impl Ports {
         out.push_str(&format!("SIDECARS=\"{}\"\n", names.join(" ")));
         for (sc, (listener, admin)) in SIDECARS.iter().zip(&self.sidecars) {
             let key = sc.name.replace('-', "_");
+            out.push_str(&format!("LISTENER_{key}={listener}\nADMIN_{key}={admin}\n"));
+        }
+        let names: Vec<&str> = ENDS.iter().map(|e| e.name).collect();
+        out.push_str(&format!("ENDS=\"{}\"\n", names.join(" ")));
+        for (e, (listener, admin)) in ENDS.iter().zip(&self.ends) {
+            let key = e.name.replace('-', "_");
             out.push_str(&format!("LISTENER_{key}={listener}\nADMIN_{key}={admin}\n"));
         }
         out
@@ -294,21 +447,27 @@ impl Ports {
                 SERVICES.len() + 1
             ));
         }
+        let pair = |name: &str| -> Result<(u16, u16), String> {
+            let key = name.replace('-', "_");
+            Ok((
+                port(&format!("LISTENER_{key}"))?,
+                port(&format!("ADMIN_{key}"))?,
+            ))
+        };
         let sidecars = SIDECARS
             .iter()
-            .map(|sc| {
-                let key = sc.name.replace('-', "_");
-                Ok((
-                    port(&format!("LISTENER_{key}"))?,
-                    port(&format!("ADMIN_{key}"))?,
-                ))
-            })
+            .map(|sc| pair(sc.name))
+            .collect::<Result<_, String>>()?;
+        let ends = ENDS
+            .iter()
+            .map(|e| pair(e.name))
             .collect::<Result<_, String>>()?;
         Ok(Ports {
             mesh_admin: port("MESH_ADMIN")?,
             upstreams,
             internet,
             sidecars,
+            ends,
         })
     }
 }
@@ -325,8 +484,8 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), all.len(), "{all:?}");
-        assert_eq!(ports.len(), 20);
-        assert_eq!((ports[0], ports[19]), (15100, 15305));
+        assert_eq!(ports.len(), 28);
+        assert_eq!((ports[0], ports[27]), (15100, 15503));
         assert_eq!(Ports::from_env(&fixed.to_env()), Ok(fixed.clone()));
         let free = Ports::free();
         assert_eq!(Ports::from_env(&free.to_env()), Ok(free));

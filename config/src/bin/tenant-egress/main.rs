@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Diagnostic, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
     self, graph::GraphFormat, graph::GraphView, AuditSidecars, Ends, FailStrategy, Format,
-    GenerateError, Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    GenerateError, Options, PluginApi, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::cases::Case;
 use tenant_egress_core::explain::{End, RequestSpec, SourceSpec};
@@ -36,6 +36,7 @@ tenant_egress_filter.wasm Envoy filter, and turned into the Sidecar/WasmPlugin m
 that scope Istio's configuration the same way.",
     after_help = "Examples:\n  \
 tenant-egress validate policy.yaml\n  \
+tenant-egress validate policy/    # a policy directory: settings.yaml + tenants/<name>.yaml\n  \
 tenant-egress explain policy.yaml --source-namespace prod --authority cockroachdb.uat:26257 \\\n      \
 --cluster 'outbound|26257||cockroachdb.uat.svc.cluster.local'\n  \
 tenant-egress explain policy.yaml --batch requests.jsonl\n  \
@@ -73,15 +74,19 @@ enum Command {
 #[command(
     after_help = "Each error and warning names its line, path and tenant:\n  \
 error: policy.yaml:17: tenants[3].egress[0].hosts[2] (tenant prod): ...\n\
+A policy directory (settings.yaml + tenants/<name>.yaml) names the file and the\n\
+path inside it:\n  \
+error: policy/tenants/prod.yaml:5: egress[0].hosts[2] (tenant prod): ...\n\
 The same warning in several places is printed once, naming the others.\n\n\
 Exit codes: 0 valid, 1 invalid (or, with --strict, any warning), 2 unreadable.\n\n\
 Examples:\n  \
 tenant-egress validate policy.yaml\n  \
 tenant-egress validate --strict -q policy.yaml      # in CI\n  \
+tenant-egress validate policy/                      # a policy directory\n  \
 tenant-egress validate --json policy.yaml | jq '.diagnostics[]'"
 )]
 struct ValidateArgs {
-    /// Policy document (YAML or JSON; `-` for stdin).
+    /// Policy document (YAML or JSON; `-` for stdin), or a policy directory (README).
     policy: PathBuf,
     /// Print no warnings and no summary: only errors.
     #[arg(long, short)]
@@ -112,7 +117,7 @@ Example (CI):\n  \
 tenant-egress validate --strict policy.yaml && tenant-egress test policy.yaml cases.jsonl"
 )]
 struct TestArgs {
-    /// Policy document (YAML or JSON; `-` for stdin).
+    /// Policy document (YAML or JSON; `-` for stdin), or a policy directory (README).
     policy: PathBuf,
     /// Test cases (JSON Lines; `-` for stdin).
     cases: PathBuf,
@@ -134,7 +139,7 @@ tenant-egress reach policy.yaml --from prod\n  \
 tenant-egress reach policy.yaml --to uat --json"
 )]
 struct ReachArgs {
-    /// Policy document (YAML or JSON; `-` for stdin).
+    /// Policy document (YAML or JSON; `-` for stdin), or a policy directory (README).
     policy: PathBuf,
     /// What can this namespace reach?
     #[arg(
@@ -166,7 +171,8 @@ listing only the exception would drop the isolation for those pods);\n  \
 - a WasmPlugin (phase AUTHZ, outbound only, pluginConfig = the policy),\n    \
 mesh-wide in the root namespace or, with --wasm-scope namespace, one per\n    \
 tenant namespace. With --only envoyfilter, the EnvoyFilter equivalent instead\n    \
-(never both). Its comment says how to export the tenant_egress.* counters.\n\n\
+(never both). Its comment says how to export the tenant_egress.* counters.\n    \
+With --api trafficextension (Istio 1.30+), the same plugins as TrafficExtensions.\n\n\
 Tenants in audit mode get the same scoped Sidecars as enforced ones, so that\n\
 audit never widens what Istio scopes today (--audit-sidecars open: `*/*`).\n\
 FAIL_CLOSE (the default) needs a pinned remote module: --sha256 or an\n\
@@ -188,7 +194,7 @@ tenant-egress generate policy.yaml --only envoyfilter \\\n      \
 --url file:///var/local/lib/wasm/tenant_egress_filter.wasm"
 )]
 struct GenerateArgs {
-    /// Policy document (YAML or JSON; `-` for stdin).
+    /// Policy document (YAML or JSON; `-` for stdin), or a policy directory (README).
     policy: PathBuf,
     /// `-` for stdout; a FILE ending in .yaml/.yml/.json for every object in one file; or a
     /// directory for one file per kind (sidecars.yaml, wasmplugin.yaml, envoyfilter.yaml; .json
@@ -263,6 +269,11 @@ struct GenerateArgs {
     /// With the destination end, do not emit the STRICT PeerAuthentication per tenant namespace.
     #[arg(long)]
     no_peer_authentication: bool,
+    /// The Istio API of the plugins: `wasmplugin` (the default, every Istio since 1.12) or
+    /// `trafficextension` (Istio 1.30+, alpha: the same plugins with the module under
+    /// `spec.wasm`; see the README, "Choosing --api").
+    #[arg(long, value_enum, default_value_t = PluginApi::WasmPlugin)]
+    api: PluginApi,
 }
 
 #[derive(Args)]
@@ -289,6 +300,7 @@ cannot be carried over, illegal hosts.\n\n\
 Examples:\n  \
 kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress import prod-sidecars.yaml uat-sidecars.yaml --out policy.yaml\n  \
+tenant-egress import sidecars.yaml --out policy/    # one file per tenant (CODEOWNERS)\n  \
 tenant-egress import sidecars.yaml --service-cidr 10.96.0.0/12 --pod-cidr 10.244.0.0/16\n  \
 tenant-egress generate policy.yaml --only sidecars | kubectl diff -f -"
 )]
@@ -296,8 +308,10 @@ struct ImportArgs {
     /// Sidecar manifests (YAML, multi-document or `kind: List`; `-` for stdin).
     #[arg(required = true, value_name = "SIDECAR_YAML")]
     files: Vec<PathBuf>,
-    /// Write the policy here instead of stdout.
-    #[arg(long, value_name = "FILE", default_value = "-")]
+    /// Write the policy here instead of stdout: a FILE ending in .yaml/.yml/.json, or else a
+    /// policy DIRECTORY (settings.yaml + tenants/<name>.yaml, one file per tenant), which must
+    /// not exist yet or be empty.
+    #[arg(long, value_name = "FILE|DIR", default_value = "-")]
     out: PathBuf,
     /// Istio's config root namespace (its selector-less Sidecar is the mesh default).
     #[arg(long, value_name = "NS", default_value = DEFAULT_ROOT_NAMESPACE)]
@@ -331,7 +345,7 @@ tenant-egress graph policy.yaml --namespace uat --format dot | dot -Tsvg > uat.s
 tenant-egress graph policy.yaml --whole    # 50 namespaces: whole destinations only\n  \
 tenant-egress graph policy.yaml --view namespaces")]
 struct GraphArgs {
-    /// Policy document (YAML or JSON; `-` for stdin).
+    /// Policy document (YAML or JSON; `-` for stdin), or a policy directory (README).
     policy: PathBuf,
     /// Mermaid flowchart or Graphviz digraph.
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
@@ -362,7 +376,7 @@ Output is one JSON object per input line, in order; a bad\n\
 line yields {\"line\": N, \"error\": \"...\"} and the batch goes on."
 )]
 struct ExplainArgs {
-    /// Policy document (YAML or JSON).
+    /// Policy document (YAML or JSON), or a policy directory (README).
     policy: PathBuf,
     /// Source workload namespace (the proxy's NAMESPACE node metadata).
     #[arg(long, required_unless_present_any = ["batch", "at"])]
@@ -495,7 +509,12 @@ fn warnings_of(loaded: &Loaded) -> Vec<Diagnostic> {
 fn print_tcp_gaps(path: &Path, loaded: &Loaded) -> usize {
     let gaps = manifest::coverage::tcp_gaps(&loaded.spec);
     for g in &gaps {
-        eprintln!("warning: {}: {g}", path.display());
+        if loaded.is_dir() {
+            // Name the tenant's file, not the directory.
+            eprintln!("{}", loaded.extra_warning(g).to_text(""));
+        } else {
+            eprintln!("warning: {}: {g}", path.display());
+        }
     }
     gaps.len()
 }
@@ -520,6 +539,7 @@ fn validate(args: &ValidateArgs) -> Result<(), Fail> {
                 (
                     vec![Diagnostic {
                         severity: Severity::Error,
+                        file: None,
                         path: "(document)".to_owned(),
                         place: Default::default(),
                         message,
@@ -680,7 +700,8 @@ fn reach(args: &ReachArgs) -> Result<(), Fail> {
     if args.json {
         println!("{}", json.map_err(|e| Fail(2, e.to_string()))?);
     } else {
-        print!("{text}");
+        // A policy directory's paths as file and path (identity for one file).
+        print!("{}", loaded.origin().rewrite(&text));
     }
     Ok(())
 }
@@ -748,9 +769,11 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
                 req.destination_namespace.as_deref().unwrap_or("(none)"),
                 req.caller.as_deref().unwrap_or("(no client certificate)")
             );
-            print!("{}", report.to_text(caller.map(|c| c.namespace)));
+            let text = report.to_text(caller.map(|c| c.namespace));
+            print!("{}", loaded.origin().rewrite(&text));
         } else {
-            print!("{}", report.to_text(req.source.namespace.as_deref()));
+            let text = report.to_text(req.source.namespace.as_deref());
+            print!("{}", loaded.origin().rewrite(&text));
         }
         println!("enforced by: {}", enforcement.detail);
         if let Some(c) = assumed {
@@ -817,6 +840,7 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         max_object_bytes: args.max_object_bytes,
         ends: args.ends,
         peer_authentication: !args.no_peer_authentication,
+        api: args.api,
     };
     let generated = manifest::generate(&loaded.spec, &opts).map_err(|e| match e {
         GenerateError::Option(m) => Fail(2, format!("error: {m}")),
@@ -870,18 +894,36 @@ fn import(args: &ImportArgs) -> Result<(), Fail> {
         eprintln!("warning: imported policy: {w}");
     }
     let names: Vec<String> = inputs.into_iter().map(|(name, _)| name).collect();
-    let text = imported
-        .to_yaml(&names)
-        .map_err(|e| Fail(2, format!("error: {e}")))?;
-    if args.out == Path::new("-") {
-        std::io::stdout().lock().write_all(text.as_bytes())?;
+    if let manifest::output::Target::Dir(dir) = manifest::output::Target::of(&args.out) {
+        let files = imported
+            .to_dir_files(&names)
+            .map_err(|e| Fail(2, format!("error: {e}")))?;
+        tenant_egress_config::policy_dir::write_new(&dir, &files)
+            .map_err(|e| Fail(2, format!("error: {e}")))?;
+        eprintln!(
+            "wrote {} ({} and {} tenant file{})",
+            dir.display(),
+            files
+                .first()
+                .map(|(p, _)| p.display().to_string())
+                .unwrap_or_default(),
+            files.len().saturating_sub(1),
+            if files.len() == 2 { "" } else { "s" }
+        );
     } else {
-        std::fs::write(&args.out, text).map_err(|e| {
-            Fail(
-                2,
-                format!("error: cannot write {}: {e}", args.out.display()),
-            )
-        })?;
+        let text = imported
+            .to_yaml(&names)
+            .map_err(|e| Fail(2, format!("error: {e}")))?;
+        if args.out == Path::new("-") {
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+        } else {
+            std::fs::write(&args.out, text).map_err(|e| {
+                Fail(
+                    2,
+                    format!("error: cannot write {}: {e}", args.out.display()),
+                )
+            })?;
+        }
     }
     if !errors.is_empty() {
         let mut msg = String::new();
