@@ -20,7 +20,8 @@ fn plugin_configs() -> Vec<(String, String)> {
         "unknownSource": "deny",
         "tenants": [
             {"name": "team-01", "namespaces": ["team-01"], "egress": [{"hosts": ["./*"]}]},
-            {"name": "team-02", "namespaces": ["team-02"], "egress": [{"hosts": ["./*", "team-01/*"]}]}
+            {"name": "team-02", "namespaces": ["team-02"], "egress": [{"hosts": ["./*", "team-01/*"]}]},
+            {"name": "team-03", "namespaces": ["team-03"], "egress": [{"hosts": ["./*"]}]}
         ]
     });
     let (spec, _) = tenant_egress_core::validate::validate_value(doc).unwrap();
@@ -63,18 +64,21 @@ fn a_tenant_namespace_is_decided_once_by_its_shard() {
     let configs = plugin_configs();
     assert_eq!(
         configs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        ["istio-system", "team-01", "team-02"]
+        ["istio-system", "team-01", "team-02", "team-03"]
     );
     let fallback = config_of(&configs, "istio-system");
     assert!(
-        fallback.contains("\"delegatedNamespaces\":[\"team-01\",\"team-02\"]"),
+        fallback.contains("\"delegatedNamespaces\":[\"team-01\",\"team-02\",\"team-03\"]"),
         "{fallback}"
     );
+    // team-02's shard names the namespace its tenant does not (for Istio's short names).
+    let shard = config_of(&configs, "team-02");
+    assert!(shard.contains("\"knownNamespaces\":\"team-03\""), "{shard}");
     let envoy = EnvoyConfig::new("team-02")
         .service("api", "team-01", &[8080])
         .service("db", "team-03", &[8080])
         .another_wasm_filter("tenant-egress-fallback", &fallback)
-        .wasm_filter(&config_of(&configs, "team-02"))
+        .wasm_filter(&shard)
         .start();
     let ok = get(envoy.listener_port(8080), "api.team-01:8080", "/");
     assert_eq!(ok.status, 200, "team-02 may reach team-01: {ok:?}");
