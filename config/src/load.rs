@@ -396,7 +396,7 @@ pub fn parse_policy(input: &str, text: &str) -> Result<Loaded, LoadError> {
 
 /// Validates and compiles a document already read; `origin` places its paths.
 fn load_value(input: &str, value: serde_json::Value, origin: Origin) -> Result<Loaded, LoadError> {
-    let (spec, mut warnings) = match tenant_egress_core::validate::validate_value(value) {
+    let (spec, policy, mut warnings) = match Policy::from_value(value) {
         Ok(ok) => ok,
         Err(invalid) => {
             return Err(LoadError::Invalid {
@@ -408,10 +408,6 @@ fn load_value(input: &str, value: serde_json::Value, origin: Origin) -> Result<L
     };
     // The likely typos: authoring-time only (the filter does not compute them).
     warnings.extend(tenant_egress_core::validate::lint(&spec));
-    let policy = Policy::from_spec(&spec).map_err(|error| LoadError::Compile {
-        input: input.to_owned(),
-        error,
-    })?;
     Ok(Loaded {
         spec,
         policy,

@@ -121,7 +121,12 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
 /// `apiVersion`, `kind`, `metadata`, `spec` in that order, as Kubernetes writes them.
 /// (`serde_json::Value` sorts keys unless its `preserve_order` feature is on, and that feature
 /// would also change the core's validation order wherever both are built together.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+///
+/// Serialized untagged (derived); deserialized by the hand-written visitor below, not by
+/// `#[serde(untagged)]`, which buffers every value and tries each variant in turn, building
+/// (and formatting) an error for every string that is not a null, a bool or a number: most of
+/// `generate`'s time on a large policy, where every object passes through [`Value::from_serialize`].
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(untagged)]
 pub enum Value {
     /// `null`.
@@ -139,12 +144,90 @@ pub enum Value {
     Mapping(IndexMap<String, Value>),
 }
 
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML or JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("{n} is not a JSON number")))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Sequence(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Mapping(out))
+    }
+}
+
 impl Value {
     /// Any serializable value as an ordered tree (struct fields in declaration order).
     pub fn from_serialize<T: Serialize>(v: &T) -> Result<Value, serde_json::Error> {
-        // Through JSON text: serde_json reads object members in document order, and an
-        // untagged enum keeps that order in the IndexMap.
+        // Through JSON text: serde_json reads object members in document order, and the
+        // visitor keeps that order in the IndexMap.
         serde_json::from_str(&serde_json::to_string(v)?)
+    }
+
+    /// The member `key` of a mapping, to change.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        match self {
+            Value::Mapping(m) => m.get_mut(key),
+            _ => None,
+        }
     }
 
     /// The member `key` of a mapping.

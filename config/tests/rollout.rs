@@ -412,8 +412,11 @@ fn readme_rollout_section_runs_and_changes_nothing_until_a_tenant_is_enforced() 
         pair("prod", "tenant-egress"),
         pair("prod", "tenant-egress-inbound"),
     ];
+    // Mesh-wide, sharded (the default): the caller's fallback in the root namespace and one
+    // shard per tenant namespace, next to each one's destination plugin.
     let mut mesh_plugins = vec![pair("istio-system", "tenant-egress")];
     for ns in ["default", "dev", "foo", "prod", "uat"] {
+        mesh_plugins.push(pair(ns, "tenant-egress"));
         mesh_plugins.push(pair(ns, "tenant-egress-inbound"));
     }
     mesh_plugins.sort();

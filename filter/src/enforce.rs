@@ -79,7 +79,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
     };
     if state.stand_aside {
         // A gateway proxy under `gateways: passthrough`: not a tenant's egress; no host call.
-        state.counters.gateway_passthrough();
+        state.counters.stood_aside(state.delegated);
         return Outcome::Allow;
     }
     if state.direction() == Direction::Inbound {

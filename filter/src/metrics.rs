@@ -49,6 +49,7 @@ struct CounterIds {
     denied: Option<u32>,
     audit_denied: Option<u32>,
     gateway_passthrough: Option<u32>,
+    fallback_skipped: Option<u32>,
     denied_by: [Option<u32>; REASONS],
     audit_by: [Option<u32>; REASONS],
 }
@@ -57,6 +58,7 @@ struct CounterIds {
 struct Pending {
     allowed: u64,
     gateway_passthrough: u64,
+    fallback_skipped: u64,
     denied_by: [u64; REASONS],
     audit_by: [u64; REASONS],
 }
@@ -105,6 +107,7 @@ impl Counters {
             denied: host::define_counter(&name("denied", None)),
             audit_denied: host::define_counter(&name("audit_denied", None)),
             gateway_passthrough: host::define_counter(&name("gateway_passthrough", None)),
+            fallback_skipped: host::define_counter(&name("fallback_skipped", None)),
             denied_by: per_reason("denied"),
             audit_by: per_reason("audit_denied"),
         });
@@ -117,11 +120,15 @@ impl Counters {
         }
     }
 
-    /// A request or connection let through undecided in a gateway proxy
-    /// (`gateways: passthrough`).
-    pub fn gateway_passthrough(&self) {
+    /// A request or connection let through undecided: in a gateway proxy (`gateways:
+    /// passthrough`), or by a sharded fallback plugin whose namespace is `delegated`.
+    pub fn stood_aside(&self, delegated: bool) {
         if let Ok(mut p) = self.pending.try_borrow_mut() {
-            p.gateway_passthrough += 1;
+            if delegated {
+                p.fallback_skipped += 1;
+            } else {
+                p.gateway_passthrough += 1;
+            }
         }
     }
 
@@ -155,6 +162,7 @@ impl Counters {
         let p = std::mem::take(&mut *p);
         host::add(ids.allowed, p.allowed);
         host::add(ids.gateway_passthrough, p.gateway_passthrough);
+        host::add(ids.fallback_skipped, p.fallback_skipped);
         host::add(ids.denied, p.denied_by.iter().sum());
         host::add(ids.audit_denied, p.audit_by.iter().sum());
         for (id, n) in ids.denied_by.iter().zip(p.denied_by) {

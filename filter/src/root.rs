@@ -113,9 +113,16 @@ impl RootContext for Root {
         if let Some(kind) = self.kind.get() {
             counters.define(kind, self.direction.get());
         }
-        let stand_aside = stands_aside(&policy);
+        // Sharded distribution: the mesh-wide fallback stands aside where the namespace's own
+        // plugin decides (`delegatedNamespaces`), so no request is decided twice.
+        let delegated = source.namespace().is_some_and(|ns| policy.delegates(ns));
+        if delegated {
+            log::info!("namespace delegated to its own plugin: standing aside (fallback_skipped)");
+        }
+        let stand_aside = delegated || stands_aside(&policy);
         let mut state = State::new(policy, source, paths, counters);
         state.stand_aside = stand_aside;
+        state.delegated = delegated;
         state.set_direction(self.direction.get());
         self.state = Some(Rc::new(state));
         host::set_tick_period(FLUSH_PERIOD);

@@ -111,6 +111,9 @@ pub struct State {
     /// True in an Istio gateway proxy under `gateways: passthrough`: every request and
     /// connection passes undecided (`root.rs` reads the node id once per configuration).
     pub stand_aside: bool,
+    /// With `stand_aside`: the reason is `delegatedNamespaces` (a sharded fallback plugin in a
+    /// namespace whose own plugin decides), not a gateway.
+    pub delegated: bool,
     /// Cluster name -> what does not depend on the request: the destination namespace from
     /// its `istio.services` metadata, and the parsed name. Cluster metadata is part of the
     /// cluster's configuration, not of the request, so both are read and parsed once per
@@ -137,6 +140,7 @@ impl State {
             paths,
             counters,
             stand_aside: false,
+            delegated: false,
             cluster_namespaces: RefCell::new(FxHashMap::default()),
             cluster_services: RefCell::new(FxHashMap::default()),
             direction: Cell::new(Direction::Outbound),

@@ -189,6 +189,9 @@ pub struct EnvoyConfig {
     log_level: String,
     component_log_level: String,
     extra_args: Vec<String>,
+    /// Further wasm filters (name, policy) before the configured one: the same module, VM and
+    /// root id, another configuration (a second WasmPlugin reaching the same proxy).
+    more_wasm: Vec<(String, String)>,
     ends: crate::ends::Ends,
 }
 
@@ -222,8 +225,16 @@ impl EnvoyConfig {
             log_level: "info".into(),
             component_log_level: "wasm:debug".into(),
             extra_args: Vec::new(),
+            more_wasm: Vec::new(),
             ends: crate::ends::default_ends(),
         }
+    }
+
+    /// Adds another wasm filter named `name` with `policy_json`, before the configured one
+    /// (as a root-namespace WasmPlugin and a namespace one both reach a sidecar).
+    pub fn another_wasm_filter(mut self, name: &str, policy_json: &str) -> Self {
+        self.more_wasm.push((name.into(), policy_json.into()));
+        self
     }
 
     pub fn pod(mut self, pod: &str) -> Self {
@@ -705,6 +716,11 @@ impl EnvoyConfig {
     /// from a file in `dir`), then the router.
     pub(crate) fn http_filters(&self, dir: &Path) -> Vec<Value> {
         let mut http_filters = vec![metadata_exchange_stand_in()];
+        for (name, policy) in &self.more_wasm {
+            let wasm = self.resolved_wasm_file();
+            let typed = wasm_typed_config(&wasm, policy, &self.failure_policy);
+            http_filters.push(json!({"name": name, "typed_config": typed}));
+        }
         match (&self.filter, self.uses_ecds()) {
             (FilterMode::None, _) => {}
             (_, false) => http_filters.push(json!({

@@ -502,6 +502,9 @@ pub fn plan_plugins_as(
         ..Options::default()
     };
     opts.wasm.url = format!("file://{}", wasm.display());
+    // One plugin with the whole policy, as the dumps' single WasmPlugin slot (sharded
+    // distribution is replayed in tests/tests/shard.rs).
+    opts.wasm.shard = manifest::Shard::None;
     let generated = manifest::generate(&spec, &opts)
         .unwrap_or_else(|e| panic!("tenant-egress generate refused the test policy: {e}"));
     let plans: Vec<PluginPlan> = generated

@@ -2,7 +2,10 @@
 //! per host entry), the peak heap while compiling, and the compile time, by wrapping the system
 //! allocator in a counting one around [`Policy::from_json`].
 //!
-//! Usage: `policy-memory [--markdown] [RULES...]` (default sizes 10, 1000, 10000, 100000).
+//! Usage: `policy-memory [--markdown] [--shard] [RULES...]` (default sizes 10, 1000, 10000,
+//! 100000). With `--shard`, each row is instead the shard one sidecar loads under sharded
+//! distribution (`tenant_egress_core::shard::shard_for`): that of the namespace of the tenant
+//! whose rule count is closest to 100, in the RULES-rule policy.
 //! Build with `--release`: the time is meaningless otherwise.
 #![allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition; it only forwards to System.
 
@@ -75,8 +78,13 @@ struct Row {
     tenants: usize,
 }
 
-fn measure(rules: usize) -> Result<Row, String> {
-    let bytes = generate_policy_bytes(rules, DEFAULT_SEED);
+fn measure(rules: usize, shard: bool) -> Result<Row, String> {
+    let whole = generate_policy_bytes(rules, DEFAULT_SEED);
+    let (bytes, rules) = if shard {
+        shard_of_a_100_rule_tenant(&whole)?
+    } else {
+        (whole, rules)
+    };
     // Warm-up (page faults, allocator pools), then the counted run.
     drop(Policy::from_json(&bytes).map_err(|e| e.to_string())?);
     let before = LIVE.load(Ordering::Relaxed);
@@ -116,20 +124,48 @@ fn measure(rules: usize) -> Result<Row, String> {
     })
 }
 
+/// The shard (JSON) of the first namespace of the tenant whose host entries number closest to
+/// 100, and that number.
+fn shard_of_a_100_rule_tenant(whole: &[u8]) -> Result<(Vec<u8>, usize), String> {
+    let (spec, _) =
+        tenant_egress_core::validate::validate_json(whole).map_err(|e| e.to_string())?;
+    let rules = |t: &tenant_egress_core::spec::TenantSpec| -> usize {
+        t.egress
+            .iter()
+            .chain(t.workloads.iter().flat_map(|w| w.egress.iter()))
+            .map(|e| e.hosts.len())
+            .sum()
+    };
+    let tenant = spec
+        .tenants
+        .iter()
+        .min_by_key(|t| rules(t).abs_diff(100))
+        .ok_or("the policy has no tenant")?;
+    let ns = tenant
+        .namespaces
+        .first()
+        .ok_or("a tenant without namespaces")?;
+    let shard = tenant_egress_core::shard::shard_for(&spec, ns);
+    let bytes = serde_json::to_vec(&shard).map_err(|e| e.to_string())?;
+    Ok((bytes, rules(tenant)))
+}
+
 fn mib(b: isize) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
 fn main() -> std::process::ExitCode {
     let mut markdown = false;
+    let mut shard = false;
     let mut sizes = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--markdown" => markdown = true,
+            "--shard" => shard = true,
             s => match s.replace('_', "").parse::<usize>() {
                 Ok(n) => sizes.push(n),
                 Err(_) => {
-                    eprintln!("usage: policy-memory [--markdown] [RULES...]");
+                    eprintln!("usage: policy-memory [--markdown] [--shard] [RULES...]");
                     return std::process::ExitCode::from(2);
                 }
             },
@@ -146,7 +182,7 @@ fn main() -> std::process::ExitCode {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for rules in sizes {
-        match measure(rules) {
+        match measure(rules, shard) {
             Ok(r) => {
                 let per_rule = r.retained as f64 / r.rules as f64;
                 println!(

@@ -49,6 +49,7 @@ pub mod network;
 pub mod pattern;
 pub mod policy;
 pub mod reach;
+pub mod shard;
 pub mod spec;
 pub mod validate;
 pub mod vectors;

@@ -494,9 +494,16 @@ pub struct HostListener {
 /// The egress of one Sidecar, host by host.
 pub type SidecarEgress = Listeners<HostListener>;
 
-fn push_unique(into: &mut Vec<HostEntry>, from: impl IntoIterator<Item = HostEntry>) {
+/// Appends the entries of `from` not yet in `into` (`seen` mirrors `into`: a linear
+/// `contains` made a 24,000-host tenant quadratic).
+fn push_unique(
+    into: &mut Vec<HostEntry>,
+    seen: &mut std::collections::BTreeSet<HostEntry>,
+    from: impl IntoIterator<Item = HostEntry>,
+) {
     for e in from {
-        if !into.contains(&e) {
+        if !seen.contains(&e) {
+            seen.insert(e.clone());
             into.push(e);
         }
     }
@@ -513,13 +520,18 @@ impl Listeners<HostListener> {
     pub fn merged(tenant: &[EgressSpec], exception: &[EgressSpec]) -> Self {
         let hosts = |a: &Applied| {
             let mut out = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
             for r in &a.entries {
                 let list = match r.origin {
                     Origin::Tenant => tenant,
                     Origin::Exception => exception,
                 };
                 if let Some(entry) = list.get(r.index) {
-                    push_unique(&mut out, entry.hosts.iter().filter_map(|h| h.parse().ok()));
+                    push_unique(
+                        &mut out,
+                        &mut seen,
+                        entry.hosts.iter().filter_map(|h| h.parse().ok()),
+                    );
                 }
             }
             HostListener {

@@ -61,6 +61,17 @@ pub struct PolicySpec {
     pub gateways: Gateways,
     /// The tenants; each owns one or more source namespaces.
     pub tenants: Vec<TenantSpec>,
+    /// Sharded distribution only (`crate::shard`): in the mesh-wide fallback plugin, the tenant
+    /// namespaces whose own plugin decides. A proxy in one of them stands aside here
+    /// (`tenant_egress.fallback_skipped`), so no request is decided twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegated_namespaces: Vec<String>,
+    /// Sharded distribution only: the namespaces the whole policy names that this shard does
+    /// not, so Istio's short names (`svc.ns`) resolve exactly as under the whole policy.
+    /// One string, the names separated by single spaces: a shard repeats them in every plugin,
+    /// and as one scalar (not ~1,500) they cost `generate` (and the API server) far less.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub known_namespaces: String,
     /// SPIFFE trust domains whose identities the destination end accepts
     /// (`spiffe://<trust domain>/ns/<ns>/sa/<sa>`). Empty means Istio's default,
     /// [`DEFAULT_TRUST_DOMAIN`]; list the aliases too when `meshConfig.trustDomainAliases` is set.

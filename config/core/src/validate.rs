@@ -81,6 +81,13 @@ pub enum ErrorKind {
         "namespace \"{0}\" is already claimed by {1}; a namespace belongs to at most one tenant"
     )]
     NamespaceClaimed(String, Path),
+    /// A delegated namespace (sharded fallback) that a tenant of the same document owns: the
+    /// proxy would stand aside where this very document decides.
+    #[error(
+        "namespace \"{0}\" is delegated to its own plugin but owned by {1} in this document; \
+         a fallback plugin's document lists no tenant of the namespaces it delegates"
+    )]
+    DelegatedOwned(String, Path),
     /// A tenant without namespaces.
     #[error("a tenant needs at least one namespace")]
     NoNamespaces,
@@ -270,6 +277,8 @@ static POLICY: Obj = Obj(&[
     ("sharedNamespaces", Kind::StrList, false),
     ("gateways", Kind::Enum(&["passthrough", "enforce"]), false),
     ("tenants", Kind::List(&TENANT), true),
+    ("delegatedNamespaces", Kind::StrList, false),
+    ("knownNamespaces", Kind::Str, false),
     ("trustDomains", Kind::StrList, false),
 ]);
 
@@ -522,7 +531,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
         c.err("denyStatus", ErrorKind::DenyStatus(spec.deny_status));
     }
     check_cluster_networks(&mut c, spec);
-    if WARNINGS && spec.tenants.is_empty() {
+    if WARNINGS && spec.tenants.is_empty() && spec.delegated_namespaces.is_empty() {
         c.warn(
             "tenants",
             "no tenants: every source namespace is unknown (unknownSource decides)",
@@ -627,6 +636,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
         }
     }
     check_shared_namespaces(&mut c, spec, &claimed);
+    check_shard_fields(&mut c, spec, &claimed);
     identity::check_document(&mut c, spec);
     (c.errors, c.warnings)
 }
@@ -851,6 +861,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev.last().copied().unwrap_or(0)
+}
+
+/// `delegatedNamespaces` and `knownNamespaces` (sharded distribution, `crate::shard`): names
+/// of namespaces (`knownNamespaces` one string of them, separated by single spaces), and no
+/// delegated namespace is one this document decides.
+fn check_shard_fields(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str, String>) {
+    for (i, ns) in spec.delegated_namespaces.iter().enumerate() {
+        let path = format!("delegatedNamespaces[{i}]");
+        if let Err(e) = name::check_namespace(ns) {
+            c.err(path, ErrorKind::Namespace(ns.clone(), e));
+        } else if let Some(owner) = claimed.get(ns.as_str()) {
+            c.err(path, ErrorKind::DelegatedOwned(ns.clone(), owner.clone()));
+        }
+    }
+    // Split on the single space only: any other whitespace is part of a (refused) name.
+    let known = &spec.known_namespaces;
+    for ns in known
+        .split(' ')
+        .filter(|ns| !known.is_empty() || !ns.is_empty())
+    {
+        if let Err(e) = name::check_namespace(ns) {
+            c.err("knownNamespaces", ErrorKind::Namespace(ns.to_owned(), e));
+        }
+    }
 }
 
 /// `clusterNetworks`: every CIDR parses, and ALLOW_ANY tenants are warned about when the policy

@@ -834,6 +834,8 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
         cluster_networks: Vec::new(),
         gateways: Gateways::Passthrough,
         tenants,
+        delegated_namespaces: Vec::new(),
+        known_namespaces: String::new(),
         trust_domains: Vec::new(),
     };
     // The Sidecars name these on purpose today (istio-system, a shared monitoring): declared

@@ -16,11 +16,9 @@
 
 use serde::Serialize;
 
-use super::wasmplugin::{plugin, plugin_config, tcp_ports};
-use super::{
-    plugin_namespaces, tenant_mode, to_value, Doc, DocKind, GenerateError, Generated, Metadata,
-    Options, WasmScope,
-};
+use super::shard::{check_sizes, inbound_placements};
+use super::wasmplugin::{plugin, tcp_ports};
+use super::{tenant_mode, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options};
 use tenant_egress_core::spec::{Mode, PolicySpec};
 
 /// The mode of the tenant owning `ns` (a `--wasm-namespaces` entry, checked to be a tenant's).
@@ -67,34 +65,13 @@ pub(crate) fn generate(
     opts: &Options,
     out: &mut Generated,
 ) -> Result<(), GenerateError> {
-    let config = plugin_config(spec)?;
-    let namespaces: Vec<(&str, Mode)> = match opts.wasm.scope {
-        WasmScope::Mesh => spec
-            .tenants
-            .iter()
-            .enumerate()
-            .flat_map(|(t, tenant)| {
-                let mode = tenant_mode(spec, t);
-                tenant.namespaces.iter().map(move |ns| (ns.as_str(), mode))
-            })
-            .collect(),
-        WasmScope::Namespace => plugin_namespaces(spec, opts)?
-            .into_iter()
-            .map(|ns| (ns, namespace_mode(spec, ns)))
-            .collect(),
-    };
+    let placements = inbound_placements(spec, opts)?;
     let ports = tcp_ports(spec);
     let mut strict_first = true;
-    for (i, &(ns, mode)) in namespaces.iter().enumerate() {
-        let doc = plugin(
-            INBOUND_PLUGIN_NAME,
-            "HTTP",
-            "SERVER",
-            ns,
-            &[],
-            opts,
-            &config,
-        );
+    for (i, at) in placements.iter().enumerate() {
+        let ns = at.namespace.as_str();
+        let mode = namespace_mode(spec, ns);
+        let doc = plugin(INBOUND_PLUGIN_NAME, "HTTP", "SERVER", at, &[], opts)?;
         let comment = if i == 0 {
             vec![
                 "The destination end: the same filter on each tenant namespace's INBOUND HTTP. It decides".to_owned(),
@@ -108,18 +85,23 @@ pub(crate) fn generate(
         out.docs.push(Doc {
             kind: DocKind::WasmPlugin,
             comment,
-            value: to_value(&doc)?,
+            value: doc,
         });
+        // Every destination plugin carries the same (whole) policy: refuse at the first one that
+        // is too large, before copying it into every tenant namespace's (on a 100,000-rule
+        // policy those copies alone would exhaust memory).
+        if i == 0 {
+            check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
+        }
         if !ports.is_empty() {
             let doc = plugin(
                 INBOUND_NETWORK_PLUGIN_NAME,
                 "NETWORK",
                 "SERVER",
-                ns,
+                at,
                 &ports,
                 opts,
-                &config,
-            );
+            )?;
             let comment = if i == 0 {
                 let list: Vec<String> = ports.iter().map(u16::to_string).collect();
                 vec![
@@ -135,8 +117,11 @@ pub(crate) fn generate(
             out.docs.push(Doc {
                 kind: DocKind::WasmPlugin,
                 comment,
-                value: to_value(&doc)?,
+                value: doc,
             });
+            if i == 0 {
+                check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
+            }
         }
         if opts.peer_authentication && mode == Mode::Enforce {
             let doc = PeerAuthentication {

@@ -17,6 +17,7 @@ pub mod import;
 pub mod inbound;
 pub mod output;
 pub mod overview;
+pub mod shard;
 pub mod sidecar;
 pub mod trafficextension;
 pub mod wasmplugin;
@@ -31,6 +32,8 @@ use crate::yaml::{self, Value};
 use serde::Serialize;
 
 use tenant_egress_core::spec::{Mode, PolicySpec};
+
+pub use shard::Shard;
 
 /// This build's version (stamped into headers and the default image tag).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -208,6 +211,8 @@ pub struct WasmOptions {
     pub namespaces: Vec<String>,
     /// Accept a remote module without a digest under `FAIL_CLOSE` ([`check_pinned`]).
     pub allow_unpinned: bool,
+    /// One shard per tenant namespace (the default) or the whole policy per plugin.
+    pub shard: Shard,
 }
 
 impl Default for WasmOptions {
@@ -220,6 +225,7 @@ impl Default for WasmOptions {
             scope: WasmScope::Mesh,
             namespaces: Vec::new(),
             allow_unpinned: false,
+            shard: Shard::Namespace,
         }
     }
 }
@@ -240,6 +246,8 @@ pub struct Options {
     pub wasm: WasmOptions,
     /// Sidecars of tenants in audit mode.
     pub audit_sidecars: AuditSidecars,
+    /// No generated object may be larger (its JSON, in bytes).
+    pub max_object_bytes: usize,
     /// Which end(s) enforce.
     pub ends: Ends,
     /// With the destination end: a STRICT PeerAuthentication per tenant namespace.
@@ -257,6 +265,7 @@ impl Default for Options {
             shared_namespaces: Vec::new(),
             wasm: WasmOptions::default(),
             audit_sidecars: AuditSidecars::Scoped,
+            max_object_bytes: shard::DEFAULT_MAX_OBJECT_BYTES,
             ends: Ends::Both,
             peer_authentication: true,
             api: PluginApi::WasmPlugin,
@@ -462,6 +471,7 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
             }
         }
     }
+    shard::check_sizes(&out.docs, opts.max_object_bytes)?;
     Ok(out)
 }
 
@@ -573,8 +583,14 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     if w.allow_unpinned {
         push("allow-unpinned", "");
     }
+    if w.shard != dw.shard {
+        push("shard", &flag_value(&w.shard));
+    }
     if opts.audit_sidecars != defaults.audit_sidecars {
         push("audit-sidecars", &flag_value(&opts.audit_sidecars));
+    }
+    if opts.max_object_bytes != defaults.max_object_bytes {
+        push("max-object-bytes", &opts.max_object_bytes.to_string());
     }
     if opts.ends != defaults.ends {
         push("ends", &flag_value(&opts.ends));
@@ -810,8 +826,10 @@ mod tests {
                 scope: WasmScope::Namespace,
                 namespaces: vec!["p".into()],
                 allow_unpinned: true,
+                shard: Shard::None,
             },
             audit_sidecars: AuditSidecars::Open,
+            max_object_bytes: 1000,
             ..Options::default()
         };
         assert_eq!(
@@ -820,7 +838,7 @@ mod tests {
              --root-namespace mesh-root --emit-root-default --shared-namespaces a,b \
              --url file:///x.wasm --sha256 ab --image-pull-policy Always \
              --fail-strategy FAIL_RELOAD --wasm-scope namespace --wasm-namespaces p \
-             --allow-unpinned --audit-sidecars open"
+             --allow-unpinned --shard none --audit-sidecars open --max-object-bytes 1000"
         );
     }
 

@@ -8,6 +8,7 @@
 use crate::yaml::Value;
 use serde::Serialize;
 
+use super::shard::{check_sizes, placements, Placement, Shard};
 use super::{
     check_pinned, check_sha256, check_url, plugin_namespaces, to_value, Doc, DocKind,
     GenerateError, Generated, Metadata, Options, WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME,
@@ -100,27 +101,52 @@ pub fn stats_comment() -> Vec<String> {
     ]
 }
 
-/// The policy as a plugin configuration value (field order kept).
-pub(crate) fn plugin_config(spec: &PolicySpec) -> Result<Value, GenerateError> {
-    to_value(spec)
+/// The comment above the sharded set's mesh-wide fallback plugin.
+fn fallback_comment(ns: &str) -> Vec<String> {
+    vec![
+        format!("The mesh-wide fallback (no selector in the root namespace {ns}): decides for namespaces no"),
+        "tenant owns (unknownSource). Every tenant namespace is listed in delegatedNamespaces: there".into(),
+        "its own plugin decides and this one stands aside (counted as tenant_egress.fallback_skipped),".into(),
+        "so no request is decided twice.".into(),
+    ]
 }
 
 /// One WasmPlugin: the module, on the traffic `mode` selects (`CLIENT`: the sidecar's outbound;
-/// `SERVER`: its inbound), on `ports` (all when empty).
+/// `SERVER`: its inbound), on `ports` (all when empty), as the document to emit.
+///
+/// The placement's configuration (the policy or its shard, already a [`Value`]) is put in after
+/// the rest is converted: converting it again, through JSON text, for each of thousands of
+/// plugins was most of `generate`'s time on a large policy.
 pub(super) fn plugin(
     name: &'static str,
     kind: &'static str,
     mode: &'static str,
-    namespace: &str,
+    at: &Placement,
     ports: &[u16],
     opts: &Options,
-    config: &Value,
+) -> Result<Value, GenerateError> {
+    let mut doc = to_value(&plugin_shell(name, kind, mode, at, ports, opts))?;
+    if let Some(config) = doc.get_mut("spec").and_then(|s| s.get_mut("pluginConfig")) {
+        *config = Value::clone(&at.config);
+    }
+    Ok(doc)
+}
+
+/// [`plugin`] with a null `pluginConfig`.
+fn plugin_shell(
+    name: &'static str,
+    kind: &'static str,
+    mode: &'static str,
+    at: &Placement,
+    ports: &[u16],
+    opts: &Options,
 ) -> WasmPlugin {
     let w = &opts.wasm;
+    let labels: Vec<(&str, &str)> = at.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
     WasmPlugin {
         api_version: API_VERSION,
         kind: "WasmPlugin",
-        metadata: Metadata::new(name, namespace, &[]),
+        metadata: Metadata::new(name, &at.namespace, &labels),
         spec: WasmPluginSpec {
             url: w.url.clone(),
             sha256: w.sha256.clone(),
@@ -133,7 +159,7 @@ pub(super) fn plugin(
                 ports: ports.iter().map(|&number| PortMatch { number }).collect(),
             }],
             plugin_name: name,
-            plugin_config: config.clone(),
+            plugin_config: Value::Null,
         },
     }
 }
@@ -170,12 +196,31 @@ pub(crate) fn generate(
     out: &mut Generated,
 ) -> Result<(), GenerateError> {
     let w = &opts.wasm;
-    let config = plugin_config(spec)?;
-    let namespaces = plugin_namespaces(spec, opts)?;
-    for (i, ns) in namespaces.iter().enumerate() {
-        let doc = plugin(PLUGIN_NAME, "HTTP", "CLIENT", ns, &[], opts, &config);
+    let placements = placements(spec, opts)?;
+    let namespaces: Vec<&str> = placements
+        .iter()
+        .filter(|p| !p.fallback)
+        .map(|p| p.namespace.as_str())
+        .collect();
+    let mut first_shard = true;
+    for (i, at) in placements.iter().enumerate() {
+        let ns = &at.namespace;
+        let doc = plugin(PLUGIN_NAME, "HTTP", "CLIENT", at, &[], opts)?;
         let mut comment = Vec::new();
-        if i == 0 {
+        if at.fallback {
+            comment.extend(fallback_comment(ns));
+        } else if w.shard == Shard::Namespace && first_shard {
+            first_shard = false;
+            comment.push(format!(
+                "One plugin per tenant namespace ({} of them): pluginConfig is that namespace's shard",
+                namespaces.len()
+            ));
+            comment.push(
+                "of the policy (its tenant, the document-wide settings, the names of the other namespaces)."
+                    .to_owned(),
+            );
+        }
+        if i == 0 && w.shard == Shard::None {
             comment.push(match w.scope {
                 WasmScope::Mesh => format!(
                     "The filter, mesh-wide (no selector in the root namespace {ns}): outbound HTTP of every sidecar."
@@ -186,6 +231,8 @@ pub(crate) fn generate(
                 ),
             });
             comment.push("pluginConfig is the policy document itself.".to_owned());
+        }
+        if i == 0 {
             comment.push(
                 "Istio applies CLIENT plugins to gateway proxies too (a selector cannot exclude them): the filter"
                     .to_owned(),
@@ -200,8 +247,13 @@ pub(crate) fn generate(
         out.docs.push(Doc {
             kind: DocKind::WasmPlugin,
             comment,
-            value: to_value(&doc)?,
+            value: doc,
         });
+        // With `--shard none` every plugin carries the whole policy: refuse at the first one
+        // that is too large, before copying it into every namespace's.
+        if w.shard == Shard::None && i == 0 {
+            check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
+        }
     }
     let ports = tcp_ports(spec);
     if ports.is_empty() {
@@ -209,16 +261,10 @@ pub(crate) fn generate(
     }
     // The same module as a network filter for the TCP/TLS ports: an HTTP filter never sees a
     // database connection.
-    for (i, ns) in namespaces.iter().enumerate() {
-        let doc = plugin(
-            NETWORK_PLUGIN_NAME,
-            "NETWORK",
-            "CLIENT",
-            ns,
-            &ports,
-            opts,
-            &config,
-        );
+    // Every plugin, shard or fallback, sits on the whole policy's TCP ports: a tenant that
+    // declares none is still decided there (by its catch-all), as under the whole policy.
+    for (i, at) in placements.iter().enumerate() {
+        let doc = plugin(NETWORK_PLUGIN_NAME, "NETWORK", "CLIENT", at, &ports, opts)?;
         let mut comment = Vec::new();
         if i == 0 {
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();
@@ -238,7 +284,7 @@ pub(crate) fn generate(
         out.docs.push(Doc {
             kind: DocKind::WasmPlugin,
             comment,
-            value: to_value(&doc)?,
+            value: doc,
         });
     }
     Ok(())

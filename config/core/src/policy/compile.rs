@@ -131,6 +131,9 @@ impl Policy {
                 inbound: super::inbound::compile_allowances(&mut b.rules, t, &ts.inbound),
             });
         }
+        for ns in spec.known_namespaces.split(' ').filter(|ns| !ns.is_empty()) {
+            b.ns_id(ns);
+        }
         let cluster_domain = spec
             .cluster_domain
             .strip_suffix('.')
@@ -145,6 +148,11 @@ impl Policy {
             mode: spec.mode,
             unknown_source: spec.unknown_source,
             gateways: spec.gateways,
+            delegated: spec
+                .delegated_namespaces
+                .iter()
+                .map(|ns| ns.as_str().into())
+                .collect(),
             deny_status: spec.deny_status,
             deny_body: spec.deny_body,
             networks: super::networks_of(spec),

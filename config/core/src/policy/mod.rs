@@ -105,6 +105,8 @@ impl SourceScope {
 pub struct Policy {
     mode: Mode,
     gateways: Gateways,
+    /// `delegatedNamespaces` (sharded distribution's fallback plugin).
+    delegated: Box<[Box<str>]>,
     unknown_source: UnknownSource,
     deny_status: u16,
     deny_body: DenyBody,
@@ -147,6 +149,17 @@ impl Policy {
         Ok((Self::compile_valid(&spec), warnings))
     }
 
+    /// Validates and compiles a decoded document ([`validate::validate_value`]), returning the
+    /// spec too. As [`Policy::from_json`], it compiles what validation passed without checking
+    /// it again (`check_meaning` is most of the time `generate` spends reading a large policy).
+    pub fn from_value(
+        v: serde_json::Value,
+    ) -> Result<(PolicySpec, Policy, Vec<Warning>), InvalidPolicy> {
+        let (spec, warnings) = validate::validate_value(v)?;
+        let policy = Self::compile_valid(&spec);
+        Ok((spec, policy, warnings))
+    }
+
     /// Validates and compiles a decoded spec.
     pub fn from_spec(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         let (errors, warnings) = validate::check_meaning(spec);
@@ -166,6 +179,12 @@ impl Policy {
     /// Whether the filter decides in Istio gateway proxies (`gateways:`).
     pub fn gateways(&self) -> Gateways {
         self.gateways
+    }
+
+    /// Whether a proxy in `namespace` stands aside because its namespace's own plugin decides
+    /// (`delegatedNamespaces`). Asked once per configuration, never per request.
+    pub fn delegates(&self, namespace: &str) -> bool {
+        self.delegated.iter().any(|ns| &**ns == namespace)
     }
 
     /// HTTP status for denials.

@@ -105,6 +105,14 @@ pub(super) fn policy(v: Value) -> Option<PolicySpec> {
             Some(v) => strings(v)?,
         },
         tenants: list(Some(m.remove("tenants")?), tenant)?,
+        delegated_namespaces: match m.remove("delegatedNamespaces") {
+            None => Vec::new(),
+            Some(v) => strings(v)?,
+        },
+        known_namespaces: match m.remove("knownNamespaces") {
+            None => String::new(),
+            Some(v) => string(v)?,
+        },
     })
 }
 

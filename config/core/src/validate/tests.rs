@@ -673,6 +673,11 @@ fn decode_matches_serde() {
         json!({"apiVersion": API_VERSION, "unknownSource": "deny", "gateways": "passthrough",
                "denyBody": "terse",
                "tenants": [{"name": "c", "namespaces": ["c"]}]}),
+        // The sharded distribution's fields (`crate::shard`).
+        json!({"apiVersion": API_VERSION, "tenants": [],
+               "delegatedNamespaces": ["p1", "p2"]}),
+        json!({"apiVersion": API_VERSION, "tenants": [{"name": "c", "namespaces": ["c"]}],
+               "knownNamespaces": "d e"}),
     ];
     let file: crate::vectors::VectorFile =
         serde_json::from_str(crate::vectors::VECTORS_JSON).unwrap();
@@ -693,4 +698,35 @@ fn decode_refuses_what_it_cannot_read() {
     );
     assert_eq!(decode::policy(json!({"apiVersion": API_VERSION})), None);
     assert_eq!(decode::policy(json!([])), None);
+}
+
+/// The sharded distribution's fields: `delegatedNamespaces` lists namespace names no tenant of
+/// the document owns; `knownNamespaces` is one string of namespace names separated by single
+/// spaces.
+#[test]
+fn shard_fields_name_namespaces() {
+    let paths = |v: Value| -> Vec<String> {
+        errors(v)
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.kind))
+            .collect()
+    };
+    let (spec, _) = validate_value(json!({"apiVersion": API_VERSION, "tenants": [],
+        "delegatedNamespaces": ["p1"], "knownNamespaces": "a b-2 c"}))
+    .unwrap();
+    assert_eq!(spec.known_namespaces, "a b-2 c");
+    let got = paths(json!({"apiVersion": API_VERSION,
+        "tenants": [{"name": "p", "namespaces": ["p1"], "egress": [{"hosts": ["./*"]}]}],
+        "delegatedNamespaces": ["p1", "Bad"], "knownNamespaces": "a  B"}));
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(
+        got[0].starts_with("delegatedNamespaces[0]: namespace \"p1\" is delegated"),
+        "{got:#?}"
+    );
+    assert!(got[1].starts_with("delegatedNamespaces[1]:"), "{got:#?}");
+    assert!(got[2].starts_with("knownNamespaces:"), "{got:#?}");
+    assert!(
+        got[3].starts_with("knownNamespaces:") && got[3].contains("\"B\""),
+        "{got:#?}"
+    );
 }

@@ -256,6 +256,15 @@ struct GenerateArgs {
     /// Accept a remote module with no digest under FAIL_CLOSE (a demo; see --sha256).
     #[arg(long)]
     allow_unpinned: bool,
+    /// `namespace`: one WasmPlugin per tenant namespace carrying only its tenant (its shard),
+    /// plus a small mesh-wide fallback for namespaces no tenant owns. `none`: the whole policy in
+    /// every plugin (small policies; one object).
+    #[arg(long, value_enum, default_value_t = manifest::Shard::Namespace)]
+    shard: manifest::Shard,
+    /// Refuse to emit any object whose JSON is larger (client-side `kubectl apply` stores a copy
+    /// in a 256 KiB annotation; etcd refuses objects over 1572864 bytes, the most allowed here).
+    #[arg(long, value_name = "BYTES", default_value_t = manifest::shard::DEFAULT_MAX_OBJECT_BYTES)]
+    max_object_bytes: usize,
     /// Sidecars of tenants in audit mode: `scoped` (as enforced: today's scoping kept) or `open`
     /// (`*/*`: wider than any scoped Sidecar).
     #[arg(long, value_enum, default_value_t = AuditSidecars::Scoped)]
@@ -842,8 +851,10 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
             scope: args.wasm_scope,
             namespaces: args.wasm_namespaces.clone(),
             allow_unpinned: args.allow_unpinned,
+            shard: args.shard,
         },
         audit_sidecars: args.audit_sidecars,
+        max_object_bytes: args.max_object_bytes,
         ends: args.ends,
         peer_authentication: !args.no_peer_authentication,
         api: args.api,
@@ -877,6 +888,10 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
     for line in said {
         eprintln!("{line}");
     }
+    // The process ends here: freeing thousands of generated objects one by one would take a
+    // noticeable part of a large policy's run, for nothing.
+    std::mem::forget(generated);
+    std::mem::forget(loaded);
     Ok(())
 }
 

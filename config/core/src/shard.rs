@@ -1,0 +1,136 @@
+//! Sharded distribution: the part of a policy one namespace's sidecars need.
+//!
+//! A sidecar decides only for its own namespace (the source is the proxy's `NAMESPACE` node
+//! metadata, read once per configuration), so it needs only the tenant owning that namespace,
+//! the document-wide settings, and the names of the namespaces the whole policy knows (Istio's
+//! short names `svc.ns` resolve only for those: `policy/resolve.rs: expand_alias`). That is
+//! [`shard_for`]: a valid policy document in its own right, whose decisions for a source in
+//! `namespace` equal the whole policy's (`tests/shard_equivalence.rs` proves it over the
+//! vectors and random policies).
+//!
+//! Namespaces no tenant owns are decided by one small mesh-wide [`fallback`] document: no
+//! tenants (so `unknownSource` decides), and the tenant namespaces listed as
+//! `delegatedNamespaces`, where it stands aside because the namespace's own shard decides.
+
+use std::collections::BTreeSet;
+
+use crate::pattern::{HostEntry, NsSelector};
+use crate::spec::{EgressSpec, PolicySpec};
+
+/// Every namespace `spec` names, as compiling it records them (`policy/compile.rs`): its
+/// tenants', those its hosts name (`ns/...`), its `knownNamespaces` and
+/// `sharedNamespaces`; sorted.
+fn named_namespaces(spec: &PolicySpec) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for t in &spec.tenants {
+        out.extend(t.namespaces.iter().cloned());
+        let egress = t
+            .egress
+            .iter()
+            .chain(t.workloads.iter().flat_map(|w| w.egress.iter()));
+        out.extend(egress.flat_map(named_in));
+    }
+    out.extend(
+        spec.known_namespaces
+            .split(' ')
+            .filter(|ns| !ns.is_empty())
+            .map(str::to_owned),
+    );
+    out.extend(spec.shared_namespaces.iter().cloned());
+    out
+}
+
+/// The namespaces one egress entry's hosts name.
+fn named_in(e: &EgressSpec) -> impl Iterator<Item = String> + '_ {
+    e.hosts
+        .iter()
+        .filter_map(|h| match h.parse::<HostEntry>().ok()?.namespace {
+            NsSelector::Named(ns) => Some(ns),
+            NsSelector::Any | NsSelector::Own => None,
+        })
+}
+
+/// The shard of `spec` for sidecars in `namespace`: the document-wide settings, the tenant
+/// owning `namespace` (whole: its rules, exceptions and namespaces) or no tenant at all, and
+/// as `knownNamespaces` the other namespaces the whole policy names.
+pub fn shard_for(spec: &PolicySpec, namespace: &str) -> PolicySpec {
+    Sharder::new(spec).shard_for(namespace)
+}
+
+/// [`shard_for`] for many namespaces of one policy: the namespaces the whole policy names are
+/// gathered once.
+pub struct Sharder<'a> {
+    spec: &'a PolicySpec,
+    named: BTreeSet<String>,
+}
+
+impl<'a> Sharder<'a> {
+    /// Reads `spec` once.
+    pub fn new(spec: &'a PolicySpec) -> Self {
+        Sharder {
+            spec,
+            named: named_namespaces(spec),
+        }
+    }
+
+    /// See [`shard_for`].
+    pub fn shard_for(&self, namespace: &str) -> PolicySpec {
+        let tenants: Vec<_> = self
+            .spec
+            .tenants
+            .iter()
+            .filter(|t| t.namespaces.iter().any(|ns| ns == namespace))
+            .take(1)
+            .cloned()
+            .collect();
+        let mut shard = PolicySpec {
+            tenants,
+            ..header(self.spec)
+        };
+        let own = named_namespaces(&shard);
+        let mut known = String::new();
+        for ns in self.named.iter().filter(|ns| !own.contains(*ns)) {
+            if !known.is_empty() {
+                known.push(' ');
+            }
+            known.push_str(ns);
+        }
+        shard.known_namespaces = known;
+        shard
+    }
+}
+
+/// The mesh-wide fallback: the document-wide settings, no tenant, and every tenant namespace
+/// delegated to its own shard (a tenant namespace outside a staged rollout is then left alone,
+/// as it is without sharding).
+pub fn fallback(spec: &PolicySpec) -> PolicySpec {
+    PolicySpec {
+        tenants: Vec::new(),
+        delegated_namespaces: spec
+            .tenants
+            .iter()
+            .flat_map(|t| t.namespaces.iter().cloned())
+            .collect(),
+        known_namespaces: String::new(),
+        ..header(spec)
+    }
+}
+
+/// The document-wide settings of `spec`, with no tenant.
+fn header(spec: &PolicySpec) -> PolicySpec {
+    PolicySpec {
+        api_version: spec.api_version.clone(),
+        mode: spec.mode,
+        cluster_domain: spec.cluster_domain.clone(),
+        unknown_source: spec.unknown_source,
+        deny_status: spec.deny_status,
+        deny_body: spec.deny_body,
+        shared_namespaces: spec.shared_namespaces.clone(),
+        cluster_networks: spec.cluster_networks.clone(),
+        gateways: spec.gateways,
+        trust_domains: spec.trust_domains.clone(),
+        tenants: Vec::new(),
+        delegated_namespaces: Vec::new(),
+        known_namespaces: String::new(),
+    }
+}

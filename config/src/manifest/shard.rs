@@ -1,0 +1,366 @@
+//! Sharded distribution (`generate --shard namespace`, the default) and the object size limit.
+//!
+//! One plugin per tenant namespace carries only that namespace's shard of the policy
+//! ([`tenant_egress_core::shard::shard_for`]), so a sidecar's VM compiles one tenant, and no
+//! object grows with the cluster. Namespaces no tenant owns are decided by a small mesh-wide
+//! fallback plugin in the root namespace ([`tenant_egress_core::shard::fallback`]): its document
+//! has no tenant (`unknownSource` decides) and lists the tenant namespaces as
+//! `delegatedNamespaces`, where the filter stands aside (`tenant_egress.fallback_skipped`), so a
+//! pod that gets both plugins has its requests decided once, by its namespace's plugin.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use tenant_egress_core::shard::{fallback, Sharder};
+use tenant_egress_core::spec::PolicySpec;
+
+use super::inbound::{INBOUND_NETWORK_PLUGIN_NAME, INBOUND_PLUGIN_NAME};
+use super::{plugin_namespaces, to_value, Doc, GenerateError, Options, WasmScope, TENANT_LABEL};
+use crate::yaml::Value;
+
+/// How the policy is distributed to the sidecars (`generate --shard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shard {
+    /// One plugin per tenant namespace with only its tenant, plus a mesh-wide fallback for
+    /// namespaces no tenant owns (the default).
+    Namespace,
+    /// One plugin (per `--wasm-scope`) carrying the whole policy: small policies, or clusters
+    /// that want one object.
+    None,
+}
+
+/// The default `--max-object-bytes`: what `kubectl apply` (client-side) can store in its
+/// `last-applied-configuration` annotation (all annotations of an object: 256 KiB).
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 256 * 1024;
+/// The largest `--max-object-bytes`: etcd's default request limit (1.5 MiB), above which the
+/// API server refuses the object whatever the client.
+pub const ETCD_MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// Where one plugin goes and what it carries.
+pub(crate) struct Placement {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its `pluginConfig` (a policy document), shared by the placements that carry the same one
+    /// and copied only into the emitted object.
+    pub config: Rc<Value>,
+    /// Extra labels: the tenant of a shard.
+    pub labels: Vec<(&'static str, String)>,
+    /// Whether this is the mesh-wide fallback of a sharded set.
+    pub fallback: bool,
+}
+
+/// The plugins to emit: with `--shard none`, the whole policy in every plugin namespace;
+/// sharded, the fallback in the root namespace (unless `--wasm-scope namespace`) and each
+/// tenant namespace's shard.
+pub(crate) fn placements(
+    spec: &PolicySpec,
+    opts: &Options,
+) -> Result<Vec<Placement>, GenerateError> {
+    if opts.wasm.shard == Shard::None {
+        let config = Rc::new(to_value(spec)?);
+        return Ok(plugin_namespaces(spec, opts)?
+            .into_iter()
+            .map(|ns| Placement {
+                namespace: ns.to_owned(),
+                config: config.clone(),
+                labels: Vec::new(),
+                fallback: false,
+            })
+            .collect());
+    }
+    // Refuses what it refuses unsharded (`--wasm-namespaces` without `--wasm-scope namespace`: a
+    // staged rollout must not start the mesh-wide fallback).
+    plugin_namespaces(spec, opts)?;
+    // The shards go where a namespace-scoped plugin goes (all tenant namespaces, or the
+    // `--wasm-namespaces` of a staged rollout).
+    let mut per_ns = opts.clone();
+    per_ns.wasm.scope = WasmScope::Namespace;
+    let namespaces = plugin_namespaces(spec, &per_ns)?;
+    let mut out = Vec::with_capacity(namespaces.len() + 1);
+    if opts.wasm.scope == WasmScope::Mesh {
+        out.push(Placement {
+            namespace: opts.root_namespace.clone(),
+            config: Rc::new(to_value(&fallback(spec))?),
+            labels: Vec::new(),
+            fallback: true,
+        });
+    }
+    let sharder = Sharder::new(spec);
+    // Every namespace of one tenant gets the same shard: built once per tenant, not once per
+    // namespace (a namespace no tenant owns, in a staged rollout, gets its own).
+    let mut by_tenant: HashMap<&str, Rc<Value>> = HashMap::new();
+    for ns in namespaces {
+        let owner = spec
+            .tenants
+            .iter()
+            .find(|t| t.namespaces.iter().any(|n| n == ns));
+        let config = match owner.map(|t| (t.name.as_str(), by_tenant.get(t.name.as_str()))) {
+            Some((_, Some(config))) => config.clone(),
+            Some((name, None)) => {
+                let config = Rc::new(to_value(&sharder.shard_for(ns))?);
+                by_tenant.insert(name, config.clone());
+                config
+            }
+            None => Rc::new(to_value(&sharder.shard_for(ns))?),
+        };
+        out.push(Placement {
+            namespace: ns.to_owned(),
+            config,
+            labels: owner
+                .map(|t| vec![(TENANT_LABEL, t.name.clone())])
+                .unwrap_or_default(),
+            fallback: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The size of `value` as JSON, counted without building the text.
+pub fn json_size(value: &Value) -> Result<usize, GenerateError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)
+        .map_err(|e| GenerateError::Serialize(e.to_string()))?;
+    Ok(count.0)
+}
+
+/// Refuses output the API server (or `kubectl apply`) would refuse: any object whose JSON is
+/// over `max` bytes. Names the object, its tenant and its size.
+pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError> {
+    if !(1..=ETCD_MAX_OBJECT_BYTES).contains(&max) {
+        return Err(GenerateError::Option(format!(
+            "--max-object-bytes {max} is not in 1..={ETCD_MAX_OBJECT_BYTES} (etcd refuses objects over 1.5 MiB)"
+        )));
+    }
+    for doc in docs {
+        let size = json_size(&doc.value)?;
+        if size <= max {
+            continue;
+        }
+        let json = doc.value.to_json();
+        let field = |p: &str| json.pointer(p).and_then(|v| v.as_str()).unwrap_or("?");
+        let tenant = json
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(TENANT_LABEL))
+            .and_then(|v| v.as_str());
+        let delegated = json
+            .pointer("/spec/pluginConfig/delegatedNamespaces")
+            .and_then(|d| d.as_array())
+            .map(Vec::len);
+        let destination = matches!(
+            field("/metadata/name"),
+            INBOUND_PLUGIN_NAME | INBOUND_NETWORK_PLUGIN_NAME
+        );
+        let whose = match (tenant, delegated) {
+            _ if destination => {
+                "the destination end's policy (every caller tenant's rules)".to_owned()
+            }
+            (Some(t), _) => format!("tenant \"{t}\" alone"),
+            (None, Some(n)) => format!("the mesh-wide fallback's list of {n} tenant namespaces"),
+            (None, None) => "the whole policy (--shard none)".to_owned(),
+        };
+        let what_to_do = match tenant {
+            _ if destination => {
+                "The destination end decides with the caller's rules, and a \
+                                 ServiceEntry can make this namespace serve any host, so its \
+                                 plugin carries the whole policy: generate --ends source"
+            }
+            Some(_) => "Split the tenant into smaller tenants",
+            None => "Use the default --shard namespace (one object per tenant namespace)",
+        };
+        // Raising the limit helps only below etcd's.
+        let or_raise = if max < ETCD_MAX_OBJECT_BYTES && size <= ETCD_MAX_OBJECT_BYTES {
+            ", or raise the limit up to 1572864 with --max-object-bytes and apply with \
+             `kubectl apply --server-side` (no annotation copy)"
+        } else {
+            ""
+        };
+        return Err(GenerateError::Policy(format!(
+            "{} {}/{} is {size} bytes ({:.1} KiB), over the limit of {max} bytes: {whose} does not \
+             fit one object. Client-side `kubectl apply` keeps a copy in a 256 KiB annotation and \
+             etcd refuses objects over 1.5 MiB. {what_to_do}{or_raise}.",
+            field("/kind"),
+            field("/metadata/namespace"),
+            field("/metadata/name"),
+            size as f64 / 1024.0,
+        )));
+    }
+    Ok(())
+}
+
+/// The destination end's plugins (`--ends both|destination`): one per tenant namespace,
+/// whatever `--wasm-scope`, each with the WHOLE policy, sharded or not.
+///
+/// Not a shard, on purpose: the destination decides with the CALLER's tenant rules
+/// (`policy/inbound.rs`), so it needs every tenant's namespaces (a caller outside them is an
+/// unknown source) and every rule that can name a host this namespace serves. Kubernetes names
+/// (`svc.<ns>.svc.<domain>`) could be picked out, but a ServiceEntry can make this namespace's
+/// pods serve any host (`*/api.example.com` then decides), and which ones is not in the policy:
+/// a smaller document would refuse what the whole policy allows there. Its size is checked
+/// like every object's ([`check_sizes`]).
+pub(crate) fn inbound_placements(
+    spec: &PolicySpec,
+    opts: &Options,
+) -> Result<Vec<Placement>, GenerateError> {
+    let config = Rc::new(to_value(spec)?);
+    // Every tenant namespace, or a staged rollout's `--wasm-namespaces`.
+    let namespaces: Vec<&str> = match opts.wasm.scope {
+        WasmScope::Mesh => spec
+            .tenants
+            .iter()
+            .flat_map(|t| t.namespaces.iter().map(String::as_str))
+            .collect(),
+        WasmScope::Namespace => plugin_namespaces(spec, opts)?,
+    };
+    Ok(namespaces
+        .into_iter()
+        .map(|ns| Placement {
+            namespace: ns.to_owned(),
+            config: config.clone(),
+            labels: Vec::new(),
+            fallback: false,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::manifest::{generate, DocKind, Ends, Selection};
+    use serde_json::json;
+    use tenant_egress_core::shard::shard_for;
+
+    fn spec() -> PolicySpec {
+        let doc = json!({
+            "apiVersion": "tenant-egress/v1",
+            "tenants": [
+                {"name": "a", "namespaces": ["a1", "a2"], "egress": [
+                    {"port": {"number": 5432, "protocol": "TCP"}, "hosts": ["b/*"]},
+                    {"hosts": ["./*", "*/api.example.com"]}]},
+                {"name": "b", "namespaces": ["b"], "egress": [{"hosts": ["./*", "a1/*"]}],
+                 "inbound": [{"namespace": "istio-system"}]}
+            ]
+        });
+        tenant_egress_core::validate::validate_value(doc).unwrap().0
+    }
+
+    fn options(ends: Ends) -> Options {
+        let mut opts = Options {
+            selection: Selection::WasmPlugin,
+            ends,
+            ..Options::default()
+        };
+        opts.wasm.url = "file:///tenant_egress_filter.wasm".into();
+        opts
+    }
+
+    /// (namespace, match mode, plugin type, pluginConfig) of every WasmPlugin.
+    fn plugins(spec: &PolicySpec, opts: &Options) -> Vec<(String, String, String, Value)> {
+        generate(spec, opts)
+            .unwrap()
+            .docs
+            .into_iter()
+            .filter(|d| d.kind == DocKind::WasmPlugin)
+            .map(|d| {
+                let j = d.value.to_json();
+                let config = d.value.get("spec").unwrap().get("pluginConfig").unwrap();
+                (
+                    j["metadata"]["namespace"].as_str().unwrap().to_owned(),
+                    j["spec"]["match"][0]["mode"].as_str().unwrap().to_owned(),
+                    j["spec"]["type"].as_str().unwrap().to_owned(),
+                    config.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The destination end decides with the CALLER's rules: each tenant namespace's SERVER
+    /// plugins carry the whole policy (so its decisions are the whole policy's), while the
+    /// CLIENT plugins carry the namespace's shard, or the fallback in the root namespace.
+    #[test]
+    fn the_destination_end_carries_the_whole_policy_and_the_source_end_its_shard() {
+        let spec = spec();
+        let whole = to_value(&spec).unwrap();
+        let fb = to_value(&fallback(&spec)).unwrap();
+        let got = plugins(&spec, &options(Ends::Both));
+        let mut server = Vec::new();
+        for (ns, mode, kind, config) in &got {
+            match mode.as_str() {
+                "SERVER" => {
+                    assert_eq!(config, &whole, "{ns} {kind}");
+                    server.push((ns.as_str(), kind.as_str()));
+                }
+                "CLIENT" if ns == "istio-system" => assert_eq!(config, &fb, "{kind}"),
+                "CLIENT" => {
+                    assert_eq!(config, &to_value(&shard_for(&spec, ns)).unwrap(), "{ns}");
+                    assert_ne!(config, &whole, "{ns}: a shard, not the whole policy");
+                }
+                other => panic!("{other}"),
+            }
+        }
+        // One HTTP and one NETWORK (port 5432) destination plugin per tenant namespace.
+        assert_eq!(
+            server,
+            [
+                ("a1", "HTTP"),
+                ("a1", "NETWORK"),
+                ("a2", "HTTP"),
+                ("a2", "NETWORK"),
+                ("b", "HTTP"),
+                ("b", "NETWORK")
+            ]
+        );
+        // The source end alone: no SERVER plugin.
+        let source = plugins(&spec, &options(Ends::Source));
+        assert!(source.iter().all(|(_, mode, _, _)| mode == "CLIENT"));
+        assert_eq!(source.len(), 2 * 4, "fallback + 3 shards, HTTP and NETWORK");
+    }
+
+    /// An over-large destination plugin is refused naming the destination end and what to do.
+    #[test]
+    fn an_over_large_destination_plugin_is_refused_by_name() {
+        let spec = spec();
+        let whole = json_size(&to_value(&spec).unwrap()).unwrap();
+        let shard = json_size(&to_value(&shard_for(&spec, "a1")).unwrap()).unwrap();
+        assert!(shard < whole);
+        // Room for every shard's plugin (the shard plus ~600 bytes of WasmPlugin), not the whole
+        // policy's.
+        let opts = Options {
+            max_object_bytes: whole + 300,
+            ..options(Ends::Both)
+        };
+        let e = generate(&spec, &opts).unwrap_err().to_string();
+        assert!(
+            e.contains("WasmPlugin a1/tenant-egress-inbound is ")
+                && e.contains("the destination end's policy (every caller tenant's rules)")
+                && e.contains("generate --ends source"),
+            "{e}"
+        );
+        let opts = Options {
+            ends: Ends::Source,
+            ..opts
+        };
+        generate(&spec, &opts).unwrap();
+    }
+
+    #[test]
+    fn json_size_is_the_length_of_the_json_text() {
+        let v = to_value(&spec()).unwrap();
+        assert_eq!(
+            json_size(&v).unwrap(),
+            serde_json::to_vec(&v).unwrap().len()
+        );
+    }
+}
