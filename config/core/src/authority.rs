@@ -90,7 +90,86 @@ pub enum MalformedAuthority {
 }
 
 /// Parses an authority (`host`, `host:port`, `1.2.3.4:80`, `[::1]:80`) strictly.
+///
+/// The request path's common case, a DNS name with an optional port, is checked, lowercased
+/// and copied in ONE pass over the bytes, without allocating ([`parse_dns_authority`]). Any
+/// input that pass does not accept outright (an error, an IP literal, a bracket) is parsed
+/// again by the reference parser, [`parse_authority_reference`], which names the exact error
+/// and handles the IP forms: so the accepted language and every error are the reference's, and
+/// only the good names are fast.
 pub fn parse_authority(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
+    match parse_dns_authority(raw) {
+        Some(a) => Ok(a),
+        None => parse_authority_reference(raw),
+    }
+}
+
+/// The one-pass parse of `name[.][:port]`: validates every label (the rules of
+/// [`check_reg_name`]), folds to lowercase into the [`HostName`] buffer as it goes, finds the
+/// port's `:` on the way and drops one trailing dot. `None` for anything it does not accept,
+/// including names whose last label is all digits (an IPv4 literal, or an error): the caller
+/// then asks the reference parser. Never accepts what the reference refuses, and when it
+/// accepts, returns what the reference would.
+#[inline]
+fn parse_dns_authority(raw: &[u8]) -> Option<Authority> {
+    let mut buf = [0u8; MAX_NAME_LEN];
+    let mut bad = false;
+    let mut label_len = 0usize;
+    let mut prev = b'.';
+    let mut digits = true;
+    // Whether the label before the last '.' was all digits (for a trailing-dot name).
+    let mut prev_digits = true;
+    let mut end = raw.len();
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'.' {
+            bad |= label_len == 0 || prev == b'-';
+            label_len = 0;
+            prev_digits = digits;
+            digits = true;
+        } else if b == b':' {
+            end = i;
+            break;
+        } else {
+            bad |= !LABEL_BYTE[usize::from(b)] || (label_len == 0 && b == b'-');
+            label_len += 1;
+            digits &= b.is_ascii_digit();
+        }
+        prev = b;
+        bad |= label_len > MAX_LABEL_LEN;
+        // Past the buffer only a trailing dot may follow (checked below).
+        match buf.get_mut(i) {
+            Some(slot) => *slot = b.to_ascii_lowercase(),
+            None => bad |= b != b'.' || i != MAX_NAME_LEN,
+        }
+    }
+    let (len, last_digits) = if prev == b'.' && end > 0 {
+        // One trailing dot: the name is what precedes it (whose last label the '.' checked).
+        (end - 1, prev_digits)
+    } else {
+        bad |= label_len == 0 || prev == b'-';
+        (end, digits)
+    };
+    // `last_digits`: an IPv4 literal or a numeric name: the reference decides which.
+    if bad || last_digits || len == 0 || len > MAX_NAME_LEN {
+        return None;
+    }
+    let port = match raw.get(end..) {
+        Some([]) | None => None,
+        Some([b':', port @ ..]) => Some(parse_port(port).ok()?),
+        Some(_) => return None,
+    };
+    Some(Authority {
+        host: HostName::from_lowercase(buf, len)?,
+        kind: HostKind::Dns,
+        port,
+        ip: None,
+    })
+}
+
+/// The reference parser: each rule checked in turn, so that a refused authority names its
+/// first fault. [`parse_authority`] answers exactly as this does (`tests` and the fuzz target
+/// hold the two to each other).
+pub fn parse_authority_reference(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
     if raw.is_empty() {
         return Err(MalformedAuthority::Empty);
     }
@@ -378,8 +457,14 @@ pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
         return Err(BadCluster::Malformed);
     }
     let port = parse_port(port.as_bytes()).map_err(|_| BadCluster::Malformed)?;
-    let bytes = host.as_bytes();
-    // A ServiceEntry host may be a left-most wildcard; everything else must be a DNS name.
+    let host = outbound_host(host.as_bytes())?;
+    Ok(Cluster::Outbound { port, subset, host })
+}
+
+/// The HOST of an outbound cluster `outbound|PORT|SUBSET|HOST` (or of Istio's SNI for it,
+/// [`crate::inbound`]), lowercased without its trailing dot: a DNS name, or a ServiceEntry's
+/// left-most wildcard (`*.wikipedia.org`).
+pub(crate) fn outbound_host(bytes: &[u8]) -> Result<HostName, BadCluster> {
     let body = bytes.strip_prefix(b"*.").unwrap_or(bytes);
     let trimmed_body = body.strip_suffix(b".").unwrap_or(body);
     // Validate only (no copy); an all-digit last label would be an IPv4 literal, not a name.
@@ -387,8 +472,7 @@ pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
         return Err(BadCluster::Malformed);
     }
     let trimmed = bytes.strip_suffix(b".").unwrap_or(bytes);
-    let host = HostName::lower(trimmed).ok_or(BadCluster::Malformed)?;
-    Ok(Cluster::Outbound { port, subset, host })
+    HostName::lower(trimmed).ok_or(BadCluster::Malformed)
 }
 
 /// Parses an original-destination address (`ip:port` or `[v6]:port`), as Envoy reports
@@ -512,6 +596,73 @@ mod tests {
         assert_eq!(bad(b"a:080"), M::BadPort);
         assert_eq!(bad(b"a:00"), M::BadPort);
         assert_eq!(bad(b"[::1]:0443"), M::BadPort);
+    }
+
+    #[test]
+    fn the_one_pass_parser_is_the_reference() {
+        let max = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        let over = format!("{max}e");
+        let mut inputs: Vec<Vec<u8>> = [
+            "",
+            ".",
+            "..",
+            ":",
+            ":80",
+            "a",
+            "a.",
+            "a..",
+            ".a",
+            "a:80",
+            "a.:80",
+            "a.:",
+            "a:8:0",
+            "A-B.c_D:65535",
+            "-a",
+            "a-",
+            "a-.b",
+            "a.-b",
+            "1.2.3.4",
+            "1.2.3.4.",
+            "1.2.3.4:80",
+            "a.123",
+            "123.a",
+            "[::1]:80",
+            "a]",
+            "a[",
+            "a b",
+            "a\u{e9}",
+            "a:\u{e9}",
+            "a:080",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        for s in [&max, &over] {
+            for suffix in ["", ".", ":80", ".:80", "..", ".:"] {
+                inputs.push(format!("{s}{suffix}").into_bytes());
+            }
+        }
+        inputs.push(format!("{}.x", "a".repeat(64)).into_bytes());
+        inputs.push(vec![b'a', 0, b'b']);
+        for raw in &inputs {
+            assert_eq!(
+                parse_authority(raw),
+                parse_authority_reference(raw),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(
+            parse_dns_authority(max.as_bytes()).is_some(),
+            "the fast path"
+        );
+        assert!(parse_dns_authority(format!("{max}.:80").as_bytes()).is_some());
     }
 
     #[test]

@@ -64,6 +64,21 @@ impl<const N: usize> InlineName<N> {
         Some(out)
     }
 
+    /// A name from a buffer already folded to lowercase ASCII by the caller, of which the first
+    /// `len` bytes are the name (bytes after it are ignored). For the one-pass authority parser,
+    /// which validates and folds in the same loop (so the name is not read a second time here;
+    /// a non-ASCII byte could only make [`Self::as_str`] return `""`). `None` if `len` exceeds
+    /// `N`.
+    pub(crate) fn from_lowercase(bytes: [u8; N], len: usize) -> Option<Self> {
+        if len > N {
+            return None;
+        }
+        Some(InlineName {
+            len: u8::try_from(len).ok()?,
+            bytes,
+        })
+    }
+
     /// Lowercase copy of one byte string.
     pub fn lower(s: &[u8]) -> Option<Self> {
         Self::concat_lower(&[s])
