@@ -4,6 +4,8 @@
 # config/tests/manifests.rs. The npm package @kubernetes-models/istio is pinned, with its whole
 # dependency tree, by scripts/istio-crds/package-lock.json (integrity hashes); `npm ci` installs
 # exactly that. Idempotent: does nothing when the pinned version is already there.
+# TrafficExtension (Istio 1.30) is not in that package: validate.mjs checks it against
+# scripts/istio-crds/trafficextension.schema.json with the Ajv installed here.
 #
 # Needs node and npm (the npm registry is the only network access).
 set -euo pipefail

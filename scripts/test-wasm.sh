@@ -65,6 +65,8 @@ set -e
 # runner's summary must show tests that passed.
 grep -qE 'wasm32: [0-9]+ request vectors over [0-9]+ policies, 0 failed' "$out" ||
   die "the request vectors did not run under wasm (no count line in the output)"
+grep -qE 'wasm32: [0-9]+ inbound vectors over [0-9]+ policies, 0 failed' "$out" ||
+  die "the inbound vectors did not run under wasm (no count line in the output)"
 grep -qE 'test result: ok\. [1-9][0-9]* passed' "$out" ||
   die "no test passed under wasm (no 'test result: ok. N passed' line)"
 log "passed in $((SECONDS - started)) s"

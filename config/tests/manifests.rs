@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tenant_egress_config::manifest::import::{self, admitted, same_admission};
 use tenant_egress_config::manifest::sidecar::Listeners;
 use tenant_egress_config::manifest::{
-    self, AuditSidecars, FailStrategy, Options, Selection, WasmScope,
+    self, AuditSidecars, FailStrategy, Options, PluginApi, Selection, WasmScope,
 };
 use tenant_egress_core::pattern::{HostEntry, HostPattern, NsSelector};
 use tenant_egress_core::{Policy, PolicySpec, Protocol, Request, Source, Target};
@@ -114,12 +114,30 @@ fn first_difference(want: &str, got: &str) -> String {
     )
 }
 
+/// The example whose output is also committed in TrafficExtension form (`trafficextension.yaml`,
+/// the same command as `generated.yaml` plus `--api trafficextension`, so the two files differ
+/// exactly where the API does). It has TCP ports: a NETWORK plugin is in it too.
+const TRAFFIC_EXTENSION_EXAMPLE: &str = "prod-uat-dev-cockroachdb";
+
 #[test]
 fn examples_match_their_committed_manifests() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let mut stale = Vec::new();
+    let mut traffic_extension_goldens = 0;
     for dir in examples() {
-        for (file, args) in [
+        let te = dir.ends_with(TRAFFIC_EXTENSION_EXAMPLE);
+        traffic_extension_goldens += usize::from(te);
+        let te_golden = (
+            "trafficextension.yaml",
+            &[
+                "generate",
+                "policy.yaml",
+                "--allow-unpinned",
+                "--api",
+                "trafficextension",
+            ][..],
+        );
+        for (file, args) in te.then_some(te_golden).into_iter().chain([
             // The examples show the default (tag) URL, so they say they accept it unpinned.
             (
                 "generated.yaml",
@@ -130,7 +148,7 @@ fn examples_match_their_committed_manifests() {
                 &["generate", "policy.yaml", "--only", "envoyfilter"][..],
             ),
             ("graph.mmd", &["graph", "policy.yaml"][..]),
-        ] {
+        ]) {
             let out = run_in(&dir, args, None);
             assert_eq!(
                 out.status.code(),
@@ -159,6 +177,10 @@ fn examples_match_their_committed_manifests() {
         }
     }
     assert!(stale.is_empty(), "\n{}", stale.join("\n\n"));
+    assert_eq!(
+        traffic_extension_goldens, 1,
+        "istio/examples/{TRAFFIC_EXTENSION_EXAMPLE} is gone: pick another example for the TrafficExtension golden"
+    );
 }
 
 // === Schemas ===
@@ -230,6 +252,7 @@ fn basics(doc: &Value) -> Result<(), String> {
     match (api, kind) {
         ("networking.istio.io/v1", "Sidecar")
         | ("extensions.istio.io/v1alpha1", "WasmPlugin")
+        | ("extensions.istio.io/v1alpha1", "TrafficExtension")
         | ("networking.istio.io/v1alpha3", "EnvoyFilter")
         | ("security.istio.io/v1", "PeerAuthentication") => {}
         other => return Err(format!("unexpected apiVersion/kind {other:?}")),
@@ -256,7 +279,13 @@ fn basics(doc: &Value) -> Result<(), String> {
 fn all_variants() -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     for dir in examples() {
-        for file in ["generated.yaml", "envoyfilter.yaml"] {
+        let te = dir.ends_with(TRAFFIC_EXTENSION_EXAMPLE);
+        let files = [
+            "generated.yaml",
+            "envoyfilter.yaml",
+            "trafficextension.yaml",
+        ];
+        for file in &files[..if te { 3 } else { 2 }] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             out.push((
                 format!("{}/{file}", dir.display()),
@@ -312,6 +341,49 @@ fn all_variants() -> Vec<(String, Vec<Value>)> {
                     selection: Selection::WasmPlugin,
                     wasm: manifest::WasmOptions {
                         url: format!("file://{}", manifest::DEFAULT_LOCAL_WASM),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "trafficextension, both ends, FAIL_CLOSE, pinned oci:// + sha256, IfNotPresent",
+                Options {
+                    api: PluginApi::TrafficExtension,
+                    ends: manifest::Ends::Both,
+                    wasm: manifest::WasmOptions {
+                        url: format!(
+                            "oci://registry.example.com/tenant-egress-filter@sha256:{sum}"
+                        ),
+                        sha256: Some(sum.clone()),
+                        image_pull_policy: Some("IfNotPresent".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "trafficextension only, destination end, namespace scope, FAIL_OPEN, Always",
+                Options {
+                    api: PluginApi::TrafficExtension,
+                    selection: Selection::WasmPlugin,
+                    ends: manifest::Ends::Destination,
+                    wasm: manifest::WasmOptions {
+                        scope: WasmScope::Namespace,
+                        fail_strategy: FailStrategy::FailOpen,
+                        image_pull_policy: Some("Always".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "trafficextension file://, FAIL_RELOAD",
+                Options {
+                    api: PluginApi::TrafficExtension,
+                    wasm: manifest::WasmOptions {
+                        url: format!("file://{}", manifest::DEFAULT_LOCAL_WASM),
+                        fail_strategy: FailStrategy::FailReload,
                         ..Default::default()
                     },
                     ..Default::default()
@@ -380,10 +452,56 @@ fn every_generated_manifest_passes_istio_crd_schemas() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    for kind in ["Sidecar", "WasmPlugin", "EnvoyFilter"] {
+    for kind in ["Sidecar", "WasmPlugin", "EnvoyFilter", "TrafficExtension"] {
         assert!(
             kinds.get(kind).copied().unwrap_or(0) > 0,
             "no {kind} checked: {kinds:?}"
+        );
+    }
+    // The TrafficExtensions checked carry every setting the generator writes into one.
+    let te: Vec<&Value> = variants
+        .iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| d["kind"] == "TrafficExtension")
+        .collect();
+    let some = |what: &str, f: &dyn Fn(&Value) -> bool| {
+        assert!(
+            te.iter().any(|d| f(d)),
+            "no TrafficExtension with {what} was schema-checked"
+        );
+    };
+    some("type HTTP", &|d| d["spec"]["wasm"]["type"] == "HTTP");
+    some("type NETWORK on ports", &|d| {
+        d["spec"]["wasm"]["type"] == "NETWORK"
+            && d["spec"]["match"][0]["ports"][0]["number"].is_u64()
+    });
+    some("mode CLIENT", &|d| {
+        d["spec"]["match"][0]["mode"] == "CLIENT"
+    });
+    some("mode SERVER", &|d| {
+        d["spec"]["match"][0]["mode"] == "SERVER"
+    });
+    for fs in ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"] {
+        some(fs, &|d| d["spec"]["wasm"]["failStrategy"] == fs);
+    }
+    some("sha256", &|d| d["spec"]["wasm"]["sha256"].is_string());
+    for policy in ["IfNotPresent", "Always"] {
+        some(policy, &|d| d["spec"]["wasm"]["imagePullPolicy"] == policy);
+    }
+    some("file://", &|d| {
+        d["spec"]["wasm"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("file:///"))
+    });
+    for d in &te {
+        assert_eq!(d["spec"]["phase"], "EXECUTION_PHASE_AUTHZ", "{d}");
+        assert!(
+            d["spec"]["wasm"]["pluginConfig"]["tenants"].is_array(),
+            "the policy is the pluginConfig: {d}"
+        );
+        assert!(
+            d["spec"].get("url").is_none(),
+            "a WasmPlugin field left at the top: {d}"
         );
     }
 }
@@ -435,6 +553,46 @@ fn the_schema_check_catches_broken_manifests() {
     let mut b = ef[0].clone();
     b["spec"]["configPatches"][0]["applyTo"] = json!("EVERYTHING");
     broken.push(("applyTo EVERYTHING", b));
+    let te = generate_docs(
+        &spec,
+        &Options {
+            api: PluginApi::TrafficExtension,
+            ..unpinned()
+        },
+    )
+    .into_iter()
+    .find(|d| d["kind"] == "TrafficExtension")
+    .unwrap();
+    let mut b = te.clone();
+    b["spec"]["phase"] = json!("AUTHZ");
+    broken.push(("TrafficExtension phase AUTHZ (WasmPlugin's spelling)", b));
+    let mut b = te.clone();
+    b["spec"].as_object_mut().unwrap().remove("wasm");
+    broken.push(("TrafficExtension without wasm or lua", b));
+    let mut b = te.clone();
+    b["spec"]["lua"] = json!({"inlineCode": "function envoy_on_request(h) end"});
+    broken.push(("TrafficExtension with wasm and lua", b));
+    let mut b = te.clone();
+    b["spec"]["selector"] = json!({"matchLabels": {"app": "x"}});
+    b["spec"]["targetRefs"] =
+        json!([{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "g"}]);
+    broken.push(("TrafficExtension with selector and targetRefs", b));
+    let mut b = te.clone();
+    b["spec"]["url"] = b["spec"]["wasm"]["url"].clone();
+    broken.push(("TrafficExtension with a WasmPlugin-style top-level url", b));
+    let mut b = te.clone();
+    b["spec"]["wasm"]["url"] = json!("ftp://x/y.wasm");
+    broken.push(("TrafficExtension url ftp://", b));
+    let mut b = te.clone();
+    b["spec"]["wasm"]["vmConfig"] =
+        json!({"env": [{"name": "E", "valueFrom": "HOST", "value": "v"}]});
+    broken.push(("TrafficExtension env HOST with a value", b));
+    let mut b = te.clone();
+    b["spec"]["targetRefs"] = json!([{"kind": "Gateway", "name": "g", "namespace": "other"}]);
+    broken.push(("TrafficExtension cross-namespace targetRef", b));
+    let mut b = te;
+    b["spec"]["selector"] = json!({"matchLabels": {"app": "*"}});
+    broken.push(("TrafficExtension wildcard label value", b));
     let docs: Vec<Value> = broken.iter().map(|(_, d)| d.clone()).collect();
     let errors = schema_errors(&docs);
     for ((what, _), errs) in broken.iter().zip(&errors) {
@@ -1078,4 +1236,109 @@ fn an_empty_tenant_imports_nothing_not_everything() {
     }));
     let docs = generate_docs(&spec, &sidecar_opts());
     assert_eq!(docs[0]["spec"]["egress"], json!([{"hosts": ["~/*"]}]));
+}
+
+/// `--api trafficextension` on the command line: the same plugins as TrafficExtensions, the
+/// header's command keeps the choice, an `--out` directory swaps `wasmplugin.yaml` for
+/// `trafficextension.yaml` (so `kubectl apply -f DIR` never applies both forms), and it is
+/// refused with `--only envoyfilter`, which emits no plugin.
+#[test]
+fn generate_cli_api_trafficextension() {
+    let dir = examples()
+        .into_iter()
+        .find(|d| d.ends_with(TRAFFIC_EXTENSION_EXAMPLE))
+        .unwrap();
+    let tmp = std::env::temp_dir().join(format!("tenant-egress-te-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let gen = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "policy.yaml",
+            "--allow-unpinned",
+            "--ends",
+            "both",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", tmp.to_str().unwrap()]);
+        let out = run_in(&dir, &args, None);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let mut files: Vec<String> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        (files, text(&out.stderr))
+    };
+    let (files, _) = gen(&[]);
+    assert_eq!(
+        files,
+        [
+            "peerauthentication.yaml",
+            "sidecars.yaml",
+            "wasmplugin.yaml"
+        ]
+    );
+    let wasm_plugins = std::fs::read_to_string(tmp.join("wasmplugin.yaml")).unwrap();
+    let (files, said) = gen(&["--api", "trafficextension"]);
+    assert_eq!(
+        files,
+        [
+            "peerauthentication.yaml",
+            "sidecars.yaml",
+            "trafficextension.yaml"
+        ],
+        "{said}"
+    );
+    assert!(
+        said.contains("removed") && said.contains("wasmplugin.yaml"),
+        "{said}"
+    );
+    let te = std::fs::read_to_string(tmp.join("trafficextension.yaml")).unwrap();
+    assert!(
+        te.contains("--ends both --api trafficextension\n"),
+        "the header's command keeps the choice: {te}"
+    );
+    assert!(!te.contains("kind: WasmPlugin"), "{te}");
+    // One TrafficExtension per WasmPlugin, same names and namespaces, same order.
+    let names = |text: &str, kind: &str| -> Vec<(String, String)> {
+        import::documents("x", text)
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"] == kind)
+            .map(|d| {
+                (
+                    d["metadata"]["namespace"].as_str().unwrap().to_owned(),
+                    d["metadata"]["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let wp = names(&wasm_plugins, "WasmPlugin");
+    assert!(wp.len() >= 4, "{wp:?}");
+    assert_eq!(names(&te, "TrafficExtension"), wp);
+    // The module's settings moved under spec.wasm; phase, match at the top.
+    let first = &import::documents("x", &te).unwrap()[0];
+    assert_eq!(first["spec"]["phase"], "EXECUTION_PHASE_AUTHZ");
+    assert_eq!(first["spec"]["match"][0]["mode"], "CLIENT");
+    assert_eq!(first["spec"]["wasm"]["pluginName"], "tenant-egress");
+    assert_eq!(first["spec"]["wasm"]["failStrategy"], "FAIL_CLOSE");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = run_in(
+        &dir,
+        &[
+            "generate",
+            "policy.yaml",
+            "--only",
+            "envoyfilter",
+            "--api",
+            "trafficextension",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--only envoyfilter"),
+        "{}",
+        text(&out.stderr)
+    );
 }

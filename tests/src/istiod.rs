@@ -50,7 +50,10 @@
 //!   ECDS name), `root_id` = `pluginName`,
 //!   `configuration` = the JSON of `pluginConfig`, `failStrategy` -> `failure_policy`, delivered
 //!   by ECDS under the resource name Istio of the dump's version gives a WasmPlugin
-//!   ([`IstioDump::wasm_plugin_ecds_name`]). The HTTP plugin (phase AUTHZ) takes the slot of the
+//!   ([`IstioDump::wasm_plugin_ecds_name`]). Generated as TrafficExtensions
+//!   ([`plan_plugins_as`], `generate --api trafficextension`), the same filter from `spec.wasm`,
+//!   under Istio 1.30's ECDS name `extensions.istio.io/trafficextension/<ns>.<name>`
+//!   ([`traffic_extension_to_envoy`]). The HTTP plugin (phase AUTHZ) takes the slot of the
 //!   dump's own WasmPlugin where there is one (1.22.3), else the place right after
 //!   `istio.metadata_exchange`; the NETWORK plugin goes first in the TCP chains of the ports it
 //!   matches that `tcp_proxy` to a service (Istio attaches no Wasm to the catch-all chains).
@@ -81,6 +84,7 @@ pub const NETNS_ENV: &str = "TENANT_EGRESS_IN_NETNS";
 pub const CANARY_PORT: u16 = 15999;
 
 pub use crate::config::{METADATA_EXCHANGE, METADATA_EXCHANGE_STAND_IN};
+pub use tenant_egress_config::manifest::PluginApi;
 
 const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
@@ -473,6 +477,17 @@ pub struct PluginPlan {
 /// The WasmPlugins `tenant-egress generate` emits for `policy_json` (default options, the module
 /// at `wasm` as the agent leaves it after download), translated as istiod does for Istio `which`.
 pub fn plan_plugins(which: IstioDump, policy_json: &str, wasm: &Path) -> Vec<PluginPlan> {
+    plan_plugins_as(which, policy_json, wasm, PluginApi::WasmPlugin)
+}
+
+/// [`plan_plugins`], the plugins generated as `api` (`generate --api`): with
+/// `PluginApi::TrafficExtension`, the TrafficExtensions, translated as Istio 1.30+ does.
+pub fn plan_plugins_as(
+    which: IstioDump,
+    policy_json: &str,
+    wasm: &Path,
+    api: PluginApi,
+) -> Vec<PluginPlan> {
     use tenant_egress_config::manifest::{self, DocKind, Options, Selection};
     let (spec, _warnings) = tenant_egress_core::validate::validate_json(policy_json.as_bytes())
         .unwrap_or_else(|e| panic!("test policy is invalid: {e}\n{policy_json}"));
@@ -480,20 +495,29 @@ pub fn plan_plugins(which: IstioDump, policy_json: &str, wasm: &Path) -> Vec<Plu
     // `generate` requires of a remote FAIL_CLOSE module, is moot here).
     let mut opts = Options {
         selection: Selection::WasmPlugin,
+        api,
         ..Options::default()
     };
     opts.wasm.url = format!("file://{}", wasm.display());
     let generated = manifest::generate(&spec, &opts)
         .unwrap_or_else(|e| panic!("tenant-egress generate refused the test policy: {e}"));
-    generated
+    let plans: Vec<PluginPlan> = generated
         .docs
         .iter()
-        .filter(|d| d.kind == DocKind::WasmPlugin)
-        .map(|d| {
-            let doc = serde_json::to_value(&d.value).expect("WasmPlugin as JSON");
-            wasm_plugin_to_envoy(which, &doc, wasm)
+        .filter_map(|d| {
+            let doc = serde_json::to_value(&d.value).expect("plugin as JSON");
+            match d.kind {
+                DocKind::WasmPlugin => Some(wasm_plugin_to_envoy(which, &doc, wasm)),
+                DocKind::TrafficExtension => Some(traffic_extension_to_envoy(&doc, wasm)),
+                _ => None,
+            }
         })
-        .collect()
+        .collect();
+    assert!(
+        !plans.is_empty(),
+        "generate --api {api:?} emitted no plugin"
+    );
+    plans
 }
 
 /// istiod's translation of one WasmPlugin (`pilot/pkg/model/extensions.go: buildWasmConfig`):
@@ -506,8 +530,38 @@ pub fn wasm_plugin_to_envoy(which: IstioDump, doc: &Value, wasm: &Path) -> Plugi
         .as_str()
         .expect("WasmPlugin namespace");
     let spec = &doc["spec"];
-    let network = spec["type"] == "NETWORK";
-    let failure_policy = match spec["failStrategy"].as_str() {
+    let ecds_name = which.wasm_plugin_ecds_name(ns, name);
+    plugin_plan(name, spec, spec, ecds_name, wasm)
+}
+
+/// Istio 1.30+'s translation of one TrafficExtension (`pilot/pkg/model/extensions.go:
+/// TrafficExtensionWrapper.buildWasmConfig`): the same Envoy filter as a WasmPlugin's, from the
+/// module settings under `spec.wasm`, delivered by ECDS as
+/// `extensions.istio.io/trafficextension/<ns>.<name>` (`TrafficExtensionResourceNamePrefix`),
+/// the Envoy plugin named `<ns>.<name>`.
+pub fn traffic_extension_to_envoy(doc: &Value, wasm: &Path) -> PluginPlan {
+    assert_eq!(doc["kind"], "TrafficExtension", "{doc}");
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .expect("TrafficExtension name");
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .expect("TrafficExtension namespace");
+    let ecds_name = format!("extensions.istio.io/trafficextension/{ns}.{name}");
+    plugin_plan(name, &doc["spec"], &doc["spec"]["wasm"], ecds_name, wasm)
+}
+
+/// The Envoy filter of one plugin: targeting (`match`) from `spec`, the module from `module`
+/// (the WasmPlugin's spec itself, or a TrafficExtension's `spec.wasm`).
+fn plugin_plan(
+    name: &str,
+    spec: &Value,
+    module: &Value,
+    ecds_name: String,
+    wasm: &Path,
+) -> PluginPlan {
+    let network = module["type"] == "NETWORK";
+    let failure_policy = match module["failStrategy"].as_str() {
         Some("FAIL_OPEN") => "FAIL_OPEN",
         Some("FAIL_RELOAD") => "FAIL_RELOAD",
         _ => "FAIL_CLOSED",
@@ -518,7 +572,6 @@ pub fn wasm_plugin_to_envoy(which: IstioDump, doc: &Value, wasm: &Path) -> Plugi
         .flat_map(|m| array(&m["ports"]).iter())
         .filter_map(|p| p["number"].as_u64().and_then(|n| u16::try_from(n).ok()))
         .collect();
-    let ecds_name = which.wasm_plugin_ecds_name(ns, name);
     // The Envoy plugin name is the ECDS name's last segment (`<ns>.<name>` in the 1.22.3 dump).
     let plugin_name = ecds_name
         .rsplit('/')
@@ -529,7 +582,7 @@ pub fn wasm_plugin_to_envoy(which: IstioDump, doc: &Value, wasm: &Path) -> Plugi
         "@type": if network { NETWORK_WASM } else { HTTP_WASM },
         "config": {
             "name": plugin_name,
-            "root_id": spec["pluginName"].as_str().expect("pluginName"),
+            "root_id": module["pluginName"].as_str().expect("pluginName"),
             "failure_policy": failure_policy,
             "vm_config": {
                 "runtime": "envoy.wasm.runtime.v8",
@@ -537,7 +590,7 @@ pub fn wasm_plugin_to_envoy(which: IstioDump, doc: &Value, wasm: &Path) -> Plugi
             },
             "configuration": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": spec["pluginConfig"].to_string(),
+                "value": module["pluginConfig"].to_string(),
             },
         },
     });
@@ -1132,8 +1185,18 @@ impl Replay {
     /// ClusterIPs (and `extra` addresses, e.g. passthrough destinations) on `lo`, and starts
     /// Envoy. Must run inside [`in_private_netns`].
     pub fn start(which: IstioDump, policy_json: &str, extra: &[Ipv4Addr]) -> Replay {
+        Replay::start_as(which, policy_json, extra, PluginApi::WasmPlugin)
+    }
+
+    /// [`Replay::start`] with the plugins generated as `api` (`generate --api`).
+    pub fn start_as(
+        which: IstioDump,
+        policy_json: &str,
+        extra: &[Ipv4Addr],
+        api: PluginApi,
+    ) -> Replay {
         let dump = Dump::load(which);
-        let plugins = plan_plugins(which, policy_json, &crate::wasm_path());
+        let plugins = plan_plugins_as(which, policy_json, &crate::wasm_path(), api);
         let dir = new_run_dir();
         let converted = convert(&dump, &plugins, &dir);
         for (path, body) in &converted.ecds_files {

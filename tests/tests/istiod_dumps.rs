@@ -411,6 +411,55 @@ fn istio_1_9_1_port_domains_and_a_replaced_catch_all() {
     assert_counter(&rep.envoy, "denied.not_in_registry", 1);
 }
 
+/// `generate --api trafficextension`: the same plugins as Istio 1.30+ TrafficExtensions, turned
+/// into Envoy filters as Istio 1.30 does (the module from `spec.wasm`, ECDS
+/// `extensions.istio.io/trafficextension/<ns>.<name>`, Envoy plugin `<ns>.<name>`), decide the
+/// 1.9.1 dump's routes exactly as the WasmPlugin form does; only the names Envoy shows change.
+#[test]
+fn istio_1_30_trafficextension_form_decides_as_the_wasmplugin_form() {
+    if !in_private_netns() {
+        return;
+    }
+    let rep = Replay::start_as(
+        IstioDump::V1_9_1,
+        &policy_1_9_1(),
+        &[EXTERNAL_IP],
+        PluginApi::TrafficExtension,
+    );
+    let names: Vec<&str> = rep.plugins.iter().map(|p| p.ecds_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["extensions.istio.io/trafficextension/istio-system.tenant-egress"],
+        "the TrafficExtension's ECDS name, not a translated WasmPlugin's"
+    );
+    assert_plugins_loaded(&rep, "default");
+    let s = sweep_http_routes(&rep, "default", &["default"]);
+    // Envoy prefixes the filter's per-request log lines with the plugin's name and root id: under
+    // a TrafficExtension `<ns>.<name>`, what a `grep` of proxy logs finds (a translated
+    // WasmPlugin would be `<ns>.<name>~istio-translated-wasmplugin`).
+    assert!(
+        rep.envoy.wait_for_log(
+            "wasm log istio-system.tenant-egress tenant-egress: denied source=default ",
+            WAIT
+        ),
+        "no denial logged under the TrafficExtension's plugin name"
+    );
+    assert!(
+        !rep.envoy.log().contains("~istio-translated-wasmplugin"),
+        "a translated WasmPlugin's name in a TrafficExtension replay"
+    );
+    assert!(s.own_routes >= 3 && s.other_routes >= 10, "{s:?}");
+    assert_denied(
+        &get_at(SocketAddrV4::new(EXTERNAL_IP, 80), "downloads.example.org"),
+        "not-in-registry",
+        "passthrough",
+    );
+    assert_eq!(rep.canary_requests(), 0);
+    assert_counter(&rep.envoy, "allowed", s.allowed);
+    assert_counter(&rep.envoy, "denied.not_allowed", s.denied);
+    assert_counter(&rep.envoy, "denied.not_in_registry", 1);
+}
+
 // === The conversion itself (no Envoy) ===
 
 fn hcm_filter_names(listener: &Value) -> Vec<String> {

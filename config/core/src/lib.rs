@@ -13,7 +13,8 @@
 //!
 //! This crate must not depend on proxy-wasm, YAML or clap: the same code runs natively (tests, CLI,
 //! criterion) and inside the Envoy filter compiled to `wasm32-wasip1`, so "it validates on my
-//! laptop" means "Envoy will accept it".
+//! laptop" means "Envoy will accept it". Errors are the same everywhere; warnings (the
+//! `warnings` feature, on by default) are computed where a person reads them, not in the filter.
 //!
 //! ```
 //! use tenant_egress_core::{Policy, Request, Source, Target};

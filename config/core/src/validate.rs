@@ -21,7 +21,9 @@ use crate::listeners::{self, Conflict, PortProtocol, UnknownProtocol};
 use crate::name::{self, NameError};
 use crate::network::{Cidr, CidrError};
 use crate::pattern::{HostEntry, HostEntryError, HostPattern, NsSelector};
-use crate::spec::{EgressSpec, OutboundTrafficPolicy, PolicySpec, WorkloadSpec, API_VERSION};
+use crate::spec::{
+    EgressSpec, OutboundTrafficPolicy, PolicySpec, TenantSpec, WorkloadSpec, API_VERSION,
+};
 
 mod identity;
 
@@ -471,6 +473,12 @@ pub fn validate_json(bytes: &[u8]) -> Result<(PolicySpec, Vec<Warning>), Invalid
 
 // === Pass 3: meaning ===
 
+/// Whether this build computes warnings. They are for the people writing a policy (the CLI
+/// prints them); they change no decision, so the filter builds the core without the
+/// `warnings` feature and every warning-only pass below compiles away, which keeps the
+/// shipped module under its size budget (tests/tests/artifact.rs). Errors are always checked.
+pub(crate) const WARNINGS: bool = cfg!(feature = "warnings");
+
 struct Checker {
     errors: Vec<ValidationError>,
     warnings: Vec<Warning>,
@@ -513,7 +521,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
         c.err("denyStatus", ErrorKind::DenyStatus(spec.deny_status));
     }
     check_cluster_networks(&mut c, spec);
-    if spec.tenants.is_empty() {
+    if WARNINGS && spec.tenants.is_empty() {
         c.warn(
             "tenants",
             "no tenants: every source namespace is unknown (unknownSource decides)",
@@ -555,7 +563,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             tenant: None,
         };
         check_listeners(&mut c, &tp, &tenant.egress, tenant_scope);
-        if tenant.egress.is_empty() {
+        if WARNINGS && tenant.egress.is_empty() {
             c.warn(
                 format!("{tp}.egress"),
                 "no egress entries: this tenant's namespaces can reach nothing",
@@ -609,7 +617,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                     tenant: Some((&tp, &tenant.egress)),
                 },
             );
-            if wl.egress.is_empty() {
+            if WARNINGS && wl.egress.is_empty() {
                 c.warn(
                     format!("{wp}.egress"),
                     "no egress entries: this exception adds nothing to the tenant's egress",
@@ -655,6 +663,8 @@ fn check_shared_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
         let path = format!("sharedNamespaces[{i}]");
         if let Err(e) = name::check_namespace(ns) {
             c.err(&path, ErrorKind::Namespace(ns.clone(), e));
+        } else if !WARNINGS {
+            continue;
         } else if let Some(prev) = seen.insert(ns, i) {
             c.warn(
                 path,
@@ -694,6 +704,26 @@ pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
             }
         }
     };
+    for (_, path, _, parsed) in parsed_hosts(spec) {
+        if let NsSelector::Named(n) = &parsed.namespace {
+            add(n, &path);
+        }
+        // `*/db.shared.svc...` names `shared` by its FQDN alone. Under a prefix, a different
+        // FQDN namespace is the contradiction warned about on its own.
+        if parsed.namespace == NsSelector::Any {
+            if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
+                add(ns, &path);
+            }
+        }
+    }
+    out
+}
+
+/// Every host of the document's egress lists that parses, in document order, with its tenant
+/// and its path (`tenants[t].egress[e].hosts[h]`, `tenants[t].workloads[w].egress[e].hosts[h]`).
+/// Authoring-time walks only (it allocates a path per host).
+fn parsed_hosts(spec: &PolicySpec) -> Vec<(&TenantSpec, Path, &str, HostEntry)> {
+    let mut out = Vec::new();
     for (t, tenant) in spec.tenants.iter().enumerate() {
         let lists = std::iter::once((format!("tenants[{t}]"), &tenant.egress)).chain(
             tenant
@@ -705,19 +735,13 @@ pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
         for (owner, egress) in lists {
             for (e, entry) in egress.iter().enumerate() {
                 for (h, raw) in entry.hosts.iter().enumerate() {
-                    let Ok(parsed) = raw.parse::<HostEntry>() else {
-                        continue;
-                    };
-                    let path = format!("{owner}.egress[{e}].hosts[{h}]");
-                    if let NsSelector::Named(n) = &parsed.namespace {
-                        add(n, &path);
-                    }
-                    // `*/db.shared.svc...` names `shared` by its FQDN alone. Under a prefix,
-                    // a different FQDN namespace is the contradiction warned about on its own.
-                    if parsed.namespace == NsSelector::Any {
-                        if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
-                            add(ns, &path);
-                        }
+                    if let Ok(parsed) = raw.parse::<HostEntry>() {
+                        out.push((
+                            tenant,
+                            format!("{owner}.egress[{e}].hosts[{h}]"),
+                            raw.as_str(),
+                            parsed,
+                        ));
                     }
                 }
             }
@@ -772,46 +796,30 @@ fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
         );
     }
     let svc_suffix = format!(".svc.{}", spec.cluster_domain.to_ascii_lowercase());
-    for (t, tenant) in spec.tenants.iter().enumerate() {
-        let lists = std::iter::once((format!("tenants[{t}]"), &tenant.egress)).chain(
-            tenant
-                .workloads
-                .iter()
-                .enumerate()
-                .map(|(w, wl)| (format!("tenants[{t}].workloads[{w}]"), &wl.egress)),
-        );
-        for (owner, egress) in lists {
-            for (e, entry) in egress.iter().enumerate() {
-                for (h, raw) in entry.hosts.iter().enumerate() {
-                    let Ok(parsed) = raw.parse::<HostEntry>() else {
-                        continue;
-                    };
-                    let Some(fqdn_ns) = fqdn_namespace(&parsed, &svc_suffix) else {
-                        continue;
-                    };
-                    let selected: Vec<&str> = match &parsed.namespace {
-                        NsSelector::Any => continue,
-                        NsSelector::Named(n) => vec![n.as_str()],
-                        NsSelector::Own => tenant.namespaces.iter().map(String::as_str).collect(),
-                    };
-                    if selected.contains(&fqdn_ns) {
-                        continue;
-                    }
-                    c.warn(
-                        format!("{owner}.egress[{e}].hosts[{h}]"),
-                        format!(
-                            "\"{raw}\" names a service of namespace \"{fqdn_ns}\", but its prefix selects \
-                             {}: Istio looks the host up only there, so it never matches. One of the two is \
-                             a typo",
-                            match selected.as_slice() {
-                                [one] => format!("namespace \"{one}\""),
-                                many => format!("namespaces {}", many.join(", ")),
-                            }
-                        ),
-                    );
-                }
-            }
+    for (tenant, path, raw, parsed) in parsed_hosts(spec) {
+        let Some(fqdn_ns) = fqdn_namespace(&parsed, &svc_suffix) else {
+            continue;
+        };
+        let selected: Vec<&str> = match &parsed.namespace {
+            NsSelector::Any => continue,
+            NsSelector::Named(n) => vec![n.as_str()],
+            NsSelector::Own => tenant.namespaces.iter().map(String::as_str).collect(),
+        };
+        if selected.contains(&fqdn_ns) {
+            continue;
         }
+        c.warn(
+            path,
+            format!(
+                "\"{raw}\" names a service of namespace \"{fqdn_ns}\", but its prefix selects \
+                 {}: Istio looks the host up only there, so it never matches. One of the two is a \
+                 typo",
+                match selected.as_slice() {
+                    [one] => format!("namespace \"{one}\""),
+                    many => format!("namespaces {}", many.join(", ")),
+                }
+            ),
+        );
     }
 }
 
@@ -863,6 +871,9 @@ fn check_cluster_networks(c: &mut Checker, spec: &PolicySpec) {
             }
             allow_any.push_str(&t.name);
         }
+    }
+    if !WARNINGS {
+        return;
     }
     if spec.cluster_networks.is_empty() && !allow_any.is_empty() {
         c.warn(
@@ -1015,7 +1026,9 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: S
         }
         parsed.push(check_hosts(c, &ep, &entry.hosts, scope));
     }
-    warn_lost_on_ports(c, owner, egress, &parsed, scope);
+    if WARNINGS {
+        warn_lost_on_ports(c, owner, egress, &parsed, scope);
+    }
 }
 
 /// The errors of [`listeners::exception_conflicts`] for a workload exception's `egress`, each
@@ -1192,6 +1205,9 @@ fn check_hosts(c: &mut Checker, ep: &str, hosts: &[String], scope: Scope<'_>) ->
             }
             Err(e) => c.err(format!("{ep}.hosts[{h}]"), ErrorKind::Host(raw.clone(), e)),
         }
+    }
+    if !WARNINGS {
+        return parsed.into_iter().map(|(_, e)| e).collect();
     }
     // Exact duplicates.
     let mut seen: HashMap<&HostEntry, usize> = HashMap::default();

@@ -143,19 +143,18 @@ mod tests {
     /// Below this the corpus has shrunk (or a runner silently ran a part of it).
     const MIN_VECTORS: usize = 50;
 
-    /// The replay, native and in wasm alike. It logs a count line that scripts/test-wasm.sh
-    /// requires, so a wasm runner that ran nothing cannot pass.
-    #[test]
-    fn every_vector_decides_as_expected() {
-        let file = load().expect("vectors.json parses");
-        let policies = compile_policies(&file).expect("vector policies compile");
+    /// Replays `file`: every case must decide as it says, and the corpus must hold at least
+    /// `min` cases. Logs a count line (`<arch>: N <what> over P policies, F failed`) that
+    /// scripts/test-wasm.sh requires, so a wasm runner that ran nothing cannot pass.
+    fn replay(file: &VectorFile, what: &str, min: usize) {
+        let policies = compile_policies(file).expect("vector policies compile");
         let failures: Vec<String> = file
             .cases
             .iter()
             .filter_map(|c| check(&policies, c).err())
             .collect();
         let line = format!(
-            "{}: {} request vectors over {} policies, {} failed",
+            "{}: {} {what} over {} policies, {} failed",
             std::env::consts::ARCH,
             file.cases.len(),
             policies.len(),
@@ -168,30 +167,30 @@ mod tests {
         println!("{line}");
         assert!(
             failures.is_empty(),
-            "{} of {} vectors failed:\n{}",
+            "{} of {} {what} failed:\n{}",
             failures.len(),
             file.cases.len(),
             failures.join("\n")
         );
         assert!(
-            file.cases.len() >= MIN_VECTORS,
-            "only {} vectors (the corpus shrank)",
+            file.cases.len() >= min,
+            "only {} {what} (the corpus shrank)",
             file.cases.len()
         );
+    }
+
+    /// The caller's end, native and in wasm alike.
+    #[test]
+    fn every_vector_decides_as_expected() {
+        let file = load().expect("vectors.json parses");
+        replay(&file, "request vectors", MIN_VECTORS);
     }
 
     /// The destination end's vectors, native and in wasm alike.
     #[test]
     fn every_inbound_vector_decides_as_expected() {
         let file = load_inbound().expect("inbound-vectors.json parses");
-        let policies = compile_policies(&file).expect("vector policies compile");
-        let failures: Vec<String> = file
-            .cases
-            .iter()
-            .filter_map(|c| check(&policies, c).err())
-            .collect();
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-        assert!(file.cases.len() >= 15, "the corpus shrank");
+        replay(&file, "inbound vectors", 15);
     }
 
     #[test]

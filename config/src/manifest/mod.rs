@@ -18,7 +18,10 @@ pub mod inbound;
 pub mod output;
 pub mod overview;
 pub mod sidecar;
+pub mod trafficextension;
 pub mod wasmplugin;
+
+pub use trafficextension::PluginApi;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,7 +71,7 @@ pub enum Selection {
     Default,
     /// Only the Sidecars.
     Sidecars,
-    /// Only the WasmPlugin(s).
+    /// Only the WasmPlugin(s) (the TrafficExtensions with `--api trafficextension`).
     #[value(name = "wasmplugin")]
     WasmPlugin,
     /// Only the EnvoyFilter(s): the alternative to the WasmPlugin, never emitted with it.
@@ -218,6 +221,8 @@ pub struct Options {
     pub ends: Ends,
     /// With the destination end: a STRICT PeerAuthentication per tenant namespace.
     pub peer_authentication: bool,
+    /// The Istio API of the plugins: WasmPlugin, or TrafficExtension (Istio 1.30+).
+    pub api: PluginApi,
 }
 
 impl Default for Options {
@@ -231,6 +236,7 @@ impl Default for Options {
             audit_sidecars: AuditSidecars::Scoped,
             ends: Ends::Source,
             peer_authentication: true,
+            api: PluginApi::WasmPlugin,
         }
     }
 }
@@ -246,6 +252,8 @@ pub enum DocKind {
     EnvoyFilter,
     /// `security.istio.io/v1` PeerAuthentication.
     PeerAuthentication,
+    /// `extensions.istio.io/v1alpha1` TrafficExtension (`--api trafficextension`).
+    TrafficExtension,
 }
 
 impl DocKind {
@@ -256,6 +264,7 @@ impl DocKind {
             DocKind::WasmPlugin => "wasmplugin",
             DocKind::EnvoyFilter => "envoyfilter",
             DocKind::PeerAuthentication => "peerauthentication",
+            DocKind::TrafficExtension => "trafficextension",
         }
     }
 }
@@ -398,6 +407,7 @@ pub fn generate(spec: &PolicySpec, opts: &Options) -> Result<Generated, Generate
     if envoy {
         envoyfilter::generate(spec, opts, &mut out)?;
     }
+    trafficextension::render(opts, &mut out)?;
     Ok(out)
 }
 
@@ -497,6 +507,9 @@ pub fn regenerate_command(input: &Input, opts: &Options, format: Format) -> Stri
     }
     if !opts.peer_authentication {
         push("no-peer-authentication", "");
+    }
+    if opts.api != defaults.api {
+        push("api", &flag_value(&opts.api));
     }
     cmd
 }

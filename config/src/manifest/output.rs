@@ -42,11 +42,12 @@ pub enum OutputError {
     },
 }
 
-const KINDS: [DocKind; 4] = [
+const KINDS: [DocKind; 5] = [
     DocKind::Sidecar,
     DocKind::WasmPlugin,
     DocKind::EnvoyFilter,
     DocKind::PeerAuthentication,
+    DocKind::TrafficExtension,
 ];
 const FORMATS: [Format; 2] = [Format::Yaml, Format::Json];
 

@@ -1,7 +1,7 @@
 //! Checks for the destination end ([`crate::inbound`]): service-account exceptions, `inbound`
 //! allowances, trust domains, and the warnings where the two ends cannot agree.
 
-use super::{fmt_labels, is_subdomain, selectors_overlap, Checker, ErrorKind};
+use super::{fmt_labels, is_subdomain, selectors_overlap, Checker, ErrorKind, WARNINGS};
 use crate::name;
 use crate::spec::{PolicySpec, TenantSpec, UnknownSource, WorkloadSpec};
 
@@ -20,6 +20,9 @@ fn check_service_accounts(c: &mut Checker, path: &str, sas: &[String]) {
 /// A workload exception's service accounts, and what each form means at the other end.
 pub(super) fn check_workload(c: &mut Checker, wp: &str, wl: &WorkloadSpec) {
     check_service_accounts(c, wp, &wl.service_accounts);
+    if !WARNINGS {
+        return;
+    }
     match (wl.selector.is_empty(), wl.service_accounts.is_empty()) {
         (false, true) => c.warn(
             wp,
@@ -115,7 +118,7 @@ pub(super) fn check_document(c: &mut Checker, spec: &PolicySpec) {
         || spec.tenants.iter().any(|t| {
             !t.inbound.is_empty() || t.workloads.iter().any(|w| !w.service_accounts.is_empty())
         });
-    if spec.unknown_source == UnknownSource::Allow || !engaged {
+    if !WARNINGS || spec.unknown_source == UnknownSource::Allow || !engaged {
         return;
     }
     let closed: Vec<&str> = spec

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use tenant_egress_config::load::{self, Diagnostic, Input, LoadError, Loaded, Severity};
 use tenant_egress_config::manifest::{
     self, graph::GraphFormat, graph::GraphView, AuditSidecars, Ends, FailStrategy, Format,
-    GenerateError, Options, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
+    GenerateError, Options, PluginApi, Selection, WasmOptions, WasmScope, DEFAULT_ROOT_NAMESPACE,
 };
 use tenant_egress_core::cases::Case;
 use tenant_egress_core::explain::{End, RequestSpec, SourceSpec};
@@ -166,7 +166,8 @@ listing only the exception would drop the isolation for those pods);\n  \
 - a WasmPlugin (phase AUTHZ, outbound only, pluginConfig = the policy),\n    \
 mesh-wide in the root namespace or, with --wasm-scope namespace, one per\n    \
 tenant namespace. With --only envoyfilter, the EnvoyFilter equivalent instead\n    \
-(never both). Its comment says how to export the tenant_egress.* counters.\n\n\
+(never both). Its comment says how to export the tenant_egress.* counters.\n    \
+With --api trafficextension (Istio 1.30+), the same plugins as TrafficExtensions.\n\n\
 Tenants in audit mode get the same scoped Sidecars as enforced ones, so that\n\
 audit never widens what Istio scopes today (--audit-sidecars open: `*/*`).\n\
 FAIL_CLOSE (the default) needs a pinned remote module: --sha256 or an\n\
@@ -254,6 +255,11 @@ struct GenerateArgs {
     /// With the destination end, do not emit the STRICT PeerAuthentication per tenant namespace.
     #[arg(long)]
     no_peer_authentication: bool,
+    /// The Istio API of the plugins: `wasmplugin` (the default, every Istio since 1.12) or
+    /// `trafficextension` (Istio 1.30+, alpha: the same plugins with the module under
+    /// `spec.wasm`; see the README, "Choosing --api").
+    #[arg(long, value_enum, default_value_t = PluginApi::WasmPlugin)]
+    api: PluginApi,
 }
 
 #[derive(Args)]
@@ -806,6 +812,7 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         audit_sidecars: args.audit_sidecars,
         ends: args.ends,
         peer_authentication: !args.no_peer_authentication,
+        api: args.api,
     };
     let generated = manifest::generate(&loaded.spec, &opts).map_err(|e| match e {
         GenerateError::Option(m) => Fail(2, format!("error: {m}")),
