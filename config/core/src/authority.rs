@@ -91,8 +91,9 @@ pub enum MalformedAuthority {
 
 /// Parses an authority (`host`, `host:port`, `1.2.3.4:80`, `[::1]:80`) strictly.
 ///
-/// The request path's common case, a DNS name with an optional port, is checked, lowercased
-/// and copied in ONE pass over the bytes, without allocating ([`parse_dns_authority`]). Any
+/// The request path's common case, a DNS name with an optional port, is checked and lowercased
+/// straight into the result, without allocating or copying the name twice
+/// ([`parse_dns_authority`]). Any
 /// input that pass does not accept outright (an error, an IP literal, a bracket) is parsed
 /// again by the reference parser, [`parse_authority_reference`], which names the exact error
 /// and handles the IP forms: so the accepted language and every error are the reference's, and
@@ -104,66 +105,71 @@ pub fn parse_authority(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
     }
 }
 
-/// The one-pass parse of `name[.][:port]`: validates every label (the rules of
-/// [`check_reg_name`]), folds to lowercase into the [`HostName`] buffer as it goes, finds the
-/// port's `:` on the way and drops one trailing dot. `None` for anything it does not accept,
-/// including names whose last label is all digits (an IPv4 literal, or an error): the caller
-/// then asks the reference parser. Never accepts what the reference refuses, and when it
-/// accepts, returns what the reference would.
+/// The fast parse of `name[.][:port]`: one branch-free pass folds the name to lowercase into
+/// the [`HostName`] and checks its alphabet (the compiler vectorizes it), then a walk over its
+/// few labels checks their shape (the rules of [`check_reg_name`]). Without allocating, and
+/// building the result in place. `None` for anything it does not accept, including names
+/// whose last label is all digits (an IPv4 literal, or an error): the caller then asks the
+/// reference parser. Never accepts what the reference refuses, and when it accepts, returns
+/// what the reference would (`tests`, `tests/properties.rs` and the fuzz target check both).
 #[inline]
 fn parse_dns_authority(raw: &[u8]) -> Option<Authority> {
-    let mut buf = [0u8; MAX_NAME_LEN];
-    let mut bad = false;
-    let mut label_len = 0usize;
-    let mut prev = b'.';
-    let mut digits = true;
-    // Whether the label before the last '.' was all digits (for a trailing-dot name).
-    let mut prev_digits = true;
-    let mut end = raw.len();
-    for (i, &b) in raw.iter().enumerate() {
-        if b == b'.' {
-            bad |= label_len == 0 || prev == b'-';
-            label_len = 0;
-            prev_digits = digits;
-            digits = true;
-        } else if b == b':' {
-            end = i;
-            break;
-        } else {
-            bad |= !LABEL_BYTE[usize::from(b)] || (label_len == 0 && b == b'-');
-            label_len += 1;
-            digits &= b.is_ascii_digit();
-        }
-        prev = b;
-        bad |= label_len > MAX_LABEL_LEN;
-        // Past the buffer only a trailing dot may follow (checked below).
-        match buf.get_mut(i) {
-            Some(slot) => *slot = b.to_ascii_lowercase(),
-            None => bad |= b != b'.' || i != MAX_NAME_LEN,
-        }
-    }
-    let (len, last_digits) = if prev == b'.' && end > 0 {
-        // One trailing dot: the name is what precedes it (whose last label the '.' checked).
-        (end - 1, prev_digits)
-    } else {
-        bad |= label_len == 0 || prev == b'-';
-        (end, digits)
-    };
-    // `last_digits`: an IPv4 literal or a numeric name: the reference decides which.
-    if bad || last_digits || len == 0 || len > MAX_NAME_LEN {
+    // The host is what precedes the first ':' (a second one is an error: see the port below).
+    let end = raw.iter().position(|&b| b == b':').unwrap_or(raw.len());
+    let host = raw.get(..end)?;
+    let name = host.strip_suffix(b".").unwrap_or(host);
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
         return None;
     }
-    let port = match raw.get(end..) {
+    let mut out = Authority {
+        host: HostName::empty(),
+        kind: HostKind::Dns,
+        port: None,
+        ip: None,
+    };
+    let mut ok = true;
+    for (d, &b) in out.host.bytes_mut().iter_mut().zip(name) {
+        *d = fold_lower(b);
+        ok &= is_label_byte(b) | (b == b'.');
+    }
+    if !ok {
+        return None;
+    }
+    // Labels: 1..=63 bytes, no hyphen at either end; the last one not all digits.
+    let mut last: &[u8] = &[];
+    for label in name.split(|&b| b == b'.') {
+        if label.is_empty()
+            || label.len() > MAX_LABEL_LEN
+            || label.first() == Some(&b'-')
+            || label.last() == Some(&b'-')
+        {
+            return None;
+        }
+        last = label;
+    }
+    if last.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    out.port = match raw.get(end..) {
         Some([]) | None => None,
+        // `parse_port` takes digits only, so a second ':' fails here too.
         Some([b':', port @ ..]) => Some(parse_port(port).ok()?),
         Some(_) => return None,
     };
-    Some(Authority {
-        host: HostName::from_lowercase(buf, len)?,
-        kind: HostKind::Dns,
-        port,
-        ip: None,
-    })
+    out.host.set_len(name.len())?;
+    Some(out)
+}
+
+/// ASCII lowercase without a branch (`to_ascii_lowercase` as arithmetic, which vectorizes).
+#[inline(always)]
+fn fold_lower(b: u8) -> u8 {
+    b | (u8::from(b.wrapping_sub(b'A') < 26) << 5)
+}
+
+/// [`LABEL_BYTE`] as arithmetic (a table lookup does not vectorize).
+#[inline(always)]
+fn is_label_byte(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'-') | (b == b'_')
 }
 
 /// The reference parser: each rule checked in turn, so that a refused authority names its
@@ -599,7 +605,15 @@ mod tests {
     }
 
     #[test]
-    fn the_one_pass_parser_is_the_reference() {
+    fn the_branch_free_byte_rules_are_the_tables() {
+        for b in 0..=255u8 {
+            assert_eq!(is_label_byte(b), LABEL_BYTE[usize::from(b)], "{b:#04x}");
+            assert_eq!(fold_lower(b), b.to_ascii_lowercase(), "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn the_fast_parser_is_the_reference() {
         let max = [
             "a".repeat(63),
             "b".repeat(63),

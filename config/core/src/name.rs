@@ -64,19 +64,19 @@ impl<const N: usize> InlineName<N> {
         Some(out)
     }
 
-    /// A name from a buffer already folded to lowercase ASCII by the caller, of which the first
-    /// `len` bytes are the name (bytes after it are ignored). For the one-pass authority parser,
-    /// which validates and folds in the same loop (so the name is not read a second time here;
-    /// a non-ASCII byte could only make [`Self::as_str`] return `""`). `None` if `len` exceeds
-    /// `N`.
-    pub(crate) fn from_lowercase(bytes: [u8; N], len: usize) -> Option<Self> {
+    /// The whole buffer, for a parser that folds a name straight into it (then
+    /// [`Self::set_len`]). Crate-private: the caller must write lowercase ASCII only.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; N] {
+        &mut self.bytes
+    }
+
+    /// Sets the length after [`Self::bytes_mut`]; `None` if over `N`.
+    pub(crate) fn set_len(&mut self, len: usize) -> Option<()> {
         if len > N {
             return None;
         }
-        Some(InlineName {
-            len: u8::try_from(len).ok()?,
-            bytes,
-        })
+        self.len = u8::try_from(len).ok()?;
+        Some(())
     }
 
     /// Lowercase copy of one byte string.

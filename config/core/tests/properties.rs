@@ -49,10 +49,10 @@ proptest! {
         }
     }
 
-    /// The one-pass parser answers exactly as the reference parser, errors included, on
+    /// The fast parser answers exactly as the reference parser, errors included, on
     /// near-valid input (bytes of the authority alphabet and a few that are not).
     #[test]
-    fn one_pass_authority_parser_is_the_reference(
+    fn fast_authority_parser_is_the_reference(
         raw in prop::collection::vec(prop::sample::select(b"aZ9_-.:[]@ \xc3".to_vec()), 0..40)
     ) {
         prop_assert_eq!(parse_authority(&raw), parse_authority_reference(&raw));
@@ -61,7 +61,7 @@ proptest! {
     /// The same at the length limits (63-byte labels, 253-byte names, with or without a
     /// trailing dot, a port, an all-digit last label).
     #[test]
-    fn one_pass_authority_parser_is_the_reference_at_the_limits(
+    fn fast_authority_parser_is_the_reference_at_the_limits(
         labels in prop::collection::vec(58usize..66, 1..6),
         dot in any::<bool>(),
         digits in any::<bool>(),
