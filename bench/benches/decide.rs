@@ -157,7 +157,11 @@ fn decide(c: &mut Criterion) {
             assert_eq!(d, policy.decide_inbound(&inbound), "{name} at {n}");
             g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
                 b.iter(|| {
-                    policy.decide_inbound_with(black_box(&who), black_box(&what), black_box(&inbound))
+                    policy.decide_inbound_with(
+                        black_box(&who),
+                        black_box(&what),
+                        black_box(&inbound),
+                    )
                 })
             });
         }
