@@ -9,6 +9,9 @@
 //! services of the inbound cluster), for every case whose destination is a mesh workload (its
 //! namespace known); it must give the caller's answer, and cost about the same (it is the
 //! caller's decision plus the identity and SNI parses).
+//! `decide_inbound_cached/<case>/<rules>`: the destination end's per-request path in the filter
+//! ([`Policy::decide_inbound_with`], the identity and the SNI resolved once, as the filter caches
+//! them): the cell to compare with `decide_routed` (issue 12: no costlier than the caller's end).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -130,6 +133,36 @@ fn decide(c: &mut Criterion) {
             assert_eq!(d.reason, at_source.reason, "{name} at {n}: both ends agree");
             g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
                 b.iter(|| policy.decide_inbound(black_box(&inbound)))
+            });
+        }
+        g.finish();
+        // The filter's path at the destination, on the same footing as `decide_routed` at the
+        // caller's: what the identity and the SNI resolve to is cached (per identity, per SNI
+        // and inbound cluster), only the request's `:authority` is parsed per request.
+        let mut g = c.benchmark_group(format!("decide_inbound_cached/{name}"));
+        g.throughput(Throughput::Elements(1));
+        for (n, policy, ns) in &cells {
+            let inbound = Inbound {
+                namespace: Some(ns),
+                peer: Some(caller.as_bytes()),
+                sni: Some(sni.as_bytes()),
+                authority: req.authority.as_deref().map(str::as_bytes),
+                authority_repeated: false,
+                services: &services,
+                protocol: req.protocol,
+            };
+            let who = policy.inbound_caller(inbound.namespace, inbound.peer);
+            let what = policy.inbound_service(inbound.namespace, inbound.sni, inbound.services);
+            let d = policy.decide_inbound_with(&who, &what, &inbound);
+            assert_eq!(d, policy.decide_inbound(&inbound), "{name} at {n}");
+            g.bench_with_input(BenchmarkId::from_parameter(n), n, |b, _| {
+                b.iter(|| {
+                    policy.decide_inbound_with(
+                        black_box(&who),
+                        black_box(&what),
+                        black_box(&inbound),
+                    )
+                })
             });
         }
         g.finish();

@@ -40,21 +40,44 @@ def main() -> int:
     if not r:
         print(f"no criterion results under {target}/criterion", file=sys.stderr)
         return 1
-    lines = ["### decide: one decision (`decide_for`, source resolved once), median", "",
-             "| case | 10 rules | 1,000 | 10,000 | 100,000 | 100k / 10 |", "|---|---:|---:|---:|---:|---:|"]
-    cases = sorted({k.split("/")[1] for k in r if k.startswith("decide/")},
-                   key=lambda c: ["exact_hit", "wildcard_hit", "miss", "port_mismatch", "exclusion",
-                                  "authority_only", "cluster_alias"].index(c) if c in
-                   ["exact_hit", "wildcard_hit", "miss", "port_mismatch", "exclusion",
-                    "authority_only", "cluster_alias"] else 99)
-    groups = [(c, f"decide/{c}") for c in cases] + [("decide (with source resolution)", "decide_with_source")]
-    for label, g in groups:
-        vals = [r.get(f"{g}/{s}") for s in SIZES]
-        if not any(vals):
-            continue
-        cells = [fmt_ns(v[0]) if v else "–" for v in vals]
-        ratio = f"{vals[3][0] / vals[0][0]:.2f}x" if vals[0] and vals[3] else "–"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+    order = ["exact_hit", "wildcard_hit", "miss", "port_mismatch", "exclusion",
+             "authority_only", "cluster_alias", "k8s_miss"]
+
+    def cases_of(prefix: str) -> list:
+        found = {k.split("/")[1] for k in r if k.startswith(prefix + "/")}
+        return sorted(found, key=lambda c: order.index(c) if c in order else 99)
+
+    def table(title: str, groups: list) -> list:
+        out = ["", title, "", "| case | 10 rules | 1,000 | 10,000 | 100,000 | 100k / 10 |",
+               "|---|---:|---:|---:|---:|---:|"]
+        for label, g in groups:
+            vals = [r.get(f"{g}/{s}") for s in SIZES]
+            if not any(vals):
+                continue
+            cells = [fmt_ns(v[0]) if v else "–" for v in vals]
+            ratio = f"{vals[3][0] / vals[0][0]:.2f}x" if vals[0] and vals[3] else "–"
+            out.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+        return out
+
+    lines = table("### decide: one decision (`decide_for`: source resolved once, cluster name parsed per call), median",
+                  [(c, f"decide/{c}") for c in cases_of("decide")]
+                  + [("decide (with source resolution)", "decide_with_source")])[1:]
+    lines += table("### decide_routed: the filter's caller-side path (`decide_routed`: cluster name parsed once per cluster), median",
+                   [(c, f"decide_routed/{c}") for c in cases_of("decide_routed")])
+    lines += table("### decide_inbound: the destination end, nothing cached (`decide_inbound`: identity, SNI and authority parsed per call), median",
+                   [(c, f"decide_inbound/{c}") for c in cases_of("decide_inbound")])
+    lines += table("### decide_inbound_cached: the filter's destination-side path (`decide_inbound_with`: identity and SNI resolved once), median",
+                   [(c, f"decide_inbound_cached/{c}") for c in cases_of("decide_inbound_cached")])
+    both = [c for c in cases_of("decide_inbound_cached") if f"decide_routed/{c}/100000" in r]
+    if both:
+        lines += ["", "### destination end vs caller's end, same request, same footing (issue 12): `decide_inbound_cached` / `decide_routed`, median", "",
+                  "| case | 10 rules | 1,000 | 10,000 | 100,000 |", "|---|---:|---:|---:|---:|"]
+        for c in both:
+            cells = []
+            for size in SIZES:
+                a, b = r.get(f"decide_inbound_cached/{c}/{size}"), r.get(f"decide_routed/{c}/{size}")
+                cells.append(f"{fmt_ns(a[0])} / {fmt_ns(b[0])} = {a[0] / b[0]:.2f}x" if a and b else "–")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
     lines += ["", "### compile (Policy::from_json), validate (validate_json), from_spec (check + index build), median", "",
               "| step | 10 rules | 1,000 | 10,000 | 100,000 |", "|---|---:|---:|---:|---:|"]
     for g in ("compile", "validate", "from_spec"):

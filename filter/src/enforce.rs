@@ -20,8 +20,10 @@
 //! At the destination end (an inbound listener, learnt once per root context) the gather step
 //! differs and the rest is the same: the caller's certificate URI SAN (nothing at
 //! `on_new_connection`, before the TLS handshake; a plaintext caller stops here), the header
-//! map (HTTP), the SNI, `xds.cluster_name` and, once per inbound cluster, the services it
-//! serves. So an allowed inbound request makes 4 calls. The outbound path's calls are unchanged
+//! `:authority` and `host` (HTTP, as above), the SNI, `xds.cluster_name` and, once per inbound
+//! cluster, the services it serves. So an allowed inbound request makes 5 calls (3 for a
+//! connection); what the identity and the SNI resolve to is cached per identity and per SNI, so
+//! only the `:authority` is parsed per request. The outbound path's calls are unchanged
 //! (the direction is a field of the shared state, not a host call).
 
 use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
@@ -93,9 +95,7 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         // Denied as `unknown-source` whatever the destination: read nothing.
         return act(host, state, at, &target, None);
     }
-    let authority;
-    let second;
-    let headers;
+    let read;
     let sni;
     match at {
         At::RequestHeaders => {
@@ -109,16 +109,8 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
             // parser refuses). What can is a separate `host` beside it (HTTP/2 without
             // Envoy's http2_discard_host_header), or a `host` without `:authority`: only then
             // is the whole map read, to see every value (the host hands us the first only).
-            authority = host.request_header(":authority");
-            second = host.request_header("host");
-            if authority.is_some() && second.is_none() {
-                target.authority = authority.as_deref();
-            } else {
-                headers = host.request_headers();
-                let (found, repeated) = find_authority(&headers);
-                target.authority = found;
-                target.authority_repeated = repeated;
-            }
+            read = AuthorityRead::new(host);
+            (target.authority, target.authority_repeated) = read.get();
         }
         At::NewConnection | At::FirstData | At::FirstUpstreamData => {
             sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
@@ -201,9 +193,12 @@ fn act<H: Host>(
 }
 
 /// The destination end's gather step (`crate::tcp`'s connection or an inbound HTTP request):
-/// the caller's verified identity, the SNI, the `:authority` (HTTP), and the services the
-/// inbound cluster serves (read once per cluster). Then the same count/log/act as the caller's
-/// end. Host calls: the peer identity, the SNI, the header map (HTTP), `xds.cluster_name`.
+/// the caller's verified identity, the SNI, the `:authority` (HTTP, read as at the caller's
+/// end: two targeted reads), and the services the inbound cluster serves (read once per
+/// cluster). What the identity and the SNI resolve to is cached ([`State::inbound`]), so a
+/// request only parses its `:authority`. Then the same count/log/act as the caller's end.
+/// Host calls: the peer identity, the `:authority` and `host` headers (HTTP), the SNI,
+/// `xds.cluster_name`.
 fn enforce_inbound<H: Host>(host: &H, state: &State, at: At) -> Outcome {
     if at == At::NewConnection {
         // The TLS handshake has not finished: no client certificate to decide on yet.
@@ -223,29 +218,23 @@ fn enforce_inbound<H: Host>(host: &H, state: &State, at: At) -> Outcome {
         protocol: at.protocol(),
         ..Inbound::default()
     };
-    if req.peer.is_none() {
+    let Some(peer) = req.peer else {
         // Plaintext: denied whatever is called; read nothing more.
-        return act_inbound(host, state, at, &req, None);
-    }
-    let headers;
+        let d = state.policy.decide_inbound(&req);
+        return act_inbound(host, state, at, &req, &d, None);
+    };
+    let read;
     if at == At::RequestHeaders {
-        headers = host.request_headers();
-        let (authority, repeated) = find_authority(&headers);
-        req.authority = authority;
-        req.authority_repeated = repeated;
+        read = AuthorityRead::new(host);
+        (req.authority, req.authority_repeated) = read.get();
     }
     let sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
     req.sni = sni.as_deref();
     let cluster = host.property(state.paths.cluster_name);
-    match cluster.as_deref().and_then(|c| std::str::from_utf8(c).ok()) {
-        Some(name) if name.starts_with("inbound|") => {
-            state.cluster_services(host, name, |services| {
-                let req = Inbound { services, ..req };
-                act_inbound(host, state, at, &req, Some(name))
-            })
-        }
-        name => act_inbound(host, state, at, &req, name),
-    }
+    let name = cluster.as_deref().and_then(|c| std::str::from_utf8(c).ok());
+    let (caller, service) = state.inbound(host, name, req.sni, peer);
+    let d = state.policy.decide_inbound_with(&caller, &service, &req);
+    act_inbound(host, state, at, &req, &d, name)
 }
 
 fn act_inbound<H: Host>(
@@ -253,18 +242,46 @@ fn act_inbound<H: Host>(
     state: &State,
     at: At,
     req: &Inbound<'_>,
+    d: &Decision,
     cluster: Option<&str>,
 ) -> Outcome {
     let policy = &state.policy;
-    let d = policy.decide_inbound(req);
     finish(
         host,
         state,
         at,
-        &d,
-        |verb| reply::inbound_log_line(verb, policy, &d, &state.source, req.peer, cluster),
-        || reply::inbound_deny_reply(policy, &d, req, cluster),
+        d,
+        |verb| reply::inbound_log_line(verb, policy, d, &state.source, req.peer, cluster),
+        || reply::inbound_deny_reply(policy, d, req, cluster),
     )
+}
+
+/// The request's `:authority`, read with the fewest host calls: `:authority` and a `host`
+/// beside it, and the whole header map only when such a `host` exists or there is no
+/// `:authority` (see [`enforce`]).
+enum AuthorityRead {
+    One(Option<Vec<u8>>),
+    Map(Vec<(String, Vec<u8>)>),
+}
+
+impl AuthorityRead {
+    fn new<H: Host>(host: &H) -> AuthorityRead {
+        let authority = host.request_header(":authority");
+        let second = host.request_header("host");
+        if authority.is_some() && second.is_none() {
+            AuthorityRead::One(authority)
+        } else {
+            AuthorityRead::Map(host.request_headers())
+        }
+    }
+
+    /// The value and whether it was repeated.
+    fn get(&self) -> (Option<&[u8]>, bool) {
+        match self {
+            AuthorityRead::One(a) => (a.as_deref(), false),
+            AuthorityRead::Map(headers) => find_authority(headers),
+        }
+    }
 }
 
 /// Counts, logs, and for a blocked request or connection acts: the one tail of both ends.
@@ -708,21 +725,47 @@ pub(crate) mod tests {
             host.take_calls(),
             [
                 PEER,
-                "request_headers",
+                "header :authority",
+                "header host",
                 SNI,
                 "xds.cluster_name",
                 SERVICE0,
                 SERVICE1
             ]
         );
-        // The services are cached per inbound cluster.
+        // The services are cached per inbound cluster (and what the identity and the SNI
+        // resolve to, per identity and per SNI): the same calls, without the services.
         assert_eq!(
             enforce(&host, Some(&st), At::RequestHeaders),
             Outcome::Allow
         );
         assert_eq!(
             host.take_calls(),
-            [PEER, "request_headers", SNI, "xds.cluster_name"]
+            [
+                PEER,
+                "header :authority",
+                "header host",
+                SNI,
+                "xds.cluster_name"
+            ]
+        );
+        // A `host` beside the `:authority` (HTTP/2): the map is read and the repeat seen, at
+        // this end as at the caller's.
+        let spoofed = inbound_host("prod")
+            .header(":authority", b"cockroachdb.prod:26257")
+            .header("host", b"api.prod:8080");
+        assert_eq!(
+            enforce(&spoofed, Some(&st), At::RequestHeaders),
+            Outcome::Deny
+        );
+        assert!(spoofed.take_calls().contains(&"request_headers".to_owned()));
+        let replies = spoofed.replies.borrow();
+        assert!(
+            replies[0]
+                .1
+                .contains(&(DENIED_HEADER.into(), "malformed-authority".into())),
+            "{:?}",
+            replies[0]
         );
         let uat = inbound_host("audit-less").header(":authority", b"cockroachdb.prod:26257");
         assert_eq!(enforce(&uat, Some(&st), At::RequestHeaders), Outcome::Deny);
@@ -739,7 +782,7 @@ pub(crate) mod tests {
             "{body}"
         );
         assert!(body.contains("decided at the destination"), "{body}");
-        assert_eq!(st.counters.pending(), (2, 1, 0));
+        assert_eq!(st.counters.pending(), (2, 2, 0));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 
 use rustc_hash::FxHashMap;
-use tenant_egress_core::{Policy, RoutedCluster, SourceScope};
+use tenant_egress_core::{InboundCaller, InboundService, Policy, RoutedCluster, SourceScope};
 
 pub use crate::host::Direction;
 use crate::host::Host;
@@ -94,8 +94,13 @@ struct ClusterInfo {
     routed: RoutedCluster,
 }
 
-/// The service hosts an inbound cluster serves.
-type Services = Box<[Box<str>]>;
+/// What is cached per inbound cluster (destination end): the service hosts it serves, and per
+/// distinct SNI what the core resolves from it ([`Policy::inbound_service`]).
+#[derive(Debug, Default)]
+struct InboundCluster {
+    services: Box<[Box<str>]>,
+    by_sni: FxHashMap<Box<[u8]>, InboundService>,
+}
 
 /// Everything a request needs, shared by all contexts of one configuration.
 #[derive(Debug)]
@@ -120,8 +125,13 @@ pub struct State {
     /// cluster instead of once per request.
     cluster_namespaces: RefCell<FxHashMap<Box<str>, ClusterInfo>>,
     /// Inbound cluster name -> the service hosts it serves (destination end), read once per
-    /// cluster like the namespaces.
-    cluster_services: RefCell<FxHashMap<Box<str>, Services>>,
+    /// cluster like the namespaces, and what each SNI seen on it names. The key `""` holds the
+    /// SNIs of connections without an inbound cluster (no services known).
+    inbound_clusters: RefCell<FxHashMap<Box<str>, InboundCluster>>,
+    /// Caller identity (the peer certificate's URI SAN) -> what the core resolves from it
+    /// ([`Policy::inbound_caller`]): a connection's identity is the same for every request on
+    /// it, and a mesh has few. Depends only on the policy, so never dropped on the timer.
+    callers: RefCell<FxHashMap<Box<[u8]>, InboundCaller>>,
     /// Which end this configuration's filter runs at, learnt from Envoy with the filter kind.
     direction: Cell<Direction>,
 }
@@ -142,7 +152,8 @@ impl State {
             stand_aside: false,
             delegated: false,
             cluster_namespaces: RefCell::new(FxHashMap::default()),
-            cluster_services: RefCell::new(FxHashMap::default()),
+            inbound_clusters: RefCell::new(FxHashMap::default()),
+            callers: RefCell::new(FxHashMap::default()),
             direction: Cell::new(Direction::Outbound),
         }
     }
@@ -157,36 +168,92 @@ impl State {
         self.direction.set(direction);
     }
 
-    /// The service hosts an inbound cluster serves, from the cache or the host (at most
-    /// [`MAX_SERVICES`] reads, the first time). As for [`State::cluster_namespace`], `cluster`
-    /// must be the current stream's cluster.
-    pub fn cluster_services<H: Host, R>(
+    /// The destination end's request-independent inputs, from the caches or, the first time,
+    /// the core (and, once per inbound cluster, the host: at most [`MAX_SERVICES`] reads):
+    /// what the caller's identity `peer` resolves to, and what the `sni` names on `cluster`
+    /// (the current stream's cluster, as for [`State::cluster_namespace`]; the services are
+    /// read only for an `inbound|` one).
+    pub fn inbound<H: Host>(
         &self,
         host: &H,
-        cluster: &str,
-        then: impl FnOnce(&[&str]) -> R,
-    ) -> R {
-        if let Ok(cache) = self.cluster_services.try_borrow() {
-            if let Some(hosts) = cache.get(cluster) {
-                return with_refs(hosts, then);
+        cluster: Option<&str>,
+        sni: Option<&[u8]>,
+        peer: &[u8],
+    ) -> (InboundCaller, InboundService) {
+        let namespace = self.source.namespace();
+        let caller = match self
+            .callers
+            .try_borrow()
+            .ok()
+            .and_then(|c| c.get(peer).copied())
+        {
+            Some(caller) => caller,
+            None => {
+                let caller = self.policy.inbound_caller(namespace, Some(peer));
+                if let Ok(mut cache) = self.callers.try_borrow_mut() {
+                    if cache.len() >= CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(peer.into(), caller);
+                }
+                caller
             }
+        };
+        let key = cluster.filter(|c| c.starts_with("inbound|")).unwrap_or("");
+        let Ok(mut cache) = self.inbound_clusters.try_borrow_mut() else {
+            return (caller, self.resolve_service(host, key, sni));
+        };
+        if !cache.contains_key(key) {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            let entry = InboundCluster {
+                services: self.read_services(host, key),
+                by_sni: FxHashMap::default(),
+            };
+            cache.insert(key.into(), entry);
         }
+        let Some(entry) = cache.get_mut(key) else {
+            return (caller, self.resolve_service(host, key, sni));
+        };
+        let sni_key = sni.unwrap_or(&[]);
+        if let Some(service) = entry.by_sni.get(sni_key) {
+            return (caller, *service);
+        }
+        let service = with_refs(&entry.services, |services| {
+            self.policy.inbound_service(namespace, sni, services)
+        });
+        if entry.by_sni.len() >= CACHE_MAX {
+            entry.by_sni.clear();
+        }
+        entry.by_sni.insert(sni_key.into(), service);
+        (caller, service)
+    }
+
+    /// The service hosts of an `inbound|` cluster (none for the key `""`).
+    fn read_services<H: Host>(&self, host: &H, key: &str) -> Box<[Box<str>]> {
         let mut hosts: Vec<Box<str>> = Vec::new();
+        if key.is_empty() {
+            return hosts.into_boxed_slice();
+        }
         for path in self.paths.service_hosts {
             match host.property(path).and_then(|v| String::from_utf8(v).ok()) {
                 Some(h) if !h.is_empty() => hosts.push(h.into_boxed_str()),
                 _ => break,
             }
         }
-        let hosts = hosts.into_boxed_slice();
-        let out = with_refs(&hosts, then);
-        if let Ok(mut cache) = self.cluster_services.try_borrow_mut() {
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(cluster.into(), hosts);
-        }
-        out
+        hosts.into_boxed_slice()
+    }
+
+    /// [`State::inbound`]'s service without the cache (only if the cache is borrowed: never in
+    /// a single-threaded VM).
+    #[cold]
+    fn resolve_service<H: Host>(&self, host: &H, key: &str, sni: Option<&[u8]>) -> InboundService {
+        let services = self.read_services(host, key);
+        with_refs(&services, |services| {
+            self.policy
+                .inbound_service(self.source.namespace(), sni, services)
+        })
     }
 
     /// The destination namespace of an outbound cluster and its parsed name, from the cache or
@@ -225,7 +292,7 @@ impl State {
         if let Ok(mut cache) = self.cluster_namespaces.try_borrow_mut() {
             cache.clear();
         }
-        if let Ok(mut cache) = self.cluster_services.try_borrow_mut() {
+        if let Ok(mut cache) = self.inbound_clusters.try_borrow_mut() {
             cache.clear();
         }
     }

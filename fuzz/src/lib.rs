@@ -109,9 +109,16 @@ pub fn format_authority(a: &authority::Authority) -> String {
 ///   the policy grammar accepts as is (`name::check_dns_name`); an IP host is the canonical
 ///   text of the address;
 /// - normalization is idempotent: parsing `host[:port]` (IPv6 bracketed) gives the same
-///   authority, and so does a DNS host with a trailing dot.
+///   authority, and so does a DNS host with a trailing dot;
+/// - the fast parser answers exactly as the reference parser, errors included.
 pub fn check_authority(raw: &[u8]) {
     let parsed = authority::parse_authority(raw);
+    assert_eq!(
+        parsed,
+        authority::parse_authority_reference(raw),
+        "the fast parser differs from the reference for {:?}",
+        String::from_utf8_lossy(raw)
+    );
     if !in_authority_alphabet(raw) {
         assert!(
             parsed.is_err(),

@@ -90,7 +90,92 @@ pub enum MalformedAuthority {
 }
 
 /// Parses an authority (`host`, `host:port`, `1.2.3.4:80`, `[::1]:80`) strictly.
+///
+/// The request path's common case, a DNS name with an optional port, is checked and lowercased
+/// straight into the result, without allocating or copying the name twice
+/// ([`parse_dns_authority`]). Any
+/// input that pass does not accept outright (an error, an IP literal, a bracket) is parsed
+/// again by the reference parser, [`parse_authority_reference`], which names the exact error
+/// and handles the IP forms: so the accepted language and every error are the reference's, and
+/// only the good names are fast.
 pub fn parse_authority(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
+    match parse_dns_authority(raw) {
+        Some(a) => Ok(a),
+        None => parse_authority_reference(raw),
+    }
+}
+
+/// The fast parse of `name[.][:port]`: one branch-free pass folds the name to lowercase into
+/// the [`HostName`] and checks its alphabet (the compiler vectorizes it), then a walk over its
+/// few labels checks their shape (the rules of [`check_reg_name`]). Without allocating, and
+/// building the result in place. `None` for anything it does not accept, including names
+/// whose last label is all digits (an IPv4 literal, or an error): the caller then asks the
+/// reference parser. Never accepts what the reference refuses, and when it accepts, returns
+/// what the reference would (`tests`, `tests/properties.rs` and the fuzz target check both).
+#[inline]
+fn parse_dns_authority(raw: &[u8]) -> Option<Authority> {
+    // The host is what precedes the first ':' (a second one is an error: see the port below).
+    let end = raw.iter().position(|&b| b == b':').unwrap_or(raw.len());
+    let host = raw.get(..end)?;
+    let name = host.strip_suffix(b".").unwrap_or(host);
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let mut out = Authority {
+        host: HostName::empty(),
+        kind: HostKind::Dns,
+        port: None,
+        ip: None,
+    };
+    let mut ok = true;
+    for (d, &b) in out.host.bytes_mut().iter_mut().zip(name) {
+        *d = fold_lower(b);
+        ok &= is_label_byte(b) | (b == b'.');
+    }
+    if !ok {
+        return None;
+    }
+    // Labels: 1..=63 bytes, no hyphen at either end; the last one not all digits.
+    let mut last: &[u8] = &[];
+    for label in name.split(|&b| b == b'.') {
+        if label.is_empty()
+            || label.len() > MAX_LABEL_LEN
+            || label.first() == Some(&b'-')
+            || label.last() == Some(&b'-')
+        {
+            return None;
+        }
+        last = label;
+    }
+    if last.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    out.port = match raw.get(end..) {
+        Some([]) | None => None,
+        // `parse_port` takes digits only, so a second ':' fails here too.
+        Some([b':', port @ ..]) => Some(parse_port(port).ok()?),
+        Some(_) => return None,
+    };
+    out.host.set_len(name.len())?;
+    Some(out)
+}
+
+/// ASCII lowercase without a branch (`to_ascii_lowercase` as arithmetic, which vectorizes).
+#[inline(always)]
+fn fold_lower(b: u8) -> u8 {
+    b | (u8::from(b.wrapping_sub(b'A') < 26) << 5)
+}
+
+/// [`LABEL_BYTE`] as arithmetic (a table lookup does not vectorize).
+#[inline(always)]
+fn is_label_byte(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'-') | (b == b'_')
+}
+
+/// The reference parser: each rule checked in turn, so that a refused authority names its
+/// first fault. [`parse_authority`] answers exactly as this does (`tests` and the fuzz target
+/// hold the two to each other).
+pub fn parse_authority_reference(raw: &[u8]) -> Result<Authority, MalformedAuthority> {
     if raw.is_empty() {
         return Err(MalformedAuthority::Empty);
     }
@@ -378,8 +463,14 @@ pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
         return Err(BadCluster::Malformed);
     }
     let port = parse_port(port.as_bytes()).map_err(|_| BadCluster::Malformed)?;
-    let bytes = host.as_bytes();
-    // A ServiceEntry host may be a left-most wildcard; everything else must be a DNS name.
+    let host = outbound_host(host.as_bytes())?;
+    Ok(Cluster::Outbound { port, subset, host })
+}
+
+/// The HOST of an outbound cluster `outbound|PORT|SUBSET|HOST` (or of Istio's SNI for it,
+/// [`crate::inbound`]), lowercased without its trailing dot: a DNS name, or a ServiceEntry's
+/// left-most wildcard (`*.wikipedia.org`).
+pub(crate) fn outbound_host(bytes: &[u8]) -> Result<HostName, BadCluster> {
     let body = bytes.strip_prefix(b"*.").unwrap_or(bytes);
     let trimmed_body = body.strip_suffix(b".").unwrap_or(body);
     // Validate only (no copy); an all-digit last label would be an IPv4 literal, not a name.
@@ -387,8 +478,7 @@ pub fn parse_cluster(name: &str) -> Result<Cluster<'_>, BadCluster> {
         return Err(BadCluster::Malformed);
     }
     let trimmed = bytes.strip_suffix(b".").unwrap_or(bytes);
-    let host = HostName::lower(trimmed).ok_or(BadCluster::Malformed)?;
-    Ok(Cluster::Outbound { port, subset, host })
+    HostName::lower(trimmed).ok_or(BadCluster::Malformed)
 }
 
 /// Parses an original-destination address (`ip:port` or `[v6]:port`), as Envoy reports
@@ -512,6 +602,81 @@ mod tests {
         assert_eq!(bad(b"a:080"), M::BadPort);
         assert_eq!(bad(b"a:00"), M::BadPort);
         assert_eq!(bad(b"[::1]:0443"), M::BadPort);
+    }
+
+    #[test]
+    fn the_branch_free_byte_rules_are_the_tables() {
+        for b in 0..=255u8 {
+            assert_eq!(is_label_byte(b), LABEL_BYTE[usize::from(b)], "{b:#04x}");
+            assert_eq!(fold_lower(b), b.to_ascii_lowercase(), "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn the_fast_parser_is_the_reference() {
+        let max = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        let over = format!("{max}e");
+        let mut inputs: Vec<Vec<u8>> = [
+            "",
+            ".",
+            "..",
+            ":",
+            ":80",
+            "a",
+            "a.",
+            "a..",
+            ".a",
+            "a:80",
+            "a.:80",
+            "a.:",
+            "a:8:0",
+            "A-B.c_D:65535",
+            "-a",
+            "a-",
+            "a-.b",
+            "a.-b",
+            "1.2.3.4",
+            "1.2.3.4.",
+            "1.2.3.4:80",
+            "a.123",
+            "123.a",
+            "[::1]:80",
+            "a]",
+            "a[",
+            "a b",
+            "a\u{e9}",
+            "a:\u{e9}",
+            "a:080",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        for s in [&max, &over] {
+            for suffix in ["", ".", ":80", ".:80", "..", ".:"] {
+                inputs.push(format!("{s}{suffix}").into_bytes());
+            }
+        }
+        inputs.push(format!("{}.x", "a".repeat(64)).into_bytes());
+        inputs.push(vec![b'a', 0, b'b']);
+        for raw in &inputs {
+            assert_eq!(
+                parse_authority(raw),
+                parse_authority_reference(raw),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(
+            parse_dns_authority(max.as_bytes()).is_some(),
+            "the fast path"
+        );
+        assert!(parse_dns_authority(format!("{max}.:80").as_bytes()).is_some());
     }
 
     #[test]

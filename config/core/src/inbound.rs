@@ -169,21 +169,8 @@ pub fn istio_sni(port: u16, subset: &str, host: &str) -> String {
 }
 
 /// The longest outbound cluster name an SNI can name: `outbound|` + port + `|` + subset + `|`
-/// + host (253).
+/// + host (253). An SNI naming a longer one is `malformed-cluster`.
 pub(crate) const CLUSTER_BUF: usize = 9 + 5 + 1 + 63 + 1 + 253;
-
-/// Writes the outbound cluster name the caller's sidecar routed to (`outbound|P|S|H`) into
-/// `buf`, without allocating. `None` when it does not fit (then it cannot be valid).
-pub(crate) fn cluster_name<'b>(
-    sni: &IstioSni<'_>,
-    buf: &'b mut [u8; CLUSTER_BUF],
-) -> Option<&'b str> {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    write!(cursor, "outbound|{}|{}|{}", sni.port, sni.subset, sni.host).ok()?;
-    let len = usize::try_from(cursor.position()).ok()?;
-    std::str::from_utf8(buf.get(..len)?).ok()
-}
 
 /// Everything a destination's proxy knows about one inbound request or connection, borrowed.
 /// Every field is optional: the decision fails closed on what is missing.
@@ -303,11 +290,10 @@ mod tests {
         let cluster = "outbound|80|v1|api.prod.svc.cluster.local";
         let text = istio_sni_for_cluster(cluster).unwrap();
         let sni = parse_istio_sni(text.as_bytes()).unwrap();
-        assert_eq!(istio_sni_for_cluster("PassthroughCluster"), None);
-        let mut buf = [0u8; CLUSTER_BUF];
         assert_eq!(
-            cluster_name(&sni, &mut buf),
-            Some("outbound|80|v1|api.prod.svc.cluster.local")
+            (sni.port, sni.subset, sni.host),
+            (80, "v1", "api.prod.svc.cluster.local")
         );
+        assert_eq!(istio_sni_for_cluster("PassthroughCluster"), None);
     }
 }

@@ -57,6 +57,6 @@ pub mod vectors;
 pub use decision::{
     Decision, Destination, Detail, Protocol, Reason, Request, RuleId, RuleInfo, Source, Target,
 };
-pub use policy::{Policy, PolicyError, RoutedCluster, SourceScope};
+pub use policy::{InboundCaller, InboundService, Policy, PolicyError, RoutedCluster, SourceScope};
 pub use spec::PolicySpec;
 pub use validate::{InvalidPolicy, ValidationError, Warning};

@@ -64,6 +64,21 @@ impl<const N: usize> InlineName<N> {
         Some(out)
     }
 
+    /// The whole buffer, for a parser that folds a name straight into it (then
+    /// [`Self::set_len`]). Crate-private: the caller must write lowercase ASCII only.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; N] {
+        &mut self.bytes
+    }
+
+    /// Sets the length after [`Self::bytes_mut`]; `None` if over `N`.
+    pub(crate) fn set_len(&mut self, len: usize) -> Option<()> {
+        if len > N {
+            return None;
+        }
+        self.len = u8::try_from(len).ok()?;
+        Some(())
+    }
+
     /// Lowercase copy of one byte string.
     pub fn lower(s: &[u8]) -> Option<Self> {
         Self::concat_lower(&[s])

@@ -8,7 +8,7 @@
 mod policies;
 
 use proptest::prelude::*;
-use tenant_egress_core::authority::{parse_authority, HostKind};
+use tenant_egress_core::authority::{parse_authority, parse_authority_reference, HostKind};
 use tenant_egress_core::listeners::{self, SidecarEgress};
 use tenant_egress_core::pattern::HostEntry;
 use tenant_egress_core::spec::EgressSpec;
@@ -47,6 +47,31 @@ proptest! {
             prop_assert!(!h.is_empty());
             prop_assert!(h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.:".contains(&b)));
         }
+    }
+
+    /// The fast parser answers exactly as the reference parser, errors included, on
+    /// near-valid input (bytes of the authority alphabet and a few that are not).
+    #[test]
+    fn fast_authority_parser_is_the_reference(
+        raw in prop::collection::vec(prop::sample::select(b"aZ9_-.:[]@ \xc3".to_vec()), 0..40)
+    ) {
+        prop_assert_eq!(parse_authority(&raw), parse_authority_reference(&raw));
+    }
+
+    /// The same at the length limits (63-byte labels, 253-byte names, with or without a
+    /// trailing dot, a port, an all-digit last label).
+    #[test]
+    fn fast_authority_parser_is_the_reference_at_the_limits(
+        labels in prop::collection::vec(58usize..66, 1..6),
+        dot in any::<bool>(),
+        digits in any::<bool>(),
+        port in proptest::option::of(prop::sample::select(vec!["80", "0", "65536", "8a", ""])),
+    ) {
+        let mut raw = labels.iter().map(|&n| "b".repeat(n)).collect::<Vec<_>>().join(".");
+        if digits { raw.push_str(".123"); }
+        if dot { raw.push('.'); }
+        if let Some(p) = port { raw.push(':'); raw.push_str(p); }
+        prop_assert_eq!(parse_authority(raw.as_bytes()), parse_authority_reference(raw.as_bytes()));
     }
 
     /// An exact rule always allows its own host, whatever the case or port of the request.

@@ -8,7 +8,7 @@
 //! on (otherwise a caller allowed to reach `api.prod` could name it while dialling the database
 //! pod directly).
 
-use super::{Policy, SourceScope, Workload};
+use super::{Policy, RoutedCluster, SourceScope, Workload};
 use crate::authority::{self, HostKind};
 use crate::decision::{
     Decision, Destination, DestinationKind, Detail, Reason, RuleId, RuleInfo, Target,
@@ -112,11 +112,25 @@ impl Policy {
     /// the one workload exception its pod matches); the destination cannot see pod labels, so it
     /// admits when the tenant's egress or ANY exception that a pod running as the caller's
     /// service account could match allows: never stricter than the caller's end.
+    ///
+    /// The same as [`Policy::inbound_caller`], then [`Policy::inbound_service`], then
+    /// [`Policy::decide_inbound_with`]; the filter keeps the first two per distinct identity and
+    /// per distinct SNI, since neither depends on the request.
     pub fn decide_inbound(&self, req: &Inbound<'_>) -> Decision {
-        let local = req
-            .namespace
-            .filter(|ns| !ns.is_empty())
-            .and_then(|ns| NsName::lower(ns.as_bytes()).filter(|n| n.as_str() == ns));
+        let caller = self.inbound_caller(req.namespace, req.peer);
+        if let Caller::Decided(d) = &caller.0 {
+            return *d;
+        }
+        let service = self.inbound_service(req.namespace, req.sni, req.services);
+        self.decide_inbound_with(&caller, &service, req)
+    }
+
+    /// Everything the destination end decides from the caller's identity alone (`peer`, the
+    /// verified certificate's URI SAN), given this proxy's `namespace`: the SPIFFE parse, the
+    /// trust domain, the caller's tenant and, for a caller outside every tenant, the whole
+    /// decision. It depends on no request, so the filter computes it once per distinct identity.
+    pub fn inbound_caller(&self, namespace: Option<&str>, peer: Option<&[u8]>) -> InboundCaller {
+        let local = local_namespace(namespace);
         let local_tenant = local.and_then(|ns| self.tenant_of_ns.get(ns.as_str()).copied());
         let local_mode = local_tenant
             .and_then(|t| self.tenants.get(t as usize))
@@ -130,18 +144,19 @@ impl Policy {
             destination: Destination::UNKNOWN,
             detail: None,
         };
-        let Some(local) = local else {
-            return d;
-        };
+        let decided = |d: Decision| InboundCaller(Caller::Decided(d));
+        if local.is_none() {
+            return decided(d);
+        }
         // Who is calling.
-        let Some(peer) = req.peer.filter(|p| !p.is_empty()) else {
+        let Some(peer) = peer.filter(|p| !p.is_empty()) else {
             d.reason = Reason::NoPeerIdentity;
-            return d;
+            return decided(d);
         };
         let refuse = |mut d: Decision, why: BadIdentity| {
             d.reason = Reason::UntrustedPeer;
             d.detail = Some(Detail::Identity(why));
-            d
+            InboundCaller(Caller::Decided(d))
         };
         let id = match inbound::parse_spiffe(peer) {
             Ok(id) => id,
@@ -150,7 +165,11 @@ impl Policy {
         if !self.trust_domains.iter().any(|td| **td == *id.trust_domain) {
             return refuse(d, BadIdentity::ForeignTrustDomain);
         }
-        let Some(caller_ns) = NsName::lower(id.namespace.as_bytes()) else {
+        // parse_spiffe bounds both names (63 and 253 bytes): these always fit.
+        let (Some(caller_ns), Some(service_account)) = (
+            NsName::lower(id.namespace.as_bytes()),
+            HostName::lower(id.service_account.as_bytes()),
+        ) else {
             return refuse(d, BadIdentity::BadName);
         };
         let caller_tenant = self.tenant_of_ns.get(id.namespace).copied();
@@ -174,86 +193,227 @@ impl Policy {
                     d.allowed = self.unknown_source == UnknownSource::Allow;
                 }
             }
-            return d;
+            return decided(d);
         };
-        d.enforced = tenant.mode == Mode::Enforce;
+        InboundCaller(Caller::Tenant {
+            scope: SourceScope {
+                namespace: caller_ns,
+                tenant: caller_tenant,
+                view: 0,
+            },
+            enforced: tenant.mode == Mode::Enforce,
+            service_account,
+        })
+    }
+
+    /// Everything the destination end decides from Istio's SNI alone, given this proxy's
+    /// `namespace` and the `services` its inbound cluster serves: the SNI parse, whether the
+    /// service it names is served here, and the outbound cluster the caller's sidecar routed to,
+    /// parsed as [`crate::authority::parse_cluster`] would parse its name (which is never
+    /// written out). It depends on no request, so the filter computes it once per distinct SNI
+    /// and inbound cluster.
+    pub fn inbound_service(
+        &self,
+        namespace: Option<&str>,
+        sni: Option<&[u8]>,
+        services: &[&str],
+    ) -> InboundService {
         // What is called: the outbound cluster the caller's sidecar routed to, from the SNI.
-        let Some(sni) = req.sni.and_then(inbound::parse_istio_sni) else {
-            return d;
+        let Some(sni) = sni.and_then(inbound::parse_istio_sni) else {
+            return InboundService(Service::Unknown);
         };
         // Whether it lands here is checked on the SNI's host as is (Istio writes it lowercase);
-        // the caller's decision below parses and validates it, as the cluster name.
+        // the caller's decision validates it, as the cluster name's host.
         let raw_host = sni.host.strip_suffix('.').unwrap_or(sni.host);
         let Some(host) = HostName::lower(raw_host.as_bytes()) else {
-            d.reason = Reason::MalformedCluster;
-            return d;
+            return InboundService(Service::Malformed);
         };
         let port = sni.port;
-        let lands_here = if req.services.is_empty() {
-            self.namespace_of_fqdn(host.as_bytes()).as_str() == local.as_str()
-        } else {
-            req.services.iter().any(|s| {
+        let local = local_namespace(namespace);
+        let lands_here = match local {
+            None => false,
+            Some(_) if !services.is_empty() => services.iter().any(|s| {
                 s.strip_suffix('.')
                     .unwrap_or(s)
                     .eq_ignore_ascii_case(host.as_str())
-            })
+            }),
+            Some(ns) => self.namespace_of_fqdn(host.as_bytes()).as_str() == ns.as_str(),
         };
-        let mut buf = [0u8; inbound::CLUSTER_BUF];
-        let cluster = match inbound::cluster_name(&sni, &mut buf) {
-            Some(c) if lands_here => c,
-            Some(_) => "",
-            None => {
-                d.reason = Reason::MalformedCluster;
-                return d;
-            }
+        // `outbound|P|S|H` longer than the longest valid one cannot be valid: refused before
+        // the landing check, as an unwritable cluster name.
+        let digits = match port {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            1000..=9999 => 4,
+            _ => 5,
         };
-        if !lands_here {
-            d.reason = Reason::SniMismatch;
-            d.destination = Destination {
+        let name_len = crate::authority::OUTBOUND_PREFIX.len()
+            + digits
+            + 1
+            + sni.subset.len()
+            + 1
+            + sni.host.len();
+        if name_len > inbound::CLUSTER_BUF {
+            return InboundService(Service::Malformed);
+        }
+        let (Some(namespace), true) = (local, lands_here) else {
+            return InboundService(Service::Elsewhere(Destination {
                 kind: DestinationKind::Host,
                 host,
                 namespace: self.namespace_of_fqdn(host.as_bytes()),
                 port: Some(port),
                 address: None,
-            };
-            return d;
-        }
+            }));
+        };
+        let cluster = authority::outbound_host(sni.host.as_bytes()).map(|host| {
+            authority::Cluster::Outbound {
+                port,
+                subset: "",
+                host,
+            }
+        });
+        InboundService(Service::Here {
+            routed: RoutedCluster::from_parsed(cluster),
+            namespace,
+        })
+    }
+
+    /// [`Policy::decide_inbound`] from a caller and a service resolved beforehand
+    /// ([`Policy::inbound_caller`], [`Policy::inbound_service`], for this proxy's namespace):
+    /// of `req` only the request's own inputs are read (the `:authority`, whether it repeated,
+    /// the protocol). Parses the authority once, whatever the number of views asked.
+    pub fn decide_inbound_with(
+        &self,
+        caller: &InboundCaller,
+        service: &InboundService,
+        req: &Inbound<'_>,
+    ) -> Decision {
+        let (scope, enforced, service_account) = match &caller.0 {
+            Caller::Decided(d) => return *d,
+            Caller::Tenant {
+                scope,
+                enforced,
+                service_account,
+            } => (scope, *enforced, service_account),
+        };
+        let mut d = Decision {
+            allowed: false,
+            enforced,
+            reason: Reason::UnknownDestination,
+            tenant: scope.tenant,
+            rule: None,
+            destination: Destination::UNKNOWN,
+            detail: None,
+        };
+        let (routed, local) = match &service.0 {
+            Service::Unknown => return d,
+            Service::Malformed => {
+                d.reason = Reason::MalformedCluster;
+                return d;
+            }
+            Service::Elsewhere(destination) => {
+                d.reason = Reason::SniMismatch;
+                d.destination = *destination;
+                return d;
+            }
+            Service::Here { routed, namespace } => (routed, namespace),
+        };
         // An IP-literal :authority (a ClusterIP the caller dialled) is confirmed at the caller's
         // end by the original destination, which this end does not see (here it is the pod's
         // address): it cannot name another service than the SNI, so the SNI decides alone.
-        let ip_authority = req
-            .authority
-            .and_then(|a| authority::parse_authority(a).ok())
-            .is_some_and(|a| a.kind == HostKind::Ip);
+        let parsed = req.authority.map(authority::parse_authority);
+        let ip_authority = matches!(&parsed, Some(Ok(a)) if a.kind == HostKind::Ip);
+        let authority = if ip_authority { None } else { parsed.as_ref() };
         let target = Target {
             authority: if ip_authority { None } else { req.authority },
             authority_repeated: req.authority_repeated,
-            cluster: Some(cluster),
+            // Decided on `routed`, the SNI's cluster.
+            cluster: None,
             destination_namespace: Some(local.as_str()),
             destination_address: None,
             protocol: req.protocol,
         };
-        let scope = SourceScope {
-            namespace: caller_ns,
-            tenant: caller_tenant,
-            view: 0,
-        };
-        let first = self.decide_for(&scope, &target);
+        let first = self.decide_parsed(scope, &target, authority, routed);
         if first.allowed {
             return first;
         }
+        let Some(tenant) = scope.tenant.and_then(|t| self.tenants.get(t as usize)) else {
+            return first;
+        };
+        let sa = service_account.as_str();
         for (w, wl) in tenant.workloads.iter().enumerate() {
-            if !wl.admits_service_account(Some(id.service_account)) {
+            if !wl.admits_service_account(Some(sa)) {
                 continue;
             }
             let view = u32::try_from(w + 1).unwrap_or(u32::MAX);
-            let with = self.decide_for(&SourceScope { view, ..scope }, &target);
+            let scope = SourceScope { view, ..*scope };
+            let with = self.decide_parsed(&scope, &target, authority, routed);
             if with.allowed {
                 return with;
             }
         }
         first
     }
+}
+
+/// This proxy's namespace, when it is one Kubernetes could have (a lowercase DNS label).
+fn local_namespace(namespace: Option<&str>) -> Option<NsName> {
+    namespace
+        .filter(|ns| !ns.is_empty())
+        .and_then(|ns| NsName::lower(ns.as_bytes()).filter(|n| n.as_str() == ns))
+}
+
+/// The destination end's view of a caller, from its identity alone ([`Policy::inbound_caller`]).
+/// Owns its data: the filter keeps one per distinct peer identity.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundCaller(Caller);
+
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    /// Decided before the SNI: no namespace here, no or a refused identity, or a caller outside
+    /// every tenant.
+    Decided(Decision),
+    /// A tenant's workload: decided by the SNI and the caller's own decision.
+    Tenant {
+        /// The caller as its own end resolves it, before any workload exception.
+        scope: SourceScope,
+        /// The caller tenant's mode.
+        enforced: bool,
+        /// For the workload exceptions by service account.
+        service_account: HostName,
+    },
+}
+
+impl InboundCaller {
+    /// The decision, when the identity alone decides (whatever is called).
+    pub fn decided(&self) -> Option<&Decision> {
+        match &self.0 {
+            Caller::Decided(d) => Some(d),
+            Caller::Tenant { .. } => None,
+        }
+    }
+}
+
+/// The destination end's view of what is called, from Istio's SNI and the inbound cluster's
+/// services ([`Policy::inbound_service`]). Owns its data: the filter keeps one per distinct SNI
+/// and inbound cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundService(Service);
+
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    /// No SNI, or not Istio's mesh SNI: `unknown-destination`.
+    Unknown,
+    /// An SNI whose cluster name cannot be valid: `malformed-cluster`.
+    Malformed,
+    /// A service not served here: `sni-mismatch`, with the service as the destination.
+    Elsewhere(Destination),
+    /// A service served here: the caller's outbound cluster, parsed, and this namespace.
+    Here {
+        routed: RoutedCluster,
+        namespace: NsName,
+    },
 }
 
 #[cfg(test)]

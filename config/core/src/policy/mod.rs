@@ -22,10 +22,12 @@ mod inbound;
 mod index;
 mod resolve;
 
+pub use inbound::{InboundCaller, InboundService};
 pub use resolve::RoutedCluster;
 
 use rustc_hash::FxHashMap;
 
+use crate::authority::{self, Authority, MalformedAuthority};
 use crate::decision::{
     Decision, Destination, DestinationKind, Detail, Protocol, Reason, Request, RuleId, RuleInfo,
     Source, Target,
@@ -326,6 +328,19 @@ impl Policy {
         target: &Target<'_>,
         cluster: &RoutedCluster,
     ) -> Decision {
+        let authority = target.authority.map(authority::parse_authority);
+        self.decide_parsed(src, target, authority.as_ref(), cluster)
+    }
+
+    /// [`Self::decide_routed`] with the authority parsed beforehand (`target.authority` is not
+    /// read): the destination end parses it once for its own check and for every view it asks.
+    pub(super) fn decide_parsed(
+        &self,
+        src: &SourceScope,
+        target: &Target<'_>,
+        authority: Option<&Result<Authority, MalformedAuthority>>,
+        cluster: &RoutedCluster,
+    ) -> Decision {
         let tenant = src.tenant.and_then(|t| self.tenants.get(t as usize));
         let mode = tenant.map_or(self.mode, |t| t.mode);
         let mut d = Decision {
@@ -341,7 +356,7 @@ impl Policy {
             return d;
         }
         let src_ns = src.namespace.as_bytes();
-        let Some(route) = self.resolve(src_ns, target, cluster, &mut d) else {
+        let Some(route) = self.resolve(src_ns, target, authority, cluster, &mut d) else {
             return d;
         };
         let Some(tenant) = tenant else {

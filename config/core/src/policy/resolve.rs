@@ -47,6 +47,13 @@ impl RoutedCluster {
                 .map(|c| authority::parse_cluster(c).map(Cluster::into_owned)),
         )
     }
+
+    /// A cluster parsed by other means (the destination end reads it from Istio's SNI).
+    pub(super) fn from_parsed(
+        cluster: Result<Cluster<'static>, authority::BadCluster>,
+    ) -> RoutedCluster {
+        RoutedCluster(Some(cluster))
+    }
 }
 
 impl Policy {
@@ -56,6 +63,7 @@ impl Policy {
         &self,
         src_ns: &[u8],
         t: &Target<'_>,
+        authority: Option<&Result<Authority, authority::MalformedAuthority>>,
         routed: &RoutedCluster,
         d: &mut Decision,
     ) -> Option<Route> {
@@ -68,14 +76,20 @@ impl Policy {
             let detail = Detail::Authority(authority::MalformedAuthority::Repeated);
             return fail(d, Reason::MalformedAuthority, Some(detail));
         }
-        let authority = match t.authority.map(authority::parse_authority) {
-            Some(Err(e)) => return fail(d, Reason::MalformedAuthority, Some(Detail::Authority(e))),
+        let authority = match authority {
+            Some(Err(e)) => {
+                let detail = Some(Detail::Authority(*e));
+                return fail(d, Reason::MalformedAuthority, detail);
+            }
             Some(Ok(a)) => Some(a),
             None => None,
         };
         let address = t.destination_address.and_then(authority::parse_socket_addr);
-        let cluster = match routed.0 {
+        // By reference: a parsed cluster holds its host inline (254 bytes), copied only into
+        // the decision's destination.
+        let cluster = match &routed.0 {
             Some(Err(e)) => {
+                let e = *e;
                 let reason = match e {
                     authority::BadCluster::Malformed => Reason::MalformedCluster,
                     _ => Reason::UnsupportedCluster,
@@ -89,9 +103,9 @@ impl Policy {
         match cluster {
             Some(Cluster::Outbound { port, host, .. }) => {
                 dest.kind = DestinationKind::Host;
-                dest.host = host;
-                dest.port = Some(port);
-                if let Some(a) = &authority {
+                dest.host = *host;
+                dest.port = Some(*port);
+                if let Some(a) = authority {
                     match self.consistent(src_ns, a, &dest.host, address) {
                         Some(Matched::Cluster) => {}
                         Some(Matched::Authority) => dest.host = a.host,
@@ -108,15 +122,13 @@ impl Policy {
                 // the bytes go (or the Sidecar does not import it). Never let a passthrough
                 // masquerade as a registry service. Only the unambiguous FQDN counts: a short
                 // name (`go.dev`, `intranet`) is decided by where it goes, not by its shape.
-                if authority.as_ref().is_some_and(|a| self.is_service_fqdn(a)) {
+                if authority.is_some_and(|a| self.is_service_fqdn(a)) {
                     if let Some(addr) = address {
                         *dest = ip_destination(addr.ip(), Some(addr.port()));
                     }
                     return fail(d, Reason::AuthorityMismatch, None);
                 }
-                Some(Route::Passthrough(
-                    self.passthrough(authority.as_ref(), address),
-                ))
+                Some(Route::Passthrough(self.passthrough(authority, address)))
             }
             Some(Cluster::BlackHole) => fail(d, Reason::Blackhole, None),
             Some(Cluster::Inbound) => fail(d, Reason::UnsupportedCluster, None),
@@ -127,14 +139,14 @@ impl Policy {
                         None => fail(d, Reason::UnknownDestination, None),
                     };
                 };
-                let p = self.passthrough(Some(&a), address);
+                let p = self.passthrough(Some(a), address);
                 if a.kind == HostKind::Ip || p.pod_name {
                     return Some(Route::Passthrough(p));
                 }
                 // Where the bytes go, when known; the authority's port is only a claim.
                 dest.port = address.map(|s| s.port()).or(a.port);
                 dest.kind = DestinationKind::Host;
-                let fqdn = self.is_service_fqdn(&a);
+                let fqdn = self.is_service_fqdn(a);
                 dest.host = self.expand_alias(src_ns, &a.host).unwrap_or(a.host);
                 dest.namespace = self.destination_namespace(t, dest.host.as_bytes());
                 Some(Route::Registry {
