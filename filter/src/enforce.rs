@@ -252,7 +252,11 @@ fn act_inbound<H: Host>(
         at,
         d,
         |verb| reply::inbound_log_line(verb, policy, d, &state.source, req.peer, cluster),
-        || reply::inbound_deny_reply(policy, d, req, cluster),
+        || {
+            state.with_inbound_services(cluster, |services| {
+                reply::inbound_deny_reply(policy, d, &Inbound { services, ..*req }, cluster)
+            })
+        },
     )
 }
 

@@ -230,6 +230,23 @@ impl State {
         (caller, service)
     }
 
+    /// Calls `then` with the service hosts cached for `cluster` (none when it is not an
+    /// `inbound|` cluster or was not seen): for a denial's explain command, off the hot path.
+    pub fn with_inbound_services<R>(
+        &self,
+        cluster: Option<&str>,
+        then: impl FnOnce(&[&str]) -> R,
+    ) -> R {
+        let key = cluster.filter(|c| c.starts_with("inbound|")).unwrap_or("");
+        let cache = self.inbound_clusters.try_borrow().ok();
+        let services = cache
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .map(|e| &*e.services)
+            .unwrap_or(&[]);
+        with_refs(services, then)
+    }
+
     /// The service hosts of an `inbound|` cluster (none for the key `""`).
     fn read_services<H: Host>(&self, host: &H, key: &str) -> Box<[Box<str>]> {
         let mut hosts: Vec<Box<str>> = Vec::new();
