@@ -35,7 +35,8 @@ fn plugin_configs() -> Vec<(String, String)> {
         .iter()
         .filter(|d| d.kind == DocKind::WasmPlugin)
         .map(|d| d.value.to_json())
-        .filter(|v| v["spec"]["type"] == "HTTP")
+        // The caller's end (the destination's SERVER plugins carry the whole policy).
+        .filter(|v| v["spec"]["type"] == "HTTP" && v["spec"]["match"][0]["mode"] == "CLIENT")
         .map(|v: Value| {
             (
                 v["metadata"]["namespace"].as_str().unwrap().to_owned(),
