@@ -531,29 +531,13 @@ pub fn format_connections(results: &[ConnectionResult]) -> String {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .chain(std::iter::once(&header))
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let s: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        s.join("  ").trim_end().to_string() + "\n"
-    };
+    let table = super::TextTable::new(&header, &rows);
+    let line = |cells: &[String]| table.line(cells);
     let mut out = String::from(
         "Both ends: prod's database behind its own sidecar (sidecar-prod-db), deciding each\n\
          connection on the caller's verified mTLS identity (SPIFFE id) and Istio's SNI\n\n",
     );
-    out += &line(&header);
-    out += &line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
+    out += &table.head(&header);
     for cells in &rows {
         out += &line(cells);
     }

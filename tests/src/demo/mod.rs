@@ -27,3 +27,41 @@ pub use topology::{
     end, sidecar, sidecar_config, End, Ports, Sidecar, ENDS, EXTERNAL, PKI_RELATIVE, SERVICES,
     SIDECARS,
 };
+
+/// The demo's plain-text tables: each column padded to its widest cell, two spaces apart.
+pub(crate) struct TextTable {
+    widths: Vec<usize>,
+}
+
+impl TextTable {
+    /// The widths of `header` and every row.
+    pub(crate) fn new<R: AsRef<[String]>>(header: &[String], rows: &[R]) -> TextTable {
+        let widths = (0..header.len())
+            .map(|i| {
+                rows.iter()
+                    .map(AsRef::as_ref)
+                    .chain(std::iter::once(header))
+                    .filter_map(|r| r.get(i).map(String::len))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        TextTable { widths }
+    }
+
+    /// One line of cells.
+    pub(crate) fn line(&self, cells: &[String]) -> String {
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&self.widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        s.join("  ").trim_end().to_string() + "\n"
+    }
+
+    /// The header line and the dashes under it.
+    pub(crate) fn head(&self, header: &[String]) -> String {
+        let dashes: Vec<String> = self.widths.iter().map(|w| "-".repeat(*w)).collect();
+        self.line(header) + &self.line(&dashes)
+    }
+}

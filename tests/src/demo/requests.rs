@@ -534,25 +534,9 @@ pub fn format_table(results: &[RowResult]) -> String {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .chain(std::iter::once(&header))
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let s: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        s.join("  ").trim_end().to_string() + "\n"
-    };
-    let mut out = line(&header);
-    out += &line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
+    let table = super::TextTable::new(&header, &rows);
+    let line = |cells: &[String]| table.line(cells);
+    let mut out = table.head(&header);
     let mut prev = None;
     for (r, cells) in results.iter().zip(&rows) {
         if prev.is_some_and(|p| p != r.row.source) {
