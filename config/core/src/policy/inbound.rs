@@ -297,26 +297,21 @@ impl Policy {
                 service_account,
             } => (scope, *enforced, service_account),
         };
-        let mut d = Decision {
+        // Built only on the way out: a `Decision` carries an inline host name, and the allowed
+        // path (the common one) returns `decide_parsed`'s instead.
+        let refuse = |reason, destination| Decision {
             allowed: false,
             enforced,
-            reason: Reason::UnknownDestination,
+            reason,
             tenant: scope.tenant,
             rule: None,
-            destination: Destination::UNKNOWN,
+            destination,
             detail: None,
         };
         let (routed, local) = match &service.0 {
-            Service::Unknown => return d,
-            Service::Malformed => {
-                d.reason = Reason::MalformedCluster;
-                return d;
-            }
-            Service::Elsewhere(destination) => {
-                d.reason = Reason::SniMismatch;
-                d.destination = *destination;
-                return d;
-            }
+            Service::Unknown => return refuse(Reason::UnknownDestination, Destination::UNKNOWN),
+            Service::Malformed => return refuse(Reason::MalformedCluster, Destination::UNKNOWN),
+            Service::Elsewhere(destination) => return refuse(Reason::SniMismatch, *destination),
             Service::Here { routed, namespace } => (routed, namespace),
         };
         // An IP-literal :authority (a ClusterIP the caller dialled) is confirmed at the caller's
