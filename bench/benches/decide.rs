@@ -116,18 +116,22 @@ fn decide(c: &mut Criterion) {
         if cells.is_empty() {
             continue;
         }
-        let mut g = c.benchmark_group(format!("decide_inbound/{name}"));
-        g.throughput(Throughput::Elements(1));
-        for (n, policy, ns) in &cells {
-            let inbound = Inbound {
-                namespace: Some(ns),
+        // What the destination's proxy sees of this request, in each cell's namespace.
+        let inbounds: Vec<Inbound<'_>> = cells
+            .iter()
+            .map(|(_, _, ns)| Inbound {
+                namespace: Some(ns.as_str()),
                 peer: Some(caller.as_bytes()),
                 sni: Some(sni.as_bytes()),
                 authority: req.authority.as_deref().map(str::as_bytes),
                 authority_repeated: false,
                 services: &services,
                 protocol: req.protocol,
-            };
+            })
+            .collect();
+        let mut g = c.benchmark_group(format!("decide_inbound/{name}"));
+        g.throughput(Throughput::Elements(1));
+        for ((n, policy, _), inbound) in cells.iter().zip(inbounds.iter().copied()) {
             let d = policy.decide_inbound(&inbound);
             let (at_source, _) = req.report(policy);
             assert_eq!(d.reason, at_source.reason, "{name} at {n}: both ends agree");
@@ -141,16 +145,7 @@ fn decide(c: &mut Criterion) {
         // and inbound cluster), only the request's `:authority` is parsed per request.
         let mut g = c.benchmark_group(format!("decide_inbound_cached/{name}"));
         g.throughput(Throughput::Elements(1));
-        for (n, policy, ns) in &cells {
-            let inbound = Inbound {
-                namespace: Some(ns),
-                peer: Some(caller.as_bytes()),
-                sni: Some(sni.as_bytes()),
-                authority: req.authority.as_deref().map(str::as_bytes),
-                authority_repeated: false,
-                services: &services,
-                protocol: req.protocol,
-            };
+        for ((n, policy, _), inbound) in cells.iter().zip(inbounds.iter().copied()) {
             let who = policy.inbound_caller(inbound.namespace, inbound.peer);
             let what = policy.inbound_service(inbound.namespace, inbound.sni, inbound.services);
             let d = policy.decide_inbound_with(&who, &what, &inbound);

@@ -16,7 +16,7 @@
 
 use serde::Serialize;
 
-use super::shard::{check_sizes, inbound_placements};
+use super::shard::{check_last, inbound_placements};
 use super::wasmplugin::{plugin, tcp_ports};
 use super::{tenant_mode, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options};
 use tenant_egress_core::spec::{Mode, PolicySpec};
@@ -82,17 +82,19 @@ pub(crate) fn generate(
         } else {
             Vec::new()
         };
-        out.docs.push(Doc {
-            kind: DocKind::WasmPlugin,
-            comment,
-            value: doc,
-        });
-        // Every destination plugin carries the same (whole) policy: refuse at the first one that
-        // is too large, before copying it into every tenant namespace's (on a 100,000-rule
-        // policy those copies alone would exhaust memory).
-        if i == 0 {
-            check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
-        }
+        // Every destination plugin carries the same (whole) policy: the first is checked.
+        let mut push = |value, comment| {
+            out.docs.push(Doc {
+                kind: DocKind::WasmPlugin,
+                comment,
+                value,
+            });
+            if i == 0 {
+                check_last(out, opts.max_object_bytes)?;
+            }
+            Ok::<(), GenerateError>(())
+        };
+        push(doc, comment)?;
         if !ports.is_empty() {
             let doc = plugin(
                 INBOUND_NETWORK_PLUGIN_NAME,
@@ -114,14 +116,7 @@ pub(crate) fn generate(
             } else {
                 Vec::new()
             };
-            out.docs.push(Doc {
-                kind: DocKind::WasmPlugin,
-                comment,
-                value: doc,
-            });
-            if i == 0 {
-                check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
-            }
+            push(doc, comment)?;
         }
         if opts.peer_authentication && mode == Mode::Enforce {
             let doc = PeerAuthentication {

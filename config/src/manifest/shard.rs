@@ -133,6 +133,16 @@ pub fn json_size(value: &Value) -> Result<usize, GenerateError> {
     Ok(count.0)
 }
 
+/// [`check_sizes`] on the object just pushed: for plugins that each carry the same (whole)
+/// policy, so an over-large one is refused at the first, before it is copied into every
+/// namespace's (on a 100,000-rule policy those copies alone would exhaust memory).
+pub(crate) fn check_last(out: &super::Generated, max: usize) -> Result<(), GenerateError> {
+    check_sizes(
+        out.docs.last().map(std::slice::from_ref).unwrap_or(&[]),
+        max,
+    )
+}
+
 /// Refuses output the API server (or `kubectl apply`) would refuse: any object whose JSON is
 /// over `max` bytes. Names the object, its tenant and its size.
 pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError> {

@@ -8,7 +8,7 @@
 use crate::yaml::Value;
 use serde::Serialize;
 
-use super::shard::{check_sizes, placements, Placement, Shard};
+use super::shard::{check_last, placements, Placement, Shard};
 use super::{
     check_pinned, check_sha256, check_url, plugin_namespaces, to_value, Doc, DocKind,
     GenerateError, Generated, Metadata, Options, WasmScope, NETWORK_PLUGIN_NAME, PLUGIN_NAME,
@@ -249,10 +249,9 @@ pub(crate) fn generate(
             comment,
             value: doc,
         });
-        // With `--shard none` every plugin carries the whole policy: refuse at the first one
-        // that is too large, before copying it into every namespace's.
+        // With `--shard none` every plugin carries the whole policy: the first is checked.
         if w.shard == Shard::None && i == 0 {
-            check_sizes(&out.docs[out.docs.len() - 1..], opts.max_object_bytes)?;
+            check_last(out, opts.max_object_bytes)?;
         }
     }
     let ports = tcp_ports(spec);
