@@ -59,10 +59,7 @@ impl Builder {
                     .push((key, *rule)),
             }
         }
-        let set = HostSet {
-            import: import.finish(),
-            exclude: exclude.finish(),
-        };
+        let set = HostSet::new(import, exclude);
         let id = u32::try_from(self.sets.len()).unwrap_or(u32::MAX);
         self.sets.push(set);
         id
@@ -142,7 +139,7 @@ impl Policy {
         let domain_suffix = format!(".{cluster_domain}");
         let mut excludes_in_cluster = Vec::with_capacity(b.sets.len());
         for set in &b.sets {
-            excludes_in_cluster.push(set.exclude.may_select_in_cluster(domain_suffix.as_bytes()));
+            excludes_in_cluster.push(set.excludes_may_select_in_cluster(domain_suffix.as_bytes()));
         }
         Policy {
             mode: spec.mode,

@@ -17,10 +17,12 @@ pub(super) enum NsKey {
 /// Rules that name one host (or suffix), each with the namespace bucket it belongs to.
 pub(super) type NsRules = Box<[(NsKey, RuleId)]>;
 
-/// One direction (imports or exclusions) of one egress listener.
+/// One direction (imports or exclusions) of one egress listener. Its exact hosts live in the
+/// listener's one map ([`HostSet`]), shared with the other direction.
 #[derive(Debug, Default)]
 pub(super) struct Patterns {
-    exact: FxHashMap<Box<[u8]>, NsRules>,
+    /// How many exact hosts this direction names.
+    exact: usize,
     /// Keyed by the suffix including its leading dot (`.example.com`).
     suffix: FxHashMap<Box<[u8]>, NsRules>,
     /// Bit n set: some suffix has n labels (n >= 63 sets bit 63).
@@ -55,20 +57,21 @@ impl Bucket {
 
 impl Patterns {
     pub(super) fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.suffix.is_empty() && self.all.is_empty()
+        self.exact == 0 && self.suffix.is_empty() && self.all.is_empty()
     }
 
     /// Whether any rule here could select something inside the cluster whose namespace is
     /// not known: a namespace-wide entry (`~ns/*`, `~*/*`), any entry scoped to a namespace, or
     /// a host at or under the cluster domain (`domain_suffix` is `.<clusterDomain>`). Computed
     /// once per listener at compile time.
-    pub(super) fn may_select_in_cluster(&self, domain_suffix: &[u8]) -> bool {
-        let scoped = |rules: &NsRules| rules.iter().any(|(k, _)| *k != NsKey::Any);
+    fn may_select_in_cluster<'a>(
+        &self,
+        mut exact: impl Iterator<Item = (&'a [u8], &'a [(NsKey, RuleId)])>,
+        domain_suffix: &[u8],
+    ) -> bool {
+        let scoped = |rules: &[(NsKey, RuleId)]| rules.iter().any(|(k, _)| *k != NsKey::Any);
         !self.all.is_empty()
-            || self
-                .exact
-                .iter()
-                .any(|(h, r)| scoped(r) || h.ends_with(domain_suffix))
+            || exact.any(|(h, r)| scoped(r) || h.ends_with(domain_suffix))
             || self.suffix.iter().any(|(sfx, r)| {
                 scoped(r) || sfx.ends_with(domain_suffix) || domain_suffix.ends_with(sfx)
             })
@@ -76,7 +79,7 @@ impl Patterns {
 
     /// Best rule among those naming this host: the destination's own bucket beats `*`; rules
     /// are stored in rule order, so the first found is the earliest.
-    pub(super) fn pick(rules: &[(NsKey, RuleId)], b: Bucket) -> Option<RuleId> {
+    fn pick(rules: &[(NsKey, RuleId)], b: Bucket) -> Option<RuleId> {
         let mut any = None;
         for (key, rule) in rules {
             if b.specific(*key) {
@@ -93,11 +96,10 @@ impl Patterns {
     /// [`crate::pattern::Specificity`] (exact, then the longest wildcard suffix, then `ns/*`;
     /// the destination's own bucket before `*`), the earliest rule among equals. The probe order
     /// below IS that order; `tests/properties.rs` holds the two to each other.
-    pub(super) fn find(&self, host: &[u8], b: Bucket) -> Option<RuleId> {
-        if let Some(rules) = self.exact.get(host) {
-            if let Some(r) = Self::pick(rules, b) {
-                return Some(r);
-            }
+    /// `exact` is this direction's rules naming `host` exactly, from the listener's one probe.
+    fn find(&self, exact: &[(NsKey, RuleId)], host: &[u8], b: Bucket) -> Option<RuleId> {
+        if let Some(r) = Self::pick(exact, b) {
+            return Some(r);
         }
         if self.suffix_labels != 0 {
             // Suffixes start at each '.', longest first; the label count of the suffix starting
@@ -141,42 +143,137 @@ impl Patterns {
     }
 }
 
+/// The rules of one listener naming one exact host: its exclusions, then its imports.
+#[derive(Debug)]
+struct Exact {
+    rules: NsRules,
+    excludes: u32,
+}
+
+impl Exact {
+    fn excludes(&self) -> &[(NsKey, RuleId)] {
+        self.rules.get(..self.excludes as usize).unwrap_or(&[])
+    }
+
+    fn imports(&self) -> &[(NsKey, RuleId)] {
+        self.rules.get(self.excludes as usize..).unwrap_or(&[])
+    }
+}
+
+/// What a listener says of a host: an exclusion wins, then an import.
+#[derive(Clone, Copy)]
+pub(super) enum Found {
+    Excluded(RuleId),
+    Imported(RuleId),
+    Neither,
+}
+
 /// One egress listener, compiled.
 #[derive(Debug, Default)]
 pub(super) struct HostSet {
-    pub(super) import: Patterns,
-    pub(super) exclude: Patterns,
+    /// The exact hosts of both directions in one map, so that a decision hashes and probes
+    /// the host once for the exclusions and the imports.
+    exact: FxHashMap<Box<[u8]>, Exact>,
+    import: Patterns,
+    exclude: Patterns,
 }
+
+impl HostSet {
+    pub(super) fn new(import: Acc, exclude: Acc) -> HostSet {
+        let mut exact: FxHashMap<Box<[u8]>, Exact> = FxHashMap::default();
+        exact.reserve(import.exact.len() + exclude.exact.len());
+        let (import, mut imports) = import.finish();
+        let (exclude, excludes) = exclude.finish();
+        for (host, ex) in excludes {
+            let im = imports.remove(&host).unwrap_or_default();
+            let n = u32::try_from(ex.len()).unwrap_or(u32::MAX);
+            let rules = ex.into_iter().chain(im).collect();
+            exact.insert(host, Exact { rules, excludes: n });
+        }
+        for (host, im) in imports {
+            let rules = im.into_boxed_slice();
+            exact.insert(host, Exact { rules, excludes: 0 });
+        }
+        HostSet {
+            exact,
+            import,
+            exclude,
+        }
+    }
+
+    /// The exclusion, else the import, that selects `host` for a destination in bucket `b`
+    /// ([`Patterns::find`] of each direction, the exact probe shared).
+    pub(super) fn find(&self, host: &[u8], b: Bucket) -> Found {
+        let exact = self.exact.get(host);
+        if !self.exclude.is_empty() {
+            let ex = exact.map_or(&[][..], Exact::excludes);
+            if let Some(rule) = self.exclude.find(ex, host, b) {
+                return Found::Excluded(rule);
+            }
+        }
+        let im = exact.map_or(&[][..], Exact::imports);
+        match self.import.find(im, host, b) {
+            Some(rule) => Found::Imported(rule),
+            None => Found::Neither,
+        }
+    }
+
+    /// The exclusion that selects `host` for a destination in bucket `b`, if any.
+    pub(super) fn find_exclusion(&self, host: &[u8], b: Bucket) -> Option<RuleId> {
+        if self.exclude.is_empty() {
+            return None;
+        }
+        let ex = self.exact.get(host).map_or(&[][..], Exact::excludes);
+        self.exclude.find(ex, host, b)
+    }
+
+    /// [`Patterns::may_select_in_cluster`] of the exclusions.
+    pub(super) fn excludes_may_select_in_cluster(&self, domain_suffix: &[u8]) -> bool {
+        let exact = self
+            .exact
+            .iter()
+            .map(|(h, e)| (&**h, e.excludes()))
+            .filter(|(_, r)| !r.is_empty());
+        self.exclude.may_select_in_cluster(exact, domain_suffix)
+    }
+}
+
+/// Exact hosts and their rules, while a listener is being built.
+type ExactAcc = FxHashMap<Box<[u8]>, Vec<(NsKey, RuleId)>>;
 
 /// Accumulates one direction of a listener before it is frozen into [`Patterns`].
 #[derive(Default)]
 pub(super) struct Acc {
-    pub(super) exact: FxHashMap<Box<[u8]>, Vec<(NsKey, RuleId)>>,
+    pub(super) exact: ExactAcc,
     pub(super) suffix: FxHashMap<Box<[u8]>, Vec<(NsKey, RuleId)>>,
     pub(super) all: FxHashMap<NsKey, RuleId>,
 }
 
 impl Acc {
-    pub(super) fn finish(self) -> Patterns {
+    /// The direction's patterns, and its exact hosts (rules in rule order, one per bucket) for
+    /// [`HostSet::new`] to merge.
+    fn finish(self) -> (Patterns, ExactAcc) {
         let mut suffix_labels = 0u64;
         for s in self.suffix.keys() {
             let labels = s.iter().filter(|&&c| c == b'.').count().min(63);
             suffix_labels |= 1u64 << labels;
         }
-        let boxed = |m: FxHashMap<Box<[u8]>, Vec<(NsKey, RuleId)>>| {
-            let mut out: FxHashMap<Box<[u8]>, NsRules> = FxHashMap::default();
-            out.reserve(m.len());
-            for (k, mut v) in m {
-                v.dedup_by_key(|(key, _)| *key);
-                out.insert(k, v.into_boxed_slice());
-            }
-            out
-        };
-        Patterns {
-            exact: boxed(self.exact),
-            suffix: boxed(self.suffix),
+        let mut exact = self.exact;
+        for v in exact.values_mut() {
+            v.dedup_by_key(|(key, _)| *key);
+        }
+        let mut suffix: FxHashMap<Box<[u8]>, NsRules> = FxHashMap::default();
+        suffix.reserve(self.suffix.len());
+        for (k, mut v) in self.suffix {
+            v.dedup_by_key(|(key, _)| *key);
+            suffix.insert(k, v.into_boxed_slice());
+        }
+        let patterns = Patterns {
+            exact: exact.len(),
+            suffix,
             suffix_labels,
             all: self.all,
-        }
+        };
+        (patterns, exact)
     }
 }

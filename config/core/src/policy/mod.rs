@@ -36,8 +36,8 @@ use crate::name::NsName;
 use crate::network::{Cidr, ClusterNetworks};
 use crate::spec::{DenyBody, Gateways, Mode, OutboundTrafficPolicy, PolicySpec, UnknownSource};
 use crate::validate::{self, InvalidPolicy, Warning};
-use index::{Bucket, HostSet};
-use resolve::{ip_destination, Passthrough, Route};
+use index::{Bucket, Found, HostSet};
+use resolve::{ip_destination, Claim, Passthrough, Route};
 
 pub use compile::opens_tcp;
 
@@ -328,8 +328,16 @@ impl Policy {
         target: &Target<'_>,
         cluster: &RoutedCluster,
     ) -> Decision {
-        let authority = target.authority.map(authority::parse_authority);
-        self.decide_parsed(src, target, authority.as_ref(), cluster)
+        let parsed;
+        let claim = match target.authority {
+            None => Claim::Absent,
+            Some(raw) if cluster.is_named_by(raw) => Claim::ClusterHost,
+            Some(raw) => {
+                parsed = authority::parse_authority(raw);
+                Claim::Parsed(&parsed)
+            }
+        };
+        self.decide_claimed(src, target, claim, cluster)
     }
 
     /// [`Self::decide_routed`] with the authority parsed beforehand (`target.authority` is not
@@ -339,6 +347,22 @@ impl Policy {
         src: &SourceScope,
         target: &Target<'_>,
         authority: Option<&Result<Authority, MalformedAuthority>>,
+        cluster: &RoutedCluster,
+    ) -> Decision {
+        let claim = match authority {
+            Some(a) => Claim::Parsed(a),
+            None => Claim::Absent,
+        };
+        self.decide_claimed(src, target, claim, cluster)
+    }
+
+    /// [`Self::decide_parsed`] for a [`Claim`]. One return path, so the decision is built in
+    /// the caller's slot rather than copied there (it holds two inline names).
+    fn decide_claimed(
+        &self,
+        src: &SourceScope,
+        target: &Target<'_>,
+        claim: Claim<'_>,
         cluster: &RoutedCluster,
     ) -> Decision {
         let tenant = src.tenant.and_then(|t| self.tenants.get(t as usize));
@@ -352,72 +376,86 @@ impl Policy {
             destination: Destination::UNKNOWN,
             detail: None,
         };
-        if src.namespace.is_empty() {
-            return d;
+        if !src.namespace.is_empty() {
+            self.decide_into(tenant, src, target, claim, cluster, &mut d);
         }
+        d
+    }
+
+    /// The body of [`Self::decide_claimed`], writing into `d`.
+    fn decide_into(
+        &self,
+        tenant: Option<&Tenant>,
+        src: &SourceScope,
+        target: &Target<'_>,
+        claim: Claim<'_>,
+        cluster: &RoutedCluster,
+        d: &mut Decision,
+    ) {
         let src_ns = src.namespace.as_bytes();
-        let Some(route) = self.resolve(src_ns, target, authority, cluster, &mut d) else {
-            return d;
+        let Some(route) = self.resolve(src_ns, target, claim, cluster, d) else {
+            return;
         };
         let Some(tenant) = tenant else {
             d.reason = Reason::NoTenant;
             d.allowed = self.unknown_source == UnknownSource::Allow;
-            return d;
+            return;
         };
         match route {
             Route::Registry { fallback } => {
-                let host = d.destination.host;
-                self.decide_import(tenant, src, target, host.as_bytes(), &mut d);
+                let dest = &d.destination;
+                let outcome = self.decide_import(tenant, src, target, dest, dest.host.as_bytes());
+                outcome.apply(d);
                 // Without a routed cluster, a name no entry imports is one the tenant's Sidecar
                 // has no route for: under ALLOW_ANY Envoy would pass it through, so it is
                 // decided as that passthrough. A short name is never denied only because its
                 // last label happens to be a namespace.
                 if let Some(p) = fallback {
                     if !d.allowed && tenant.outbound == OutboundTrafficPolicy::AllowAny {
-                        self.decide_passthrough(tenant, src, target, &p, &mut d);
+                        self.decide_passthrough(tenant, src, target, &p, d);
                     }
                 }
             }
-            Route::Passthrough(p) => self.decide_passthrough(tenant, src, target, &p, &mut d),
+            Route::Passthrough(p) => self.decide_passthrough(tenant, src, target, &p, d),
         }
-        d
     }
 
-    /// The import check of one listener: exclusions win, then imports, for `host` in the
-    /// destination's namespace bucket. Not inlined: one copy serves both callers (the shipped
-    /// .wasm has a size budget).
+    /// The import check of one listener: exclusions win, then imports, for `host` (the
+    /// destination's, or none) in the destination's namespace bucket. Not inlined: one copy
+    /// serves both callers (the shipped .wasm has a size budget). Returns the outcome rather
+    /// than writing the decision, so that `host` can be borrowed from it without a copy.
     #[inline(never)]
     fn decide_import(
         &self,
         tenant: &Tenant,
         src: &SourceScope,
         target: &Target<'_>,
+        dest: &Destination,
         host: &[u8],
-        d: &mut Decision,
-    ) {
-        d.allowed = false;
-        d.rule = None;
-        let Some(view) = tenant.views.get(src.view as usize) else {
-            d.reason = Reason::NotAllowed;
-            return;
+    ) -> Outcome {
+        let mut o = Outcome {
+            allowed: false,
+            reason: Reason::NotAllowed,
+            rule: None,
+            detail: None,
         };
-        let Some(listener) = view.on_port(d.destination.port) else {
-            d.reason = Reason::NotAllowed;
-            d.detail = Some(Detail::NoListenerForPort(d.destination.port));
-            return;
+        let Some(view) = tenant.views.get(src.view as usize) else {
+            return o;
+        };
+        let Some(listener) = view.on_port(dest.port) else {
+            o.detail = Some(Detail::NoListenerForPort(dest.port));
+            return o;
         };
         if target.protocol == Protocol::Tcp && !listener.tcp {
-            d.reason = Reason::NotAllowed;
-            d.rule = Some(listener.rule);
-            d.detail = d.destination.port.map(Detail::HttpOnlyPort);
-            return;
+            o.rule = Some(listener.rule);
+            o.detail = dest.port.map(Detail::HttpOnlyPort);
+            return o;
         }
         let Some(set) = self.sets.get(listener.set as usize) else {
-            d.reason = Reason::NotAllowed;
-            return;
+            return o;
         };
         let src_ns = src.namespace.as_bytes();
-        let dest_ns = d.destination.namespace.as_bytes();
+        let dest_ns = dest.namespace.as_bytes();
         let bucket = Bucket {
             ns: if dest_ns.is_empty() {
                 None
@@ -426,24 +464,19 @@ impl Policy {
             },
             own: !dest_ns.is_empty() && dest_ns == src_ns,
         };
-        if !set.exclude.is_empty() {
-            if let Some(rule) = set.exclude.find(host, bucket) {
-                d.reason = Reason::Excluded;
-                d.rule = Some(rule);
-                return;
+        match set.find(host, bucket) {
+            Found::Excluded(rule) => {
+                o.reason = Reason::Excluded;
+                o.rule = Some(rule);
             }
+            Found::Imported(rule) => {
+                o.allowed = true;
+                o.reason = Reason::Allowed;
+                o.rule = Some(rule);
+            }
+            Found::Neither => o.rule = Some(listener.rule),
         }
-        match set.import.find(host, bucket) {
-            Some(rule) => {
-                d.allowed = true;
-                d.reason = Reason::Allowed;
-                d.rule = Some(rule);
-            }
-            None => {
-                d.reason = Reason::NotAllowed;
-                d.rule = Some(listener.rule);
-            }
-        }
+        o
     }
 
     /// A request or connection Envoy sent to `PassthroughCluster` (or that no cluster names):
@@ -488,8 +521,8 @@ impl Policy {
             .and_then(|v| v.on_port(p.port));
         if let Some(name) = p.name {
             let set = listener.and_then(|l| self.sets.get(l.set as usize));
-            if let Some(set) = set.filter(|s| !s.exclude.is_empty()) {
-                if let Some(rule) = set.exclude.find(name.as_bytes(), Bucket::UNKNOWN) {
+            if let Some(set) = set {
+                if let Some(rule) = set.find_exclusion(name.as_bytes(), Bucket::UNKNOWN) {
                     d.reason = Reason::Excluded;
                     d.rule = Some(rule);
                     return;
@@ -511,12 +544,13 @@ impl Policy {
         if let Some(ip) = p.ip {
             d.destination = ip_destination(ip, p.port);
         }
+        let dest = &d.destination;
         let host = if p.ip.is_some() {
-            d.destination.host
+            dest.host.as_bytes()
         } else {
-            crate::name::HostName::empty()
+            &[]
         };
-        self.decide_import(tenant, src, target, host.as_bytes(), d);
+        self.decide_import(tenant, src, target, dest, host).apply(d);
         if d.detail.is_some() {
             return;
         }
@@ -537,6 +571,24 @@ impl Policy {
             d.allowed = false;
             d.reason = Reason::NotAllowed;
         }
+    }
+}
+
+/// What [`Policy::decide_import`] found, for the decision.
+struct Outcome {
+    allowed: bool,
+    reason: Reason,
+    rule: Option<RuleId>,
+    detail: Option<Detail>,
+}
+
+impl Outcome {
+    /// Writes the outcome into the decision (whose detail is unset at both call sites).
+    fn apply(self, d: &mut Decision) {
+        d.allowed = self.allowed;
+        d.reason = self.reason;
+        d.rule = self.rule;
+        d.detail = self.detail;
     }
 }
 

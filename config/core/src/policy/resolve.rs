@@ -37,23 +37,74 @@ pub(super) struct Passthrough {
 /// (only on the name), so the filter keeps one per distinct cluster and decides with
 /// [`Policy::decide_routed`], instead of parsing the name on every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoutedCluster(Option<Result<Cluster<'static>, authority::BadCluster>>);
+pub struct RoutedCluster {
+    parsed: Option<Result<Cluster<'static>, authority::BadCluster>>,
+    /// An outbound cluster whose host is what [`authority::parse_authority`] makes of that
+    /// same host (a DNS name, not a wildcard): an `:authority` spelling it needs no parse.
+    plain_host: bool,
+}
 
 impl RoutedCluster {
     /// Parses a cluster name; `None` or empty: no cluster.
     pub fn parse(name: Option<&str>) -> RoutedCluster {
-        RoutedCluster(
-            name.filter(|c| !c.is_empty())
-                .map(|c| authority::parse_cluster(c).map(Cluster::into_owned)),
-        )
+        let parsed = name
+            .filter(|c| !c.is_empty())
+            .map(|c| authority::parse_cluster(c).map(Cluster::into_owned));
+        RoutedCluster::new(parsed)
     }
 
     /// A cluster parsed by other means (the destination end reads it from Istio's SNI).
     pub(super) fn from_parsed(
         cluster: Result<Cluster<'static>, authority::BadCluster>,
     ) -> RoutedCluster {
-        RoutedCluster(Some(cluster))
+        RoutedCluster::new(Some(cluster))
     }
+
+    fn new(parsed: Option<Result<Cluster<'static>, authority::BadCluster>>) -> RoutedCluster {
+        // Asked of the parser itself, once per cluster, so that the shortcut below can never
+        // accept a spelling the parser would read differently.
+        let plain_host = match &parsed {
+            Some(Ok(Cluster::Outbound { host, .. })) => authority::parse_authority(host.as_bytes())
+                .is_ok_and(|a| a.kind == HostKind::Dns && a.host == *host && a.port.is_none()),
+            _ => false,
+        };
+        RoutedCluster { parsed, plain_host }
+    }
+
+    /// Whether the raw `:authority` is this outbound cluster's host itself, as a client that
+    /// names the service by its FQDN sends it: the host, optionally with the one trailing dot
+    /// and a canonical port. [`authority::parse_authority`] would accept it as a DNS name equal
+    /// to the cluster's host (lowercase already, checked by the same grammar when the cluster
+    /// was parsed), and the decision reads nothing else of such an authority (its port is only
+    /// a claim; the cluster's says where the bytes go): so the parse is skipped.
+    pub(super) fn is_named_by(&self, raw: &[u8]) -> bool {
+        let Some(Ok(Cluster::Outbound { host, .. })) = &self.parsed else {
+            return false;
+        };
+        if !self.plain_host {
+            return false;
+        }
+        let Some(rest) = raw.strip_prefix(host.as_bytes()) else {
+            return false;
+        };
+        let rest = rest.strip_prefix(b".").unwrap_or(rest);
+        match rest {
+            [] => true,
+            [b':', port @ ..] => authority::parse_port(port).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// The request's `:authority` as the decision reads it.
+#[derive(Clone, Copy)]
+pub(super) enum Claim<'a> {
+    /// The request carried none.
+    Absent,
+    /// Parsed, or refused.
+    Parsed(&'a Result<Authority, authority::MalformedAuthority>),
+    /// The routed outbound cluster's own host ([`RoutedCluster::is_named_by`]).
+    ClusterHost,
 }
 
 impl Policy {
@@ -63,7 +114,7 @@ impl Policy {
         &self,
         src_ns: &[u8],
         t: &Target<'_>,
-        authority: Option<&Result<Authority, authority::MalformedAuthority>>,
+        claim: Claim<'_>,
         routed: &RoutedCluster,
         d: &mut Decision,
     ) -> Option<Route> {
@@ -76,18 +127,18 @@ impl Policy {
             let detail = Detail::Authority(authority::MalformedAuthority::Repeated);
             return fail(d, Reason::MalformedAuthority, Some(detail));
         }
-        let authority = match authority {
-            Some(Err(e)) => {
+        let authority = match claim {
+            Claim::Parsed(Err(e)) => {
                 let detail = Some(Detail::Authority(*e));
                 return fail(d, Reason::MalformedAuthority, detail);
             }
-            Some(Ok(a)) => Some(a),
-            None => None,
+            Claim::Parsed(Ok(a)) => Some(a),
+            Claim::Absent | Claim::ClusterHost => None,
         };
         let address = t.destination_address.and_then(authority::parse_socket_addr);
         // By reference: a parsed cluster holds its host inline (254 bytes), copied only into
         // the decision's destination.
-        let cluster = match &routed.0 {
+        let cluster = match &routed.parsed {
             Some(Err(e)) => {
                 let e = *e;
                 let reason = match e {
@@ -105,6 +156,7 @@ impl Policy {
                 dest.kind = DestinationKind::Host;
                 dest.host = *host;
                 dest.port = Some(*port);
+                // `Claim::ClusterHost` is the cluster's host: `consistent` would say so.
                 if let Some(a) = authority {
                     match self.consistent(src_ns, a, &dest.host, address) {
                         Some(Matched::Cluster) => {}

@@ -71,3 +71,68 @@ fn decide_routed_is_decide_for() {
         );
     }
 }
+
+/// The `:authority` shortcut of `decide_routed` (an authority spelling the routed cluster's
+/// host is not parsed) decides as the parsed authority does: for every vector, the authority
+/// replaced by its cluster's host in the spellings the shortcut takes and the near misses it
+/// must leave to the parser.
+#[test]
+fn an_authority_naming_the_cluster_host_decides_as_parsed() {
+    let file = crate::vectors::load().unwrap();
+    let policies = crate::vectors::compile_policies(&file).unwrap();
+    let mut shortcut = 0;
+    for case in &file.cases {
+        let policy = &policies[&case.policy];
+        let labels: Vec<(&str, &str)> = case
+            .request
+            .source
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let req = case.request.as_request(&labels);
+        let src = policy.source(&req.source);
+        let routed = crate::RoutedCluster::parse(req.target.cluster);
+        let Some(Ok(crate::authority::Cluster::Outbound { host, .. })) =
+            req.target.cluster.map(crate::authority::parse_cluster)
+        else {
+            continue;
+        };
+        let h = host.as_str();
+        let upper = h.to_ascii_uppercase();
+        let spellings = [
+            h.to_owned(),
+            format!("{h}."),
+            format!("{h}:80"),
+            format!("{h}.:8080"),
+            format!("{h}:65535"),
+            format!("{h}:65536"),
+            format!("{h}:080"),
+            format!("{h}:0"),
+            format!("{h}:"),
+            format!("{h}:80:80"),
+            format!("{h}.."),
+            format!("{h}x"),
+            format!("{h}.x"),
+            format!("x{h}"),
+            upper,
+            h.trim_end_matches(|c| c != '.').to_owned(),
+        ];
+        for raw in &spellings {
+            let target = Target {
+                authority: Some(raw.as_bytes()),
+                ..req.target
+            };
+            shortcut += usize::from(routed.is_named_by(raw.as_bytes()));
+            let parsed = crate::authority::parse_authority(raw.as_bytes());
+            assert_eq!(
+                policy.decide_routed(&src, &target, &routed),
+                policy.decide_parsed(&src, &target, Some(&parsed), &routed),
+                "{}: {raw}",
+                case.name
+            );
+        }
+    }
+    // The shortcut was taken (a wildcard cluster's host never takes it).
+    assert!(shortcut > 0);
+}
