@@ -64,8 +64,12 @@ impl RoutedCluster {
         // Asked of the parser itself, once per cluster, so that the shortcut below can never
         // accept a spelling the parser would read differently.
         let plain_host = match &parsed {
-            Some(Ok(Cluster::Outbound { host, .. })) => authority::parse_authority(host.as_bytes())
-                .is_ok_and(|a| a.kind == HostKind::Dns && a.host == *host && a.port.is_none()),
+            Some(Ok(Cluster::Outbound { host, .. })) => {
+                let h = host.as_bytes();
+                authority::parse_authority(h).is_ok_and(|a| {
+                    a.kind == HostKind::Dns && a.port.is_none() && a.host.as_bytes() == h
+                })
+            }
             _ => false,
         };
         RoutedCluster { parsed, plain_host }
