@@ -61,17 +61,11 @@ impl RoutedCluster {
     }
 
     fn new(parsed: Option<Result<Cluster<'static>, authority::BadCluster>>) -> RoutedCluster {
-        // Asked of the parser itself, once per cluster, so that the shortcut below can never
-        // accept a spelling the parser would read differently.
-        let plain_host = match &parsed {
-            Some(Ok(Cluster::Outbound { host, .. })) => {
-                let h = host.as_bytes();
-                authority::parse_authority(h).is_ok_and(|a| {
-                    a.kind == HostKind::Dns && a.port.is_none() && a.host.as_bytes() == h
-                })
-            }
-            _ => false,
-        };
+        // Both constructors take the host from `authority::outbound_host`, which accepts what
+        // the authority parser accepts as a DNS name (the same label grammar, lowercased) or a
+        // `*.` wildcard: every host but a wildcard is in the parser's form (`tests` check it).
+        let plain_host = matches!(&parsed, Some(Ok(Cluster::Outbound { host, .. }))
+            if host.as_bytes().first() != Some(&b'*'));
         RoutedCluster { parsed, plain_host }
     }
 
