@@ -185,19 +185,17 @@ impl HostSet {
         let (import, imports) = import.finish();
         let (exclude, excludes) = exclude.finish();
         // Plain loops: iterator adapters here cost the shipped .wasm more than they read better.
+        for (host, rules) in imports {
+            let rules = rules.into_boxed_slice();
+            exact.insert(host, Exact { rules, excludes: 0 });
+        }
         for (host, mut rules) in excludes {
             let n = u32::try_from(rules.len()).unwrap_or(u32::MAX);
-            if let Some(im) = imports.get(&host) {
-                rules.extend_from_slice(im);
+            if let Some(im) = exact.get(&host) {
+                rules.extend_from_slice(&im.rules);
             }
             let rules = rules.into_boxed_slice();
             exact.insert(host, Exact { rules, excludes: n });
-        }
-        for (host, rules) in imports {
-            if !exact.contains_key(&host) {
-                let rules = rules.into_boxed_slice();
-                exact.insert(host, Exact { rules, excludes: 0 });
-            }
         }
         HostSet {
             exact,
