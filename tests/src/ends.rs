@@ -697,10 +697,12 @@ impl BothEnds {
 
 /// The policy a destination sidecar of `namespace` loads, as `generate` shards it: the
 /// namespace's destination shard when `policy` is valid and a tenant owns `namespace`; else
-/// `policy` itself (an invalid one must reach the filter as it is, to be refused there).
+/// `policy` itself (an invalid one must reach the filter as it is, to be refused there; one
+/// that already is a destination shard, as a vector's, is not cut again).
 pub fn destination_policy(policy: &str, namespace: &str) -> String {
     tenant_egress_core::validate::validate_json(policy.as_bytes())
         .ok()
+        .filter(|(spec, _)| spec.destination_shard.is_empty())
         .and_then(|(spec, _)| tenant_egress_core::shard::destination_shard_for(&spec, namespace))
         .and_then(|shard| serde_json::to_string(&shard).ok())
         .unwrap_or_else(|| policy.to_owned())
