@@ -7,6 +7,10 @@
 //! has no tenant (`unknownSource` decides) and lists the tenant namespaces as
 //! `delegatedNamespaces`, where the filter stands aside (`tenant_egress.fallback_skipped`), so a
 //! pod that gets both plugins has its requests decided once, by its namespace's plugin.
+//!
+//! The destination end ([`inbound_placements`]) is cut the other way: each tenant namespace's
+//! SERVER plugins carry every tenant (the caller may be anyone's), but only the rules that can
+//! name a host the namespace serves ([`tenant_egress_core::shard::destination_shard_for`]).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -22,7 +26,8 @@ use crate::yaml::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shard {
     /// One plugin per tenant namespace with only its tenant, plus a mesh-wide fallback for
-    /// namespaces no tenant owns (the default).
+    /// namespaces no tenant owns; at the destination end, per tenant namespace the callers' rules
+    /// for its services (the default).
     Namespace,
     /// One plugin (per `--wasm-scope`) carrying the whole policy: small policies, or clusters
     /// that want one object.
