@@ -12,10 +12,17 @@ pub(super) enum NsKey {
     Any,
     Own,
     Named(u32),
+    /// Not a namespace: in a listener's exact-host map ([`HostSet`]), the entry that separates
+    /// a host's exclusions (before it) from its imports (after it). Never a key of `all`, never
+    /// a bucket's nor `*`, so [`Patterns::pick`] passes over it.
+    Split,
 }
 
 /// Rules that name one host (or suffix), each with the namespace bucket it belongs to.
 pub(super) type NsRules = Box<[(NsKey, RuleId)]>;
+
+/// [`NsRules`] borrowed.
+type Rules<'a> = &'a [(NsKey, RuleId)];
 
 /// One direction (imports or exclusions) of one egress listener. Its exact hosts live in the
 /// listener's one map ([`HostSet`]), shared with the other direction.
@@ -50,7 +57,7 @@ impl Bucket {
         match key {
             NsKey::Named(id) => Some(id) == self.ns,
             NsKey::Own => self.own,
-            NsKey::Any => false,
+            NsKey::Any | NsKey::Split => false,
         }
     }
 }
@@ -143,20 +150,16 @@ impl Patterns {
     }
 }
 
-/// The rules of one listener naming one exact host: its exclusions, then its imports.
-#[derive(Debug)]
-struct Exact {
-    rules: NsRules,
-    excludes: u32,
-}
-
-impl Exact {
-    fn excludes(&self) -> &[(NsKey, RuleId)] {
-        self.rules.get(..self.excludes as usize).unwrap_or(&[])
-    }
-
-    fn imports(&self) -> &[(NsKey, RuleId)] {
-        self.rules.get(self.excludes as usize..).unwrap_or(&[])
+/// A host's rules in a listener's exact-host map: its exclusions, then [`NsKey::Split`] and its
+/// imports; a host that no exclusion names holds its imports alone. (One value type with the
+/// suffix maps: the shipped .wasm carries one copy of the map's code, not two.)
+fn split(rules: &[(NsKey, RuleId)]) -> (Rules<'_>, Rules<'_>) {
+    match rules.iter().position(|(k, _)| *k == NsKey::Split) {
+        Some(i) => (
+            rules.get(..i).unwrap_or(&[]),
+            rules.get(i + 1..).unwrap_or(&[]),
+        ),
+        None => (&[], rules),
     }
 }
 
@@ -173,29 +176,27 @@ pub(super) enum Found {
 pub(super) struct HostSet {
     /// The exact hosts of both directions in one map, so that a decision hashes and probes
     /// the host once for the exclusions and the imports.
-    exact: FxHashMap<Box<[u8]>, Exact>,
+    exact: FxHashMap<Box<[u8]>, NsRules>,
     import: Patterns,
     exclude: Patterns,
 }
 
 impl HostSet {
     pub(super) fn new(import: Acc, exclude: Acc) -> HostSet {
-        let mut exact: FxHashMap<Box<[u8]>, Exact> = FxHashMap::default();
+        let mut exact: FxHashMap<Box<[u8]>, NsRules> = FxHashMap::default();
         exact.reserve(import.exact.len() + exclude.exact.len());
         let (import, imports) = import.finish();
         let (exclude, excludes) = exclude.finish();
         // Plain loops: iterator adapters here cost the shipped .wasm more than they read better.
         for (host, rules) in imports {
-            let rules = rules.into_boxed_slice();
-            exact.insert(host, Exact { rules, excludes: 0 });
+            exact.insert(host, rules.into_boxed_slice());
         }
         for (host, mut rules) in excludes {
-            let n = u32::try_from(rules.len()).unwrap_or(u32::MAX);
+            rules.push((NsKey::Split, RuleId(0)));
             if let Some(im) = exact.get(&host) {
-                rules.extend_from_slice(&im.rules);
+                rules.extend_from_slice(im);
             }
-            let rules = rules.into_boxed_slice();
-            exact.insert(host, Exact { rules, excludes: n });
+            exact.insert(host, rules.into_boxed_slice());
         }
         HostSet {
             exact,
@@ -207,14 +208,15 @@ impl HostSet {
     /// The exclusion, else the import, that selects `host` for a destination in bucket `b`
     /// ([`Patterns::find`] of each direction, the exact probe shared).
     pub(super) fn find(&self, host: &[u8], b: Bucket) -> Found {
-        let exact = self.exact.get(host);
+        let (ex, im) = self
+            .exact
+            .get(host)
+            .map_or((&[][..], &[][..]), |r| split(r));
         if !self.exclude.is_empty() {
-            let ex = exact.map_or(&[][..], Exact::excludes);
             if let Some(rule) = self.exclude.find(ex, host, b) {
                 return Found::Excluded(rule);
             }
         }
-        let im = exact.map_or(&[][..], Exact::imports);
         match self.import.find(im, host, b) {
             Some(rule) => Found::Imported(rule),
             None => Found::Neither,
@@ -226,7 +228,10 @@ impl HostSet {
         if self.exclude.is_empty() {
             return None;
         }
-        let ex = self.exact.get(host).map_or(&[][..], Exact::excludes);
+        let (ex, _) = self
+            .exact
+            .get(host)
+            .map_or((&[][..], &[][..]), |r| split(r));
         self.exclude.find(ex, host, b)
     }
 
@@ -235,7 +240,7 @@ impl HostSet {
         let exact = self
             .exact
             .iter()
-            .map(|(h, e)| (&**h, e.excludes()))
+            .map(|(h, r)| (&**h, split(r).0))
             .filter(|(_, r)| !r.is_empty());
         self.exclude.may_select_in_cluster(exact, domain_suffix)
     }
