@@ -116,14 +116,35 @@ pub fn free_port() -> u16 {
 
 /// `n` distinct free TCP ports on 127.0.0.1. All sockets are held open until
 /// every port has been picked, so the ports are pairwise distinct.
+///
+/// A port is handed out once per test process: between being picked here and bound by the
+/// Envoy it was picked for, a port is free again, and the kernel may give it to the next
+/// caller (a test's destination sidecars pick theirs while its caller's are not yet bound:
+/// "Address already in use").
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let sockets: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    sockets
-        .iter()
-        .map(|s| s.local_addr().expect("local_addr").port())
-        .collect()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    // Held until all n are picked, so that one call never returns a port twice.
+    let mut sockets = Vec::with_capacity(n);
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..(n * 64 + 64) {
+        if ports.len() == n {
+            break;
+        }
+        let s = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = s.local_addr().expect("local_addr").port();
+        if !handed.contains(&port) {
+            handed.push(port);
+            ports.push(port);
+        }
+        sockets.push(s);
+    }
+    assert_eq!(
+        ports.len(),
+        n,
+        "no {n} ports this process has not handed out yet"
+    );
+    ports
 }
 
 /// Path of the Envoy binary.

@@ -28,16 +28,67 @@ fn shipped_wasm_is_under_budget_and_has_no_debug_sections() {
             String::from_utf8_lossy(section)
         );
     }
-    // The proxy-wasm ABI entry points Envoy looks for are exported.
-    for export in [
-        &b"proxy_abi_version_0_2_1"[..],
-        b"proxy_on_request_headers",
-        b"proxy_on_new_connection",
+    // Exactly the exports of filter/exports.txt (scripts/trim-exports.sh): every ABI callback
+    // the filter implements, and no other (Envoy enters the VM for each one exported).
+    let list = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../filter/exports.txt"),
+    )
+    .unwrap();
+    let mut want: Vec<&str> = list
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    want.sort_unstable();
+    let mut got = exports(&bytes);
+    got.sort_unstable();
+    assert_eq!(
+        got, want,
+        "the module's exports are not filter/exports.txt's"
+    );
+    for needed in [
+        "proxy_abi_version_0_2_1",
+        "proxy_on_request_headers",
+        "proxy_on_new_connection",
     ] {
-        assert!(
-            bytes.windows(export.len()).any(|w| w == export),
-            "export {:?} missing",
-            String::from_utf8_lossy(export)
-        );
+        assert!(got.contains(&needed.to_owned()), "{needed} is not exported");
     }
+}
+
+/// The names in a module's export section (WebAssembly core spec 5.5.10: section id 7, a
+/// vector of name + kind + index, numbers as unsigned LEB128).
+fn exports(wasm: &[u8]) -> Vec<String> {
+    fn leb(b: &[u8], i: &mut usize) -> usize {
+        let (mut r, mut shift) = (0usize, 0);
+        loop {
+            let x = b[*i];
+            *i += 1;
+            r |= usize::from(x & 0x7f) << shift;
+            shift += 7;
+            if x < 0x80 {
+                return r;
+            }
+        }
+    }
+    let mut i = 8;
+    while i < wasm.len() {
+        let id = wasm[i];
+        i += 1;
+        let size = leb(wasm, &mut i);
+        if id == 7 {
+            let mut j = i;
+            let n = leb(wasm, &mut j);
+            return (0..n)
+                .map(|_| {
+                    let len = leb(wasm, &mut j);
+                    let name = String::from_utf8(wasm[j..j + len].to_vec()).unwrap();
+                    j += len + 1; // the name, then the kind byte
+                    leb(wasm, &mut j); // the index
+                    name
+                })
+                .collect();
+        }
+        i += size;
+    }
+    Vec::new()
 }
