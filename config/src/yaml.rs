@@ -12,6 +12,9 @@
 //! booleans" rather than meaning something else to kubectl. The writer quotes every string a
 //! reader could take for anything but a string.
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -107,14 +110,107 @@ pub fn from_str_multiple<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, Yaml
 /// URL must be greppable and read as written. A multi-line string (an embedded JSON policy)
 /// is a literal block (`|`), which keeps its lines as they are.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
+    let mut out = String::new();
+    write_to(&mut out, value)?;
+    Ok(out)
+}
+
+/// Appends [`to_string`]'s text to `out`.
+fn write_to<T: Serialize>(out: &mut String, value: &T) -> Result<(), YamlError> {
     let options = serde_saphyr::ser_options! {
         // Folding starts above this many characters: never, for any value we write.
         folded_wrap_chars: usize::MAX / 2,
     };
-    let mut out = String::new();
-    serde_saphyr::to_fmt_writer_with_options(&mut out, value, options)
-        .map_err(|e| YamlError::Write(e.to_string()))?;
-    Ok(out)
+    serde_saphyr::to_fmt_writer_with_options(out, value, options)
+        .map_err(|e| YamlError::Write(e.to_string()))
+}
+
+/// Writes many documents as [`to_string`] does, each [`Value::Shared`] subtree that ends a
+/// document (a plugin's `pluginConfig`, the last field of its `spec`) rendered once, not once
+/// per document: on a 100,000-rule policy the shards' texts are most of the output, and each is
+/// carried by the HTTP and the NETWORK plugin of every namespace of its tenant.
+///
+/// A block mapping's last entry reads the same whatever its siblings, so a document is its text
+/// with the subtree replaced by `null` up to that entry's line, then the subtree's own entry as
+/// rendered on its own at the same depth. Both are checked as they are cut; a document they do
+/// not fit is rendered whole.
+#[derive(Debug, Default)]
+pub struct Writer {
+    /// (subtree address, path of keys to it) -> the subtree (kept alive, so the address stays
+    /// its own), the line its entry reads with `null`, and its entry's text from that line on.
+    tails: HashMap<(usize, Vec<String>), (Rc<Value>, String, String)>,
+    /// The text of the document being written, reused.
+    buffer: String,
+}
+
+/// The [`Value::Shared`] subtree that ends `value` (reached through the last entry of each
+/// mapping), the keys leading to it, and `value` with `null` in its place.
+pub(crate) fn split_shared_tail(value: &Value) -> Option<(Value, Vec<String>, Rc<Value>)> {
+    let mut path = Vec::new();
+    let mut at = value;
+    let shared = loop {
+        match at {
+            Value::Shared(inner) => break inner.clone(),
+            Value::Mapping(m) => {
+                let (key, last) = m.last()?;
+                path.push(key.clone());
+                at = last;
+            }
+            _ => return None,
+        }
+    };
+    let mut shell = value.clone();
+    let mut slot = &mut shell;
+    for key in &path {
+        slot = match slot {
+            Value::Mapping(m) => m.get_mut(key)?,
+            _ => return None,
+        };
+    }
+    *slot = Value::Null;
+    Some((shell, path, shared))
+}
+
+/// `leaf` under the mappings `path` names.
+fn nested(path: &[String], leaf: Value) -> Value {
+    path.iter().rev().fold(leaf, |inner, key| {
+        Value::Mapping(IndexMap::from_iter([(key.clone(), inner)]))
+    })
+}
+
+impl Writer {
+    /// Appends `value` as one YAML document to `out`.
+    pub fn write(&mut self, out: &mut String, value: &Value) -> Result<(), YamlError> {
+        let Some((shell, path, shared)) = split_shared_tail(value) else {
+            return write_to(out, value);
+        };
+        let key = (Rc::as_ptr(&shared) as usize, path);
+        if !self.tails.contains_key(&key) {
+            let null = to_string(&nested(&key.1, Value::Null))?;
+            let body = null.strip_suffix('\n').unwrap_or(&null);
+            let line_start = body.rfind('\n').map_or(0, |i| i + 1);
+            let (head, null_line) = null.split_at(line_start);
+            let whole = to_string(&nested(&key.1, Value::Shared(shared.clone())))?;
+            let Some(entry) = whole.strip_prefix(head) else {
+                return write_to(out, value);
+            };
+            let tail = (shared.clone(), null_line.to_owned(), entry.to_owned());
+            self.tails.insert(key.clone(), tail);
+        }
+        let Some((_, null_line, entry)) = self.tails.get(&key) else {
+            return write_to(out, value);
+        };
+        self.buffer.clear();
+        write_to(&mut self.buffer, &shell)?;
+        match self.buffer.strip_suffix(null_line.as_str()) {
+            Some(before) => {
+                out.push_str(before);
+                out.push_str(entry);
+                Ok(())
+            }
+            None => write_to(out, value),
+        }
+    }
 }
 
 /// A JSON-shaped tree whose mappings keep their insertion order: the generated objects read
@@ -126,8 +222,12 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
 /// `#[serde(untagged)]`, which buffers every value and tries each variant in turn, building
 /// (and formatting) an error for every string that is not a null, a bool or a number: most of
 /// `generate`'s time on a large policy, where every object passes through [`Value::from_serialize`].
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-#[serde(untagged)]
+///
+/// [`Value::Shared`] holds a subtree many objects carry unchanged (a shard's `pluginConfig`
+/// in the HTTP and the NETWORK plugin of each of a tenant's namespaces): it is built once,
+/// cloned as a pointer, and [`Writer`] renders it once. It is the same value as the tree it
+/// holds (equality, serialization, [`Value::get`], [`Value::to_json`] see through it).
+#[derive(Debug, Clone, Default)]
 pub enum Value {
     /// `null`.
     #[default]
@@ -142,6 +242,48 @@ pub enum Value {
     Sequence(Vec<Value>),
     /// A mapping, in insertion order.
     Mapping(IndexMap<String, Value>),
+    /// A subtree shared with other values (never read from input).
+    Shared(Rc<Value>),
+}
+
+impl Value {
+    /// The value itself, seen through any [`Value::Shared`].
+    fn resolved(&self) -> &Value {
+        let mut v = self;
+        while let Value::Shared(inner) = v {
+            v = inner;
+        }
+        v
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self.resolved(), other.resolved()) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Number(a), Value::Number(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Sequence(a), Value::Sequence(b)) => a == b,
+            (Value::Mapping(a), Value::Mapping(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// As `#[serde(untagged)]` would serialize it, with a shared subtree written in place.
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => n.serialize(s),
+            Value::String(text) => s.serialize_str(text),
+            Value::Sequence(items) => items.serialize(s),
+            Value::Mapping(m) => m.serialize(s),
+            Value::Shared(inner) => inner.serialize(s),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Value {
@@ -222,17 +364,18 @@ impl Value {
         serde_json::from_str(&serde_json::to_string(v)?)
     }
 
-    /// The member `key` of a mapping, to change.
+    /// The member `key` of a mapping, to change (a shared mapping is copied first).
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         match self {
             Value::Mapping(m) => m.get_mut(key),
+            Value::Shared(inner) => Rc::make_mut(inner).get_mut(key),
             _ => None,
         }
     }
 
     /// The member `key` of a mapping.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        match self {
+        match self.resolved() {
             Value::Mapping(m) => m.get(key),
             _ => None,
         }
@@ -249,6 +392,7 @@ impl Value {
             Value::Mapping(m) => {
                 serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }
+            Value::Shared(inner) => inner.to_json(),
         }
     }
 }

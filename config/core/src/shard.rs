@@ -88,8 +88,15 @@ impl<'a> Sharder<'a> {
             ..header(self.spec)
         };
         let own = named_namespaces(&shard);
+        // Both sets are sorted: one walk along each, not a lookup per name (a large policy
+        // names thousands of namespaces, for each of its hundreds of tenants).
+        let mut own = own.iter().peekable();
         let mut known = String::new();
-        for ns in self.named.iter().filter(|ns| !own.contains(*ns)) {
+        for ns in &self.named {
+            while own.next_if(|o| *o < ns).is_some() {}
+            if own.peek() == Some(&ns) {
+                continue;
+            }
             if !known.is_empty() {
                 known.push(' ');
             }

@@ -615,6 +615,7 @@ pub fn header(source: &str, command: &str) -> String {
 /// Renders documents as one multi-document YAML stream with the header on top.
 pub fn render_yaml(header: &str, docs: &[&Doc]) -> Result<String, GenerateError> {
     let mut out = String::from(header);
+    let mut writer = yaml::Writer::default();
     for doc in docs {
         out.push_str("---\n");
         for line in &doc.comment {
@@ -626,9 +627,9 @@ pub fn render_yaml(header: &str, docs: &[&Doc]) -> Result<String, GenerateError>
                 out.push('\n');
             }
         }
-        let text =
-            yaml::to_string(&doc.value).map_err(|e| GenerateError::Serialize(e.to_string()))?;
-        out.push_str(&text);
+        writer
+            .write(&mut out, &doc.value)
+            .map_err(|e| GenerateError::Serialize(e.to_string()))?;
     }
     Ok(out)
 }
