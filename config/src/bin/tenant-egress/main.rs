@@ -879,10 +879,8 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         &manifest::regenerate_command(&input, &opts, args.format),
     );
     let target = manifest::output::Target::of(&args.out);
-    let said = manifest::output::write(&target, args.format, &generated.docs, |docs| {
-        args.format
-            .render(&header, docs)
-            .map_err(|e| manifest::output::OutputError::Usage(e.to_string()))
+    let said = manifest::output::write(&target, args.format, &generated.docs, |docs, emit| {
+        args.format.render_chunks(&header, docs, emit)
     })
     .map_err(|e| Fail(2, format!("error: {e}")))?;
     for line in said {
