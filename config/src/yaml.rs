@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
+
+mod to_value;
 use serde::{Deserialize, Serialize};
 
 /// The largest input read, in bytes. A whole cluster's `kubectl get sidecars -A -o yaml`
@@ -357,10 +359,16 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
 }
 
 impl Value {
-    /// Any serializable value as an ordered tree (struct fields in declaration order).
+    /// Any serializable value as an ordered tree (struct fields in declaration order): what
+    /// [`Value::from_serialize_text`] gives, built directly.
     pub fn from_serialize<T: Serialize>(v: &T) -> Result<Value, serde_json::Error> {
-        // Through JSON text: serde_json reads object members in document order, and the
-        // visitor keeps that order in the IndexMap.
+        v.serialize(to_value::ToValue)
+    }
+
+    /// [`Value::from_serialize`] through JSON text: serde_json reads object members in
+    /// document order, and the visitor keeps that order in the IndexMap. The reference the
+    /// direct serializer is checked against.
+    pub fn from_serialize_text<T: Serialize>(v: &T) -> Result<Value, serde_json::Error> {
         serde_json::from_str(&serde_json::to_string(v)?)
     }
 

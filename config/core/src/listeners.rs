@@ -498,7 +498,7 @@ pub type SidecarEgress = Listeners<HostListener>;
 /// `contains` made a 24,000-host tenant quadratic).
 fn push_unique<'a>(
     into: &mut Vec<HostEntry>,
-    seen: &mut std::collections::BTreeSet<&'a HostEntry>,
+    seen: &mut rustc_hash::FxHashSet<&'a HostEntry>,
     from: &'a [HostEntry],
 ) {
     for e in from {
@@ -527,7 +527,8 @@ impl Listeners<HostListener> {
         let (tenant_hosts, exception_hosts) = (parse(tenant), parse(exception));
         let hosts = |a: &Applied| {
             let mut out = Vec::new();
-            let mut seen = std::collections::BTreeSet::new();
+            // Which hosts are in already; `out` keeps their order.
+            let mut seen = rustc_hash::FxHashSet::default();
             for r in &a.entries {
                 let list = match r.origin {
                     Origin::Tenant => &tenant_hosts,
