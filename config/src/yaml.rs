@@ -143,6 +143,8 @@ pub struct Writer {
     tails: HashMap<(usize, Vec<String>), (Rc<Value>, String, String)>,
     /// The text of the document being written, reused.
     buffer: String,
+    /// How many documents were written from a shared subtree's text (for the tests).
+    spliced: usize,
 }
 
 /// The [`Value::Shared`] subtree that ends `value` (reached through the last entry of each
@@ -208,6 +210,7 @@ impl Writer {
             Some(before) => {
                 out.push_str(before);
                 out.push_str(entry);
+                self.spliced += 1;
                 Ok(())
             }
             None => write_to(out, value),
@@ -431,6 +434,69 @@ mod tests {
         assert!(text.contains("json: |-\n"), "{text}");
         let back: Value = from_str(&text).unwrap();
         assert_eq!(back, doc);
+    }
+
+    /// A document with a shared subtree at its end is written as [`to_string`] writes it,
+    /// whatever the subtree (a mapping, an empty one, a sequence, a scalar, a multi-line
+    /// string), however deep, and whether it was written before or not.
+    #[test]
+    fn the_writer_renders_shared_tails_as_to_string_does() {
+        let v = |json: serde_json::Value| Value::from_serialize(&json).unwrap();
+        let shared: Vec<Rc<Value>> = [
+            serde_json::json!({"apiVersion": "x", "tenants": [{"name": "a", "hosts": ["./*", "*/*"]}], "n": 1}),
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!(["yes", "no", {"a": null}]),
+            serde_json::json!("on"),
+            serde_json::json!("multi\nline"),
+            serde_json::json!(null),
+        ]
+        .into_iter()
+        .map(|j| Rc::new(v(j)))
+        .collect();
+        let mut docs = Vec::new();
+        for s in &shared {
+            // (A serde_json::Value's keys are sorted: the order is built here.)
+            let entries = |e: Vec<(&str, Value)>| {
+                Value::Mapping(e.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            };
+            docs.push(entries(vec![
+                ("apiVersion", Value::String("v1".into())),
+                ("kind", Value::String("K".into())),
+                ("metadata", v(serde_json::json!({"name": "n", "labels": {"a": "b"}}))),
+                (
+                    "spec",
+                    entries(vec![
+                        ("url", Value::String("oci://x".into())),
+                        ("match", v(serde_json::json!([{"mode": "CLIENT"}]))),
+                        ("pluginConfig", Value::Shared(s.clone())),
+                    ]),
+                ),
+            ]));
+            // At the top, one level down, and as the whole document.
+            docs.push(Value::Mapping(IndexMap::from_iter([
+                ("a".to_owned(), Value::Bool(true)),
+                ("b".to_owned(), Value::Shared(s.clone())),
+            ])));
+            docs.push(Value::Shared(s.clone()));
+            // Not at the end: written whole.
+            docs.push(Value::Mapping(IndexMap::from_iter([
+                ("b".to_owned(), Value::Shared(s.clone())),
+                ("c".to_owned(), Value::Null),
+            ])));
+        }
+        let mut writer = Writer::default();
+        let mut out = String::new();
+        let mut expected = String::new();
+        // Twice: the second round is written from the cache.
+        for doc in docs.iter().chain(docs.iter()) {
+            writer.write(&mut out, doc).unwrap();
+            expected.push_str(&to_string(doc).unwrap());
+        }
+        assert_eq!(out, expected);
+        // Every document ending in a shared subtree (3 of each 4), in both rounds, was
+        // written from its text.
+        assert_eq!(writer.spliced, 2 * 3 * shared.len());
     }
 
     #[test]
