@@ -138,14 +138,17 @@ fn write_to<T: Serialize>(out: &mut String, value: &T) -> Result<(), YamlError> 
 /// not fit is rendered whole.
 #[derive(Debug, Default)]
 pub struct Writer {
-    /// (subtree address, path of keys to it) -> the subtree (kept alive, so the address stays
-    /// its own), the line its entry reads with `null`, and its entry's text from that line on.
-    tails: HashMap<(usize, Vec<String>), (Rc<Value>, String, String)>,
+    /// (subtree address, path of keys to it) -> its texts.
+    tails: HashMap<(usize, Vec<String>), Tail>,
     /// The text of the document being written, reused.
     buffer: String,
     /// How many documents were written from a shared subtree's text (for the tests).
     spliced: usize,
 }
+
+/// A shared subtree (kept alive, so the address stays its own), the line its entry reads
+/// with `null`, and its entry's text from that line on.
+type Tail = (Rc<Value>, String, String);
 
 /// The [`Value::Shared`] subtree that ends `value` (reached through the last entry of each
 /// mapping), the keys leading to it, and `value` with `null` in its place.
@@ -463,7 +466,10 @@ mod tests {
             docs.push(entries(vec![
                 ("apiVersion", Value::String("v1".into())),
                 ("kind", Value::String("K".into())),
-                ("metadata", v(serde_json::json!({"name": "n", "labels": {"a": "b"}}))),
+                (
+                    "metadata",
+                    v(serde_json::json!({"name": "n", "labels": {"a": "b"}})),
+                ),
                 (
                     "spec",
                     entries(vec![
