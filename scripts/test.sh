@@ -41,6 +41,9 @@ cargo build -p tenant-egress-config --bin tenant-egress --target wasm32-wasip1 -
 log "cargo test --workspace"
 cargo test --workspace --locked
 
+log "the 100,000-rule policy: every generated object fits (release build)"
+cargo test --release --locked -p tenant-egress-bench --test object_sizes -- --ignored
+
 log "the policy core in wasm32-unknown-unknown under Node (wasm-bindgen-test)"
 scripts/test-wasm.sh
 

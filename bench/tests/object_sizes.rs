@@ -1,8 +1,9 @@
 //! The objects `generate` emits for the 100,000-rule policy (`gen-policy 100000`: 754
-//! tenants, 1,482 namespaces), sharded as by default: under the default `--max-object-bytes`
-//! (256 KiB) its largest tenant (tenant-0, about 24,000 hosts) alone does not fit, and is
-//! refused by name and size; up to etcd's 1.5 MiB every object fits; the whole policy in one
-//! plugin (`--shard none`) does not fit even that.
+//! tenants, 1,482 namespaces), sharded and at both ends as by default: under the default
+//! `--max-object-bytes` (256 KiB) its largest tenant (tenant-0, about 24,000 hosts) alone does
+//! not fit, and is refused by name and size; up to etcd's 1.5 MiB every object fits, and every
+//! destination shard fits the default 256 KiB; the whole policy in one plugin (`--shard none`)
+//! does not fit even that. `scripts/test.sh` runs it in a release build.
 //! Sizes only: the time `generate` takes is measured in a release build, never here.
 // Test code: a failed unwrap is a failed test, not a dead proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -50,6 +51,7 @@ fn the_100k_rule_policy_fits_etcd_sharded_and_its_largest_tenant_is_named() {
     };
     let g = manifest::generate(&spec, &opts).unwrap();
     let mut plugins = 0;
+    let mut destination_plugins = 0;
     let mut over_256k = 0;
     for doc in &g.docs {
         let size = serde_json::to_vec(&doc.value).unwrap().len();
@@ -63,10 +65,25 @@ fn the_100k_rule_policy_fits_etcd_sharded_and_its_largest_tenant_is_named() {
         }
         if doc.kind == DocKind::WasmPlugin {
             plugins += 1;
+            let json = doc.value.to_json();
+            if json["spec"]["match"][0]["mode"] == "SERVER" {
+                destination_plugins += 1;
+                assert!(
+                    size <= shard::DEFAULT_MAX_OBJECT_BYTES,
+                    "a destination shard of {size} bytes: {:?}",
+                    json["metadata"]
+                );
+            }
         }
     }
-    // One HTTP and one NETWORK plugin per tenant namespace plus the fallback pair.
-    assert_eq!(plugins, 2 * (namespaces + 1), "{namespaces} namespaces");
+    // At the caller's end one HTTP and one NETWORK plugin per tenant namespace plus the
+    // fallback pair; at the destination's one of each per tenant namespace.
+    assert_eq!(
+        destination_plugins,
+        2 * namespaces,
+        "{namespaces} namespaces"
+    );
+    assert_eq!(plugins, 2 * (namespaces + 1) + 2 * namespaces);
     eprintln!("{} objects, {over_256k} over 256 KiB", g.docs.len());
     // The whole policy in one plugin does not fit even etcd's limit.
     let mut none = opts.clone();

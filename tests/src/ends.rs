@@ -10,7 +10,8 @@
 //!   (ServiceEntry hosts are outside the mesh: no destination sidecar, no mTLS). It is an Envoy
 //!   with `NAMESPACE` node metadata, and per service port an Istio-shaped inbound listener:
 //!   `traffic_direction: INBOUND`, `tls_inspector`, a DownstreamTlsContext that requires and
-//!   verifies a client certificate, the SAME filter and policy as the caller (inline, or
+//!   verifies a client certificate, the SAME filter, and the caller's policy as `generate` shards
+//!   it for that namespace ([`destination_policy`]: its destination shard) (inline, or
 //!   through its own ECDS file when the caller uses ECDS; [`Envoy::update_policy`] updates
 //!   every end), then the router to an `inbound|<port>||` cluster carrying `istio.services`
 //!   metadata, whose endpoint is the application (the kit's upstream listener, answering
@@ -694,6 +695,19 @@ impl BothEnds {
     }
 }
 
+/// The policy a destination sidecar of `namespace` loads, as `generate` shards it: the
+/// namespace's destination shard when `policy` is valid and a tenant owns `namespace`; else
+/// `policy` itself (an invalid one must reach the filter as it is, to be refused there; one
+/// that already is a destination shard, as a vector's, is not cut again).
+pub fn destination_policy(policy: &str, namespace: &str) -> String {
+    tenant_egress_core::validate::validate_json(policy.as_bytes())
+        .ok()
+        .filter(|(spec, _)| spec.destination_shard.is_empty())
+        .and_then(|(spec, _)| tenant_egress_core::shard::destination_shard_for(&spec, namespace))
+        .and_then(|shard| serde_json::to_string(&shard).ok())
+        .unwrap_or_else(|| policy.to_owned())
+}
+
 fn start_destination(
     cfg: &EnvoyConfig,
     namespace: &str,
@@ -711,10 +725,11 @@ fn start_destination(
         let mut next = || free.next().unwrap_or_default();
         let inbound: BTreeMap<_, _> = ports.iter().map(|r| (r.upstream_key(), next())).collect();
         let apps: BTreeMap<_, _> = ports.iter().map(|r| (r.upstream_key(), next())).collect();
+        let sharded = destination_policy(policy, namespace);
         let launch = crate::envoy::DestinationLaunch {
             cfg,
             namespace,
-            policy,
+            policy: &sharded,
             keep_on_failure,
         };
         match Envoy::launch_destination(launch, |dir| {

@@ -824,7 +824,8 @@ impl Envoy {
     /// Delivers a new wasm plugin configuration (policy JSON) through ECDS,
     /// same module and failure policy as at start. Does not wait.
     ///
-    /// Through both ends, every destination sidecar gets the same policy.
+    /// Through both ends, every destination sidecar gets the same policy, as its namespace's
+    /// destination shard ([`crate::ends::destination_policy`]).
     pub fn update_policy(&self, policy_json: &str) {
         let (wasm, failure_policy) = self
             .ecds_state()
@@ -833,7 +834,8 @@ impl Envoy {
             .expect("update_policy needs EnvoyConfig::wasm_filter_ecds");
         self.update_ecds(&wasm_typed_config(&wasm, policy_json, &failure_policy));
         for d in self.destinations() {
-            d.envoy.update_policy(policy_json);
+            d.envoy
+                .update_policy(&crate::ends::destination_policy(policy_json, &d.namespace));
         }
     }
 

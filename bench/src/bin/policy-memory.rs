@@ -2,10 +2,13 @@
 //! per host entry), the peak heap while compiling, and the compile time, by wrapping the system
 //! allocator in a counting one around [`Policy::from_json`].
 //!
-//! Usage: `policy-memory [--markdown] [--shard] [RULES...]` (default sizes 10, 1000, 10000,
-//! 100000). With `--shard`, each row is instead the shard one sidecar loads under sharded
-//! distribution (`tenant_egress_core::shard::shard_for`): that of the namespace of the tenant
-//! whose rule count is closest to 100, in the RULES-rule policy.
+//! Usage: `policy-memory [--markdown] [--shard|--destination-shard] [RULES...]` (default sizes
+//! 10, 1000, 10000, 100000). With `--shard`, each row is instead the shard one sidecar loads
+//! under sharded distribution (`tenant_egress_core::shard::shard_for`): that of the namespace
+//! of the tenant whose rule count is closest to 100, in the RULES-rule policy; with
+//! `--destination-shard`, that namespace's destination-end shard
+//! (`tenant_egress_core::shard::destination_shard_for`), whose rule column counts the rules it
+//! carries.
 //! Build with `--release`: the time is meaningless otherwise.
 #![allow(unsafe_code)] // a GlobalAlloc impl is unsafe by definition; it only forwards to System.
 
@@ -78,12 +81,19 @@ struct Row {
     tenants: usize,
 }
 
-fn measure(rules: usize, shard: bool) -> Result<Row, String> {
+/// Which document a row measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Whole,
+    Shard,
+    DestinationShard,
+}
+
+fn measure(rules: usize, cut: Cut) -> Result<Row, String> {
     let whole = generate_policy_bytes(rules, DEFAULT_SEED);
-    let (bytes, rules) = if shard {
-        shard_of_a_100_rule_tenant(&whole)?
-    } else {
-        (whole, rules)
+    let (bytes, rules) = match cut {
+        Cut::Whole => (whole, rules),
+        cut => shard_of_a_100_rule_tenant(&whole, cut == Cut::DestinationShard)?,
     };
     // Warm-up (page faults, allocator pools), then the counted run.
     drop(Policy::from_json(&bytes).map_err(|e| e.to_string())?);
@@ -125,8 +135,8 @@ fn measure(rules: usize, shard: bool) -> Result<Row, String> {
 }
 
 /// The shard (JSON) of the first namespace of the tenant whose host entries number closest to
-/// 100, and that number.
-fn shard_of_a_100_rule_tenant(whole: &[u8]) -> Result<(Vec<u8>, usize), String> {
+/// 100 (or that namespace's destination shard), and the number of host entries it carries.
+fn shard_of_a_100_rule_tenant(whole: &[u8], destination: bool) -> Result<(Vec<u8>, usize), String> {
     let (spec, _) =
         tenant_egress_core::validate::validate_json(whole).map_err(|e| e.to_string())?;
     let rules = |t: &tenant_egress_core::spec::TenantSpec| -> usize {
@@ -145,6 +155,12 @@ fn shard_of_a_100_rule_tenant(whole: &[u8]) -> Result<(Vec<u8>, usize), String> 
         .namespaces
         .first()
         .ok_or("a tenant without namespaces")?;
+    if destination {
+        let shard = tenant_egress_core::shard::destination_shard_for(&spec, ns)
+            .ok_or("no destination shard")?;
+        let bytes = serde_json::to_vec(&shard).map_err(|e| e.to_string())?;
+        return Ok((bytes, shard.tenants.iter().map(rules).sum()));
+    }
     let shard = tenant_egress_core::shard::shard_for(&spec, ns);
     let bytes = serde_json::to_vec(&shard).map_err(|e| e.to_string())?;
     Ok((bytes, rules(tenant)))
@@ -156,16 +172,19 @@ fn mib(b: isize) -> f64 {
 
 fn main() -> std::process::ExitCode {
     let mut markdown = false;
-    let mut shard = false;
+    let mut cut = Cut::Whole;
     let mut sizes = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--markdown" => markdown = true,
-            "--shard" => shard = true,
+            "--shard" => cut = Cut::Shard,
+            "--destination-shard" => cut = Cut::DestinationShard,
             s => match s.replace('_', "").parse::<usize>() {
                 Ok(n) => sizes.push(n),
                 Err(_) => {
-                    eprintln!("usage: policy-memory [--markdown] [--shard] [RULES...]");
+                    eprintln!(
+                        "usage: policy-memory [--markdown] [--shard|--destination-shard] [RULES...]"
+                    );
                     return std::process::ExitCode::from(2);
                 }
             },
@@ -182,7 +201,7 @@ fn main() -> std::process::ExitCode {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for rules in sizes {
-        match measure(rules, shard) {
+        match measure(rules, cut) {
             Ok(r) => {
                 let per_rule = r.retained as f64 / r.rules as f64;
                 println!(

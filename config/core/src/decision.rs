@@ -132,11 +132,15 @@ pub enum Reason {
     SniMismatch,
     /// Destination end: a caller outside every tenant admitted by the tenant's `inbound`.
     InboundAllowed,
+    /// Destination end, sharded: the SNI names a host this workload serves that its namespace's
+    /// shard does not carry the rules for (not a Kubernetes service of the namespace, nor in its
+    /// tenant's `serves`).
+    UndeclaredService,
 }
 
 impl Reason {
     /// Every reason, for defining one counter each.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::Allowed,
         Reason::AllowAny,
         Reason::UnknownSource,
@@ -154,6 +158,7 @@ impl Reason {
         Reason::UntrustedPeer,
         Reason::SniMismatch,
         Reason::InboundAllowed,
+        Reason::UndeclaredService,
     ];
 
     /// The stable code.
@@ -176,6 +181,7 @@ impl Reason {
             Reason::UntrustedPeer => "untrusted-peer",
             Reason::SniMismatch => "sni-mismatch",
             Reason::InboundAllowed => "inbound-allowed",
+            Reason::UndeclaredService => "undeclared-service",
         }
     }
 

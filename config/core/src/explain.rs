@@ -340,6 +340,9 @@ pub fn terse_why(reason: Reason) -> &'static str {
         Reason::SniMismatch => {
             "the TLS server name does not name a service this workload serves on this port"
         }
+        Reason::UndeclaredService => {
+            "the TLS server name names a host this namespace's destination shard has no rules for"
+        }
         Reason::UnknownSource => {
             "the proxy has no NAMESPACE node metadata, so the source is unknown (fail closed)"
         }
@@ -537,6 +540,12 @@ pub fn explain(policy: &Policy, d: &Decision, source_ns: Option<&str>) -> String
         Reason::SniMismatch => write!(
             s,
             "the TLS SNI names {dest}, which this workload does not serve on this port"
+        ),
+        Reason::UndeclaredService => write!(
+            s,
+            "the TLS SNI names {dest}, which is neither a Kubernetes service of this namespace nor in \
+             its tenant's serves: this namespace's destination shard carries no rules for it (add \
+             it to serves, or generate --shard none)"
         ),
         Reason::InboundAllowed => match rule {
             Some(r) => write!(s, "admitted by {} \"{}\"", r.path, r.text),

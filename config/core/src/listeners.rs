@@ -567,6 +567,7 @@ impl Listeners<HostListener> {
                     })
                 }),
                 hosts: l.hosts.iter().map(ToString::to_string).collect(),
+                host_index: Vec::new(),
             })
             .collect()
     }

@@ -144,7 +144,36 @@ fn parse_host_pattern(host: &str) -> Result<HostPattern, HostEntryError> {
     })
 }
 
+/// One `serves` entry of a tenant (a host its pods serve through a ServiceEntry): an exact name,
+/// a `*.` wildcard, or `*` (every host: its destination shard then carries every rule naming a
+/// host in its namespace or `*`). The same dnsName grammar as a `hosts` entry's.
+pub fn parse_served(host: &str) -> Result<HostPattern, NameError> {
+    if host == "*" {
+        return Ok(HostPattern::All);
+    }
+    // An IPv4 address fails on its numeric last label, an IPv6 one on its ':'.
+    let name = name::check_dns_name(host, true)?.to_ascii_lowercase();
+    Ok(match name.strip_prefix('*') {
+        Some(suffix) => HostPattern::Suffix(suffix.to_owned()),
+        None => HostPattern::Exact(name),
+    })
+}
+
 impl HostPattern {
+    /// Whether some host is selected by both patterns: the destination end's shard keeps a
+    /// rule exactly when its dnsName overlaps a host the namespace serves.
+    pub fn overlaps(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (HostPattern::All, _) | (_, HostPattern::All) => true,
+            (HostPattern::Exact(h), p) | (p, HostPattern::Exact(h)) => p.covers(h),
+            // Two label-aligned suffixes (`.a.com`, `.b.a.com`) share hosts exactly when one
+            // ends with the other.
+            (HostPattern::Suffix(a), HostPattern::Suffix(b)) => {
+                a.ends_with(b.as_str()) || b.ends_with(a.as_str())
+            }
+        }
+    }
+
     /// Whether `host` (lowercase, no trailing dot) is selected by this pattern.
     /// Used by validation and the generators; request time uses the compiled index.
     pub fn covers(&self, host: &str) -> bool {

@@ -72,6 +72,19 @@ pub struct PolicySpec {
     /// and as one scalar (not ~1,500) they cost `generate` (and the API server) far less.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub known_namespaces: String,
+    /// Sharded destination end only (`crate::shard::destination_shard_for`): the namespace whose
+    /// inbound traffic this document decides. It carries only the rules that can name a host
+    /// that namespace serves (its Kubernetes services and its tenant's `serves`), so it refuses
+    /// any other host (`undeclared-service`) instead of deciding it without the rules.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub destination_shard: String,
+    /// Destination shard only: EVERY tenant of the whole policy, without hosts, so a caller is
+    /// known by its namespace and decided in its tenant's mode however few of its rules this
+    /// shard carries (`tenants` lists in full those that have some). One string of records
+    /// separated by single spaces, `name;mode;ns,ns;listener,listener` (grammar:
+    /// [`crate::shard::parse_directory`]): the same string in every shard, as one scalar.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant_directory: String,
     /// SPIFFE trust domains whose identities the destination end accepts
     /// (`spiffe://<trust domain>/ns/<ns>/sa/<sa>`). Empty means Istio's default,
     /// [`DEFAULT_TRUST_DOMAIN`]; list the aliases too when `meshConfig.trustDomainAliases` is set.
@@ -90,6 +103,10 @@ pub struct TenantSpec {
     pub name: String,
     /// Source namespaces owned by this tenant. A namespace belongs to at most one tenant.
     pub namespaces: Vec<String>,
+    /// Sharded distribution only: this tenant's position in the whole policy (a shard lists
+    /// only some tenants), so rule paths (`tenants[5].egress[0]`) name it as there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
     /// Overrides the document-wide `mode` for this tenant (roll out one tenant at a time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
@@ -107,6 +124,13 @@ pub struct TenantSpec {
     /// tenant's destinations (the inbound end; see [`crate::inbound`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbound: Vec<InboundSpec>,
+    /// Hosts this tenant's pods serve besides their Kubernetes services (`<svc>.<ns>.svc.<domain>`):
+    /// those of a ServiceEntry in one of its namespaces whose `workloadSelector` picks its pods.
+    /// Exact names or `*.` wildcards. Only the sharded destination end reads it: a namespace's
+    /// destination plugin carries the callers' rules for these hosts and its Kubernetes names,
+    /// and refuses any other host it is asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serves: Vec<String>,
 }
 
 /// An inbound allowance: a namespace outside every tenant, optionally narrowed to service
@@ -132,6 +156,10 @@ pub struct EgressSpec {
     /// Hosts in Istio's `namespace/dnsName` syntax (`./*`, `istio-system/*`, `*/api.example.com`,
     /// `~prod-us2/*`).
     pub hosts: Vec<String>,
+    /// Destination shard only: the position each of `hosts` has in the whole policy's entry
+    /// (a shard keeps only some), so rule paths name it as there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_index: Vec<u32>,
 }
 
 /// An Istio `SidecarPort`.

@@ -88,6 +88,18 @@ pub enum ErrorKind {
          a fallback plugin's document lists no tenant of the namespaces it delegates"
     )]
     DelegatedOwned(String, Path),
+    /// `destinationShard` names a namespace no tenant of the document owns.
+    #[error(
+        "namespace \"{0}\" is this destination shard's, but no tenant of the document owns it; \
+         a destination shard is generated for a tenant namespace (tenant-egress generate)"
+    )]
+    DestinationShardUnowned(String),
+    /// A `tenantDirectory` that does not parse, or contradicts the document's tenants.
+    #[error("{0}")]
+    TenantDirectory(String),
+    /// A `serves` entry that is not a DNS name (or a `*.` wildcard).
+    #[error("serves \"{0}\", which is not a DNS name or a \"*.\" wildcard: {1}")]
+    Served(String, NameError),
     /// A tenant without namespaces.
     #[error("a tenant needs at least one namespace")]
     NoNamespaces,
@@ -224,6 +236,8 @@ enum Kind {
     /// checks of meaning still run on the rest (as for an unknown field).
     Protocol,
     StrList,
+    /// A list of integers, each in a range.
+    IntList(i64, i64),
     /// A mapping of strings to strings (label selectors).
     StrMap,
     List(&'static Obj),
@@ -241,6 +255,7 @@ static PORT: Obj = Obj(&[
 static EGRESS: Obj = Obj(&[
     ("port", Kind::Object(&PORT), false),
     ("hosts", Kind::StrList, true),
+    ("hostIndex", Kind::IntList(0, u32::MAX as i64), false),
 ]);
 static WORKLOAD: Obj = Obj(&[
     ("name", Kind::Str, true),
@@ -254,6 +269,7 @@ static INBOUND: Obj = Obj(&[
 ]);
 const MODES: &[&str] = &["enforce", "audit"];
 static TENANT: Obj = Obj(&[
+    ("index", Kind::Int(0, u32::MAX as i64), false),
     ("name", Kind::Str, true),
     ("namespaces", Kind::StrList, true),
     ("mode", Kind::Enum(MODES), false),
@@ -265,6 +281,7 @@ static TENANT: Obj = Obj(&[
     ("egress", Kind::List(&EGRESS), false),
     ("workloads", Kind::List(&WORKLOAD), false),
     ("inbound", Kind::List(&INBOUND), false),
+    ("serves", Kind::StrList, false),
 ]);
 static POLICY: Obj = Obj(&[
     ("apiVersion", Kind::Str, true),
@@ -279,6 +296,8 @@ static POLICY: Obj = Obj(&[
     ("tenants", Kind::List(&TENANT), true),
     ("delegatedNamespaces", Kind::StrList, false),
     ("knownNamespaces", Kind::Str, false),
+    ("destinationShard", Kind::Str, false),
+    ("tenantDirectory", Kind::Str, false),
     ("trustDomains", Kind::StrList, false),
 ]);
 
@@ -358,6 +377,21 @@ fn check_kind(v: &mut Value, kind: Kind, path: &str, errors: &mut Vec<Validation
             }
             None => mismatch(path, "a list of strings", v, errors),
         },
+        Kind::IntList(lo, hi) => {
+            let ok = v.as_array().is_some_and(|a| {
+                a.iter()
+                    .all(|n| n.as_i64().is_some_and(|n| (lo..=hi).contains(&n)))
+            });
+            if !ok {
+                mismatch(
+                    path,
+                    &format!("a list of integers in {lo}..={hi}"),
+                    v,
+                    errors,
+                );
+                return Keep::Drop;
+            }
+        }
         Kind::StrMap => match v.as_object() {
             Some(map) => {
                 for (k, item) in map {
@@ -492,6 +526,9 @@ pub(crate) const WARNINGS: bool = cfg!(feature = "warnings");
 struct Checker {
     errors: Vec<ValidationError>,
     warnings: Vec<Warning>,
+    /// A destination shard (`destinationShard`) keeps every egress entry, for its port, but
+    /// only the hosts it can decide: an entry may be left with none.
+    empty_hosts_ok: bool,
 }
 
 impl Checker {
@@ -514,6 +551,7 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
     let mut c = Checker {
         errors: Vec::new(),
         warnings: Vec::new(),
+        empty_hosts_ok: !spec.destination_shard.is_empty(),
     };
     if spec.api_version != API_VERSION {
         c.err(
@@ -562,6 +600,14 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             }
         }
         identity::check_inbound(&mut c, &tp, tenant, spec);
+        for (i, host) in tenant.serves.iter().enumerate() {
+            if let Err(e) = crate::pattern::parse_served(host) {
+                c.err(
+                    format!("{tp}.serves[{i}]"),
+                    ErrorKind::Served(host.clone(), e),
+                );
+            }
+        }
         let namespaces: Vec<&str> = tenant
             .namespaces
             .iter()
@@ -650,6 +696,7 @@ pub fn lint(spec: &PolicySpec) -> Vec<Warning> {
     let mut c = Checker {
         errors: Vec::new(),
         warnings: Vec::new(),
+        empty_hosts_ok: false,
     };
     let claimed: HashMap<&str, String> = spec
         .tenants
@@ -909,6 +956,23 @@ fn check_shard_fields(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str
             c.err(path, ErrorKind::DelegatedOwned(ns.clone(), owner.clone()));
         }
     }
+    let shard = spec.destination_shard.as_str();
+    if !shard.is_empty() {
+        if let Err(e) = name::check_namespace(shard) {
+            c.err(
+                "destinationShard",
+                ErrorKind::Namespace(shard.to_owned(), e),
+            );
+        } else if !claimed.contains_key(shard) {
+            c.err(
+                "destinationShard",
+                ErrorKind::DestinationShardUnowned(shard.to_owned()),
+            );
+        }
+    }
+    if !spec.tenant_directory.is_empty() {
+        check_directory(c, spec, claimed);
+    }
     // Split on the single space only: any other whitespace is part of a (refused) name.
     let known = &spec.known_namespaces;
     for ns in known
@@ -917,6 +981,45 @@ fn check_shard_fields(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str
     {
         if let Err(e) = name::check_namespace(ns) {
             c.err("knownNamespaces", ErrorKind::Namespace(ns.to_owned(), e));
+        }
+    }
+}
+
+/// `tenantDirectory` (a destination shard's every tenant, `crate::shard::tenant_directory`):
+/// only in a destination shard; every record parses and names a valid tenant name and
+/// namespaces, and no namespace belongs to two tenants (a record for a tenant listed in full
+/// is that tenant: compiling skips it).
+fn check_directory(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap<&str, String>) {
+    let path = "tenantDirectory";
+    if spec.destination_shard.is_empty() {
+        c.err(
+            path,
+            ErrorKind::TenantDirectory(
+                "is set without destinationShard: only a destination shard lists the other tenants this way"
+                    .to_owned(),
+            ),
+        );
+    }
+    let records = match crate::shard::parse_directory(&spec.tenant_directory) {
+        Ok(r) => r,
+        Err(e) => {
+            c.err(path, ErrorKind::TenantDirectory(e.to_string()));
+            return;
+        }
+    };
+    let mut listed: HashMap<&str, String> = HashMap::default();
+    for (i, d) in records.iter().enumerate() {
+        let rp = format!("{path}[{i}]");
+        check_name(c, &rp, &d.name);
+        let full = spec.tenants.iter().any(|t| t.name == d.name);
+        for ns in &d.namespaces {
+            if let Err(e) = name::check_namespace(ns) {
+                c.err(&rp, ErrorKind::Namespace(ns.clone(), e));
+            } else if let Some(prev) = listed.insert(ns, rp.clone()) {
+                c.err(&rp, ErrorKind::NamespaceClaimed(ns.clone(), prev));
+            } else if let (false, Some(prev)) = (full, claimed.get(ns.as_str())) {
+                c.err(&rp, ErrorKind::NamespaceClaimed(ns.clone(), prev.clone()));
+            }
         }
     }
 }
@@ -1090,7 +1193,7 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: S
                 }
             }
         }
-        if entry.hosts.is_empty() {
+        if entry.hosts.is_empty() && !c.empty_hosts_ok {
             c.err(format!("{ep}.hosts"), ErrorKind::NoHosts);
         }
         parsed.push(check_hosts(c, &ep, &entry.hosts, scope));

@@ -809,6 +809,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             });
         }
         tenants.push(TenantSpec {
+            index: None,
             name: ns.clone(),
             namespaces: vec![ns],
             mode: None,
@@ -816,6 +817,7 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             egress: base.to_egress(),
             workloads: exceptions,
             inbound: Vec::new(),
+            serves: Vec::new(),
         });
     }
     let mut spec = PolicySpec {
@@ -836,6 +838,8 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
         tenants,
         delegated_namespaces: Vec::new(),
         known_namespaces: String::new(),
+        destination_shard: String::new(),
+        tenant_directory: String::new(),
         trust_domains: Vec::new(),
     };
     // The Sidecars name these on purpose today (istio-system, a shared monitoring): declared

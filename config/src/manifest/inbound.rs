@@ -16,7 +16,7 @@
 
 use serde::Serialize;
 
-use super::shard::{check_last, inbound_placements};
+use super::shard::{check_last, inbound_placements, Shard};
 use super::wasmplugin::{plugin, tcp_ports};
 use super::{tenant_mode, to_value, Doc, DocKind, GenerateError, Generated, Metadata, Options};
 use tenant_egress_core::spec::{Mode, PolicySpec};
@@ -73,23 +73,33 @@ pub(crate) fn generate(
         let mode = namespace_mode(spec, ns);
         let doc = plugin(INBOUND_PLUGIN_NAME, "HTTP", "SERVER", at, &[], opts)?;
         let comment = if i == 0 {
-            vec![
+            let mut c = vec![
                 "The destination end: the same filter on each tenant namespace's INBOUND HTTP. It decides".to_owned(),
                 "on the caller's verified mTLS identity (spiffe://<trust domain>/ns/<ns>/sa/<sa>) whether the".to_owned(),
                 "caller's own egress imports this service on this port, so a caller that switched off its own".to_owned(),
                 "sidecar (sidecar.istio.io/inject: \"false\", excludeOutboundPorts, hostNetwork) is still refused.".to_owned(),
-            ]
+            ];
+            if opts.wasm.shard == Shard::Namespace {
+                c.extend([
+                    "Each carries its namespace's destination shard: every tenant (tenantDirectory: namespaces,".to_owned(),
+                    "mode, ports) and the callers' rules that can name a service of this namespace or a host its".to_owned(),
+                    "tenant lists in `serves` (ServiceEntry hosts its pods serve); any other host is refused as".to_owned(),
+                    "undeclared-service. --shard none puts the whole policy here instead.".to_owned(),
+                ]);
+            }
+            c
         } else {
             Vec::new()
         };
-        // Every destination plugin carries the same (whole) policy: the first is checked.
+        // Each is checked as it is made (sharded, each carries its own namespace's shard; with
+        // `--shard none` the same whole policy, so an over-large one fails at the first).
         let mut push = |value, comment| {
             out.docs.push(Doc {
                 kind: DocKind::WasmPlugin,
                 comment,
                 value,
             });
-            if i == 0 {
+            if i == 0 || opts.wasm.shard == Shard::Namespace {
                 check_last(out, opts.max_object_bytes)?;
             }
             Ok::<(), GenerateError>(())

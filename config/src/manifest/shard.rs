@@ -7,11 +7,15 @@
 //! has no tenant (`unknownSource` decides) and lists the tenant namespaces as
 //! `delegatedNamespaces`, where the filter stands aside (`tenant_egress.fallback_skipped`), so a
 //! pod that gets both plugins has its requests decided once, by its namespace's plugin.
+//!
+//! The destination end ([`inbound_placements`]) is cut the other way: each tenant namespace's
+//! SERVER plugins carry every tenant (the caller may be anyone's), but only the rules that can
+//! name a host the namespace serves ([`tenant_egress_core::shard::destination_shard_for`]).
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use tenant_egress_core::shard::{fallback, Sharder};
+use tenant_egress_core::shard::{fallback, DestinationSharder, Sharder};
 use tenant_egress_core::spec::PolicySpec;
 
 use super::inbound::{INBOUND_NETWORK_PLUGIN_NAME, INBOUND_PLUGIN_NAME};
@@ -22,7 +26,8 @@ use crate::yaml::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shard {
     /// One plugin per tenant namespace with only its tenant, plus a mesh-wide fallback for
-    /// namespaces no tenant owns (the default).
+    /// namespaces no tenant owns; at the destination end, per tenant namespace the callers' rules
+    /// for its services (the default).
     Namespace,
     /// One plugin (per `--wasm-scope`) carrying the whole policy: small policies, or clusters
     /// that want one object.
@@ -188,6 +193,14 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
             INBOUND_PLUGIN_NAME | INBOUND_NETWORK_PLUGIN_NAME
         );
         let whose = match (tenant, delegated) {
+            _ if destination
+                && json
+                    .pointer("/spec/pluginConfig/destinationShard")
+                    .is_some() =>
+            {
+                "the destination end's shard (the callers' rules for this namespace's services)"
+                    .to_owned()
+            }
             _ if destination => {
                 "the destination end's policy (every caller tenant's rules)".to_owned()
             }
@@ -196,10 +209,18 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
             (None, None) => "the whole policy (--shard none)".to_owned(),
         };
         let what_to_do = match tenant {
+            _ if destination
+                && json
+                    .pointer("/spec/pluginConfig/destinationShard")
+                    .is_some() =>
+            {
+                "Its tenants' `serves` or `*/*` rules carry most of it: narrow them, or \
+                 generate --ends source"
+            }
             _ if destination => {
-                "The destination end decides with the caller's rules, and a \
-                                 ServiceEntry can make this namespace serve any host, so its \
-                                 plugin carries the whole policy: generate --ends source"
+                "The destination end decides with the callers' rules and carries the whole \
+                 policy with --shard none: use the default --shard namespace, or generate \
+                 --ends source"
             }
             Some(_) => "Split the tenant into smaller tenants",
             None => "Use the default --shard namespace (one object per tenant namespace)",
@@ -225,20 +246,22 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
 }
 
 /// The destination end's plugins (`--ends both|destination`): one per tenant namespace,
-/// whatever `--wasm-scope`, each with the WHOLE policy, sharded or not.
-///
-/// Not a shard, on purpose: the destination decides with the CALLER's tenant rules
-/// (`policy/inbound.rs`), so it needs every tenant's namespaces (a caller outside them is an
-/// unknown source) and every rule that can name a host this namespace serves. Kubernetes names
-/// (`svc.<ns>.svc.<domain>`) could be picked out, but a ServiceEntry can make this namespace's
-/// pods serve any host (`*/api.example.com` then decides), and which ones is not in the policy:
-/// a smaller document would refuse what the whole policy allows there. Its size is checked
-/// like every object's ([`check_sizes`]).
+/// whatever `--wasm-scope`. Sharded (the default), each carries its namespace's destination
+/// shard ([`tenant_egress_core::shard::destination_shard_for`]): every tenant, but only the
+/// callers' rules that can name a host the namespace serves (its Kubernetes services and its
+/// tenant's `serves`); with `--shard none`, the whole policy.
 pub(crate) fn inbound_placements(
     spec: &PolicySpec,
     opts: &Options,
 ) -> Result<Vec<Placement>, GenerateError> {
-    let config = Rc::new(to_value(spec)?);
+    enum Source<'a> {
+        Whole(Rc<Value>),
+        Sharded(DestinationSharder<'a>),
+    }
+    let source = match opts.wasm.shard {
+        Shard::Namespace => Source::Sharded(DestinationSharder::new(spec)),
+        Shard::None => Source::Whole(Rc::new(to_value(spec)?)),
+    };
     // Every tenant namespace, or a staged rollout's `--wasm-namespaces`.
     let namespaces: Vec<&str> = match opts.wasm.scope {
         WasmScope::Mesh => spec
@@ -248,15 +271,28 @@ pub(crate) fn inbound_placements(
             .collect(),
         WasmScope::Namespace => plugin_namespaces(spec, opts)?,
     };
-    Ok(namespaces
+    namespaces
         .into_iter()
-        .map(|ns| Placement {
-            namespace: ns.to_owned(),
-            config: config.clone(),
-            labels: Vec::new(),
-            fallback: false,
+        .map(|ns| {
+            let config = match &source {
+                Source::Whole(whole) => whole.clone(),
+                Source::Sharded(sharder) => {
+                    let shard = sharder.shard_for(ns).ok_or_else(|| {
+                        GenerateError::Option(format!(
+                            "namespace \"{ns}\" belongs to no tenant: the destination end goes only to tenant namespaces"
+                        ))
+                    })?;
+                    Rc::new(to_value(&shard)?)
+                }
+            };
+            Ok(Placement {
+                namespace: ns.to_owned(),
+                config,
+                labels: Vec::new(),
+                fallback: false,
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -267,7 +303,7 @@ mod tests {
     use super::*;
     use crate::manifest::{generate, DocKind, Ends, Selection};
     use serde_json::json;
-    use tenant_egress_core::shard::shard_for;
+    use tenant_egress_core::shard::{destination_shard_for, shard_for};
 
     fn spec() -> PolicySpec {
         let doc = json!({
@@ -313,11 +349,11 @@ mod tests {
             .collect()
     }
 
-    /// The destination end decides with the CALLER's rules: each tenant namespace's SERVER
-    /// plugins carry the whole policy (so its decisions are the whole policy's), while the
-    /// CLIENT plugins carry the namespace's shard, or the fallback in the root namespace.
+    /// Each tenant namespace's SERVER plugins carry its destination shard (`--shard none`: the
+    /// whole policy), while the CLIENT plugins carry the namespace's shard, or the fallback in
+    /// the root namespace.
     #[test]
-    fn the_destination_end_carries_the_whole_policy_and_the_source_end_its_shard() {
+    fn each_end_carries_its_own_shard() {
         let spec = spec();
         let whole = to_value(&spec).unwrap();
         let fb = to_value(&fallback(&spec)).unwrap();
@@ -326,7 +362,9 @@ mod tests {
         for (ns, mode, kind, config) in &got {
             match mode.as_str() {
                 "SERVER" => {
-                    assert_eq!(config, &whole, "{ns} {kind}");
+                    let shard = destination_shard_for(&spec, ns).unwrap();
+                    assert_eq!(config, &to_value(&shard).unwrap(), "{ns} {kind}");
+                    assert_eq!(shard.destination_shard, *ns);
                     server.push((ns.as_str(), kind.as_str()));
                 }
                 "CLIENT" if ns == "istio-system" => assert_eq!(config, &fb, "{kind}"),
@@ -349,6 +387,43 @@ mod tests {
                 ("b", "NETWORK")
             ]
         );
+        // b's destination shard: tenant a's rules for b's services (`b/*` on 5432) in full, and
+        // every tenant in the directory; a1's: tenant b's `a1/*` and a's own `./*`.
+        let b = destination_shard_for(&spec, "b").unwrap();
+        assert_eq!(b.tenant_directory, "a;;a1,a2;5432/TCP,* b;;b;*");
+        let hosts = |s: &PolicySpec, t: usize| -> Vec<Vec<String>> {
+            s.tenants[t]
+                .egress
+                .iter()
+                .map(|e| e.hosts.clone())
+                .collect()
+        };
+        assert_eq!(
+            hosts(&b, 0),
+            [vec!["b/*".to_owned()], vec![]],
+            "tenant a, at b"
+        );
+        assert_eq!(hosts(&b, 1), [vec!["./*".to_owned()]], "tenant b, at b");
+        let a1 = destination_shard_for(&spec, "a1").unwrap();
+        assert_eq!(
+            hosts(&a1, 0),
+            [vec![], vec!["./*".to_owned()]],
+            "tenant a, at a1"
+        );
+        assert!(
+            a1.tenants[0].egress[1].host_index.is_empty(),
+            "kept in place"
+        );
+        assert_eq!(hosts(&a1, 1), [vec!["a1/*".to_owned()]], "tenant b, at a1");
+        assert_eq!(a1.tenants[1].egress[0].host_index, [1]);
+        // --shard none: the whole policy at the destination.
+        let mut opts = options(Ends::Both);
+        opts.wasm.shard = Shard::None;
+        for (ns, mode, _, config) in plugins(&spec, &opts) {
+            if mode == "SERVER" {
+                assert_eq!(config, whole, "{ns}");
+            }
+        }
         // The source end alone: no SERVER plugin.
         let source = plugins(&spec, &options(Ends::Source));
         assert!(source.iter().all(|(_, mode, _, _)| mode == "CLIENT"));
@@ -359,19 +434,26 @@ mod tests {
     #[test]
     fn an_over_large_destination_plugin_is_refused_by_name() {
         let spec = spec();
-        let whole = json_size(&to_value(&spec).unwrap()).unwrap();
-        let shard = json_size(&to_value(&shard_for(&spec, "a1")).unwrap()).unwrap();
-        assert!(shard < whole);
-        // Room for every shard's plugin (the shard plus ~600 bytes of WasmPlugin), not the whole
-        // policy's.
+        // The limit: the largest object that is not a destination plugin.
+        let all = generate(&spec, &options(Ends::Both)).unwrap();
+        let size_of = |pred: &dyn Fn(&str) -> bool| {
+            all.docs
+                .iter()
+                .filter(|d| pred(d.value.to_json()["metadata"]["name"].as_str().unwrap_or("")))
+                .map(|d| json_size(&d.value).unwrap())
+                .max()
+                .unwrap()
+        };
+        let others = size_of(&|n| !n.starts_with(INBOUND_PLUGIN_NAME));
+        assert!(size_of(&|n| n == INBOUND_PLUGIN_NAME) > others);
         let opts = Options {
-            max_object_bytes: whole + 300,
+            max_object_bytes: others,
             ..options(Ends::Both)
         };
         let e = generate(&spec, &opts).unwrap_err().to_string();
         assert!(
             e.contains("WasmPlugin a1/tenant-egress-inbound is ")
-                && e.contains("the destination end's policy (every caller tenant's rules)")
+                && e.contains("the destination end's shard")
                 && e.contains("generate --ends source"),
             "{e}"
         );

@@ -233,7 +233,11 @@ pub(crate) fn generate(
     if opts.emit_root_default {
         let mut hosts = vec!["./*".to_owned()];
         hosts.extend(opts.shared_namespaces.iter().map(|ns| format!("{ns}/*")));
-        let egress = [EgressSpec { port: None, hosts }];
+        let egress = [EgressSpec {
+            port: None,
+            hosts,
+            host_index: Vec::new(),
+        }];
         out.docs.push(sidecar_doc(SidecarArgs {
             name: DEFAULT_SIDECAR_NAME,
             namespace: &opts.root_namespace,

@@ -101,8 +101,10 @@ pub fn render_end(e: &End, policy_json: &str, ports: &Ports, wasm: &str, pki: &s
     let (listeners, clusters) = match e.role {
         Role::Destination => {
             let cluster = inbound_cluster();
+            // The namespace's destination shard, as `tenant-egress generate` cuts it.
+            let shard = crate::ends::destination_policy(policy_json, e.namespace);
             let filters = json!([
-                network_wasm_filter_file(INBOUND_ROOT_ID, policy_json, wasm),
+                network_wasm_filter_file(INBOUND_ROOT_ID, &shard, wasm),
                 tcp_proxy_filter(&cluster),
             ]);
             // Istio's inbound listener for the port, as under PeerAuthentication PERMISSIVE: an

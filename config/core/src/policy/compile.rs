@@ -96,17 +96,21 @@ impl Policy {
         let mut tenant_of_ns = FxHashMap::default();
         let mut host_rules = 0usize;
         let mut tenants = Vec::with_capacity(spec.tenants.len());
-        for (t, ts) in spec.tenants.iter().enumerate() {
+        // A destination shard's other tenants, hosts left out (`tenantDirectory`), after its own.
+        let directory = crate::shard::directory_only(spec);
+        for (t, ts) in spec.tenants.iter().chain(&directory).enumerate() {
             let tid = u32::try_from(t).unwrap_or(u32::MAX);
             for ns in &ts.namespaces {
                 b.ns_id(ns);
                 tenant_of_ns.entry(ns.as_str().into()).or_insert(tid);
             }
-            let base = group(&mut b, t, None, &ts.egress, &mut host_rules);
+            // A shard's tenant is named by its place in the whole policy.
+            let named = ts.index.map_or(t, |i| i as usize);
+            let base = group(&mut b, named, None, &ts.egress, &mut host_rules);
             let mut views = vec![make_view(&mut b, &ts.egress, &[], &base, &[])];
             let mut workloads = Vec::with_capacity(ts.workloads.len());
             for (w, ws) in ts.workloads.iter().enumerate() {
-                let extra = group(&mut b, t, Some(w), &ws.egress, &mut host_rules);
+                let extra = group(&mut b, named, Some(w), &ws.egress, &mut host_rules);
                 views.push(make_view(&mut b, &ts.egress, &ws.egress, &base, &extra));
                 workloads.push(Workload {
                     name: ws.name.as_str().into(),
@@ -128,7 +132,7 @@ impl Policy {
                 outbound: ts.outbound_traffic_policy,
                 views,
                 workloads,
-                inbound: super::inbound::compile_allowances(&mut b.rules, t, &ts.inbound),
+                inbound: super::inbound::compile_allowances(&mut b.rules, named, &ts.inbound),
             });
         }
         for ns in spec.known_namespaces.split(' ').filter(|ns| !ns.is_empty()) {
@@ -167,6 +171,10 @@ impl Policy {
             rules: b.rules,
             host_rules,
             trust_domains: super::inbound::trust_domains(spec),
+            destination_shard: (!spec.destination_shard.is_empty()).then(|| {
+                let ns = spec.destination_shard.as_str();
+                (ns.into(), crate::shard::served_by(spec, ns).into())
+            }),
         }
     }
 }
@@ -199,6 +207,8 @@ fn group(
             let Ok(parsed) = raw.parse::<HostEntry>() else {
                 continue;
             };
+            // A destination shard keeps some hosts: named by their place in the whole policy.
+            let h = entry.host_index.get(h).map_or(h, |&i| i as usize);
             let id = b.rule(format!("{owner}.egress[{e}].hosts[{h}]"), raw.clone());
             *host_rules += 1;
             hosts.push((parsed, id));

@@ -257,15 +257,24 @@ impl Policy {
         if name_len > inbound::CLUSTER_BUF {
             return InboundService(Service::Malformed);
         }
-        let (Some(namespace), true) = (local, lands_here) else {
-            return InboundService(Service::Elsewhere(Destination {
-                kind: DestinationKind::Host,
-                host,
-                namespace: self.namespace_of_fqdn(host.as_bytes()),
-                port: Some(port),
-                address: None,
-            }));
+        let destination = Destination {
+            kind: DestinationKind::Host,
+            host,
+            namespace: self.namespace_of_fqdn(host.as_bytes()),
+            port: Some(port),
+            address: None,
         };
+        let (Some(namespace), true) = (local, lands_here) else {
+            return InboundService(Service::Elsewhere(destination));
+        };
+        // A destination shard decides only the hosts it has the rules for, in its namespace.
+        if let Some((shard_ns, served)) = &self.destination_shard {
+            let decides =
+                **shard_ns == *namespace.as_str() && served.iter().any(|p| p.covers(host.as_str()));
+            if !decides {
+                return InboundService(Service::Undeclared(destination));
+            }
+        }
         let cluster = authority::outbound_host(sni.host.as_bytes()).map(|host| {
             authority::Cluster::Outbound {
                 port,
@@ -312,6 +321,9 @@ impl Policy {
             Service::Unknown => return refuse(Reason::UnknownDestination, Destination::UNKNOWN),
             Service::Malformed => return refuse(Reason::MalformedCluster, Destination::UNKNOWN),
             Service::Elsewhere(destination) => return refuse(Reason::SniMismatch, *destination),
+            Service::Undeclared(destination) => {
+                return refuse(Reason::UndeclaredService, *destination)
+            }
             Service::Here { routed, namespace } => (routed, namespace),
         };
         // An IP-literal :authority (a ClusterIP the caller dialled) is confirmed at the caller's
@@ -404,6 +416,9 @@ enum Service {
     Malformed,
     /// A service not served here: `sni-mismatch`, with the service as the destination.
     Elsewhere(Destination),
+    /// A service served here that this destination shard has no rules for:
+    /// `undeclared-service`.
+    Undeclared(Destination),
     /// A service served here: the caller's outbound cluster, parsed, and this namespace.
     Here {
         routed: RoutedCluster,

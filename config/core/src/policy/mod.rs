@@ -131,6 +131,9 @@ pub struct Policy {
     host_rules: usize,
     /// SPIFFE trust domains the destination end accepts.
     trust_domains: Box<[Box<str>]>,
+    /// A destination shard (`destinationShard`): its namespace and the hosts it decides
+    /// ([`crate::shard::served_by`]); any other host is `undeclared-service`.
+    destination_shard: Option<(Box<str>, Box<[crate::pattern::HostPattern]>)>,
 }
 
 /// Policy loading failed.

@@ -113,12 +113,24 @@ pub(super) fn policy(v: Value) -> Option<PolicySpec> {
             None => String::new(),
             Some(v) => string(v)?,
         },
+        destination_shard: match m.remove("destinationShard") {
+            None => String::new(),
+            Some(v) => string(v)?,
+        },
+        tenant_directory: match m.remove("tenantDirectory") {
+            None => String::new(),
+            Some(v) => string(v)?,
+        },
     })
 }
 
 fn tenant(v: Value) -> Option<TenantSpec> {
     let mut m = object(v)?;
     Some(TenantSpec {
+        index: match m.remove("index") {
+            None => None,
+            Some(v) => Some(u32::try_from(v.as_u64()?).ok()?),
+        },
         name: string(m.remove("name")?)?,
         namespaces: strings(m.remove("namespaces")?)?,
         mode: match m.remove("mode") {
@@ -135,6 +147,10 @@ fn tenant(v: Value) -> Option<TenantSpec> {
         egress: list(m.remove("egress"), egress)?,
         workloads: list(m.remove("workloads"), workload)?,
         inbound: list(m.remove("inbound"), inbound)?,
+        serves: match m.remove("serves") {
+            None => Vec::new(),
+            Some(v) => strings(v)?,
+        },
     })
 }
 
@@ -157,6 +173,14 @@ fn egress(v: Value) -> Option<EgressSpec> {
             Some(v) => Some(port(v)?),
         },
         hosts: strings(m.remove("hosts")?)?,
+        host_index: match m.remove("hostIndex") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a
+                .into_iter()
+                .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect::<Option<_>>()?,
+            Some(_) => return None,
+        },
     })
 }
 

@@ -730,3 +730,78 @@ fn shard_fields_name_namespaces() {
         "{got:#?}"
     );
 }
+
+/// The destination shard's fields: `destinationShard` names a namespace the document's tenants
+/// own; only there may an egress entry have no hosts; `tenantDirectory` needs it, parses, and
+/// agrees with the tenants listed in full; `serves` entries are DNS names or wildcards.
+#[test]
+fn destination_shard_fields_are_checked() {
+    let paths = |v: Value| -> Vec<String> {
+        errors(v)
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.kind))
+            .collect()
+    };
+    let p = json!({"name": "p", "namespaces": ["p1"], "egress": [{"hosts": []}],
+                   "serves": ["db.example.com", "*.example.org"]});
+    // A valid destination shard: empty hosts, a directory naming p and another tenant.
+    let ok = json!({"apiVersion": API_VERSION, "tenants": [p], "destinationShard": "p1",
+        "tenantDirectory": "p;;p1;* q;audit;q1,q2;5432/TCP,*"});
+    let (spec, _) = validate_value(ok.clone()).unwrap();
+    let policy = crate::Policy::from_spec(&spec).unwrap();
+    assert_eq!(
+        policy.tenant_name(1),
+        Some("q"),
+        "the directory's own tenant is compiled"
+    );
+    // Without destinationShard: no empty hosts, no directory.
+    let mut plain = ok.clone();
+    plain.as_object_mut().unwrap().remove("destinationShard");
+    let got = paths(plain);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with("tenants[0].egress[0].hosts: hosts is empty"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("tenantDirectory: is set without destinationShard"),
+        "{got:#?}"
+    );
+    // An unowned shard namespace, a bad record, a bad serves entry.
+    let mut bad = ok.clone();
+    bad["destinationShard"] = json!("q1");
+    bad["tenantDirectory"] = json!("p;;p1;* q;sometimes;q1;*");
+    bad["tenants"][0]["serves"] = json!(["10.0.0.1", "a.*.example.com"]);
+    let got = paths(bad);
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(
+        got[0].starts_with("tenants[0].serves[0]: serves \"10.0.0.1\""),
+        "{got:#?}"
+    );
+    assert!(got[1].starts_with("tenants[0].serves[1]:"), "{got:#?}");
+    assert!(
+        got[2].contains("namespace \"q1\" is this destination shard's"),
+        "{got:#?}"
+    );
+    assert!(
+        got[3].starts_with("tenantDirectory: record 1 (\"q;sometimes;q1;*\") has a mode"),
+        "{got:#?}"
+    );
+    // A namespace of two tenants: twice in the directory, or of another full tenant.
+    let mut contra = ok;
+    contra["tenantDirectory"] = json!("p;;p1;* q;;q1,q1;* r;;p1;*");
+    let got = paths(contra);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with(
+            "tenantDirectory[1]: namespace \"q1\" is already claimed by tenantDirectory[1]"
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with(
+            "tenantDirectory[2]: namespace \"p1\" is already claimed by tenantDirectory[0]"
+        ),
+        "{got:#?}"
+    );
+}

@@ -257,8 +257,10 @@ struct GenerateArgs {
     #[arg(long)]
     allow_unpinned: bool,
     /// `namespace`: one WasmPlugin per tenant namespace carrying only its tenant (its shard),
-    /// plus a small mesh-wide fallback for namespaces no tenant owns. `none`: the whole policy in
-    /// every plugin (small policies; one object).
+    /// plus a small mesh-wide fallback for namespaces no tenant owns; at the destination end,
+    /// per tenant namespace every tenant's rules that can name one of its services (or a host
+    /// its tenant lists in `serves`; any other host is refused: undeclared-service). `none`: the
+    /// whole policy in every plugin (small policies; one object).
     #[arg(long, value_enum, default_value_t = manifest::Shard::Namespace)]
     shard: manifest::Shard,
     /// Refuse to emit any object whose JSON is larger (client-side `kubectl apply` stores a copy
