@@ -124,23 +124,15 @@ fn parse_host_pattern(host: &str) -> Result<HostPattern, HostEntryError> {
     if !trimmed.contains('.') && !trimmed.contains('*') {
         return Err(HostEntryError::ShortName(trimmed.to_owned()));
     }
-    // An address is hex digits, dots and colons only: any other byte and it is not one
-    // (most hosts; the parse is skipped).
-    let maybe_ip = trimmed
-        .bytes()
-        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
-    if maybe_ip && trimmed.parse::<std::net::IpAddr>().is_ok() {
+    if trimmed.parse::<std::net::IpAddr>().is_ok() {
         return Err(HostEntryError::IpAddress(trimmed.to_owned()));
     }
-    let mut name = name::check_dns_name(host, true)
+    let name = name::check_dns_name(host, true)
         .map_err(|e| HostEntryError::BadHost(host.to_owned(), e))?
         .to_ascii_lowercase();
-    Ok(if name.starts_with('*') {
-        // The suffix in the same allocation.
-        name.remove(0);
-        HostPattern::Suffix(name)
-    } else {
-        HostPattern::Exact(name)
+    Ok(match name.strip_prefix('*') {
+        Some(suffix) => HostPattern::Suffix(suffix.to_owned()),
+        None => HostPattern::Exact(name),
     })
 }
 
