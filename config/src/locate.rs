@@ -152,9 +152,15 @@ impl Places {
     /// Reads the places of `text`. Never fails: a text the parser refuses (the load reports
     /// that on its own) has no places, and messages then name paths only.
     pub fn parse(text: &str) -> Places {
-        Places {
-            root: crate::yaml::from_str::<Located>(text).ok(),
-        }
+        let root = match text.trim_start().starts_with('{') {
+            // JSON: lines are those of its tokens, found without the YAML parser (which builds
+            // its events and spans for every node: on a 100,000-rule policy that second parse
+            // cost as much as reading and validating it). A text the scanner does not take
+            // whole is left to the YAML parser, as any other.
+            true => json_places(text).or_else(|| crate::yaml::from_str::<Located>(text).ok()),
+            false => crate::yaml::from_str::<Located>(text).ok(),
+        };
+        Places { root }
     }
 
     /// The line of the deepest node of `path` that exists (a missing field is reported at its
@@ -459,9 +465,199 @@ fn path_len(s: &str) -> usize {
     end
 }
 
+/// The places of a JSON text: each node at the line its first token is on, as the YAML parser
+/// places them. `None` unless the text is exactly one JSON value this scanner reads as the YAML
+/// parser would (no carriage returns, no repeated key, integers that fit 64 bits, at most 128
+/// levels deep): anything else is the YAML parser's to read.
+fn json_places(text: &str) -> Option<Located> {
+    if text.contains('\r') {
+        return None;
+    }
+    let mut scan = JsonScan {
+        text,
+        pos: 0,
+        line: 1,
+    };
+    scan.skip_space();
+    let root = scan.value(0)?;
+    scan.skip_space();
+    (scan.pos == text.len()).then_some(root)
+}
+
+struct JsonScan<'a> {
+    text: &'a str,
+    pos: usize,
+    line: u32,
+}
+
+impl JsonScan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b) = self.peek() {
+            match b {
+                b'\n' => self.line += 1,
+                b' ' | b'\t' => {}
+                _ => return,
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// Consumes `b` (after white space).
+    fn eat(&mut self, b: u8) -> bool {
+        self.skip_space();
+        let found = self.peek() == Some(b);
+        if found {
+            self.pos += 1;
+        }
+        found
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Located> {
+        if depth > 128 {
+            return None;
+        }
+        self.skip_space();
+        let line = self.line;
+        let node = match self.peek()? {
+            b'{' => {
+                self.pos += 1;
+                let mut entries: Vec<(String, u32, Located)> = Vec::new();
+                if !self.eat(b'}') {
+                    loop {
+                        self.skip_space();
+                        let key_line = self.line;
+                        let key = self.string()?;
+                        if !self.eat(b':') {
+                            return None;
+                        }
+                        let value = self.value(depth + 1)?;
+                        entries.push((key, key_line, value));
+                        if self.eat(b'}') {
+                            break;
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                let mut keys: Vec<&str> = entries.iter().map(|(k, _, _)| k.as_str()).collect();
+                keys.sort_unstable();
+                if keys.windows(2).any(|w| w.first() == w.get(1)) {
+                    return None;
+                }
+                Node::Map(entries)
+            }
+            b'[' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if !self.eat(b']') {
+                    loop {
+                        items.push(self.value(depth + 1)?);
+                        if self.eat(b']') {
+                            break;
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                Node::Seq(items)
+            }
+            b'"' => Node::Scalar(Some(self.string()?)),
+            _ => self.literal()?,
+        };
+        Some(Located { line, node })
+    }
+
+    /// A string token, unescaped.
+    fn string(&mut self) -> Option<String> {
+        let bytes = self.text.as_bytes();
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.pos;
+        let mut end = start + 1;
+        let mut escaped = false;
+        loop {
+            match *bytes.get(end)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    end += 2;
+                }
+                b if b < 0x20 => return None,
+                _ => end += 1,
+            }
+        }
+        self.pos = end + 1;
+        if escaped {
+            serde_json::from_str(self.text.get(start..=end)?).ok()
+        } else {
+            self.text.get(start + 1..end).map(str::to_owned)
+        }
+    }
+
+    /// `true`, `false`, `null` or a number, as the YAML parser hands them to [`NodeVisitor`].
+    fn literal(&mut self) -> Option<Node> {
+        let rest = self.text.get(self.pos..)?;
+        let len = rest
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')))
+            .unwrap_or(rest.len());
+        let token = rest.get(..len)?;
+        self.pos += len;
+        match token {
+            "true" | "false" => Some(Node::Scalar(Some(token.to_owned()))),
+            "null" => Some(Node::Scalar(None)),
+            _ if serde_json::from_str::<serde_json::Number>(token).is_err() => None,
+            _ if token.contains(['.', 'e', 'E']) => Some(Node::Scalar(None)),
+            _ => {
+                if let Ok(n) = token.parse::<u64>() {
+                    Some(Node::Scalar(Some(n.to_string())))
+                } else {
+                    token
+                        .parse::<i64>()
+                        .ok()
+                        .map(|n| Node::Scalar(Some(n.to_string())))
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON scanner places every node where the YAML parser does.
+    #[test]
+    fn json_places_are_the_yaml_parsers() {
+        let texts = [
+            "{\n  \"apiVersion\": \"x\",\n  \"tenants\": [\n    {\"name\": \"a\"}\n  ]\n}\n",
+            "{\"a\":\n  {\"b\": [1,\n    2.5, true, false, null, -7, 0, 1e3, \"x\\ny\\u00e9\\\"\"],\n   \"c\": {}, \"d\": []\n  },\n\n  \"tenants\"\n  :\n  [\n    {\n      \"name\": \"t\\u00e9\", \"n\": 18446744073709551615\n    }\n  ]\n}",
+            "  {}  ",
+            "{\"x\": [[[], {}], \"\"]}\n\n",
+        ];
+        for text in texts {
+            let yaml = crate::yaml::from_str::<Located>(text).unwrap();
+            assert_eq!(json_places(text), Some(yaml), "{text}");
+        }
+        // Not taken whole: left to the YAML parser.
+        for text in [
+            "{\"a\": 1, \"a\": 2}",
+            "{\"a\": 1}\r\n",
+            "{\"a\": 1} x",
+            "{\"a\": 99999999999999999999}",
+            "{\"a\": tru}",
+            "{\"a\" 1}",
+        ] {
+            assert_eq!(json_places(text), None, "{text}");
+        }
+    }
 
     const DOC: &str = "apiVersion: tenant-egress/v1
 tenants:

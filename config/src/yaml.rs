@@ -12,8 +12,13 @@
 //! booleans" rather than meaning something else to kubectl. The writer quotes every string a
 //! reader could take for anything but a string.
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
+
+mod to_value;
 use serde::{Deserialize, Serialize};
 
 /// The largest input read, in bytes. A whole cluster's `kubectl get sidecars -A -o yaml`
@@ -107,14 +112,113 @@ pub fn from_str_multiple<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, Yaml
 /// URL must be greppable and read as written. A multi-line string (an embedded JSON policy)
 /// is a literal block (`|`), which keeps its lines as they are.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
+    let mut out = String::new();
+    write_to(&mut out, value)?;
+    Ok(out)
+}
+
+/// Appends [`to_string`]'s text to `out`.
+fn write_to<T: Serialize>(out: &mut String, value: &T) -> Result<(), YamlError> {
     let options = serde_saphyr::ser_options! {
         // Folding starts above this many characters: never, for any value we write.
         folded_wrap_chars: usize::MAX / 2,
     };
-    let mut out = String::new();
-    serde_saphyr::to_fmt_writer_with_options(&mut out, value, options)
-        .map_err(|e| YamlError::Write(e.to_string()))?;
-    Ok(out)
+    serde_saphyr::to_fmt_writer_with_options(out, value, options)
+        .map_err(|e| YamlError::Write(e.to_string()))
+}
+
+/// Writes many documents as [`to_string`] does, each [`Value::Shared`] subtree that ends a
+/// document (a plugin's `pluginConfig`, the last field of its `spec`) rendered once, not once
+/// per document: on a 100,000-rule policy the shards' texts are most of the output, and each is
+/// carried by the HTTP and the NETWORK plugin of every namespace of its tenant.
+///
+/// A block mapping's last entry reads the same whatever its siblings, so a document is its text
+/// with the subtree replaced by `null` up to that entry's line, then the subtree's own entry as
+/// rendered on its own at the same depth. Both are checked as they are cut; a document they do
+/// not fit is rendered whole.
+#[derive(Debug, Default)]
+pub struct Writer {
+    /// (subtree address, path of keys to it) -> its texts.
+    tails: HashMap<(usize, Vec<String>), Tail>,
+    /// The text of the document being written, reused.
+    buffer: String,
+    /// How many documents were written from a shared subtree's text (for the tests).
+    spliced: usize,
+}
+
+/// A shared subtree (kept alive, so the address stays its own), the line its entry reads
+/// with `null`, and its entry's text from that line on.
+type Tail = (Rc<Value>, String, String);
+
+/// The [`Value::Shared`] subtree that ends `value` (reached through the last entry of each
+/// mapping), the keys leading to it, and `value` with `null` in its place.
+pub(crate) fn split_shared_tail(value: &Value) -> Option<(Value, Vec<String>, Rc<Value>)> {
+    let mut path = Vec::new();
+    let mut at = value;
+    let shared = loop {
+        match at {
+            Value::Shared(inner) => break inner.clone(),
+            Value::Mapping(m) => {
+                let (key, last) = m.last()?;
+                path.push(key.clone());
+                at = last;
+            }
+            _ => return None,
+        }
+    };
+    let mut shell = value.clone();
+    let mut slot = &mut shell;
+    for key in &path {
+        slot = match slot {
+            Value::Mapping(m) => m.get_mut(key)?,
+            _ => return None,
+        };
+    }
+    *slot = Value::Null;
+    Some((shell, path, shared))
+}
+
+/// `leaf` under the mappings `path` names.
+fn nested(path: &[String], leaf: Value) -> Value {
+    path.iter().rev().fold(leaf, |inner, key| {
+        Value::Mapping(IndexMap::from_iter([(key.clone(), inner)]))
+    })
+}
+
+impl Writer {
+    /// Appends `value` as one YAML document to `out`.
+    pub fn write(&mut self, out: &mut String, value: &Value) -> Result<(), YamlError> {
+        let Some((shell, path, shared)) = split_shared_tail(value) else {
+            return write_to(out, value);
+        };
+        let key = (Rc::as_ptr(&shared) as usize, path);
+        if !self.tails.contains_key(&key) {
+            let null = to_string(&nested(&key.1, Value::Null))?;
+            let body = null.strip_suffix('\n').unwrap_or(&null);
+            let line_start = body.rfind('\n').map_or(0, |i| i + 1);
+            let (head, null_line) = null.split_at(line_start);
+            let whole = to_string(&nested(&key.1, Value::Shared(shared.clone())))?;
+            let Some(entry) = whole.strip_prefix(head) else {
+                return write_to(out, value);
+            };
+            let tail = (shared.clone(), null_line.to_owned(), entry.to_owned());
+            self.tails.insert(key.clone(), tail);
+        }
+        let Some((_, null_line, entry)) = self.tails.get(&key) else {
+            return write_to(out, value);
+        };
+        self.buffer.clear();
+        write_to(&mut self.buffer, &shell)?;
+        match self.buffer.strip_suffix(null_line.as_str()) {
+            Some(before) => {
+                out.push_str(before);
+                out.push_str(entry);
+                self.spliced += 1;
+                Ok(())
+            }
+            None => write_to(out, value),
+        }
+    }
 }
 
 /// A JSON-shaped tree whose mappings keep their insertion order: the generated objects read
@@ -126,8 +230,12 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
 /// `#[serde(untagged)]`, which buffers every value and tries each variant in turn, building
 /// (and formatting) an error for every string that is not a null, a bool or a number: most of
 /// `generate`'s time on a large policy, where every object passes through [`Value::from_serialize`].
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-#[serde(untagged)]
+///
+/// [`Value::Shared`] holds a subtree many objects carry unchanged (a shard's `pluginConfig`
+/// in the HTTP and the NETWORK plugin of each of a tenant's namespaces): it is built once,
+/// cloned as a pointer, and [`Writer`] renders it once. It is the same value as the tree it
+/// holds (equality, serialization, [`Value::get`], [`Value::to_json`] see through it).
+#[derive(Debug, Clone, Default)]
 pub enum Value {
     /// `null`.
     #[default]
@@ -142,6 +250,48 @@ pub enum Value {
     Sequence(Vec<Value>),
     /// A mapping, in insertion order.
     Mapping(IndexMap<String, Value>),
+    /// A subtree shared with other values (never read from input).
+    Shared(Rc<Value>),
+}
+
+impl Value {
+    /// The value itself, seen through any [`Value::Shared`].
+    fn resolved(&self) -> &Value {
+        let mut v = self;
+        while let Value::Shared(inner) = v {
+            v = inner;
+        }
+        v
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self.resolved(), other.resolved()) {
+            (Value::Null, Value::Null) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Number(a), Value::Number(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Sequence(a), Value::Sequence(b)) => a == b,
+            (Value::Mapping(a), Value::Mapping(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// As `#[serde(untagged)]` would serialize it, with a shared subtree written in place.
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => n.serialize(s),
+            Value::String(text) => s.serialize_str(text),
+            Value::Sequence(items) => items.serialize(s),
+            Value::Mapping(m) => m.serialize(s),
+            Value::Shared(inner) => inner.serialize(s),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Value {
@@ -215,24 +365,31 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
 }
 
 impl Value {
-    /// Any serializable value as an ordered tree (struct fields in declaration order).
+    /// Any serializable value as an ordered tree (struct fields in declaration order): what
+    /// [`Value::from_serialize_text`] gives, built directly.
     pub fn from_serialize<T: Serialize>(v: &T) -> Result<Value, serde_json::Error> {
-        // Through JSON text: serde_json reads object members in document order, and the
-        // visitor keeps that order in the IndexMap.
+        v.serialize(to_value::ToValue)
+    }
+
+    /// [`Value::from_serialize`] through JSON text: serde_json reads object members in
+    /// document order, and the visitor keeps that order in the IndexMap. The reference the
+    /// direct serializer is checked against.
+    pub fn from_serialize_text<T: Serialize>(v: &T) -> Result<Value, serde_json::Error> {
         serde_json::from_str(&serde_json::to_string(v)?)
     }
 
-    /// The member `key` of a mapping, to change.
+    /// The member `key` of a mapping, to change (a shared mapping is copied first).
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         match self {
             Value::Mapping(m) => m.get_mut(key),
+            Value::Shared(inner) => Rc::make_mut(inner).get_mut(key),
             _ => None,
         }
     }
 
     /// The member `key` of a mapping.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        match self {
+        match self.resolved() {
             Value::Mapping(m) => m.get(key),
             _ => None,
         }
@@ -249,6 +406,7 @@ impl Value {
             Value::Mapping(m) => {
                 serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }
+            Value::Shared(inner) => inner.to_json(),
         }
     }
 }
@@ -279,6 +437,72 @@ mod tests {
         assert!(text.contains("json: |-\n"), "{text}");
         let back: Value = from_str(&text).unwrap();
         assert_eq!(back, doc);
+    }
+
+    /// A document with a shared subtree at its end is written as [`to_string`] writes it,
+    /// whatever the subtree (a mapping, an empty one, a sequence, a scalar, a multi-line
+    /// string), however deep, and whether it was written before or not.
+    #[test]
+    fn the_writer_renders_shared_tails_as_to_string_does() {
+        let v = |json: serde_json::Value| Value::from_serialize(&json).unwrap();
+        let shared: Vec<Rc<Value>> = [
+            serde_json::json!({"apiVersion": "x", "tenants": [{"name": "a", "hosts": ["./*", "*/*"]}], "n": 1}),
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!(["yes", "no", {"a": null}]),
+            serde_json::json!("on"),
+            serde_json::json!("multi\nline"),
+            serde_json::json!(null),
+        ]
+        .into_iter()
+        .map(|j| Rc::new(v(j)))
+        .collect();
+        let mut docs = Vec::new();
+        for s in &shared {
+            // (A serde_json::Value's keys are sorted: the order is built here.)
+            let entries = |e: Vec<(&str, Value)>| {
+                Value::Mapping(e.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            };
+            docs.push(entries(vec![
+                ("apiVersion", Value::String("v1".into())),
+                ("kind", Value::String("K".into())),
+                (
+                    "metadata",
+                    v(serde_json::json!({"name": "n", "labels": {"a": "b"}})),
+                ),
+                (
+                    "spec",
+                    entries(vec![
+                        ("url", Value::String("oci://x".into())),
+                        ("match", v(serde_json::json!([{"mode": "CLIENT"}]))),
+                        ("pluginConfig", Value::Shared(s.clone())),
+                    ]),
+                ),
+            ]));
+            // At the top, one level down, and as the whole document.
+            docs.push(Value::Mapping(IndexMap::from_iter([
+                ("a".to_owned(), Value::Bool(true)),
+                ("b".to_owned(), Value::Shared(s.clone())),
+            ])));
+            docs.push(Value::Shared(s.clone()));
+            // Not at the end: written whole.
+            docs.push(Value::Mapping(IndexMap::from_iter([
+                ("b".to_owned(), Value::Shared(s.clone())),
+                ("c".to_owned(), Value::Null),
+            ])));
+        }
+        let mut writer = Writer::default();
+        let mut out = String::new();
+        let mut expected = String::new();
+        // Twice: the second round is written from the cache.
+        for doc in docs.iter().chain(docs.iter()) {
+            writer.write(&mut out, doc).unwrap();
+            expected.push_str(&to_string(doc).unwrap());
+        }
+        assert_eq!(out, expected);
+        // Every document ending in a shared subtree (3 of each 4), in both rounds, was
+        // written from its text.
+        assert_eq!(writer.spliced, 2 * 3 * shared.len());
     }
 
     #[test]

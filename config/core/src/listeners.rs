@@ -496,15 +496,14 @@ pub type SidecarEgress = Listeners<HostListener>;
 
 /// Appends the entries of `from` not yet in `into` (`seen` mirrors `into`: a linear
 /// `contains` made a 24,000-host tenant quadratic).
-fn push_unique(
+fn push_unique<'a>(
     into: &mut Vec<HostEntry>,
-    seen: &mut std::collections::BTreeSet<HostEntry>,
-    from: impl IntoIterator<Item = HostEntry>,
+    seen: &mut rustc_hash::FxHashSet<&'a HostEntry>,
+    from: &'a [HostEntry],
 ) {
     for e in from {
-        if !seen.contains(&e) {
-            seen.insert(e.clone());
-            into.push(e);
+        if seen.insert(e) {
+            into.push(e.clone());
         }
     }
 }
@@ -518,20 +517,25 @@ impl Listeners<HostListener> {
 
     /// The Sidecar egress of a tenant PLUS a workload exception: [`merge`], host by host.
     pub fn merged(tenant: &[EgressSpec], exception: &[EgressSpec]) -> Self {
+        // Each entry's hosts parsed once, however many listeners it applies to (a catch-all
+        // applies on every port its list does not declare).
+        let parse = |list: &[EgressSpec]| -> Vec<Vec<HostEntry>> {
+            list.iter()
+                .map(|e| e.hosts.iter().filter_map(|h| h.parse().ok()).collect())
+                .collect()
+        };
+        let (tenant_hosts, exception_hosts) = (parse(tenant), parse(exception));
         let hosts = |a: &Applied| {
             let mut out = Vec::new();
-            let mut seen = std::collections::BTreeSet::new();
+            // Which hosts are in already; `out` keeps their order.
+            let mut seen = rustc_hash::FxHashSet::default();
             for r in &a.entries {
                 let list = match r.origin {
-                    Origin::Tenant => tenant,
-                    Origin::Exception => exception,
+                    Origin::Tenant => &tenant_hosts,
+                    Origin::Exception => &exception_hosts,
                 };
                 if let Some(entry) = list.get(r.index) {
-                    push_unique(
-                        &mut out,
-                        &mut seen,
-                        entry.hosts.iter().filter_map(|h| h.parse().ok()),
-                    );
+                    push_unique(&mut out, &mut seen, entry);
                 }
             }
             HostListener {

@@ -28,12 +28,7 @@ use crate::spec::{EgressSpec, Mode, PolicySpec, PortSpec, TenantSpec, WorkloadSp
 fn named_namespaces(spec: &PolicySpec) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for t in &spec.tenants {
-        out.extend(t.namespaces.iter().cloned());
-        let egress = t
-            .egress
-            .iter()
-            .chain(t.workloads.iter().flat_map(|w| w.egress.iter()));
-        out.extend(egress.flat_map(named_in));
+        out.extend(tenant_named(t));
     }
     out.extend(
         spec.known_namespaces
@@ -42,6 +37,17 @@ fn named_namespaces(spec: &PolicySpec) -> BTreeSet<String> {
             .map(str::to_owned),
     );
     out.extend(spec.shared_namespaces.iter().cloned());
+    out
+}
+
+/// The namespaces one tenant names: its own, and those its hosts name.
+fn tenant_named(t: &TenantSpec) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = t.namespaces.iter().cloned().collect();
+    let egress = t
+        .egress
+        .iter()
+        .chain(t.workloads.iter().flat_map(|w| w.egress.iter()));
+    out.extend(egress.flat_map(named_in));
     out
 }
 
@@ -67,38 +73,63 @@ pub fn shard_for(spec: &PolicySpec, namespace: &str) -> PolicySpec {
 pub struct Sharder<'a> {
     spec: &'a PolicySpec,
     named: BTreeSet<String>,
+    /// What each tenant alone names (its namespaces and its hosts'), by tenant index: read
+    /// once, not again for each shard.
+    by_tenant: Vec<BTreeSet<String>>,
 }
 
 impl<'a> Sharder<'a> {
     /// Reads `spec` once.
     pub fn new(spec: &'a PolicySpec) -> Self {
+        let by_tenant: Vec<BTreeSet<String>> = spec.tenants.iter().map(tenant_named).collect();
+        // As `named_namespaces(spec)`, from the tenants' sets.
+        let mut named = named_namespaces(&PolicySpec {
+            tenants: Vec::new(),
+            known_namespaces: spec.known_namespaces.clone(),
+            ..header(spec)
+        });
+        named.extend(by_tenant.iter().flatten().cloned());
         Sharder {
             spec,
-            named: named_namespaces(spec),
+            named,
+            by_tenant,
         }
     }
 
     /// See [`shard_for`].
     pub fn shard_for(&self, namespace: &str) -> PolicySpec {
-        let tenants: Vec<_> = self
+        let owner = self
             .spec
             .tenants
             .iter()
-            .enumerate()
-            .filter(|(_, t)| t.namespaces.iter().any(|ns| ns == namespace))
-            .take(1)
+            .position(|t| t.namespaces.iter().any(|ns| ns == namespace));
+        let tenants: Vec<_> = owner
+            .and_then(|t| Some((t, self.spec.tenants.get(t)?)))
             .map(|(i, t)| TenantSpec {
                 index: u32::try_from(i).ok(),
                 ..t.clone()
             })
+            .into_iter()
             .collect();
         let mut shard = PolicySpec {
             tenants,
             ..header(self.spec)
         };
-        let own = named_namespaces(&shard);
+        // As `named_namespaces(&shard)` (whose knownNamespaces is still empty): its tenant's,
+        // and `sharedNamespaces`.
+        let mut own: BTreeSet<&String> = self.spec.shared_namespaces.iter().collect();
+        if let Some(mine) = owner.and_then(|t| self.by_tenant.get(t)) {
+            own.extend(mine);
+        }
+        // Both sets are sorted: one walk along each, not a lookup per name (a large policy
+        // names thousands of namespaces, for each of its hundreds of tenants).
+        let mut own = own.iter().peekable();
         let mut known = String::new();
-        for ns in self.named.iter().filter(|ns| !own.contains(*ns)) {
+        for ns in &self.named {
+            while own.next_if(|o| **o < ns).is_some() {}
+            if own.peek() == Some(&&ns) {
+                continue;
+            }
             if !known.is_empty() {
                 known.push(' ');
             }

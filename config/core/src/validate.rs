@@ -746,6 +746,11 @@ fn check_shared_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
 /// Validation warns about each (a likely typo: `istio-sytem/*`); `import` declares them shared
 /// (the Sidecars it reads name them on purpose).
 pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
+    unowned_namespaces_of(spec, &parsed_hosts(spec))
+}
+
+/// [`unowned_namespaces`] over the document's [`parsed_hosts`].
+fn unowned_namespaces_of(spec: &PolicySpec, hosts: &[HostAt<'_>]) -> BTreeMap<String, Vec<Path>> {
     let owned: std::collections::HashSet<&str> = spec
         .tenants
         .iter()
@@ -754,52 +759,79 @@ pub fn unowned_namespaces(spec: &PolicySpec) -> BTreeMap<String, Vec<Path>> {
         .collect();
     let svc_suffix = format!(".svc.{}", spec.cluster_domain.to_ascii_lowercase());
     let mut out: BTreeMap<String, Vec<Path>> = BTreeMap::new();
-    let mut add = |ns: &str, path: &str| {
+    let mut add = |ns: &str, at: &HostAt<'_>| {
         if !owned.contains(ns) {
+            let path = at.path();
             let places = out.entry(ns.to_owned()).or_default();
-            if places.last().map(String::as_str) != Some(path) {
-                places.push(path.to_owned());
+            if places.last() != Some(&path) {
+                places.push(path);
             }
         }
     };
-    for (_, path, _, parsed) in parsed_hosts(spec) {
-        if let NsSelector::Named(n) = &parsed.namespace {
-            add(n, &path);
+    for at in hosts {
+        if let NsSelector::Named(n) = &at.parsed.namespace {
+            add(n, at);
         }
         // `*/db.shared.svc...` names `shared` by its FQDN alone. Under a prefix, a different
         // FQDN namespace is the contradiction warned about on its own.
-        if parsed.namespace == NsSelector::Any {
-            if let Some(ns) = fqdn_namespace(&parsed, &svc_suffix) {
-                add(ns, &path);
+        if at.parsed.namespace == NsSelector::Any {
+            if let Some(ns) = fqdn_namespace(&at.parsed, &svc_suffix) {
+                add(ns, at);
             }
         }
     }
     out
 }
 
+/// One host of the document's egress lists that parses ([`parsed_hosts`]).
+struct HostAt<'a> {
+    tenant: &'a TenantSpec,
+    /// Tenant, workload exception (if any), egress entry and host indices.
+    t: usize,
+    w: Option<usize>,
+    e: usize,
+    h: usize,
+    raw: &'a str,
+    parsed: HostEntry,
+}
+
+impl HostAt<'_> {
+    /// `tenants[t].egress[e].hosts[h]` or `tenants[t].workloads[w].egress[e].hosts[h]`: built
+    /// only for the hosts a message names.
+    fn path(&self) -> Path {
+        let (t, e, h) = (self.t, self.e, self.h);
+        match self.w {
+            Some(w) => format!("tenants[{t}].workloads[{w}].egress[{e}].hosts[{h}]"),
+            None => format!("tenants[{t}].egress[{e}].hosts[{h}]"),
+        }
+    }
+}
+
 /// Every host of the document's egress lists that parses, in document order, with its tenant
-/// and its path (`tenants[t].egress[e].hosts[h]`, `tenants[t].workloads[w].egress[e].hosts[h]`).
-/// Authoring-time walks only (it allocates a path per host).
-fn parsed_hosts(spec: &PolicySpec) -> Vec<(&TenantSpec, Path, &str, HostEntry)> {
+/// and its place. Authoring-time walks only.
+fn parsed_hosts(spec: &PolicySpec) -> Vec<HostAt<'_>> {
     let mut out = Vec::new();
     for (t, tenant) in spec.tenants.iter().enumerate() {
-        let lists = std::iter::once((format!("tenants[{t}]"), &tenant.egress)).chain(
+        let lists = std::iter::once((None, &tenant.egress)).chain(
             tenant
                 .workloads
                 .iter()
                 .enumerate()
-                .map(|(w, wl)| (format!("tenants[{t}].workloads[{w}]"), &wl.egress)),
+                .map(|(w, wl)| (Some(w), &wl.egress)),
         );
-        for (owner, egress) in lists {
+        for (w, egress) in lists {
             for (e, entry) in egress.iter().enumerate() {
                 for (h, raw) in entry.hosts.iter().enumerate() {
                     if let Ok(parsed) = raw.parse::<HostEntry>() {
-                        out.push((
+                        out.push(HostAt {
                             tenant,
-                            format!("{owner}.egress[{e}].hosts[{h}]"),
-                            raw.as_str(),
+                            t,
+                            w,
+                            e,
+                            h,
+                            raw: raw.as_str(),
                             parsed,
-                        ));
+                        });
                     }
                 }
             }
@@ -828,7 +860,8 @@ fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
         .collect();
     known.sort_unstable();
     known.dedup();
-    for (ns, places) in unowned_namespaces(spec) {
+    let hosts = parsed_hosts(spec);
+    for (ns, places) in unowned_namespaces_of(spec, &hosts) {
         let Some((first, rest)) = places.split_first() else {
             continue;
         };
@@ -854,20 +887,21 @@ fn warn_unowned_namespaces(c: &mut Checker, spec: &PolicySpec, claimed: &HashMap
         );
     }
     let svc_suffix = format!(".svc.{}", spec.cluster_domain.to_ascii_lowercase());
-    for (tenant, path, raw, parsed) in parsed_hosts(spec) {
-        let Some(fqdn_ns) = fqdn_namespace(&parsed, &svc_suffix) else {
+    for at in &hosts {
+        let Some(fqdn_ns) = fqdn_namespace(&at.parsed, &svc_suffix) else {
             continue;
         };
-        let selected: Vec<&str> = match &parsed.namespace {
+        let selected: Vec<&str> = match &at.parsed.namespace {
             NsSelector::Any => continue,
             NsSelector::Named(n) => vec![n.as_str()],
-            NsSelector::Own => tenant.namespaces.iter().map(String::as_str).collect(),
+            NsSelector::Own => at.tenant.namespaces.iter().map(String::as_str).collect(),
         };
         if selected.contains(&fqdn_ns) {
             continue;
         }
+        let raw = at.raw;
         c.warn(
-            path,
+            at.path(),
             format!(
                 "\"{raw}\" names a service of namespace \"{fqdn_ns}\", but its prefix selects \
                  {}: Istio looks the host up only there, so it never matches. One of the two is a \

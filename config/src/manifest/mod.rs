@@ -521,7 +521,74 @@ impl Format {
             Format::Json => render_json(docs),
         }
     }
+
+    /// [`Format::render`]'s text in pieces of about [`CHUNK_BYTES`], each handed to `emit` as it
+    /// is ready: a large output is written while the rest is rendered, and never held whole
+    /// (86 MB for a 100,000-rule policy). `emit`'s error stops the rendering.
+    pub fn render_chunks<E: From<GenerateError>>(
+        self,
+        header: &str,
+        docs: &[&Doc],
+        emit: &mut dyn FnMut(Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            Format::Yaml => {
+                let mut out = String::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+                out.push_str(header);
+                let mut writer = yaml::Writer::default();
+                for doc in docs {
+                    write_yaml_doc(&mut out, &mut writer, doc)?;
+                    if out.len() >= CHUNK_BYTES {
+                        let next = String::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+                        emit(std::mem::replace(&mut out, next).into_bytes())?;
+                    }
+                }
+                if !out.is_empty() {
+                    emit(out.into_bytes())?;
+                }
+                Ok(())
+            }
+            Format::Json => {
+                struct Chunks<'a, E> {
+                    buf: Vec<u8>,
+                    emit: &'a mut dyn FnMut(Vec<u8>) -> Result<(), E>,
+                    failed: Option<E>,
+                }
+                impl<E> std::io::Write for Chunks<'_, E> {
+                    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                        self.buf.extend_from_slice(bytes);
+                        if self.buf.len() >= CHUNK_BYTES {
+                            let next = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+                            if let Err(e) = (self.emit)(std::mem::replace(&mut self.buf, next)) {
+                                self.failed = Some(e);
+                                return Err(std::io::Error::other("output stopped"));
+                            }
+                        }
+                        Ok(bytes.len())
+                    }
+                    fn flush(&mut self) -> std::io::Result<()> {
+                        Ok(())
+                    }
+                }
+                let mut chunks = Chunks {
+                    buf: Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4),
+                    emit,
+                    failed: None,
+                };
+                let written = serde_json::to_writer_pretty(&mut chunks, &json_list(docs));
+                if let Some(e) = chunks.failed.take() {
+                    return Err(e);
+                }
+                written.map_err(|e| GenerateError::Serialize(e.to_string()))?;
+                chunks.buf.push(b'\n');
+                (chunks.emit)(chunks.buf)
+            }
+        }
+    }
 }
+
+/// About how many bytes of output [`Format::render_chunks`] hands on at once.
+pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// The command line value of a `clap::ValueEnum` option.
 fn flag_value<T: clap::ValueEnum>(v: &T) -> String {
@@ -615,40 +682,55 @@ pub fn header(source: &str, command: &str) -> String {
 /// Renders documents as one multi-document YAML stream with the header on top.
 pub fn render_yaml(header: &str, docs: &[&Doc]) -> Result<String, GenerateError> {
     let mut out = String::from(header);
+    let mut writer = yaml::Writer::default();
     for doc in docs {
-        out.push_str("---\n");
-        for line in &doc.comment {
-            if line.is_empty() {
-                out.push_str("#\n");
-            } else {
-                out.push_str("# ");
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        let text =
-            yaml::to_string(&doc.value).map_err(|e| GenerateError::Serialize(e.to_string()))?;
-        out.push_str(&text);
+        write_yaml_doc(&mut out, &mut writer, doc)?;
     }
     Ok(out)
 }
 
-/// Renders documents as one `v1` `List` (what `kubectl apply -f` accepts as JSON).
-pub fn render_json(docs: &[&Doc]) -> Result<String, GenerateError> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct List<'a> {
-        api_version: &'static str,
-        kind: &'static str,
-        items: Vec<&'a Value>,
+/// One document of [`render_yaml`]: its separator, its comment, its YAML.
+fn write_yaml_doc(
+    out: &mut String,
+    writer: &mut yaml::Writer,
+    doc: &Doc,
+) -> Result<(), GenerateError> {
+    out.push_str("---\n");
+    for line in &doc.comment {
+        if line.is_empty() {
+            out.push_str("#\n");
+        } else {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
     }
-    let list = List {
+    writer
+        .write(out, &doc.value)
+        .map_err(|e| GenerateError::Serialize(e.to_string()))
+}
+
+/// One `v1` `List` of the documents (what `kubectl apply -f` accepts as JSON).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    items: Vec<&'a Value>,
+}
+
+fn json_list<'a>(docs: &[&'a Doc]) -> List<'a> {
+    List {
         api_version: "v1",
         kind: "List",
         items: docs.iter().map(|d| &d.value).collect(),
-    };
-    let mut text =
-        serde_json::to_string_pretty(&list).map_err(|e| GenerateError::Serialize(e.to_string()))?;
+    }
+}
+
+/// Renders documents as one `v1` `List` (what `kubectl apply -f` accepts as JSON).
+pub fn render_json(docs: &[&Doc]) -> Result<String, GenerateError> {
+    let mut text = serde_json::to_string_pretty(&json_list(docs))
+        .map_err(|e| GenerateError::Serialize(e.to_string()))?;
     text.push('\n');
     Ok(text)
 }

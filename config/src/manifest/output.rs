@@ -42,6 +42,15 @@ pub enum OutputError {
     },
 }
 
+impl From<super::GenerateError> for OutputError {
+    fn from(e: super::GenerateError) -> Self {
+        OutputError::Usage(e.to_string())
+    }
+}
+
+/// Hands on one piece of output ([`super::Format::render_chunks`]).
+pub type Emit<'a> = dyn FnMut(Vec<u8>) -> Result<(), OutputError> + 'a;
+
 const KINDS: [DocKind; 5] = [
     DocKind::Sidecar,
     DocKind::WasmPlugin,
@@ -90,13 +99,43 @@ pub fn is_generated(text: &str) -> bool {
             && text.contains(&format!("\"{MANAGED_BY_LABEL}\": \"{MANAGED_BY}\"")))
 }
 
-/// Writes `text` through a temporary file and a rename, so a reader never sees half a file.
-fn write_atomic(path: &Path, text: &str) -> Result<(), OutputError> {
+/// Writes what `render` emits through a temporary file and a rename, so a reader never sees
+/// half a file. The file is written on a thread of its own while `render` goes on: on a large
+/// policy the kernel's copy of the output is as long as its rendering.
+fn write_atomic(
+    path: &Path,
+    render: impl FnOnce(&mut Emit<'_>) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    use std::io::Write;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io("write", path))
+    let mut file = std::fs::File::create(&tmp).map_err(io("write", &tmp))?;
+    // A few pieces in flight at most: rendering waits for a slow disk rather than piling up.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        for chunk in rx {
+            file.write_all(&chunk)?;
+        }
+        Ok(())
+    });
+    // A send fails only once the writer stopped on an error, which its result then says.
+    let rendered = render(&mut |chunk| {
+        tx.send(chunk)
+            .map_err(|_| OutputError::Usage("the output stopped".to_owned()))
+    });
+    drop(tx);
+    let written = writer
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the writing thread failed")));
+    let result = match (written, rendered) {
+        (Err(e), _) => Err(io("write", &tmp)(e)),
+        (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) => return std::fs::rename(&tmp, path).map_err(io("write", path)),
+    };
+    // Best effort: the error above is what matters.
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 /// Refuses to touch `path` when it exists and tenant-egress did not write it.
@@ -114,21 +153,28 @@ fn check_owned(path: &Path) -> Result<bool, OutputError> {
 }
 
 /// Writes the rendered documents to `target`; `render` turns a set of documents into the text
-/// of one file. Returns the lines to print on stderr (`wrote ...`, `removed ...`).
+/// of one file, handed on in pieces. Returns the lines to print on stderr (`wrote ...`,
+/// `removed ...`).
 pub fn write(
     target: &Target,
     format: Format,
     docs: &[Doc],
-    render: impl Fn(&[&Doc]) -> Result<String, OutputError>,
+    render: impl Fn(&[&Doc], &mut Emit<'_>) -> Result<(), OutputError>,
 ) -> Result<Vec<String>, OutputError> {
     let all: Vec<&Doc> = docs.iter().collect();
     match target {
         Target::Stdout => {
             use std::io::Write;
-            let text = render(&all)?;
+            // Whole before any of it is written: `generate | kubectl apply -f -` must not
+            // apply half an output that then fails.
+            let mut text = Vec::new();
+            render(&all, &mut |mut chunk| {
+                text.append(&mut chunk);
+                Ok(())
+            })?;
             std::io::stdout()
                 .lock()
-                .write_all(text.as_bytes())
+                .write_all(&text)
                 .map_err(io("write", Path::new("stdout")))?;
             Ok(Vec::new())
         }
@@ -144,7 +190,7 @@ pub fn write(
                 )));
             }
             check_owned(path)?;
-            write_atomic(path, &render(&all)?)?;
+            write_atomic(path, |emit| render(&all, emit))?;
             Ok(vec![format!(
                 "wrote {} ({} objects)",
                 path.display(),
@@ -171,7 +217,7 @@ pub fn write(
             for ((path, write), exists) in plan.iter().zip(existing) {
                 match write {
                     Some(ds) => {
-                        write_atomic(path, &render(ds)?)?;
+                        write_atomic(path, |emit| render(ds, emit))?;
                         said.push(format!("wrote {} ({} objects)", path.display(), ds.len()));
                     }
                     None if exists => {

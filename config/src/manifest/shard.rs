@@ -156,8 +156,25 @@ pub(crate) fn check_sizes(docs: &[Doc], max: usize) -> Result<(), GenerateError>
             "--max-object-bytes {max} is not in 1..={ETCD_MAX_OBJECT_BYTES} (etcd refuses objects over 1.5 MiB)"
         )));
     }
+    // A shared `pluginConfig` is counted once, not once per plugin carrying it: compact JSON
+    // writes a member's value the same wherever it sits, in place of the shell's `null`.
+    let mut shared_sizes: HashMap<usize, (Rc<Value>, usize)> = HashMap::new();
     for doc in docs {
-        let size = json_size(&doc.value)?;
+        let size = match crate::yaml::split_shared_tail(&doc.value) {
+            Some((shell, _, shared)) => {
+                let key = Rc::as_ptr(&shared) as usize;
+                let inner = match shared_sizes.get(&key) {
+                    Some((_, n)) => *n,
+                    None => {
+                        let n = json_size(&shared)?;
+                        shared_sizes.insert(key, (shared, n));
+                        n
+                    }
+                };
+                json_size(&shell)?.saturating_sub("null".len()) + inner
+            }
+            None => json_size(&doc.value)?,
+        };
         if size <= max {
             continue;
         }

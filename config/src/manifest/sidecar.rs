@@ -11,8 +11,11 @@
 //! before and after Istio 1.31) so that "reaches nothing" stays nothing.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use serde::Serialize;
+
+use crate::yaml::Value;
 
 use super::{
     tenant_mode, to_value, AuditSidecars, Doc, DocKind, GenerateError, Generated, Metadata,
@@ -41,7 +44,8 @@ struct Sidecar {
 struct SidecarSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     workload_selector: Option<WorkloadSelector>,
-    egress: Vec<Listener>,
+    /// `null` here; the listeners go in as a [`Value::Shared`] ([`sidecar_doc`]).
+    egress: Value,
     outbound_traffic_policy: Otp,
 }
 
@@ -93,12 +97,18 @@ fn listeners_to_yaml(l: &Listeners) -> Vec<Listener> {
     out
 }
 
+/// The `egress` of a Sidecar with these listeners, built once for every Sidecar carrying them
+/// (the tenant's namespaces all have the same).
+fn egress_value(l: &Listeners) -> Result<Rc<Value>, GenerateError> {
+    Ok(Rc::new(to_value(&listeners_to_yaml(l))?))
+}
+
 struct SidecarArgs<'a> {
     name: &'a str,
     namespace: &'a str,
     labels: &'a [(&'a str, &'a str)],
     selector: Option<&'a BTreeMap<String, String>>,
-    listeners: &'a Listeners,
+    egress: &'a Rc<Value>,
     outbound: OutboundTrafficPolicy,
     comment: Vec<String>,
 }
@@ -112,16 +122,20 @@ fn sidecar_doc(a: SidecarArgs<'_>) -> Result<Doc, GenerateError> {
             workload_selector: a.selector.map(|labels| WorkloadSelector {
                 labels: labels.clone(),
             }),
-            egress: listeners_to_yaml(a.listeners),
+            egress: Value::Null,
             outbound_traffic_policy: Otp {
                 mode: a.outbound.as_str(),
             },
         },
     };
+    let mut value = to_value(&doc)?;
+    if let Some(egress) = value.get_mut("spec").and_then(|s| s.get_mut("egress")) {
+        *egress = Value::Shared(a.egress.clone());
+    }
     Ok(Doc {
         kind: DocKind::Sidecar,
         comment: a.comment,
-        value: to_value(&doc)?,
+        value,
     })
 }
 
@@ -133,6 +147,7 @@ pub(crate) fn generate(
 ) -> Result<(), GenerateError> {
     for (t, tenant) in spec.tenants.iter().enumerate() {
         let base = Listeners::from_egress(&tenant.egress);
+        let base_egress = egress_value(&base)?;
         let open =
             tenant_mode(spec, t) == Mode::Audit && opts.audit_sidecars == AuditSidecars::Open;
         if open {
@@ -143,42 +158,58 @@ pub(crate) fn generate(
                 tenant.name
             ));
         }
+        // Each exception's Sidecar is the same in every namespace of the tenant: merged once.
+        let exceptions = if open {
+            Vec::new()
+        } else {
+            tenant
+                .workloads
+                .iter()
+                .filter(|w| !w.selector.is_empty())
+                .map(|w| {
+                    Ok((
+                        w,
+                        egress_value(&Listeners::merged(&tenant.egress, &w.egress))?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, GenerateError>>()?
+        };
+        let everything = if open {
+            Some(egress_value(&Listeners::everything())?)
+        } else {
+            None
+        };
         for ns in &tenant.namespaces {
             let labels = [(TENANT_LABEL, tenant.name.as_str())];
-            let (listeners, comment) = if open {
-                (
-                    Listeners::everything(),
+            let (egress, comment) = match &everything {
+                Some(everything) => (
+                    everything,
                     vec![format!(
                         "tenant {}, namespace {ns}: namespace-wide default, open while the tenant is in audit mode",
                         tenant.name
                     )],
-                )
-            } else {
-                (
-                    base.clone(),
+                ),
+                None => (
+                    &base_egress,
                     vec![format!(
                         "tenant {}, namespace {ns}: namespace-wide default",
                         tenant.name
                     )],
-                )
+                ),
             };
             out.docs.push(sidecar_doc(SidecarArgs {
                 name: DEFAULT_SIDECAR_NAME,
                 namespace: ns,
                 labels: &labels,
                 selector: None,
-                listeners: &listeners,
+                egress,
                 outbound: tenant.outbound_traffic_policy,
                 comment,
             })?);
-            if open {
-                continue;
-            }
             // Istio's workloadSelector selects by labels only: an exception by service account
             // alone has no Sidecar of its own (an empty selector would select every pod);
-            // `validate` warns about it.
-            for w in tenant.workloads.iter().filter(|w| !w.selector.is_empty()) {
-                let merged = Listeners::merged(&tenant.egress, &w.egress);
+            // `validate` warns about it. (None while the tenant's Sidecars are open.)
+            for (w, merged) in &exceptions {
                 let labels = [
                     (TENANT_LABEL, tenant.name.as_str()),
                     (WORKLOAD_LABEL, w.name.as_str()),
@@ -188,7 +219,7 @@ pub(crate) fn generate(
                     namespace: ns,
                     labels: &labels,
                     selector: Some(&w.selector),
-                    listeners: &merged,
+                    egress: merged,
                     outbound: tenant.outbound_traffic_policy,
                     comment: vec![format!(
                         "tenant {}, namespace {ns}, workload exception {}: the namespace-wide default \
@@ -212,7 +243,7 @@ pub(crate) fn generate(
             namespace: &opts.root_namespace,
             labels: &[],
             selector: None,
-            listeners: &Listeners::from_egress(&egress),
+            egress: &egress_value(&Listeners::from_egress(&egress))?,
             outbound: OutboundTrafficPolicy::RegistryOnly,
             comment: vec![
                 "mesh default: namespaces without a Sidecar of their own (owned by no tenant) \

@@ -115,8 +115,9 @@ fn fallback_comment(ns: &str) -> Vec<String> {
 /// `SERVER`: its inbound), on `ports` (all when empty), as the document to emit.
 ///
 /// The placement's configuration (the policy or its shard, already a [`Value`]) is put in after
-/// the rest is converted: converting it again, through JSON text, for each of thousands of
-/// plugins was most of `generate`'s time on a large policy.
+/// the rest is converted, as a [`Value::Shared`]: converting it again, through JSON text, or
+/// copying it, for each of thousands of plugins was most of `generate`'s time on a large
+/// policy; shared, it is also rendered once (`yaml::Writer`).
 pub(super) fn plugin(
     name: &'static str,
     kind: &'static str,
@@ -127,7 +128,7 @@ pub(super) fn plugin(
 ) -> Result<Value, GenerateError> {
     let mut doc = to_value(&plugin_shell(name, kind, mode, at, ports, opts))?;
     if let Some(config) = doc.get_mut("spec").and_then(|s| s.get_mut("pluginConfig")) {
-        *config = Value::clone(&at.config);
+        *config = Value::Shared(at.config.clone());
     }
     Ok(doc)
 }

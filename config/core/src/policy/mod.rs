@@ -165,6 +165,15 @@ impl Policy {
         Ok((spec, policy, warnings))
     }
 
+    /// Compiles a spec that [`validate::validate_value`] (or [`validate::validate_json`])
+    /// accepted, without checking it again: for a caller that validates once and compiles only
+    /// when it decides requests (`generate` never does). A spec that was not validated is
+    /// compiled all the same, into a policy that may not mean what it says: use
+    /// [`Policy::from_spec`] for those.
+    pub fn from_validated(spec: &PolicySpec) -> Policy {
+        Self::compile_valid(spec)
+    }
+
     /// Validates and compiles a decoded spec.
     pub fn from_spec(spec: &PolicySpec) -> Result<Policy, PolicyError> {
         let (errors, warnings) = validate::check_meaning(spec);

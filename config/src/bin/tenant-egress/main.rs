@@ -544,7 +544,7 @@ fn validate(args: &ValidateArgs) -> Result<(), Fail> {
     };
     if args.json {
         let (diagnostics, summary) = match &result {
-            Ok(loaded) => (warnings_of(loaded), Some(loaded.policy.summary())),
+            Ok(loaded) => (warnings_of(loaded), Some(loaded.policy().summary())),
             // Not YAML at all (or over a limit): one error for the whole document; the
             // parser's message says where.
             Err(e @ (LoadError::Syntax { .. } | LoadError::Compile { .. })) => {
@@ -621,7 +621,7 @@ fn validate(args: &ValidateArgs) -> Result<(), Fail> {
         println!(
             "{}: valid ({}{warnings})",
             args.policy.display(),
-            loaded.policy.summary()
+            loaded.policy().summary()
         );
     }
     Ok(())
@@ -654,7 +654,7 @@ fn test(args: &TestArgs) -> Result<(), Fail> {
                 continue;
             }
         };
-        let outcome = case.run(&loaded.policy);
+        let outcome = case.run(loaded.policy());
         if outcome.passed() {
             passed += 1;
         } else {
@@ -753,7 +753,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
         destination_address: args.destination_address.clone(),
         protocol: args.protocol,
     };
-    if req.needs_port(&loaded.policy) {
+    if req.needs_port(loaded.policy()) {
         return Err(Fail(
             2,
             format!(
@@ -765,7 +765,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Fail> {
             ),
         ));
     }
-    let (decision, report) = req.report(&loaded.policy);
+    let (decision, report) = req.report(loaded.policy());
     let assumed = req.assumed_cluster(&decision);
     let enforcement = manifest::coverage::enforcement_point(&loaded.spec, &req);
     if args.json {
@@ -820,7 +820,7 @@ fn explain_batch(loaded: &Loaded, path: &Path) -> Result<(), Fail> {
             continue;
         }
         let value = match RequestSpec::from_batch_line(&line) {
-            Ok(req) => serde_json::to_value(req.report(&loaded.policy).1)
+            Ok(req) => serde_json::to_value(req.report(loaded.policy()).1)
                 .map_err(|e| Fail(2, e.to_string()))?,
             Err(error) => {
                 bad += 1;
@@ -881,10 +881,8 @@ fn generate(args: &GenerateArgs) -> Result<(), Fail> {
         &manifest::regenerate_command(&input, &opts, args.format),
     );
     let target = manifest::output::Target::of(&args.out);
-    let said = manifest::output::write(&target, args.format, &generated.docs, |docs| {
-        args.format
-            .render(&header, docs)
-            .map_err(|e| manifest::output::OutputError::Usage(e.to_string()))
+    let said = manifest::output::write(&target, args.format, &generated.docs, |docs, emit| {
+        args.format.render_chunks(&header, docs, emit)
     })
     .map_err(|e| Fail(2, format!("error: {e}")))?;
     for line in said {
