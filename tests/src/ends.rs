@@ -702,7 +702,6 @@ impl BothEnds {
 pub fn destination_policy(policy: &str, namespace: &str) -> String {
     tenant_egress_core::validate::validate_json(policy.as_bytes())
         .ok()
-        .filter(|(spec, _)| spec.destination_shard.is_empty())
         .and_then(|(spec, _)| tenant_egress_core::shard::destination_shard_for(&spec, namespace))
         .and_then(|shard| serde_json::to_string(&shard).ok())
         .unwrap_or_else(|| policy.to_owned())

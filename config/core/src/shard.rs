@@ -173,7 +173,7 @@ pub fn served_by(spec: &PolicySpec, namespace: &str) -> Vec<HostPattern> {
 /// workload exception (their ports decide which listener applies) but only such hosts; the
 /// owner's `inbound` and `serves`; every tenant in the `tenantDirectory` (a caller is known by
 /// its namespace and decided in its tenant's mode, whichever tenant it is);
-/// `destinationShard` set.
+/// `destinationShard` set. `None` also for a document that already is a destination shard.
 ///
 /// Why that decides as the whole policy for every host the namespace serves: at the destination
 /// the destination namespace is this one, so an entry `other/...` never selects, and `./...`
@@ -414,9 +414,13 @@ impl<'a> DestinationSharder<'a> {
         me
     }
 
-    /// See [`destination_shard_for`].
+    /// See [`destination_shard_for`]. `None` too for a document that already is a destination
+    /// shard: its other tenants are only in its directory, and cutting it again would lose them.
     pub fn shard_for(&self, namespace: &str) -> Option<PolicySpec> {
         let spec = self.spec;
+        if !spec.destination_shard.is_empty() {
+            return None;
+        }
         let owner = spec
             .tenants
             .iter()
