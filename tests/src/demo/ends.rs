@@ -579,10 +579,7 @@ pub fn format_connections(results: &[ConnectionResult]) -> String {
 mod tests {
     use super::*;
 
-    fn policy() -> Policy {
-        let json = super::super::render::read_policy(&super::super::render::demo_dir()).unwrap();
-        Policy::from_json(json.as_bytes()).unwrap().0
-    }
+    use super::super::committed_policy as policy;
 
     #[test]
     fn the_connections_are_what_the_policy_says_at_each_end() {

@@ -65,3 +65,14 @@ impl TextTable {
         self.line(header) + &self.line(&dashes)
     }
 }
+
+/// The committed demo policy (`demo/policy/`), compiled: what the tables' unit tests check
+/// their expectations against.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+fn committed_policy() -> tenant_egress_core::Policy {
+    let json = render::read_policy(&render::demo_dir()).unwrap();
+    tenant_egress_core::Policy::from_json(json.as_bytes())
+        .unwrap()
+        .0
+}
