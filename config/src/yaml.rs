@@ -135,7 +135,8 @@ fn write_to<T: Serialize>(out: &mut String, value: &T) -> Result<(), YamlError> 
 /// A block mapping's last entry reads the same whatever its siblings, so a document is its text
 /// with the subtree replaced by `null` up to that entry's line, then the subtree's own entry as
 /// rendered on its own at the same depth. Both are checked as they are cut; a document they do
-/// not fit is rendered whole.
+/// not fit is rendered whole. A shared subtree may itself end in one (each destination shard
+/// ends in the tenant directory they all carry): its text is made the same way.
 #[derive(Debug, Default)]
 pub struct Writer {
     /// (subtree address, path of keys to it) -> its texts.
@@ -178,6 +179,21 @@ pub(crate) fn split_shared_tail(value: &Value) -> Option<(Value, Vec<String>, Rc
     Some((shell, path, shared))
 }
 
+/// Whether a mapping's last entries lead to a [`Value::Shared`] subtree.
+fn ends_in_shared(value: &Value) -> bool {
+    let mut at = value;
+    loop {
+        match at {
+            Value::Shared(_) => return true,
+            Value::Mapping(m) => match m.last() {
+                Some((_, last)) => at = last,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+}
+
 /// `leaf` under the mappings `path` names.
 fn nested(path: &[String], leaf: Value) -> Value {
     path.iter().rev().fold(leaf, |inner, key| {
@@ -197,7 +213,15 @@ impl Writer {
             let body = null.strip_suffix('\n').unwrap_or(&null);
             let line_start = body.rfind('\n').map_or(0, |i| i + 1);
             let (head, null_line) = null.split_at(line_start);
-            let whole = to_string(&nested(&key.1, Value::Shared(shared.clone())))?;
+            // The subtree's own text: a shared subtree ending it (a destination shard's tenant
+            // directory) is in turn rendered once.
+            let whole = if ends_in_shared(&shared) {
+                let mut whole = String::new();
+                self.write(&mut whole, &nested(&key.1, Value::clone(&shared)))?;
+                whole
+            } else {
+                to_string(&nested(&key.1, Value::Shared(shared.clone())))?
+            };
             let Some(entry) = whole.strip_prefix(head) else {
                 return write_to(out, value);
             };
@@ -457,6 +481,21 @@ mod tests {
         .into_iter()
         .map(|j| Rc::new(v(j)))
         .collect();
+        // One that itself ends in a shared subtree (as a destination shard ends in the tenant
+        // directory), and another sharing that same subtree.
+        let directory = Rc::new(Value::String("a;;a1,a2;* b;audit;b;*".to_owned()));
+        let ending_in = |n: i64| {
+            Rc::new(Value::Mapping(IndexMap::from_iter([
+                ("n".to_owned(), Value::Number(n.into())),
+                (
+                    "tenantDirectory".to_owned(),
+                    Value::Shared(directory.clone()),
+                ),
+            ])))
+        };
+        let mut shared = shared;
+        shared.push(ending_in(1));
+        shared.push(ending_in(2));
         let mut docs = Vec::new();
         for s in &shared {
             // (A serde_json::Value's keys are sorted: the order is built here.)
@@ -501,8 +540,9 @@ mod tests {
         }
         assert_eq!(out, expected);
         // Every document ending in a shared subtree (3 of each 4), in both rounds, was
-        // written from its text.
-        assert_eq!(writer.spliced, 2 * 3 * shared.len());
+        // written from its text; so was the text of each of the last two shared subtrees at
+        // each of its 3 depths (once: it is kept).
+        assert_eq!(writer.spliced, 2 * 3 * shared.len() + 2 * 3);
     }
 
     #[test]

@@ -72,9 +72,13 @@ fn a_tenant_namespace_is_decided_once_by_its_shard() {
         fallback.contains("\"delegatedNamespaces\":[\"team-01\",\"team-02\",\"team-03\"]"),
         "{fallback}"
     );
-    // team-02's shard names the namespace its tenant does not (for Istio's short names).
+    // team-02's shard names every namespace of the policy, team-03 among them, which its
+    // tenant does not (for Istio's short names).
     let shard = config_of(&configs, "team-02");
-    assert!(shard.contains("\"knownNamespaces\":\"team-03\""), "{shard}");
+    assert!(
+        shard.contains("\"knownNamespaces\":\"team-01 team-02 team-03\""),
+        "{shard}"
+    );
     let envoy = EnvoyConfig::new("team-02")
         .service("api", "team-01", &[8080])
         .service("db", "team-03", &[8080])

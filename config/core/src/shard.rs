@@ -63,7 +63,7 @@ fn named_in(e: &EgressSpec) -> impl Iterator<Item = String> + '_ {
 
 /// The shard of `spec` for sidecars in `namespace`: the document-wide settings, the tenant
 /// owning `namespace` (whole: its rules, exceptions and namespaces) or no tenant at all, and
-/// as `knownNamespaces` the other namespaces the whole policy names.
+/// as `knownNamespaces` every namespace the whole policy names.
 pub fn shard_for(spec: &PolicySpec, namespace: &str) -> PolicySpec {
     Sharder::new(spec).shard_for(namespace)
 }
@@ -72,27 +72,19 @@ pub fn shard_for(spec: &PolicySpec, namespace: &str) -> PolicySpec {
 /// gathered once.
 pub struct Sharder<'a> {
     spec: &'a PolicySpec,
-    named: BTreeSet<String>,
-    /// What each tenant alone names (its namespaces and its hosts'), by tenant index: read
-    /// once, not again for each shard.
-    by_tenant: Vec<BTreeSet<String>>,
+    /// `knownNamespaces`: every namespace the whole policy names, sorted. The same in every
+    /// shard (a shard's own namespaces among them, which compiling records once), so the
+    /// generated plugins all carry one string.
+    known: String,
 }
 
 impl<'a> Sharder<'a> {
     /// Reads `spec` once.
     pub fn new(spec: &'a PolicySpec) -> Self {
-        let by_tenant: Vec<BTreeSet<String>> = spec.tenants.iter().map(tenant_named).collect();
-        // As `named_namespaces(spec)`, from the tenants' sets.
-        let mut named = named_namespaces(&PolicySpec {
-            tenants: Vec::new(),
-            known_namespaces: spec.known_namespaces.clone(),
-            ..header(spec)
-        });
-        named.extend(by_tenant.iter().flatten().cloned());
+        let named: Vec<String> = named_namespaces(spec).into_iter().collect();
         Sharder {
             spec,
-            named,
-            by_tenant,
+            known: named.join(" "),
         }
     }
 
@@ -111,32 +103,11 @@ impl<'a> Sharder<'a> {
             })
             .into_iter()
             .collect();
-        let mut shard = PolicySpec {
+        PolicySpec {
             tenants,
+            known_namespaces: self.known.clone(),
             ..header(self.spec)
-        };
-        // As `named_namespaces(&shard)` (whose knownNamespaces is still empty): its tenant's,
-        // and `sharedNamespaces`.
-        let mut own: BTreeSet<&String> = self.spec.shared_namespaces.iter().collect();
-        if let Some(mine) = owner.and_then(|t| self.by_tenant.get(t)) {
-            own.extend(mine);
         }
-        // Both sets are sorted: one walk along each, not a lookup per name (a large policy
-        // names thousands of namespaces, for each of its hundreds of tenants).
-        let mut own = own.iter().peekable();
-        let mut known = String::new();
-        for ns in &self.named {
-            while own.next_if(|o| **o < ns).is_some() {}
-            if own.peek() == Some(&&ns) {
-                continue;
-            }
-            if !known.is_empty() {
-                known.push(' ');
-            }
-            known.push_str(ns);
-        }
-        shard.known_namespaces = known;
-        shard
     }
 }
 

@@ -66,30 +66,33 @@ pub struct PolicySpec {
     /// (`tenant_egress.fallback_skipped`), so no request is decided twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegated_namespaces: Vec<String>,
-    /// Sharded distribution only: the namespaces the whole policy names that this shard does
-    /// not, so Istio's short names (`svc.ns`) resolve exactly as under the whole policy.
-    /// One string, the names separated by single spaces: a shard repeats them in every plugin,
-    /// and as one scalar (not ~1,500) they cost `generate` (and the API server) far less.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub known_namespaces: String,
     /// Sharded destination end only (`crate::shard::destination_shard_for`): the namespace whose
     /// inbound traffic this document decides. It carries only the rules that can name a host
     /// that namespace serves (its Kubernetes services and its tenant's `serves`), so it refuses
     /// any other host (`undeclared-service`) instead of deciding it without the rules.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub destination_shard: String,
-    /// Destination shard only: EVERY tenant of the whole policy, without hosts, so a caller is
-    /// known by its namespace and decided in its tenant's mode however few of its rules this
-    /// shard carries (`tenants` lists in full those that have some). One string of records
-    /// separated by single spaces, `name;mode;ns,ns;listener,listener` (grammar:
-    /// [`crate::shard::parse_directory`]): the same string in every shard, as one scalar.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tenant_directory: String,
     /// SPIFFE trust domains whose identities the destination end accepts
     /// (`spiffe://<trust domain>/ns/<ns>/sa/<sa>`). Empty means Istio's default,
     /// [`DEFAULT_TRUST_DOMAIN`]; list the aliases too when `meshConfig.trustDomainAliases` is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trust_domains: Vec<String>,
+    /// Sharded distribution only: every namespace the whole policy names (tenants', those its
+    /// hosts name, `sharedNamespaces`), so Istio's short names (`svc.ns`) resolve exactly as under
+    /// the whole policy. One string, the names separated by single spaces: the same string in
+    /// every shard, as one scalar (not ~1,500), which `generate` renders and sizes once. After
+    /// the other fields but the tenant directory, so it ends every caller-end shard.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub known_namespaces: String,
+    /// Destination shard only: EVERY tenant of the whole policy, without hosts, so a caller is
+    /// known by its namespace and decided in its tenant's mode however few of its rules this
+    /// shard carries (`tenants` lists in full those that have some). One string of records
+    /// separated by single spaces, `name;mode;ns,ns;listener,listener` (grammar:
+    /// [`crate::shard::parse_directory`]): the same string in every shard, as one scalar.
+    /// The last field: it then ends every generated destination plugin, whose writer renders
+    /// and sizes its text once for all of them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant_directory: String,
 }
 
 /// Istio's default trust domain (`meshConfig.trustDomain`).

@@ -91,15 +91,16 @@ pub(crate) fn generate(
         } else {
             Vec::new()
         };
-        // Each is checked as it is made (sharded, each carries its own namespace's shard; with
-        // `--shard none` the same whole policy, so an over-large one fails at the first).
+        // With `--shard none` every plugin carries the same whole policy, so an over-large one
+        // fails at the first, before it is copied into every namespace's. (Shards are small and
+        // each its own: `generate` checks them with everything else at the end.)
         let mut push = |value, comment| {
             out.docs.push(Doc {
                 kind: DocKind::WasmPlugin,
                 comment,
                 value,
             });
-            if i == 0 || opts.wasm.shard == Shard::Namespace {
+            if i == 0 && opts.wasm.shard == Shard::None {
                 check_last(out, opts.max_object_bytes)?;
             }
             Ok::<(), GenerateError>(())

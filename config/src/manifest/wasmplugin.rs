@@ -217,7 +217,7 @@ pub(crate) fn generate(
                 namespaces.len()
             ));
             comment.push(
-                "of the policy (its tenant, the document-wide settings, the names of the other namespaces)."
+                "of the policy (its tenant, the document-wide settings, the names of all namespaces)."
                     .to_owned(),
             );
         }
