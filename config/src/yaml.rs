@@ -12,12 +12,12 @@
 //! booleans" rather than meaning something else to kubectl. The writer quotes every string a
 //! reader could take for anything but a string.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 
+mod emit;
 mod to_value;
 use serde::{Deserialize, Serialize};
 
@@ -127,120 +127,29 @@ fn write_to<T: Serialize>(out: &mut String, value: &T) -> Result<(), YamlError> 
         .map_err(|e| YamlError::Write(e.to_string()))
 }
 
-/// Writes many documents as [`to_string`] does, each [`Value::Shared`] subtree that ends a
-/// document (a plugin's `pluginConfig`, the last field of its `spec`) rendered once, not once
-/// per document: on a 100,000-rule policy the shards' texts are most of the output, and each is
-/// carried by the HTTP and the NETWORK plugin of every namespace of its tenant.
-///
-/// A block mapping's last entry reads the same whatever its siblings, so a document is its text
-/// with the subtree replaced by `null` up to that entry's line, then the subtree's own entry as
-/// rendered on its own at the same depth. Both are checked as they are cut; a document they do
-/// not fit is rendered whole. A shared subtree may itself end in one (each destination shard
-/// ends in the tenant directory they all carry): its text is made the same way.
+/// Writes many documents as [`to_string`] does, byte for byte, through the direct writer in
+/// `emit.rs` (each [`Value::Shared`] subtree written once: on a 100,000-rule policy the shards'
+/// texts are most of the output, each carried by the HTTP and the NETWORK plugin of every
+/// namespace of its tenant, and each ends in the same long string). A document it leaves to
+/// serde-saphyr (a multi-line string, a float...) is rendered by serde-saphyr whole.
 #[derive(Debug, Default)]
 pub struct Writer {
-    /// (subtree address, path of keys to it) -> its texts.
-    tails: HashMap<(usize, Vec<String>), Tail>,
-    /// The text of the document being written, reused.
-    buffer: String,
-    /// How many documents were written from a shared subtree's text (for the tests).
-    spliced: usize,
-}
-
-/// A shared subtree (kept alive, so the address stays its own), the line its entry reads
-/// with `null`, and its entry's text from that line on.
-type Tail = (Rc<Value>, String, String);
-
-/// The [`Value::Shared`] subtree that ends `value` (reached through the last entry of each
-/// mapping), the keys leading to it, and `value` with `null` in its place.
-pub(crate) fn split_shared_tail(value: &Value) -> Option<(Value, Vec<String>, Rc<Value>)> {
-    let mut path = Vec::new();
-    let mut at = value;
-    let shared = loop {
-        match at {
-            Value::Shared(inner) => break inner.clone(),
-            Value::Mapping(m) => {
-                let (key, last) = m.last()?;
-                path.push(key.clone());
-                at = last;
-            }
-            _ => return None,
-        }
-    };
-    let mut shell = value.clone();
-    let mut slot = &mut shell;
-    for key in &path {
-        slot = match slot {
-            Value::Mapping(m) => m.get_mut(key)?,
-            _ => return None,
-        };
-    }
-    *slot = Value::Null;
-    Some((shell, path, shared))
-}
-
-/// Whether a mapping's last entries lead to a [`Value::Shared`] subtree.
-fn ends_in_shared(value: &Value) -> bool {
-    let mut at = value;
-    loop {
-        match at {
-            Value::Shared(_) => return true,
-            Value::Mapping(m) => match m.last() {
-                Some((_, last)) => at = last,
-                None => return false,
-            },
-            _ => return false,
-        }
-    }
-}
-
-/// `leaf` under the mappings `path` names.
-fn nested(path: &[String], leaf: Value) -> Value {
-    path.iter().rev().fold(leaf, |inner, key| {
-        Value::Mapping(IndexMap::from_iter([(key.clone(), inner)]))
-    })
+    emitter: emit::Emitter,
+    /// How many documents serde-saphyr rendered (for the tests).
+    fallbacks: usize,
 }
 
 impl Writer {
     /// Appends `value` as one YAML document to `out`.
     pub fn write(&mut self, out: &mut String, value: &Value) -> Result<(), YamlError> {
-        let Some((shell, path, shared)) = split_shared_tail(value) else {
-            return write_to(out, value);
-        };
-        let key = (Rc::as_ptr(&shared) as usize, path);
-        if !self.tails.contains_key(&key) {
-            let null = to_string(&nested(&key.1, Value::Null))?;
-            let body = null.strip_suffix('\n').unwrap_or(&null);
-            let line_start = body.rfind('\n').map_or(0, |i| i + 1);
-            let (head, null_line) = null.split_at(line_start);
-            // The subtree's own text: a shared subtree ending it (a destination shard's tenant
-            // directory) is in turn rendered once.
-            let whole = if ends_in_shared(&shared) {
-                let mut whole = String::new();
-                self.write(&mut whole, &nested(&key.1, Value::clone(&shared)))?;
-                whole
-            } else {
-                to_string(&nested(&key.1, Value::Shared(shared.clone())))?
-            };
-            let Some(entry) = whole.strip_prefix(head) else {
-                return write_to(out, value);
-            };
-            let tail = (shared.clone(), null_line.to_owned(), entry.to_owned());
-            self.tails.insert(key.clone(), tail);
-        }
-        let Some((_, null_line, entry)) = self.tails.get(&key) else {
-            return write_to(out, value);
-        };
-        self.buffer.clear();
-        write_to(&mut self.buffer, &shell)?;
-        match self.buffer.strip_suffix(null_line.as_str()) {
-            Some(before) => {
-                out.push_str(before);
-                out.push_str(entry);
-                self.spliced += 1;
-                Ok(())
+        let start = out.len();
+        match self.emitter.document(out, value) {
+            Ok(()) => Ok(()),
+            Err(emit::Unsupported) => {
+                out.truncate(start);
+                self.fallbacks += 1;
+                write_to(out, value)
             }
-            None => write_to(out, value),
         }
     }
 }
@@ -463,11 +372,11 @@ mod tests {
         assert_eq!(back, doc);
     }
 
-    /// A document with a shared subtree at its end is written as [`to_string`] writes it,
-    /// whatever the subtree (a mapping, an empty one, a sequence, a scalar, a multi-line
-    /// string), however deep, and whether it was written before or not.
+    /// A document with shared subtrees is written as [`to_string`] writes it, whatever the
+    /// subtree (a mapping, an empty one, a sequence, a scalar, a multi-line string), wherever
+    /// it sits, and whether it was written before or not.
     #[test]
-    fn the_writer_renders_shared_tails_as_to_string_does() {
+    fn the_writer_writes_shared_subtrees_as_to_string_does() {
         let v = |json: serde_json::Value| Value::from_serialize(&json).unwrap();
         let shared: Vec<Rc<Value>> = [
             serde_json::json!({"apiVersion": "x", "tenants": [{"name": "a", "hosts": ["./*", "*/*"]}], "n": 1}),
@@ -539,10 +448,160 @@ mod tests {
             expected.push_str(&to_string(doc).unwrap());
         }
         assert_eq!(out, expected);
-        // Every document ending in a shared subtree (3 of each 4), in both rounds, was
-        // written from its text; so was the text of each of the last two shared subtrees at
-        // each of its 3 depths (once: it is kept).
-        assert_eq!(writer.spliced, 2 * 3 * shared.len() + 2 * 3);
+        // The second round copied shared texts the first one wrote.
+        assert!(writer.emitter.copied > 0);
+        // Some went to serde-saphyr (those holding the multi-line string, those whose top is
+        // not a mapping), not all (in both rounds).
+        assert!(writer.fallbacks > 0 && writer.fallbacks < 2 * docs.len());
+    }
+
+    /// A shared subtree is written once and copied into every later document carrying it at
+    /// the same place; a document the direct writer leaves alone is serde-saphyr's whole.
+    #[test]
+    fn shared_subtrees_are_copied_and_the_rest_falls_back_whole() {
+        let hosts = Rc::new(
+            Value::from_serialize(&serde_json::json!([
+                "./*",
+                "*/a.example.com",
+                "10.0.0.0/8",
+                "yes"
+            ]))
+            .unwrap(),
+        );
+        let doc = |name: &str| {
+            Value::Mapping(IndexMap::from_iter([
+                ("name".to_owned(), Value::String(name.to_owned())),
+                ("hosts".to_owned(), Value::Shared(hosts.clone())),
+            ]))
+        };
+        let mut writer = Writer::default();
+        let mut out = String::new();
+        let mut expected = String::new();
+        for name in ["a", "b", "c"] {
+            writer.write(&mut out, &doc(name)).unwrap();
+            expected.push_str(&to_string(&doc(name)).unwrap());
+        }
+        assert_eq!(out, expected);
+        assert!(
+            out.contains("- \"*/a.example.com\"\n- 10.0.0.0/8\n- \"yes\"\n"),
+            "{out}"
+        );
+        assert_eq!((writer.emitter.copied, writer.fallbacks), (2, 0));
+        let multi = Value::Mapping(IndexMap::from_iter([(
+            "json".to_owned(),
+            Value::String("{\n  \"a\": 1\n}".to_owned()),
+        )]));
+        out.clear();
+        writer.write(&mut out, &multi).unwrap();
+        assert_eq!(out, to_string(&multi).unwrap());
+        assert_eq!(writer.fallbacks, 1);
+    }
+
+    /// Any tree of the shapes generated objects take (and a few they never do) is written as
+    /// serde-saphyr writes it, byte for byte: strings from an alphabet of YAML's special
+    /// characters and words, keys likewise, numbers, booleans, nulls, empty and nested
+    /// collections, shared subtrees.
+    #[test]
+    fn the_writer_matches_serde_saphyr_on_random_trees() {
+        use proptest::prelude::*;
+        let word = prop_oneof![
+            Just(String::new()),
+            prop::sample::select(vec![
+                "yes",
+                "No",
+                "ON",
+                "off",
+                "y",
+                "N",
+                "true",
+                "False",
+                "null",
+                "~",
+                "nan",
+                "Inf",
+                ".inf",
+                "-.5",
+                "12",
+                "0x1f",
+                "1_000",
+                "2001-12-14",
+                "1:20",
+                "<<",
+                "=",
+                "---",
+                "...",
+                "./*",
+                "*/*",
+                "*",
+                "*.a.com",
+                "~/a.com",
+                "a: b",
+                "a #b",
+                "a#b",
+                "- a",
+                "-a",
+                "?",
+                "@x",
+                "%p",
+                "!t",
+                "&a",
+                "'q'",
+                "\"q\"",
+                "a\\b",
+                " lead",
+                "trail ",
+                "tab\tin",
+                "é",
+                "x\u{1}y",
+                "istio-system/*",
+                "app.kubernetes.io/name",
+                "10.0.0.0/8",
+                "::1",
+                "AUTHZ",
+                "tenant-0;;a,b;5432/TCP,* t1;audit;c;*",
+            ])
+            .prop_map(str::to_owned),
+            "[a-zA-Z0-9./*_:# -]{1,12}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::Number(n.into())),
+            any::<u64>().prop_map(|n| Value::Number(n.into())),
+            word.clone().prop_map(Value::String),
+        ];
+        let tree = leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Sequence),
+                prop::collection::vec((word.clone(), inner.clone()), 0..5)
+                    .prop_map(|e| Value::Mapping(e.into_iter().collect())),
+                inner.prop_map(|v| Value::Shared(Rc::new(v))),
+            ]
+        });
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 2000,
+            ..Default::default()
+        });
+        runner
+            .run(&tree, |v| {
+                let doc = Value::Mapping(IndexMap::from_iter([
+                    ("a".to_owned(), v.clone()),
+                    ("b".to_owned(), Value::Sequence(vec![v.clone(), v])),
+                ]));
+                let mut writer = Writer::default();
+                let mut out = String::new();
+                // Twice: the second time from the shared subtrees' texts.
+                writer
+                    .write(&mut out, &doc)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                writer
+                    .write(&mut out, &doc)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let once = to_string(&doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(out, format!("{once}{once}"));
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]
