@@ -324,6 +324,25 @@ pub fn generate_policy_bytes(rules: usize, seed: u64) -> Vec<u8> {
     serde_json::to_vec(&generate_policy(rules, seed)).unwrap_or_default()
 }
 
+/// The host entries of one tenant: its own and its workload exceptions'.
+pub fn tenant_host_entries(t: &tenant_egress_core::spec::TenantSpec) -> usize {
+    t.egress
+        .iter()
+        .chain(t.workloads.iter().flat_map(|w| w.egress.iter()))
+        .map(|e| e.hosts.len())
+        .sum()
+}
+
+/// The tenant whose host entries number closest to 100 (the generator's mean): whose shards
+/// `policy-memory --shard` / `--destination-shard` and `reload --end destination` measure.
+pub fn hundred_rule_tenant(
+    spec: &tenant_egress_core::PolicySpec,
+) -> Option<&tenant_egress_core::spec::TenantSpec> {
+    spec.tenants
+        .iter()
+        .min_by_key(|t| tenant_host_entries(t).abs_diff(100))
+}
+
 /// Counts the host entries of a policy document (tenants' and exceptions' `hosts`).
 pub fn count_host_entries(policy: &Value) -> usize {
     let egress_hosts = |owner: &Value| -> usize {

@@ -687,6 +687,11 @@ impl BothEnds {
         Some(d.app_hits(key).saturating_sub(base))
     }
 
+    /// The bypass listener (no filter of the caller's own) of the caller's listener `local`.
+    pub(crate) fn bypass_port(&self, local: u16) -> Option<u16> {
+        self.probe.bypass.get(&local).copied()
+    }
+
     /// The port of the application of `key`, if a destination of this run serves it.
     pub(crate) fn app_port(&self, key: &(String, String, u16)) -> Option<u16> {
         self.destinations

@@ -609,6 +609,19 @@ impl Envoy {
         }
     }
 
+    /// Through both ends: the bypass listener of the outbound listener of `service_port` (the
+    /// same routes and mTLS identity, no filter of the caller's own), where only the destination
+    /// sidecar decides ([`crate::ends`]).
+    pub fn bypass_port(&self, service_port: u16) -> u16 {
+        let local = self.listener_port(service_port);
+        match self.both.as_ref().and_then(|b| b.bypass_port(local)) {
+            Some(p) => p,
+            None => {
+                panic!("no bypass listener for service port {service_port}: not a both-ends run")
+            }
+        }
+    }
+
     /// Local port of the upstream listener of `svc.ns:port`.
     ///
     /// Through both ends, a mesh service's application sits behind its destination sidecar:

@@ -139,18 +139,9 @@ fn measure(rules: usize, cut: Cut) -> Result<Row, String> {
 fn shard_of_a_100_rule_tenant(whole: &[u8], destination: bool) -> Result<(Vec<u8>, usize), String> {
     let (spec, _) =
         tenant_egress_core::validate::validate_json(whole).map_err(|e| e.to_string())?;
-    let rules = |t: &tenant_egress_core::spec::TenantSpec| -> usize {
-        t.egress
-            .iter()
-            .chain(t.workloads.iter().flat_map(|w| w.egress.iter()))
-            .map(|e| e.hosts.len())
-            .sum()
-    };
-    let tenant = spec
-        .tenants
-        .iter()
-        .min_by_key(|t| rules(t).abs_diff(100))
-        .ok_or("the policy has no tenant")?;
+    let rules = tenant_egress_bench::tenant_host_entries;
+    let tenant =
+        tenant_egress_bench::hundred_rule_tenant(&spec).ok_or("the policy has no tenant")?;
     let ns = tenant
         .namespaces
         .first()
