@@ -662,6 +662,96 @@ spec:
     assert_eq!(v["paths"][0]["hosts"][0], "*/db.shared.svc.cluster.local");
 }
 
+/// A cluster whose prod pods serve a ServiceEntry host that uat's Sidecar imports.
+const SIDECARS_AND_SERVICE_ENTRIES: &str = "apiVersion: v1
+kind: List
+items:
+- apiVersion: networking.istio.io/v1
+  kind: Sidecar
+  metadata: {name: default, namespace: prod}
+  spec: {egress: [{hosts: [\"./*\"]}], outboundTrafficPolicy: {mode: REGISTRY_ONLY}}
+- apiVersion: networking.istio.io/v1
+  kind: Sidecar
+  metadata: {name: default, namespace: uat}
+  spec: {egress: [{hosts: [\"./*\", \"*/db.prod.example.com\"]}], outboundTrafficPolicy: {mode: REGISTRY_ONLY}}
+- apiVersion: networking.istio.io/v1
+  kind: ServiceEntry
+  metadata: {name: db, namespace: prod}
+  spec:
+    hosts: [db.prod.example.com, \"bad host\"]
+    location: MESH_INTERNAL
+    ports: [{number: 80, name: http, protocol: HTTP}]
+    resolution: STATIC
+    workloadSelector: {labels: {app: db}}
+- apiVersion: networking.istio.io/v1beta1
+  kind: ServiceEntry
+  metadata: {name: github, namespace: uat}
+  spec: {hosts: [api.github.com], location: MESH_EXTERNAL, resolution: DNS}
+";
+
+/// `kubectl get sidecars,serviceentries -A -o yaml | tenant-egress import -`, then `generate`:
+/// prod's destination plugin carries uat's rule for the host prod's pods serve, so the sharded
+/// destination end decides it instead of refusing it as undeclared-service.
+#[test]
+fn import_fills_serves_from_service_entries_and_generate_shards_by_it() {
+    let out = run(&["import", "-"], Some(SIDECARS_AND_SERVICE_ENTRIES));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ServiceEntry prod/db: hosts[1]: illegal host \"bad host\""),
+        "{err}"
+    );
+    assert!(!err.contains("not a networking.istio.io"), "{err}");
+    let policy = text(&out.stdout);
+    let p = write("imported-serves.yaml", &policy);
+    let p = p.to_str().unwrap();
+    let out = run(&["validate", "--json", p], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+    let out = run(&["generate", p, "--allow-unpinned"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let docs: Vec<serde_json::Value> =
+        tenant_egress_config::yaml::from_str_multiple(&text(&out.stdout)).unwrap();
+    let inbound = |ns: &str| {
+        docs.iter()
+            .find(|d| {
+                d["kind"] == "WasmPlugin"
+                    && d["metadata"]["name"] == "tenant-egress-inbound"
+                    && d["metadata"]["namespace"] == ns
+            })
+            .unwrap_or_else(|| panic!("no destination plugin in {ns}"))["spec"]["pluginConfig"]
+            .clone()
+    };
+    let tenant = |cfg: &serde_json::Value, name: &str| {
+        cfg["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+    };
+    let prod = inbound("prod");
+    assert_eq!(prod["destinationShard"], "prod", "{prod}");
+    assert_eq!(
+        tenant(&prod, "prod").unwrap()["serves"],
+        serde_json::json!(["db.prod.example.com"]),
+        "{prod}"
+    );
+    let uat =
+        tenant(&prod, "uat").unwrap_or_else(|| panic!("uat's rule is not in prod's shard: {prod}"));
+    assert_eq!(
+        uat["egress"][0]["hosts"],
+        serde_json::json!(["*/db.prod.example.com"]),
+        "{prod}"
+    );
+    // uat's selector-less ServiceEntry added nothing, and prod's host is not uat's.
+    let uat_shard = inbound("uat");
+    assert!(
+        tenant(&uat_shard, "uat").unwrap().get("serves").is_none(),
+        "{uat_shard}"
+    );
+}
+
 #[test]
 fn graph_views_namespace_and_whole() {
     let fenced = write("graph-fenced.yaml", TYPOS);

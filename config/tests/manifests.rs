@@ -990,7 +990,7 @@ fn import_warns_about_what_it_cannot_carry_or_looks_accidental() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     for needle in [
-        "warning: (stdin): document 1 is Deployment apps/v1, not a networking.istio.io Sidecar; skipped",
+        "warning: (stdin): document 1 is Deployment apps/v1, not a networking.istio.io Sidecar or ServiceEntry; skipped",
         "the root namespace's selector-less Sidecar is the mesh default",
         "--emit-root-default --shared-namespaces istio-system,monitoring",
         "applies only to pods of istio-system itself",

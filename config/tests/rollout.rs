@@ -169,7 +169,7 @@ fn replay(log: &Path, today: &[Value]) -> Vec<Step> {
             .map(str::to_owned)
             .collect();
         match args.first().map(String::as_str) {
-            Some("get") => assert_eq!(args, ["get", "sidecars", "-A", "-o", "yaml"]),
+            Some("get") => assert_eq!(args, ["get", "sidecars,serviceentries", "-A", "-o", "yaml"]),
             Some("apply") => {
                 let (mut file, mut prune, mut selector, mut allow) =
                     (false, false, None::<(String, String)>, BTreeSet::new());

@@ -13,7 +13,14 @@
 //! - the root namespace's selector-less Sidecar is the mesh default: it is not turned into a
 //!   tenant (the namespaces it serves are not known from Sidecars alone), but namespaces that
 //!   only have workload Sidecars start from it, as Istio does;
-//! - `unknownSource: allow`, so the filter leaves namespaces without a Sidecar as they are today.
+//! - `unknownSource: allow`, so the filter leaves namespaces without a Sidecar as they are today;
+//! - the `hosts` of a ServiceEntry (`networking.istio.io` v1, v1beta1, v1alpha3) with a
+//!   `workloadSelector` go into the `serves` of its namespace's tenant (sorted, deduplicated):
+//!   Istio selects the workloads (pods, WorkloadEntries) of a ServiceEntry only in its own
+//!   namespace, so that namespace's pods serve those hosts, and the sharded destination end
+//!   refuses a served host that is neither a Kubernetes service of the namespace nor in `serves`
+//!   (`undeclared-service`). A ServiceEntry without a selector (external hosts, explicit
+//!   `endpoints`) adds nothing; one in a namespace that gets no tenant is reported.
 //!
 //! Anything that cannot be carried over (ingress, bind, captureMode, egressProxy, illegal hosts,
 //! a second selector-less Sidecar, other kinds) is skipped with a warning.
@@ -112,6 +119,17 @@ pub struct SidecarInfo {
     pub outbound: Option<OutboundTrafficPolicy>,
 }
 
+/// One ServiceEntry with a `workloadSelector`, as read: the hosts its namespace's pods serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntryInfo {
+    /// Where it came from (`file: ServiceEntry namespace/name`).
+    pub origin: String,
+    /// `metadata.namespace`: Istio selects its workloads in this namespace only.
+    pub namespace: String,
+    /// Its valid `hosts`, normalized (lowercase, no trailing dot) as `serves` holds them.
+    pub hosts: Vec<String>,
+}
+
 /// Splits a YAML stream into objects, expanding `kind: List` (and `*List`) items.
 pub fn documents(source_name: &str, text: &str) -> Result<Vec<Value>, ImportError> {
     let docs: Vec<Value> = crate::yaml::from_str_multiple(text).map_err(|e| ImportError {
@@ -149,6 +167,108 @@ fn is_sidecar(v: &Value) -> bool {
         && v.get("apiVersion")
             .and_then(Value::as_str)
             .is_some_and(|a| a.starts_with("networking.istio.io/"))
+}
+
+fn is_service_entry(v: &Value) -> bool {
+    v.get("kind").and_then(Value::as_str) == Some("ServiceEntry")
+        && matches!(
+            v.get("apiVersion").and_then(Value::as_str),
+            Some(
+                "networking.istio.io/v1"
+                    | "networking.istio.io/v1beta1"
+                    | "networking.istio.io/v1alpha3"
+            )
+        )
+}
+
+/// Reads one ServiceEntry object for `serves`. Returns `None` when it gives its namespace's
+/// pods no host (no `workloadSelector`), with a warning when that may matter.
+pub fn parse_service_entry(
+    source_name: &str,
+    v: &Value,
+    warnings: &mut Vec<String>,
+) -> Option<ServiceEntryInfo> {
+    let meta = v.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    let Some(namespace) = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+    else {
+        warnings.push(format!(
+            "{source_name}: ServiceEntry {name} has no metadata.namespace; skipped (use `kubectl get \
+             serviceentries -A -o yaml`)"
+        ));
+        return None;
+    };
+    let origin = format!("{source_name}: ServiceEntry {namespace}/{name}");
+    let spec = v.get("spec");
+    let field = |key: &str| spec.and_then(|s| s.get(key)).filter(|f| !f.is_null());
+    let raw_hosts: &[Value] = field("hosts")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let has_endpoints = field("endpoints")
+        .and_then(Value::as_array)
+        .is_some_and(|e| !e.is_empty());
+    // Any `workloadSelector`, even without labels: Istio then selects the namespace's workloads
+    // by its (empty) labels, i.e. all of them.
+    if field("workloadSelector").is_none() {
+        // Explicit endpoints inside the mesh may be pods, of any namespace: their tenant then
+        // serves these hosts, and import cannot tell which one from addresses.
+        let mesh_internal = field("location").and_then(Value::as_str) == Some("MESH_INTERNAL");
+        let addressed = field("endpoints")
+            .and_then(Value::as_array)
+            .is_some_and(|eps| {
+                eps.iter().any(|e| {
+                    e.get("address")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| !a.is_empty() && !a.starts_with("unix://"))
+                })
+            });
+        if mesh_internal && addressed {
+            let hosts: Vec<&str> = raw_hosts.iter().filter_map(Value::as_str).collect();
+            warnings.push(format!(
+                "{origin}: MESH_INTERNAL endpoints without a workloadSelector add nothing to `serves`; \
+                 if they are pods of a tenant, add {hosts:?} to that tenant's `serves`, or its sharded \
+                 destination plugin refuses them (undeclared-service)"
+            ));
+        }
+        return None;
+    }
+    if has_endpoints {
+        // Istio's validation: "only one of WorkloadSelector or Endpoints is allowed".
+        warnings.push(format!(
+            "{origin}: both a workloadSelector and endpoints (Istio refuses it); skipped"
+        ));
+        return None;
+    }
+    let mut hosts = Vec::new();
+    for (i, raw) in raw_hosts.iter().enumerate() {
+        let Some(text) = raw.as_str() else {
+            warnings.push(format!(
+                "{origin}: hosts[{i}]: not a string; not added to `serves`"
+            ));
+            continue;
+        };
+        match tenant_egress_core::pattern::parse_served(text) {
+            // Istio's validation refuses `*` as a ServiceEntry host ("invalid host *").
+            Ok(tenant_egress_core::pattern::HostPattern::All) => warnings.push(format!(
+                "{origin}: hosts[{i}]: host \"*\" (Istio refuses it in a ServiceEntry); not added to \
+                 `serves`"
+            )),
+            Ok(p) => hosts.push(p.to_string()),
+            Err(e) => warnings.push(format!(
+                "{origin}: hosts[{i}]: illegal host \"{text}\" {e}; not added to `serves`"
+            )),
+        }
+    }
+    Some(ServiceEntryInfo {
+        origin,
+        namespace: namespace.to_owned(),
+        hosts,
+    })
 }
 
 /// Reads one Sidecar object. Returns `None` (with a warning) when it cannot be used at all.
@@ -632,17 +752,23 @@ fn workload_name(raw: &str, taken: &BTreeSet<String>) -> String {
     candidate
 }
 
-/// Imports Sidecars from named YAML texts.
+/// Imports Sidecars (and the ServiceEntries that fill `serves`) from named YAML texts.
 pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Imported, ImportError> {
     let mut warnings = Vec::new();
     let mut sidecars: Vec<SidecarInfo> = Vec::new();
+    let mut entries: Vec<ServiceEntryInfo> = Vec::new();
     for (source_name, text) in inputs {
         for (i, v) in documents(source_name, text)?.into_iter().enumerate() {
+            if is_service_entry(&v) {
+                entries.extend(parse_service_entry(source_name, &v, &mut warnings));
+                continue;
+            }
             if !is_sidecar(&v) {
                 let kind = v.get("kind").and_then(Value::as_str).unwrap_or("(no kind)");
                 let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
                 warnings.push(format!(
-                    "{source_name}: document {} is {kind} {api}, not a networking.istio.io Sidecar; skipped",
+                    "{source_name}: document {} is {kind} {api}, not a networking.istio.io Sidecar \
+                     or ServiceEntry; skipped",
                     i + 1
                 ));
                 continue;
@@ -820,6 +946,24 @@ pub fn import(inputs: &[(String, String)], root_namespace: &str) -> Result<Impor
             serves: Vec::new(),
         });
     }
+    // Each ServiceEntry's hosts to its namespace's tenant (one namespace per tenant here).
+    for se in entries {
+        match tenants.iter_mut().find(|t| t.namespaces.contains(&se.namespace)) {
+            Some(t) => t.serves.extend(se.hosts),
+            None => warnings.push(format!(
+                "{}: namespace {} gets no tenant (no Sidecar of its own, or the root namespace), so \
+                 the hosts its pods serve ({}) are in no `serves`; if it becomes a tenant, declare \
+                 them there",
+                se.origin,
+                se.namespace,
+                se.hosts.join(", ")
+            )),
+        }
+    }
+    for t in &mut tenants {
+        t.serves.sort();
+        t.serves.dedup();
+    }
     let mut spec = PolicySpec {
         api_version: API_VERSION.to_owned(),
         // Audit: applying the import changes nothing today's Sidecars do (the generated
@@ -978,6 +1122,144 @@ mod tests {
         assert!(
             text.contains("port 9200 is HTTP in it") && text.contains("widens"),
             "{text}"
+        );
+    }
+
+    const PROD_SIDECAR: &str = "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+        metadata: {name: default, namespace: prod}\n\
+        spec: {outboundTrafficPolicy: {mode: REGISTRY_ONLY}, egress: [{hosts: [\"./*\"]}]}\n";
+
+    /// Imports prod's Sidecar followed by `entries` (YAML documents).
+    fn import_with(entries: &str) -> Imported {
+        let yaml = format!("{PROD_SIDECAR}---\n{entries}");
+        let imported = import(&[("t.yaml".into(), yaml)], "istio-system").unwrap();
+        tenant_egress_core::Policy::from_spec(&imported.spec)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", imported.spec));
+        imported
+    }
+
+    fn serves(i: &Imported) -> Vec<&str> {
+        i.spec.tenants[0]
+            .serves
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn a_selector_service_entry_fills_its_namespaces_serves() {
+        let i = import_with(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {name: db, namespace: prod}\n\
+             spec: {hosts: [db.prod.example.com, \"*.Internal.Example.com.\"], \
+             workloadSelector: {labels: {app: db}}, location: MESH_INTERNAL, resolution: STATIC, \
+             ports: [{number: 5432, name: tcp, protocol: TCP}]}\n\
+             ---\n\
+             apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\n\
+             metadata: {name: db-again, namespace: prod}\n\
+             spec: {hosts: [db.prod.example.com, a.prod.example.com], workloadSelector: {}}\n",
+        );
+        // Sorted, deduplicated, normalized as validation reads them.
+        assert_eq!(
+            serves(&i),
+            vec![
+                "*.internal.example.com",
+                "a.prod.example.com",
+                "db.prod.example.com"
+            ]
+        );
+        assert!(
+            i.warnings.iter().all(|w| !w.contains("ServiceEntry")),
+            "{:?}",
+            i.warnings
+        );
+    }
+
+    #[test]
+    fn a_service_entry_without_selector_adds_nothing() {
+        let i = import_with(
+            "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\n\
+             metadata: {name: github, namespace: prod}\n\
+             spec: {hosts: [api.github.com], location: MESH_EXTERNAL, resolution: DNS}\n\
+             ---\n\
+             apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {name: legacy, namespace: prod}\n\
+             spec: {hosts: [legacy.prod.example.com], location: MESH_INTERNAL, resolution: STATIC, \
+             endpoints: [{address: 10.244.1.7}]}\n",
+        );
+        assert!(serves(&i).is_empty(), "{:?}", serves(&i));
+        // External hosts go unmentioned; mesh-internal endpoints get a note naming the hosts.
+        let notes: Vec<&String> = i
+            .warnings
+            .iter()
+            .filter(|w| w.contains("ServiceEntry"))
+            .collect();
+        assert_eq!(notes.len(), 1, "{:?}", i.warnings);
+        assert!(
+            notes[0].contains("ServiceEntry prod/legacy")
+                && notes[0].contains("\"legacy.prod.example.com\"")
+                && notes[0].contains("`serves`"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn an_illegal_served_host_is_skipped_with_a_warning() {
+        let i = import_with(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {name: mixed, namespace: prod}\n\
+             spec: {hosts: [ok.prod.example.com, \"10.0.0.1\", \"a.*.example.com\", \"*\"], \
+             workloadSelector: {labels: {app: x}}}\n",
+        );
+        assert_eq!(serves(&i), vec!["ok.prod.example.com"]);
+        let text = i.warnings.join("\n");
+        for needle in [
+            "t.yaml: ServiceEntry prod/mixed: hosts[1]: illegal host \"10.0.0.1\"",
+            "t.yaml: ServiceEntry prod/mixed: hosts[2]: illegal host \"a.*.example.com\"",
+            "t.yaml: ServiceEntry prod/mixed: hosts[3]: host \"*\" (Istio refuses it",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_service_entry_outside_every_tenant_is_reported() {
+        let i = import_with(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {name: cache, namespace: shared}\n\
+             spec: {hosts: [cache.shared.example.com], workloadSelector: {labels: {app: cache}}}\n\
+             ---\n\
+             apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {name: root, namespace: istio-system}\n\
+             spec: {hosts: [root.example.com], workloadSelector: {labels: {app: r}}}\n",
+        );
+        assert_eq!(i.spec.tenants.len(), 1);
+        assert!(serves(&i).is_empty());
+        let text = i.warnings.join("\n");
+        for needle in [
+            "ServiceEntry shared/cache: namespace shared gets no tenant",
+            "(cache.shared.example.com) are in no `serves`",
+            "ServiceEntry istio-system/root: namespace istio-system gets no tenant",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_service_entry_with_selector_and_endpoints_is_refused_as_istio_does() {
+        let i = import_with(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {name: both, namespace: prod}\n\
+             spec: {hosts: [both.example.com], workloadSelector: {labels: {app: x}}, \
+             endpoints: [{address: 10.0.0.1}]}\n",
+        );
+        assert!(serves(&i).is_empty());
+        assert!(
+            i.warnings.iter().any(
+                |w| w.contains("ServiceEntry prod/both: both a workloadSelector and endpoints")
+            ),
+            "{:?}",
+            i.warnings
         );
     }
 

@@ -43,7 +43,7 @@ tenant-egress explain policy.yaml --batch requests.jsonl\n  \
 tenant-egress reach policy.yaml --to uat\n  \
 tenant-egress validate --strict policy.yaml && tenant-egress test policy.yaml cases.jsonl\n  \
 tenant-egress generate policy.yaml --sha256 $DIGEST --url oci://...@sha256:$DIGEST | kubectl apply -f -\n  \
-kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
+kubectl get sidecars,serviceentries -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress graph policy.yaml --format mermaid"
 )]
 struct Cli {
@@ -292,9 +292,9 @@ struct GenerateArgs {
 
 #[derive(Args)]
 #[command(
-    after_help = "Reads Sidecars as `kubectl get sidecars -A -o yaml` prints them (a `List`,\n\
-or any multi-document YAML; other kinds are skipped with a warning) and prints\n\
-the equivalent policy:\n  \
+    after_help = "Reads Sidecars and ServiceEntries as `kubectl get sidecars,serviceentries -A\n\
+-o yaml` prints them (a `List`, or any multi-document YAML; other kinds are\n\
+skipped with a warning) and prints the equivalent policy:\n  \
 - one tenant per namespace, named after it; its selector-less Sidecar gives the\n    \
 tenant's egress and outboundTrafficPolicy (unset: the mesh's, read as ALLOW_ANY);\n  \
 - each workload-specific Sidecar becomes a workload exception holding only what\n    \
@@ -303,6 +303,10 @@ drops something the default has, an exception cannot say so (exceptions only\n  
 add): a warning says how the result widens;\n  \
 - the root namespace's selector-less Sidecar is the mesh default: reported (with\n    \
 the generate flags that recreate it), not made a tenant;\n  \
+- a ServiceEntry with a workloadSelector selects pods of its own namespace,\n    \
+which then serve its hosts: they go into that tenant's `serves` (the sharded\n    \
+destination end refuses any other host but the namespace's Kubernetes\n    \
+services, as undeclared-service). Without a selector it adds nothing;\n  \
 - unknownSource: allow, so namespaces without a Sidecar stay as they are;\n  \
 - mode: audit: generating and applying it changes nothing today's Sidecars do\n    \
 (same names, same scoping) and the filter only reports; then enforce one\n    \
@@ -310,16 +314,18 @@ tenant at a time (README, \"Rollout on a live mesh\").\n\
 Warnings (stderr, `warning: ...`) also flag what looks accidental: a workload\n\
 Sidecar with no egress (Istio widens it to */*), a root-namespace Sidecar with a\n\
 selector (it applies to root-namespace pods only), ingress/bind/captureMode that\n\
-cannot be carried over, illegal hosts.\n\n\
+cannot be carried over, illegal hosts, a ServiceEntry in a namespace that gets\n\
+no tenant.\n\n\
 Examples:\n  \
-kubectl get sidecars -A -o yaml | tenant-egress import - > policy.yaml\n  \
+kubectl get sidecars,serviceentries -A -o yaml | tenant-egress import - > policy.yaml\n  \
 tenant-egress import prod-sidecars.yaml uat-sidecars.yaml --out policy.yaml\n  \
 tenant-egress import sidecars.yaml --out policy/    # one file per tenant (CODEOWNERS)\n  \
 tenant-egress import sidecars.yaml --service-cidr 10.96.0.0/12 --pod-cidr 10.244.0.0/16\n  \
 tenant-egress generate policy.yaml --only sidecars | kubectl diff -f -"
 )]
 struct ImportArgs {
-    /// Sidecar manifests (YAML, multi-document or `kind: List`; `-` for stdin).
+    /// Sidecar and ServiceEntry manifests (YAML, multi-document or `kind: List`; `-` for
+    /// stdin).
     #[arg(required = true, value_name = "SIDECAR_YAML")]
     files: Vec<PathBuf>,
     /// Write the policy here instead of stdout: a FILE ending in .yaml/.yml/.json, or else a
