@@ -110,8 +110,24 @@ pub fn format_authority(a: &authority::Authority) -> String {
 ///   text of the address;
 /// - normalization is idempotent: parsing `host[:port]` (IPv6 bracketed) gives the same
 ///   authority, and so does a DNS host with a trailing dot;
-/// - the fast parser answers exactly as the reference parser, errors included.
+/// - the fast parser answers exactly as the reference parser, errors included;
+/// - the same bytes as a policy dnsName: `name::check_dns_name` answers exactly as
+///   `name::check_dns_name_reference`, with and without the `*.` wildcard, and a name it
+///   accepts is never an IP address (the host grammar parses one only to name an error).
 pub fn check_authority(raw: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(raw) {
+        for wildcard in [false, true] {
+            let checked = name::check_dns_name(s, wildcard);
+            assert_eq!(
+                checked,
+                name::check_dns_name_reference(s, wildcard),
+                "the fast name check differs from the reference for {s:?} (wildcard {wildcard})"
+            );
+            if let Ok(n) = checked {
+                assert!(n.parse::<IpAddr>().is_err(), "accepted IP address {n:?} as a name");
+            }
+        }
+    }
     let parsed = authority::parse_authority(raw);
     assert_eq!(
         parsed,

@@ -53,12 +53,19 @@ fn tenant_named(t: &TenantSpec) -> BTreeSet<String> {
 
 /// The namespaces one egress entry's hosts name.
 fn named_in(e: &EgressSpec) -> impl Iterator<Item = String> + '_ {
-    e.hosts
-        .iter()
-        .filter_map(|h| match h.parse::<HostEntry>().ok()?.namespace {
+    e.hosts.iter().filter_map(|h| {
+        // Only a named prefix (`ns/`, `~ns/`) can name one: an entry whose prefix is `*`, `.`
+        // or a bare `~` names none whether or not it parses, so it needs no parse (most
+        // entries are `*/...`).
+        let (ns, _) = h.split_once('/')?;
+        if matches!(ns.strip_prefix('~').unwrap_or(ns), "" | "*" | ".") {
+            return None;
+        }
+        match h.parse::<HostEntry>().ok()?.namespace {
             NsSelector::Named(ns) => Some(ns),
             NsSelector::Any | NsSelector::Own => None,
-        })
+        }
+    })
 }
 
 /// The shard of `spec` for sidecars in `namespace`: the document-wide settings, the tenant

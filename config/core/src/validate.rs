@@ -618,7 +618,8 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
             namespaces: &namespaces,
             tenant: None,
         };
-        check_listeners(&mut c, &tp, &tenant.egress, tenant_scope);
+        // The tenant's hosts, parsed once: its exceptions' checks compare against them.
+        let tenant_hosts = check_listeners(&mut c, &tp, &tenant.egress, tenant_scope);
         if WARNINGS && tenant.egress.is_empty() {
             c.warn(
                 format!("{tp}.egress"),
@@ -670,7 +671,11 @@ pub fn check_meaning(spec: &PolicySpec) -> (Vec<ValidationError>, Vec<Warning>) 
                 &wl.egress,
                 Scope {
                     namespaces: &namespaces,
-                    tenant: Some((&tp, &tenant.egress)),
+                    tenant: Some(TenantScope {
+                        path: &tp,
+                        egress: &tenant.egress,
+                        hosts: &tenant_hosts,
+                    }),
                 },
             );
             if WARNINGS && wl.egress.is_empty() {
@@ -1124,8 +1129,20 @@ fn check_label_value(v: &str) -> Result<(), &'static str> {
 struct Scope<'a> {
     /// The tenant's (valid) namespaces.
     namespaces: &'a [&'a str],
-    /// `Some((path, egress))` when checking a workload exception of the tenant at `path`.
-    tenant: Option<(&'a str, &'a [EgressSpec])>,
+    /// `Some` when checking a workload exception of the tenant.
+    tenant: Option<TenantScope<'a>>,
+}
+
+/// The tenant of a workload exception being checked.
+#[derive(Clone, Copy)]
+struct TenantScope<'a> {
+    /// `tenants[t]`.
+    path: &'a str,
+    /// Its egress entries.
+    egress: &'a [EgressSpec],
+    /// The hosts of each of those entries that parse, as [`check_listeners`] returned them
+    /// for the tenant (so an exception's checks do not parse them again).
+    hosts: &'a [Vec<HostEntry>],
 }
 
 impl Scope<'_> {
@@ -1152,7 +1169,13 @@ impl Scope<'_> {
     }
 }
 
-fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: Scope<'_>) {
+/// Checks one egress list; returns, per entry, the hosts that parse.
+fn check_listeners(
+    c: &mut Checker,
+    owner: &str,
+    egress: &[EgressSpec],
+    scope: Scope<'_>,
+) -> Vec<Vec<HostEntry>> {
     let mut ports: HashMap<i64, String> = HashMap::default();
     let mut catch_all: Option<String> = None;
     let mut parsed: Vec<Vec<HostEntry>> = Vec::with_capacity(egress.len());
@@ -1201,6 +1224,7 @@ fn check_listeners(c: &mut Checker, owner: &str, egress: &[EgressSpec], scope: S
     if WARNINGS {
         warn_lost_on_ports(c, owner, egress, &parsed, scope);
     }
+    parsed
 }
 
 /// The errors of [`listeners::exception_conflicts`] for a workload exception's `egress`, each
@@ -1210,7 +1234,12 @@ fn exception_conflicts(
     egress: &[EgressSpec],
     scope: Scope<'_>,
 ) -> Vec<(usize, ValidationError)> {
-    let Some((tenant_path, tenant)) = scope.tenant else {
+    let Some(TenantScope {
+        path: tenant_path,
+        egress: tenant,
+        ..
+    }) = scope.tenant
+    else {
         return Vec::new();
     };
     listeners::exception_conflicts(tenant, egress)
@@ -1265,19 +1294,12 @@ fn warn_lost_on_ports(
     parsed: &[Vec<HostEntry>],
     scope: Scope<'_>,
 ) {
-    let tenant_parsed: Vec<Vec<HostEntry>>;
     let (plan, origin, tenant_hosts) = match scope.tenant {
-        Some((_, tenant)) => {
-            tenant_parsed = tenant
-                .iter()
-                .map(|e| e.hosts.iter().filter_map(|h| h.parse().ok()).collect())
-                .collect();
-            (
-                listeners::merge(tenant, egress),
-                listeners::Origin::Exception,
-                tenant_parsed.as_slice(),
-            )
-        }
+        Some(tenant) => (
+            listeners::merge(tenant.egress, egress),
+            listeners::Origin::Exception,
+            tenant.hosts,
+        ),
         None => (
             listeners::merge(egress, &[]),
             listeners::Origin::Tenant,
