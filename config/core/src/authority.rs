@@ -26,7 +26,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::name::{HostName, MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::name::{label_shapes_ok, HostName, MAX_LABEL_LEN, MAX_NAME_LEN};
 
 /// What kind of host an authority names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,19 +135,7 @@ fn parse_dns_authority(raw: &[u8]) -> Option<Authority> {
     if !ok {
         return None;
     }
-    // Labels: 1..=63 bytes, no hyphen at either end; the last one not all digits.
-    let mut last: &[u8] = &[];
-    for label in name.split(|&b| b == b'.') {
-        if label.is_empty()
-            || label.len() > MAX_LABEL_LEN
-            || label.first() == Some(&b'-')
-            || label.last() == Some(&b'-')
-        {
-            return None;
-        }
-        last = label;
-    }
-    if last.iter().all(u8::is_ascii_digit) {
+    if !label_shapes_ok(name) {
         return None;
     }
     out.port = match raw.get(end..) {

@@ -224,23 +224,27 @@ fn plain_dns_name(name: &str, allow_wildcard: bool) -> Option<&str> {
     {
         return None;
     }
-    // Labels: 1..=63 bytes, no `-` at either end; the last one not all digits. An empty
-    // `rest` is one empty label, so an empty name fails here too.
+    // An empty `rest` is one empty label, so an empty name fails here too.
+    label_shapes_ok(rest).then_some(name)
+}
+
+/// The shape of a dotted name's labels, its alphabet checked by the caller: each of 1..=63
+/// bytes with no `-` at either end (RFC 1123 section 2.1), the last one not all digits (how a
+/// name is told from an IPv4 address). THE label rule of both fast paths, this one and
+/// `authority::parse_authority`'s.
+pub(crate) fn label_shapes_ok(name: &[u8]) -> bool {
     let mut last: &[u8] = &[];
-    for label in rest.split(|&b| b == b'.') {
+    for label in name.split(|&b| b == b'.') {
         if label.is_empty()
             || label.len() > MAX_LABEL_LEN
             || label.first() == Some(&b'-')
             || label.last() == Some(&b'-')
         {
-            return None;
+            return false;
         }
         last = label;
     }
-    if last.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(name)
+    !last.iter().all(u8::is_ascii_digit)
 }
 
 /// The reference check: each rule in turn, so that a refused name names its first fault.
