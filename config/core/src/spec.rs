@@ -80,17 +80,18 @@ pub struct PolicySpec {
     /// Sharded distribution only: every namespace the whole policy names (tenants', those its
     /// hosts name, `sharedNamespaces`), so Istio's short names (`svc.ns`) resolve exactly as under
     /// the whole policy. One string, the names separated by single spaces: the same string in
-    /// every shard, as one scalar (not ~1,500), which `generate` renders and sizes once. After
-    /// the other fields but the tenant directory, so it ends every caller-end shard.
+    /// every shard, as one scalar (not ~1,500), which `generate` renders and sizes once (it
+    /// appends it to each shard as one shared value, so it comes after every field a caller-end
+    /// shard has).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub known_namespaces: String,
     /// Destination shard only: EVERY tenant of the whole policy, without hosts, so a caller is
     /// known by its namespace and decided in its tenant's mode however few of its rules this
     /// shard carries (`tenants` lists in full those that have some). One string of records
     /// separated by single spaces, `name;mode;ns,ns;listener,listener` (grammar:
-    /// [`crate::shard::parse_directory`]): the same string in every shard, as one scalar.
-    /// The last field: it then ends every generated destination plugin, whose writer renders
-    /// and sizes its text once for all of them.
+    /// [`crate::shard::parse_directory`]): the same string in every shard, as one scalar,
+    /// which `generate` renders and sizes once (it appends it to each shard as one shared
+    /// value, so it is the last field).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tenant_directory: String,
 }
