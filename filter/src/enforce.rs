@@ -4,9 +4,8 @@
 //!
 //! Host calls, in order, each made only when the decision needs it:
 //! - nothing at all when the proxy has no `NAMESPACE` (the source is unknown: deny);
-//! - the `:authority` and a `host` beside it (HTTP; the whole header map only when a `host`
-//!   is there, or no `:authority`), or the TLS SNI (network); a new connection without SNI
-//!   stops here, since the cluster is not known yet;
+//! - the `:authority` (HTTP: one header lookup, see [`request_authority`]), or the TLS SNI
+//!   (network); a new connection without SNI stops here, since the cluster is not known yet;
 //! - `xds.cluster_name` (not at `on_new_connection`, where `tcp_proxy` has not picked it);
 //! - for an outbound cluster its namespace metadata, read once per cluster and cached (plus
 //!   the original destination when the authority is an IP literal: only the address the app
@@ -14,15 +13,16 @@
 //!   `PassthroughCluster`, `AllowAnyDynamicDNSCluster` or no cluster the original destination
 //!   (`destination.address`).
 //!
-//! So an allowed request makes 3 calls (two headers, the cluster name); counters are batched in the VM and flushed on a timer.
+//! So an allowed request makes 2 calls (the `:authority`, the cluster name): the floor of any
+//! filter deciding on the routed destination. Counters are batched in the VM and flushed on a
+//! timer.
 //! A denial adds the log line and the local reply or the two closes.
 //!
 //! At the destination end (an inbound listener, learnt once per root context) the gather step
 //! differs and the rest is the same: the caller's certificate URI SAN (nothing at
-//! `on_new_connection`, before the TLS handshake; a plaintext caller stops here), the header
-//! `:authority` and `host` (HTTP, as above), the SNI, `xds.cluster_name` and, once per inbound
-//! cluster, the services it serves. So an allowed inbound request makes 5 calls (3 for a
-//! connection); what the identity and the SNI resolve to is cached per identity and per SNI, so
+//! `on_new_connection`, before the TLS handshake; a plaintext caller stops here), the
+//! `:authority` (HTTP, as above), the SNI, `xds.cluster_name` and, once per inbound cluster,
+//! the services it serves. So an allowed inbound request makes 4 calls (3 for a connection); what the identity and the SNI resolve to is cached per identity and per SNI, so
 //! only the `:authority` is parsed per request. The outbound path's calls are unchanged
 //! (the direction is a field of the shared state, not a host call).
 
@@ -95,22 +95,14 @@ pub fn enforce<H: Host>(host: &H, state: Option<&State>, at: At) -> Outcome {
         // Denied as `unknown-source` whatever the destination: read nothing.
         return act(host, state, at, &target, None);
     }
-    let read;
+    let authority;
     let sni;
     match at {
         At::RequestHeaders => {
             #[cfg(feature = "fault-injection")]
             inject_fault(host);
-            // Two targeted reads, never the whole map: its cost grows with every cookie, token
-            // and tracing header the request carries. A repeated `:authority` cannot reach a
-            // filter (HTTP/2 and HTTP/3 codecs refuse a repeated pseudo-header as malformed,
-            // RFC 9113 §8.3, pinned by "h2 two :authority" in tests/tests/hostile.rs; HTTP/1
-            // `Host` lines arrive merged into one comma-joined `:authority`, which the strict
-            // parser refuses). What can is a separate `host` beside it (HTTP/2 without
-            // Envoy's http2_discard_host_header), or a `host` without `:authority`: only then
-            // is the whole map read, to see every value (the host hands us the first only).
-            read = AuthorityRead::new(host);
-            (target.authority, target.authority_repeated) = read.get();
+            authority = request_authority(host);
+            target.authority = authority.as_deref();
         }
         At::NewConnection | At::FirstData | At::FirstUpstreamData => {
             sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
@@ -197,8 +189,7 @@ fn act<H: Host>(
 /// end: two targeted reads), and the services the inbound cluster serves (read once per
 /// cluster). What the identity and the SNI resolve to is cached ([`State::inbound`]), so a
 /// request only parses its `:authority`. Then the same count/log/act as the caller's end.
-/// Host calls: the peer identity, the `:authority` and `host` headers (HTTP), the SNI,
-/// `xds.cluster_name`.
+/// Host calls: the peer identity, the `:authority` (HTTP), the SNI, `xds.cluster_name`.
 fn enforce_inbound<H: Host>(host: &H, state: &State, at: At) -> Outcome {
     if at == At::NewConnection {
         // The TLS handshake has not finished: no client certificate to decide on yet.
@@ -223,10 +214,10 @@ fn enforce_inbound<H: Host>(host: &H, state: &State, at: At) -> Outcome {
         let d = state.policy.decide_inbound(&req);
         return act_inbound(host, state, at, &req, &d, None);
     };
-    let read;
+    let authority;
     if at == At::RequestHeaders {
-        read = AuthorityRead::new(host);
-        (req.authority, req.authority_repeated) = read.get();
+        authority = request_authority(host);
+        req.authority = authority.as_deref();
     }
     let sni = host.property(state.paths.sni).filter(|s| !s.is_empty());
     req.sni = sni.as_deref();
@@ -260,32 +251,21 @@ fn act_inbound<H: Host>(
     )
 }
 
-/// The request's `:authority`, read with the fewest host calls: `:authority` and a `host`
-/// beside it, and the whole header map only when such a `host` exists or there is no
-/// `:authority` (see [`enforce`]).
-enum AuthorityRead {
-    One(Option<Vec<u8>>),
-    Map(Vec<(String, Vec<u8>)>),
-}
-
-impl AuthorityRead {
-    fn new<H: Host>(host: &H) -> AuthorityRead {
-        let authority = host.request_header(":authority");
-        let second = host.request_header("host");
-        if authority.is_some() && second.is_none() {
-            AuthorityRead::One(authority)
-        } else {
-            AuthorityRead::Map(host.request_headers())
-        }
-    }
-
-    /// The value and whether it was repeated.
-    fn get(&self) -> (Option<&[u8]>, bool) {
-        match self {
-            AuthorityRead::One(a) => (a.as_deref(), false),
-            AuthorityRead::Map(headers) => find_authority(headers),
-        }
-    }
+/// The request's authority: one lookup of `:authority`, never the whole header map (whose
+/// cost grows with every cookie, token and tracing header a request carries).
+///
+/// One lookup sees every authority the request carries, because Envoy keeps them in one entry.
+/// Its request header map files `host` under `:authority` (`header_map_impl.cc`,
+/// `StaticLookupTable`: "map a legacy host header to :authority"), for lookups and for
+/// insertion alike, and a second value for that entry is appended to it comma-joined
+/// (`appendToHeader`). So a `host` beside `:authority` (HTTP/2 without Envoy's
+/// `http2_discard_host_header`) and repeated HTTP/1 `Host` lines both arrive as one
+/// `a,b` value, which the strict authority parser refuses as `malformed-authority`; a
+/// repeated `:authority` pseudo-header is refused by the HTTP/2 and HTTP/3 codecs (RFC 9113
+/// §8.3). A lookup of `host` would return this same entry. `tests/tests/hostile.rs` pins each
+/// case against Envoy.
+fn request_authority<H: Host>(host: &H) -> Option<Vec<u8>> {
+    host.request_header(":authority")
 }
 
 /// Counts, logs, and for a blocked request or connection acts: the one tail of both ends.
@@ -355,29 +335,6 @@ fn close<H: Host>(host: &H) {
     host.close_upstream();
 }
 
-/// The `:authority` value and whether it was repeated. HTTP/1 `Host` arrives as `:authority`;
-/// a separate `host` next to `:authority` (HTTP/2, RFC 9113 §8.3.1) that differs from it, or a
-/// second `:authority`, is a repeat: Envoy would show us only the first (`context.cc`).
-pub fn find_authority(headers: &[(String, Vec<u8>)]) -> (Option<&[u8]>, bool) {
-    let mut authority: Option<&[u8]> = None;
-    let mut repeated = false;
-    for (name, value) in headers {
-        let is_authority = name == ":authority";
-        if !(is_authority || name.eq_ignore_ascii_case("host")) {
-            continue;
-        }
-        match authority {
-            None => authority = Some(value),
-            Some(first) => {
-                if is_authority || first != value.as_slice() {
-                    repeated = true;
-                }
-            }
-        }
-    }
-    (authority, repeated)
-}
-
 /// Test-only (feature `fault-injection`): crash the VM on request.
 #[cfg(feature = "fault-injection")]
 #[allow(clippy::panic)]
@@ -415,8 +372,21 @@ pub(crate) mod tests {
             self
         }
 
+        /// Adds a request header as Envoy's request header map would: `host` is filed under
+        /// `:authority`, and a second value of an entry is appended to it comma-joined
+        /// (`header_map_impl.cc`; see `request_authority`).
         pub fn header(mut self, name: &str, value: &[u8]) -> Self {
-            self.headers.push((name.into(), value.to_vec()));
+            let mut name = name.to_ascii_lowercase();
+            if name == "host" {
+                name = ":authority".into();
+            }
+            match self.headers.iter_mut().find(|(k, _)| *k == name) {
+                Some((_, v)) => {
+                    v.push(b',');
+                    v.extend_from_slice(value);
+                }
+                None => self.headers.push((name, value.to_vec())),
+            }
             self
         }
 
@@ -436,14 +406,14 @@ pub(crate) mod tests {
                 .map(|(_, v)| v.clone())
         }
 
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-            self.calls.borrow_mut().push("request_headers".into());
-            self.headers.clone()
-        }
-
-        /// The first value, as Envoy's `getHeaderMapValue` gives it.
+        /// As Envoy's `getHeaderMapValue`: `host` is looked up as `:authority`.
         fn request_header(&self, name: &str) -> Option<Vec<u8>> {
             self.calls.borrow_mut().push(format!("header {name}"));
+            let name = if name.eq_ignore_ascii_case("host") {
+                ":authority"
+            } else {
+                name
+            };
             self.headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -508,21 +478,13 @@ pub(crate) mod tests {
         );
         assert_eq!(
             host.take_calls(),
-            [
-                "header :authority",
-                "header host",
-                "xds.cluster_name",
-                CLUSTER_NS
-            ]
+            ["header :authority", "xds.cluster_name", CLUSTER_NS]
         );
         assert_eq!(
             enforce(&host, Some(&st), At::RequestHeaders),
             Outcome::Allow
         );
-        assert_eq!(
-            host.take_calls(),
-            ["header :authority", "header host", "xds.cluster_name"]
-        );
+        assert_eq!(host.take_calls(), ["header :authority", "xds.cluster_name"]);
         assert_eq!(st.counters.pending(), (2, 0, 0));
     }
 
@@ -538,7 +500,6 @@ pub(crate) mod tests {
             host.take_calls(),
             [
                 "header :authority",
-                "header host",
                 "xds.cluster_name",
                 CLUSTER_NS,
                 "send_local_reply"
@@ -565,7 +526,6 @@ pub(crate) mod tests {
             host.take_calls(),
             [
                 "header :authority",
-                "header host",
                 "xds.cluster_name",
                 "destination.address",
                 "send_local_reply"
@@ -624,32 +584,11 @@ pub(crate) mod tests {
         assert_eq!(host.take_calls(), ["close_downstream", "close_upstream"]);
     }
 
-    fn h(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_vec()))
-            .collect()
-    }
-
+    /// One lookup of `:authority` and nothing else of the request's headers; a `host` beside
+    /// it or a repeated `Host` reaches that lookup comma-joined, as Envoy's header map stores
+    /// it (see `request_authority` and `FakeHost::header`), and is refused.
     #[test]
-    fn authority_and_repeats() {
-        let one = h(&[(":method", b"GET"), (":authority", b"a.example")]);
-        assert_eq!(find_authority(&one), (Some(&b"a.example"[..]), false));
-        let same_host = h(&[(":authority", b"a.example"), ("host", b"a.example")]);
-        assert!(!find_authority(&same_host).1);
-        let other_host = h(&[(":authority", b"a.example"), ("host", b"b.example")]);
-        assert!(find_authority(&other_host).1);
-        let two = h(&[(":authority", b"a.example"), (":authority", b"a.example")]);
-        assert!(find_authority(&two).1);
-        let two_hosts = h(&[("Host", b"a.example"), ("host", b"b.example")]);
-        assert_eq!(find_authority(&two_hosts), (Some(&b"a.example"[..]), true));
-        assert_eq!(find_authority(&h(&[])), (None, false));
-    }
-
-    /// The whole header map is read only when a `host` stands beside `:authority`, or there
-    /// is no `:authority`; then every value counts, as before.
-    #[test]
-    fn the_header_map_only_when_a_host_header_is_there() {
+    fn the_authority_is_one_lookup_and_a_second_value_is_refused() {
         let st = state(Some("prod"));
         let cluster = outbound("prod");
         let run = |headers: &[(&str, &[u8])]| {
@@ -672,26 +611,29 @@ pub(crate) mod tests {
         let uat: &[u8] = b"cockroachdb.uat:26257";
         let (outcome, calls, _) = run(&[(":authority", prod), ("cookie", b"x")]);
         assert_eq!(outcome, Outcome::Allow);
-        assert!(!calls.contains(&"request_headers".to_string()), "{calls:?}");
-        // A differing `host` beside `:authority` (HTTP/2): the map is read, the request refused.
-        let (outcome, calls, reason) = run(&[(":authority", prod), ("host", uat)]);
+        assert_eq!(
+            calls,
+            ["header :authority", "xds.cluster_name", CLUSTER_NS],
+            "the allowed path reads one header"
+        );
+        // A differing `host` beside `:authority` (HTTP/2): one comma-joined value, refused.
+        let (outcome, _, reason) = run(&[(":authority", prod), ("host", uat)]);
         assert_eq!(outcome, Outcome::Deny);
-        assert!(calls.contains(&"request_headers".to_string()), "{calls:?}");
         assert_eq!(reason.as_deref(), Some("malformed-authority"));
-        // A second `host` that only the map shows.
-        let (outcome, _, reason) = run(&[(":authority", prod), ("host", prod), ("host", uat)]);
+        // Even an agreeing one: `a,a` is no authority.
+        let (outcome, _, reason) = run(&[(":authority", prod), ("host", prod)]);
         assert_eq!(outcome, Outcome::Deny);
         assert_eq!(reason.as_deref(), Some("malformed-authority"));
-        // An agreeing `host`: allowed.
-        let (outcome, _, _) = run(&[(":authority", prod), ("host", prod)]);
+        // HTTP/1 `Host` lines: the first is the authority, a second is refused.
+        let (outcome, _, _) = run(&[("Host", prod)]);
         assert_eq!(outcome, Outcome::Allow);
-        // Only `host` lines: decided on them, repeats seen.
-        let (outcome, calls, _) = run(&[("host", prod)]);
-        assert_eq!(outcome, Outcome::Allow);
-        assert!(calls.contains(&"request_headers".to_string()), "{calls:?}");
         let (outcome, _, reason) = run(&[("host", prod), ("Host", uat)]);
         assert_eq!(outcome, Outcome::Deny);
         assert_eq!(reason.as_deref(), Some("malformed-authority"));
+        // No authority at all (HTTP/1.0): the routed cluster alone decides, as the core says.
+        let (outcome, calls, _) = run(&[("cookie", b"x")]);
+        assert_eq!(outcome, Outcome::Allow);
+        assert_eq!(calls[0], "header :authority");
     }
 
     /// A destination sidecar in prod: the same policy, at the inbound end.
@@ -730,7 +672,6 @@ pub(crate) mod tests {
             [
                 PEER,
                 "header :authority",
-                "header host",
                 SNI,
                 "xds.cluster_name",
                 SERVICE0,
@@ -745,16 +686,10 @@ pub(crate) mod tests {
         );
         assert_eq!(
             host.take_calls(),
-            [
-                PEER,
-                "header :authority",
-                "header host",
-                SNI,
-                "xds.cluster_name"
-            ]
+            [PEER, "header :authority", SNI, "xds.cluster_name"]
         );
-        // A `host` beside the `:authority` (HTTP/2): the map is read and the repeat seen, at
-        // this end as at the caller's.
+        // A `host` beside the `:authority` (HTTP/2): one comma-joined value, refused at this
+        // end as at the caller's.
         let spoofed = inbound_host("prod")
             .header(":authority", b"cockroachdb.prod:26257")
             .header("host", b"api.prod:8080");
@@ -762,7 +697,16 @@ pub(crate) mod tests {
             enforce(&spoofed, Some(&st), At::RequestHeaders),
             Outcome::Deny
         );
-        assert!(spoofed.take_calls().contains(&"request_headers".to_owned()));
+        assert_eq!(
+            spoofed.take_calls(),
+            [
+                PEER,
+                "header :authority",
+                SNI,
+                "xds.cluster_name",
+                "send_local_reply"
+            ]
+        );
         let replies = spoofed.replies.borrow();
         assert!(
             replies[0]

@@ -1,10 +1,10 @@
 //! The seam: the only file that calls the proxy-wasm host.
 //!
 //! Every host call crosses the VM boundary and costs far more than the decision itself, so the
-//! functions here are few and targeted: one call returns one request header (`:authority`, or
-//! the `host` that may stand beside it), the whole header map is read only when a request
-//! carries such a `host` (Envoy hands a wasm filter only the first value of a repeated
-//! header), one call returns each property. Errors become `None`: the
+//! functions here are few and targeted: one call returns one request header (`:authority`,
+//! which in Envoy also holds any `host` and every repeated value, see
+//! `enforce::request_authority`), one call returns each property; the whole header map is
+//! never read. Errors become `None`: the
 //! decision treats a missing input as unknown and fails closed. We use `hostcalls::*`, never
 //! the SDK's trait defaults, which `unwrap()` host results.
 //!
@@ -20,8 +20,6 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 pub trait Host {
     /// Reads a property by path (`["xds", "cluster_name"]`). `None` when absent or on error.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// All request headers, values as raw bytes.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     /// The first value of one request header, as raw bytes. `None` when absent or on error.
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Sends a local reply and stops the request.
@@ -43,11 +41,6 @@ impl Host for Proxy {
 
     /// A non-UTF-8 `:authority` must reach the parser as bytes: the SDK's string getters
     /// would panic on it.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
-    }
-
-    /// Bytes, for the same reason; only the first value of a repeated header (`context.cc`).
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
         hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
             .ok()

@@ -189,6 +189,8 @@ pub struct EnvoyConfig {
     log_level: String,
     component_log_level: String,
     extra_args: Vec<String>,
+    /// Runtime flags (`layered_runtime`, one static layer): key -> value.
+    runtime: BTreeMap<String, Value>,
     /// Further wasm filters (name, policy) before the configured one: the same module, VM and
     /// root id, another configuration (a second WasmPlugin reaching the same proxy).
     more_wasm: Vec<(String, String)>,
@@ -225,6 +227,7 @@ impl EnvoyConfig {
             log_level: "info".into(),
             component_log_level: "wasm:debug".into(),
             extra_args: Vec::new(),
+            runtime: BTreeMap::new(),
             more_wasm: Vec::new(),
             ends: crate::ends::default_ends(),
         }
@@ -376,6 +379,13 @@ impl EnvoyConfig {
     /// Appends a raw Envoy command-line argument (e.g. `--reject-unknown-dynamic-fields`).
     pub fn envoy_arg(mut self, arg: &str) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Sets an Envoy runtime flag in a static `layered_runtime` layer (e.g.
+    /// `envoy.reloadable_features.http2_discard_host_header` = `false`).
+    pub fn runtime(mut self, key: &str, value: Value) -> Self {
+        self.runtime.insert(key.into(), value);
         self
     }
 
@@ -562,14 +572,20 @@ impl EnvoyConfig {
         clusters.push(passthrough_cluster());
         clusters.push(blackhole_cluster());
 
-        json!({
+        let mut bootstrap = json!({
             "node": self.node(),
             "admin": {
                 // Port 0: the real port is read from --admin-address-path.
                 "address": socket(0),
             },
             "static_resources": {"listeners": listeners, "clusters": clusters},
-        })
+        });
+        if !self.runtime.is_empty() {
+            bootstrap["layered_runtime"] = json!({
+                "layers": [{"name": "test-flags", "static_layer": self.runtime}],
+            });
+        }
+        bootstrap
     }
 
     /// The bootstrap's `node`: id, cluster and metadata (`NAMESPACE`, `LABELS`, `NAME`, extras),

@@ -326,6 +326,43 @@ fn http2_authority_tricks() {
         .is_some_and(|n| n >= 3));
 }
 
+/// The filter reads only `:authority` (`enforce::request_authority`): Envoy's request header
+/// map files a `host` under `:authority` and appends a second value to it comma-joined. With
+/// Envoy's discarding of an HTTP/2 `host` switched off, a `host` beside `:authority` must
+/// therefore reach the filter joined to it, and be refused; never decided on one of the two.
+#[test]
+fn http2_host_beside_authority_arrives_joined_and_is_refused() {
+    let envoy = EnvoyConfig::new("prod")
+        .service("cockroachdb", "prod", &[26257])
+        .service("cockroachdb", "uat", &[26257])
+        .outbound_policy(OutboundPolicy::AllowAny)
+        .wasm_filter(&policy())
+        .runtime(
+            "envoy.reloadable_features.http2_discard_host_header",
+            serde_json::json!(false),
+        )
+        .start();
+    let port = envoy.listener_port(26257);
+    allowed_prod(&h2_get(port, PROD, &[]), "h2 allowed, flag off");
+    for (authority, host, what) in [
+        (PROD, UAT, "h2 :authority prod + host uat"),
+        (UAT, PROD, "h2 :authority uat + host prod"),
+        (PROD, PROD, "h2 :authority prod + the same host"),
+    ] {
+        let r = h2_get(port, authority, &[("host", host)]);
+        assert_denied(&r, "malformed-authority", what);
+    }
+    assert_uat_untouched(&envoy);
+    // Each refusal is the filter's, logged with its reason; Envoy's router could not match the
+    // joined value either (the request was routed to the passthrough cluster).
+    let line = "cluster=PassthroughCluster reason=malformed-authority";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while envoy.log().matches(line).count() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(envoy.log().matches(line).count(), 3, "{}", envoy.log());
+}
+
 // The same hostile requests with each mesh service behind its destination sidecar: what the
 // caller's end refuses, the destination refuses on the caller's identity alone
 // (`tenant_egress_tests::ends`).
