@@ -19,6 +19,7 @@
 mod cells;
 mod chart;
 mod client;
+mod instructions;
 mod procfs;
 mod rbac;
 mod report;
@@ -102,6 +103,10 @@ struct Args {
     /// Sidecar log level (Istio's default: warning).
     #[arg(long, default_value = "warning")]
     log_level: String,
+    /// Count instructions instead of timing: every cell's sidecar runs under valgrind's
+    /// callgrind and N requests are counted (machine-independent; writes instructions.md).
+    #[arg(long, value_name = "N")]
+    instructions: Option<usize>,
     /// Output directory (default: bench/results).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -351,6 +356,24 @@ fn run(args: &Args) -> Result<(), LoadError> {
     }
 
     let configs = configs(args, &filter_wasm, &noop_wasm)?;
+    if let Some(n) = args.instructions {
+        log(&format!(
+            "counting instructions: {n} requests per cell, each sidecar under callgrind; Envoy {}",
+            envoy_bin.display()
+        ));
+        let counted = instructions::count(&envoy_bin, &configs, n.max(1))?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| root.join("bench/results"));
+        fs::create_dir_all(&out).map_err(io_err(format!("create {}", out.display())))?;
+        let path = out.join("instructions.md");
+        let text = instructions::markdown(&counted, n, &configs);
+        fs::write(&path, &text).map_err(io_err(format!("write {}", path.display())))?;
+        println!("\n{text}");
+        log(&format!("wrote {}", path.display()));
+        return Ok(());
+    }
     log(&format!(
         "sidecars on CPU {envoy_cpu:?}, upstream + load generator on CPU {load_cpu:?}; Envoy {}",
         envoy_bin.display()
