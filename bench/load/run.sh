@@ -2,6 +2,7 @@
 # The tenant-egress Envoy load benchmark, in one command:
 #
 #   bench/load/run.sh [--duration 4] [--rounds 5] [--connections 16] [--sizes 1000,10000] ...
+#   bench/load/run.sh --instructions 1000   # instructions per request under callgrind instead
 #
 # Measures, on the same Envoy binary and machine, alternating configurations each round:
 # no filter, a no-op proxy-wasm filter, the floor (the no-op filter fetching `:authority` and
@@ -23,6 +24,16 @@ log() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 command -v taskset >/dev/null 2>&1 || die "taskset not found (util-linux)"
+# --instructions counts under valgrind's callgrind (Debian's valgrind package).
+if [[ " $* " == *" --instructions"* ]] && ! command -v callgrind_control >/dev/null 2>&1; then
+  log "installing Debian's valgrind package (callgrind, for --instructions)"
+  if [[ $(id -u) -eq 0 ]]; then
+    (apt-get install -y -q valgrind >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q valgrind >/dev/null; }) \
+      || die "could not install valgrind"
+  else
+    die "valgrind not found: install Debian's valgrind package (needed by --instructions)"
+  fi
+fi
 command -v setsid >/dev/null 2>&1 || die "setsid not found (util-linux)"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
