@@ -5,7 +5,7 @@
 //! For attributing tenant-egress's own cost, its plugin configuration can name host calls to
 //! make per request (and nothing else), comma-separated:
 //! - `header-map`: the whole request header map (`proxy_get_header_map_pairs`), as
-//!   tenant-egress reads it;
+//!   tenant-egress read it on every request until 2026-12-01;
 //! - `authority`: only the `:authority` value (`proxy_get_header_map_value`);
 //! - `cluster`: the `xds.cluster_name` property (`proxy_get_property`).
 //!

@@ -83,7 +83,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also run the no-op filter making the host calls tenant-egress made before it fetched
-    /// single headers: the whole header map + the cluster name.
+    /// only `:authority`: the whole header map + the cluster name.
     #[arg(long)]
     diagnostics: bool,
     /// Leave out the `realistic` cells (allowed traffic with 22 headers, a 2 KB cookie and a
