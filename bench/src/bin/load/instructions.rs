@@ -301,3 +301,57 @@ pub fn markdown(counted: &[Counted], n: usize, configs: &[Config]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cells::{configs, ALLOWED};
+
+    fn counted(key: &str, traffic: &'static str, per_request: f64) -> Counted {
+        Counted {
+            key: key.into(),
+            label: key.into(),
+            traffic,
+            per_request,
+        }
+    }
+
+    /// Added counts pair each cell with no filter under the same traffic; the ratio is to what
+    /// the floor adds; no filter and denied cells get neither ratio.
+    #[test]
+    fn the_report_pairs_by_traffic_and_divides_by_the_floor() {
+        let args = crate::Args::parse_from(["load", "--only", "floor,te-1k", "--bare-only"]);
+        let cfgs = configs(&args, Path::new("f.wasm"), Path::new("n.wasm")).unwrap();
+        let text = markdown(
+            &[
+                counted("none", ALLOWED, 170_000.0),
+                counted("floor", ALLOWED, 205_000.0),
+                counted("te-1k", ALLOWED, 212_000.0),
+                counted("te-1k", DENIED, 150_000.0),
+            ],
+            1000,
+            &cfgs,
+        );
+        assert!(
+            text.contains("| none | allowed | 170,000 | – | – |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| floor | allowed | 205,000 | +35,000 | 1.00x |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| te-1k | allowed | 212,000 | +42,000 | 1.20x |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| te-1k | denied | 150,000 | – | – |"),
+            "{text}"
+        );
+        assert!(text.contains("over 1000 requests"), "{text}");
+    }
+}
