@@ -15,15 +15,15 @@
 //!
 //! So an allowed request makes 2 calls (the `:authority`, the cluster name): the floor of any
 //! filter deciding on the routed destination. Counters are batched in the VM and flushed on a
-//! timer.
-//! A denial adds the log line and the local reply or the two closes.
+//! timer. A denial adds the log line and the local reply or the two closes.
 //!
 //! At the destination end (an inbound listener, learnt once per root context) the gather step
 //! differs and the rest is the same: the caller's certificate URI SAN (nothing at
 //! `on_new_connection`, before the TLS handshake; a plaintext caller stops here), the
 //! `:authority` (HTTP, as above), the SNI, `xds.cluster_name` and, once per inbound cluster,
-//! the services it serves. So an allowed inbound request makes 4 calls (3 for a connection); what the identity and the SNI resolve to is cached per identity and per SNI, so
-//! only the `:authority` is parsed per request. The outbound path's calls are unchanged
+//! the services it serves. So an allowed inbound request makes 4 calls (3 for a
+//! connection); what the identity and the SNI resolve to is cached per identity and per SNI,
+//! so only the `:authority` is parsed per request. The outbound path's calls are unchanged
 //! (the direction is a field of the shared state, not a host call).
 
 use tenant_egress_core::authority::{DYNAMIC_DNS_CLUSTER, OUTBOUND_PREFIX, PASSTHROUGH_CLUSTER};
