@@ -104,6 +104,26 @@ impl Config {
         };
         format!("{svc}.{ns}.svc.cluster.local")
     }
+
+    /// The status a cell of this traffic must answer: 403 for denied traffic when the filter
+    /// blocks, else 200.
+    pub fn expect(&self, traffic: &str) -> u16 {
+        if traffic == DENIED && self.blocks {
+            403
+        } else {
+            200
+        }
+    }
+
+    /// The request a cell of this traffic sends: `Host` only, or the realistic headers.
+    pub fn request(&self, traffic: &str) -> Vec<u8> {
+        let extra = if traffic == REALISTIC {
+            crate::client::realistic_headers()
+        } else {
+            Vec::new()
+        };
+        crate::client::request_bytes(&self.host(traffic), &extra)
+    }
 }
 
 fn owned((a, b): (&str, &str)) -> (String, String) {

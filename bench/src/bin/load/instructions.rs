@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use tenant_egress_tests::loadbench::{sidecar_bootstrap, upstream_bootstrap};
 use tenant_egress_tests::{free_ports, Http1Conn};
 
-use crate::cells::{Config, DENIED, REALISTIC, SVC_PORT};
-use crate::{client, io_err, log, start, LoadError};
+use crate::cells::{Config, DENIED, SVC_PORT};
+use crate::{io_err, log, start, LoadError};
 
 /// Requests before counting (V8 compiles and tiers the module's hot functions).
 const WARMUP: usize = 300;
@@ -162,17 +162,8 @@ pub fn count(envoy_bin: &Path, configs: &[Config], n: usize) -> Result<Vec<Count
         let bootstrap = sidecar_bootstrap(&cfg, SVC_PORT, port, upstream_port, &tmp);
         let vg = spawn(envoy_bin, &config.key, &bootstrap.to_string(), port)?;
         for &traffic in &config.traffics {
-            let expect = if traffic == DENIED && config.blocks {
-                403
-            } else {
-                200
-            };
-            let extra = if traffic == REALISTIC {
-                client::realistic_headers()
-            } else {
-                Vec::new()
-            };
-            let request = client::request_bytes(&config.host(traffic), &extra);
+            let expect = config.expect(traffic);
+            let request = config.request(traffic);
             let name = format!("{}/{traffic}", config.key);
             let deadline = Instant::now() + VALGRIND_TIMEOUT;
             while send(port, &request, expect, 1).is_err() {

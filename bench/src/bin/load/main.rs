@@ -37,7 +37,7 @@ use tenant_egress_tests::{
     free_ports, try_envoy_bin, try_raw_http1, try_wasm_path, workspace_root, Envoy, StartError,
 };
 
-use cells::{configs, Config, DENIED, REALISTIC, SVC_PORT};
+use cells::{configs, Config, SVC_PORT};
 use report::{CellResult, ConfigInfo, Meta, Report, Sample};
 
 /// How long a configuration may take, after Envoy is ready, to answer as expected (the wasm
@@ -394,18 +394,9 @@ fn run(args: &Args) -> Result<(), LoadError> {
             procfs::pin(envoy.pid(), cpu).map_err(io_err(format!("pinning {}", config.key)))?;
         }
         for &traffic in &config.traffics {
-            let expect = if traffic == DENIED && config.blocks {
-                403
-            } else {
-                200
-            };
+            let expect = config.expect(traffic);
             let host = config.host(traffic);
-            let extra = if traffic == REALISTIC {
-                client::realistic_headers()
-            } else {
-                Vec::new()
-            };
-            let request = client::request_bytes(&host, &extra);
+            let request = config.request(traffic);
             let name = format!("{}/{traffic}", config.key);
             let deadline = Instant::now() + ANSWER_TIMEOUT;
             loop {
