@@ -158,16 +158,9 @@ fn check_owned(path: &Path) -> Result<bool, OutputError> {
         file.take(OWNED_PREFIX_BYTES).read_to_end(&mut bytes)?;
         Ok(bytes)
     });
-    // A cut may split a UTF-8 sequence at the end: what comes before it is what is judged.
-    let text = prefix.map(|bytes| match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let mut bytes = e.into_bytes();
-            bytes.truncate(valid);
-            String::from_utf8(bytes).unwrap_or_default()
-        }
-    });
+    // A cut may split a UTF-8 sequence at the end; the mark is ASCII, so a lossy read judges
+    // the same.
+    let text = prefix.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     match text {
         Ok(text) if is_generated(&text) => Ok(true),
         Ok(_) => Err(OutputError::Usage(format!(
