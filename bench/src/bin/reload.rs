@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use tenant_egress_bench::{
     generate_policy, hundred_rule_tenant, tenant_host_entries, DEFAULT_SEED,
 };
+use tenant_egress_core::pattern::{HostEntry, HostPattern, NsSelector};
 use tenant_egress_core::shard::{destination_shard_for, shard_for};
 use tenant_egress_core::spec::{Mode, TenantSpec};
 use tenant_egress_core::PolicySpec;
@@ -187,9 +188,18 @@ fn allowed_caller<'a>(shard: &'a PolicySpec, ns: &str) -> Option<(&'a TenantSpec
                 .filter(|e| e.port.is_none())
                 .flat_map(|e| &e.hosts)
                 .find_map(|h| {
-                    let (sel, name) = h.split_once('/')?;
+                    // Read with the policy's own host grammar.
+                    let entry: HostEntry = h.parse().ok()?;
+                    let selects = match &entry.namespace {
+                        NsSelector::Any => true,
+                        NsSelector::Named(n) => n == ns,
+                        NsSelector::Own => false,
+                    };
+                    let HostPattern::Exact(name) = &entry.host else {
+                        return None;
+                    };
                     let svc = name.strip_suffix(&suffix)?;
-                    ((sel == "*" || sel == ns) && !svc.is_empty() && !svc.contains(['.', '*']))
+                    (selects && !entry.exclude && !svc.is_empty() && !svc.contains('.'))
                         .then(|| svc.to_owned())
                 })?;
             Some((t, svc))
